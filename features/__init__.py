@@ -1,0 +1,1 @@
+"""Data contract, CRM simulator and point-in-time feature pipeline (``leadscore.features``)."""

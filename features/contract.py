@@ -1,0 +1,159 @@
+"""The data contract: three tables any CRM or marketing-automation export can be mapped to.
+
+* ``leads``: one row per lead, with demographic and firmographic fit columns and PII that is
+  never a feature (only derived signals such as the e-mail domain type are kept).
+* ``activities``: one row per timestamped engagement or sales event.
+* ``outcomes``: one row per lead that became an opportunity.
+
+All timestamps are naive UTC (time-zone aware input is converted to UTC, then made naive).
+Categorical fit columns are open vocabularies: unknown values are accepted and scored.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+
+class Channel(StrEnum):
+    """How the lead reached us (its source)."""
+
+    WEB_FORM = "web_form"
+    PAID_SEARCH = "paid_search"
+    ORGANIC_SEARCH = "organic_search"
+    WEBINAR = "webinar"
+    TRADE_SHOW = "trade_show"
+    CONTENT_DOWNLOAD = "content_download"
+    REFERRAL = "referral"
+    PARTNER = "partner"
+    SOCIAL = "social"
+    PURCHASED_LIST = "purchased_list"
+
+
+class ActivityType(StrEnum):
+    """What a lead (or a rep, for sales touches) did."""
+
+    PAGE_VIEW = "page_view"
+    FORM_FILL = "form_fill"
+    CONTENT_DOWNLOAD = "content_download"
+    WEBINAR_REGISTERED = "webinar_registered"
+    WEBINAR_ATTENDED = "webinar_attended"
+    EMAIL_OPEN = "email_open"
+    EMAIL_CLICK = "email_click"
+    DEMO_REQUEST = "demo_request"
+    SALES_CALL = "sales_call"
+    SALES_EMAIL = "sales_email"
+    SALES_MEETING = "sales_meeting"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+
+
+class PageCategory(StrEnum):
+    """Category of the page a ``page_view`` was on."""
+
+    PRICING = "pricing"
+    PRODUCT = "product"
+    DOCS = "docs"
+    BLOG = "blog"
+    CAREERS = "careers"
+    OTHER = "other"
+
+
+class Seniority(StrEnum):
+    C_LEVEL = "c_level"
+    VP = "vp"
+    DIRECTOR = "director"
+    MANAGER = "manager"
+    INDIVIDUAL_CONTRIBUTOR = "individual_contributor"
+    STUDENT = "student"
+    OTHER = "other"
+
+
+SALES_TOUCH_TYPES: tuple[ActivityType, ...] = (
+    ActivityType.SALES_CALL,
+    ActivityType.SALES_EMAIL,
+    ActivityType.SALES_MEETING,
+)
+
+# Columns of ``leads`` that identify a person: used only to derive signals, then dropped.
+PII_COLUMNS: tuple[str, ...] = ("email", "first_name", "last_name", "phone")
+CATEGORICAL_FIT_COLUMNS: tuple[str, ...] = (
+    "channel",
+    "seniority",
+    "department",
+    "country",
+    "industry",
+    "company_type",
+)
+NUMERIC_FIT_COLUMNS: tuple[str, ...] = ("employee_count", "annual_revenue")
+
+
+class LeadsSchema(pa.DataFrameModel):
+    """One row per lead as exported from the CRM."""
+
+    lead_id: Series[str] = pa.Field(unique=True, nullable=False, description="CRM lead id (unique).")
+    created_at: Series[pd.Timestamp] = pa.Field(
+        nullable=False, description="When the lead was created (naive UTC)."
+    )
+    channel: Series[str] = pa.Field(
+        nullable=True, description="Source channel, e.g. web_form, paid_search, purchased_list."
+    )
+    job_title: Series[str] = pa.Field(nullable=True, description="Free-text job title.")
+    seniority: Series[str] = pa.Field(nullable=True, description="c_level, vp, director, manager, ...")
+    department: Series[str] = pa.Field(nullable=True, description="Department, e.g. marketing, it.")
+    country: Series[str] = pa.Field(nullable=True, description="ISO 3166 alpha-2 country code.")
+    industry: Series[str] = pa.Field(nullable=True, description="Company industry.")
+    employee_count: Series[float] = pa.Field(
+        ge=0, nullable=True, description="Number of employees at the company."
+    )
+    annual_revenue: Series[float] = pa.Field(
+        ge=0, nullable=True, description="Company annual revenue in USD."
+    )
+    company_type: Series[str] = pa.Field(
+        nullable=True, description="private, public, nonprofit, government, education."
+    )
+    email: Series[str] = pa.Field(nullable=True, description="PII: used only to derive the domain type.")
+    first_name: Series[str] = pa.Field(nullable=True, description="PII: never a feature.")
+    last_name: Series[str] = pa.Field(nullable=True, description="PII: never a feature.")
+    phone: Series[str] = pa.Field(nullable=True, description="PII: never a feature.")
+
+    class Config:
+        coerce = True
+        strict = False  # extra CRM columns are carried along and ignored
+
+
+class ActivitiesSchema(pa.DataFrameModel):
+    """One row per timestamped engagement event or sales touch."""
+
+    lead_id: Series[str] = pa.Field(nullable=False, description="Lead the event belongs to.")
+    timestamp: Series[pd.Timestamp] = pa.Field(nullable=False, description="When it happened (naive UTC).")
+    activity_type: Series[str] = pa.Field(
+        isin=[t.value for t in ActivityType], nullable=False, description="One of ActivityType."
+    )
+    page_category: Series[str] = pa.Field(
+        nullable=True, description="For page_view: pricing, product, docs, blog, careers, other."
+    )
+    campaign: Series[str] = pa.Field(nullable=True, description="Optional campaign name.")
+
+    class Config:
+        coerce = True
+        strict = False
+
+
+class OutcomesSchema(pa.DataFrameModel):
+    """One row per lead that became an opportunity."""
+
+    lead_id: Series[str] = pa.Field(unique=True, nullable=False, description="Lead that converted.")
+    converted_at: Series[pd.Timestamp] = pa.Field(
+        nullable=False, description="When the opportunity was created (naive UTC)."
+    )
+    opportunity_amount: Series[float] = pa.Field(
+        ge=0, nullable=True, description="Optional opportunity amount in USD."
+    )
+
+    class Config:
+        coerce = True
+        strict = False

@@ -1,0 +1,579 @@
+"""Load and validate the three CRM tables, reporting every contract problem at once.
+
+:func:`load_crm_tables` reads ``leads``, ``activities`` and ``outcomes`` files and
+:func:`validate_crm_tables` checks data frames against :mod:`leadscore.features.contract`.
+Every problem in every table (pandera checks run lazily, then cross-table checks) is collected
+into one :class:`DataContractError` whose message says, in plain words, which table, column and
+rows to fix. Row numbers are 0-based positions of the data rows (the header is not a row).
+
+Normalisations, each logged with a count on the ``leadscore.features.loading`` logger:
+
+* empty and whitespace-only strings become missing;
+* timestamps are parsed (ISO 8601 fast; other formats as pandas reads them, month first);
+  time-zone aware values are converted to UTC and made naive;
+* non-text values in text columns (e.g. integer lead ids) are converted to text.
+
+No row is ever dropped: a row that breaks the contract is an error, not a silent removal.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pda
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from leadscore.features.contract import ActivitiesSchema, ActivityType, LeadsSchema, OutcomesSchema
+
+__all__ = [
+    "ContractProblem",
+    "CrmTables",
+    "DataContractError",
+    "empty_activities",
+    "empty_outcomes",
+    "load_crm_tables",
+    "read_table",
+    "validate_crm_tables",
+]
+
+logger = logging.getLogger("leadscore.features.loading")
+
+TABLES: tuple[str, ...] = ("leads", "activities", "outcomes")
+_SCHEMAS: dict[str, type[pda.DataFrameModel]] = {
+    "leads": LeadsSchema,
+    "activities": ActivitiesSchema,
+    "outcomes": OutcomesSchema,
+}
+MAX_EXAMPLE_ROWS = 10
+# Timestamps that match neither ISO 8601 nor the format inferred from the column are parsed one by
+# one (slow); above this many such values they are reported as wrong types without trying.
+_MIXED_PARSE_LIMIT = 100_000
+_NS_MIN = pd.Timestamp.min.ceil("s")
+_NS_MAX = pd.Timestamp.max.floor("s")
+# A time of day followed by a UTC offset: "10:00Z", "10:00:00+02:00", "10:00:00.5 -0500".
+_OFFSET_PATTERN = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:Z|UTC|GMT|[+-]\d\d(?::?\d\d)?)$"
+
+
+@dataclass(frozen=True)
+class ContractProblem:
+    """One kind of contract violation in one column of one table."""
+
+    table: str
+    """``"leads"``, ``"activities"`` or ``"outcomes"``."""
+    column: str | None
+    """The column concerned; ``None`` for table-level problems."""
+    problem: str
+    """Plain-language description, e.g. ``"duplicate lead_id"``."""
+    rows: tuple[int, ...]
+    """0-based data-row numbers of the first (at most 10) offending rows."""
+    count: int
+    """How many rows have the problem (for a missing column: every row of the table)."""
+
+    def describe(self) -> str:
+        """One line naming table, column, problem, row count and example rows."""
+        where = self.table if self.column is None else f"{self.table}.{self.column}"
+        noun = "row" if self.count == 1 else "rows"
+        if self.problem == "missing column":
+            detail = "required by the contract"
+        elif not self.rows:
+            detail = f"{self.count} {noun}"
+        elif self.count > len(self.rows):
+            detail = f"{self.count} {noun}, first {len(self.rows)}: {', '.join(map(str, self.rows))}"
+        else:
+            detail = f"{self.count} {noun}: {', '.join(map(str, self.rows))}"
+        return f"{where}: {self.problem} ({detail})"
+
+
+class DataContractError(ValueError):
+    """The input tables break the data contract; ``problems`` lists every violation found."""
+
+    def __init__(self, problems: Iterable[ContractProblem]) -> None:
+        self.problems: list[ContractProblem] = list(problems)
+        super().__init__(self.problems)
+
+    def __str__(self) -> str:
+        n = len(self.problems)
+        tables = sorted({p.table for p in self.problems}, key=_table_order)
+        head = (
+            f"The CRM data does not meet the data contract: {n} problem{'s' if n != 1 else ''} "
+            f"in {', '.join(tables)} (row numbers are 0-based data rows):"
+        )
+        return "\n".join([head, *(f"  - {p.describe()}" for p in self.problems)])
+
+
+@dataclass(frozen=True, eq=False)
+class CrmTables:
+    """The three validated tables (coerced dtypes, naive-UTC timestamps, extra columns kept)."""
+
+    leads: pd.DataFrame
+    """One row per lead; PII columns are still present (the feature pipeline drops them)."""
+    activities: pd.DataFrame
+    """One row per activity; an empty frame with the contract columns if none were given."""
+    outcomes: pd.DataFrame
+    """One row per converted lead; an empty frame with the contract columns if none were given."""
+
+
+# --------------------------------------------------------------------------------------------- #
+# Public API
+# --------------------------------------------------------------------------------------------- #
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file (chosen by suffix).
+
+    CSV text columns of the contract (``lead_id``, ``phone``, ...) are read as text so that
+    leading zeros survive. Raises ``ValueError`` for any other suffix.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return pd.read_parquet(path, engine="pyarrow")
+    if name.endswith((".csv", ".csv.gz")):
+        dtype = dict.fromkeys(_all_text_columns(), str)
+        try:  # the pyarrow engine is several times faster on large files
+            return pd.read_csv(path, dtype=dtype, engine="pyarrow")
+        except (pa.ArrowException, ValueError):
+            return pd.read_csv(path, dtype=dtype, low_memory=False)
+    raise ValueError(f"unsupported file format for {path.name!r}: use .csv, .csv.gz, .parquet or .pq")
+
+
+def load_crm_tables(
+    *,
+    leads: Path,
+    activities: Path | None = None,
+    outcomes: Path | None = None,
+    now: pd.Timestamp | None = None,
+) -> CrmTables:
+    """Read the CRM files with :func:`read_table` and validate them with :func:`validate_crm_tables`."""
+    return validate_crm_tables(
+        leads=read_table(leads),
+        activities=None if activities is None else read_table(activities),
+        outcomes=None if outcomes is None else read_table(outcomes),
+        now=now,
+    )
+
+
+def validate_crm_tables(
+    *,
+    leads: pd.DataFrame,
+    activities: pd.DataFrame | None = None,
+    outcomes: pd.DataFrame | None = None,
+    now: pd.Timestamp | None = None,
+) -> CrmTables:
+    """Coerce and validate the tables against the contract, including cross-table consistency.
+
+    ``now`` bounds timestamps ("in the future" means after it); it defaults to the current UTC
+    time. Raises :class:`DataContractError` listing every problem of every table.
+    """
+    cutoff = _naive_utc_now() if now is None else _to_naive_utc(pd.Timestamp(now))
+    report = _Report()
+    frames = {
+        "leads": leads,
+        "activities": empty_activities() if activities is None else activities,
+        "outcomes": empty_outcomes() if outcomes is None else outcomes,
+    }
+    prepared = {table: _prepare(table, frame, report) for table, frame in frames.items()}
+    validated = {table: _run_schema(table, frame, report) for table, frame in prepared.items()}
+    _cross_table_checks(prepared, cutoff, report)
+    if report.problems:
+        raise DataContractError(report.sorted_problems())
+    return CrmTables(**validated)
+
+
+def empty_activities() -> pd.DataFrame:
+    """An empty activities table with the contract's columns and dtypes."""
+    return _empty("activities")
+
+
+def empty_outcomes() -> pd.DataFrame:
+    """An empty outcomes table with the contract's columns and dtypes."""
+    return _empty("outcomes")
+
+
+# --------------------------------------------------------------------------------------------- #
+# Problem collection
+# --------------------------------------------------------------------------------------------- #
+
+
+class _Report:
+    """Collects problems; remembers rows already reported per column to avoid double reports."""
+
+    def __init__(self) -> None:
+        self.problems: list[ContractProblem] = []
+        self.reported_rows: dict[tuple[str, str], np.ndarray] = {}
+
+    def add(self, table: str, column: str | None, problem: str, rows: np.ndarray) -> None:
+        """Record ``problem`` for the given 0-based row positions (ignored when there are none)."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if rows.size == 0:
+            return
+        self.problems.append(
+            ContractProblem(
+                table=table,
+                column=column,
+                problem=problem,
+                rows=tuple(int(r) for r in rows[:MAX_EXAMPLE_ROWS]),
+                count=int(rows.size),
+            )
+        )
+
+    def add_whole_column(self, table: str, column: str | None, problem: str, count: int) -> None:
+        self.problems.append(ContractProblem(table, column, problem, rows=(), count=count))
+
+    def mark(self, table: str, column: str, rows: np.ndarray) -> None:
+        """Remember rows whose (unusable) value in ``column`` was already reported."""
+        key = (table, column)
+        previous = self.reported_rows.get(key, np.empty(0, dtype=np.int64))
+        self.reported_rows[key] = np.union1d(previous, np.asarray(rows, dtype=np.int64))
+
+    def sorted_problems(self) -> list[ContractProblem]:
+        """By table, missing columns first, then in contract column order (stable otherwise)."""
+
+        def key(p: ContractProblem) -> tuple[int, int, int]:
+            columns = list(_schema(p.table).columns) if p.table in TABLES else []
+            position = columns.index(p.column) if p.column in columns else len(columns)
+            return (_table_order(p.table), 0 if p.problem == "missing column" else 1, position)
+
+        return sorted(self.problems, key=key)
+
+
+def _table_order(table: str) -> int:
+    return TABLES.index(table) if table in TABLES else len(TABLES)
+
+
+# --------------------------------------------------------------------------------------------- #
+# Schema introspection
+# --------------------------------------------------------------------------------------------- #
+
+
+@cache
+def _schema(table: str) -> pda.DataFrameSchema:
+    return _SCHEMAS[table].to_schema()
+
+
+def _columns(table: str, kind: str) -> tuple[str, ...]:
+    """Contract columns of ``table`` whose dtype is ``kind`` ("datetime", "number" or "text")."""
+    out = []
+    for name, column in _schema(table).columns.items():
+        dtype = column.dtype.type
+        if pd.api.types.is_datetime64_dtype(dtype):
+            col_kind = "datetime"
+        elif pd.api.types.is_numeric_dtype(dtype):
+            col_kind = "number"
+        else:
+            col_kind = "text"
+        if col_kind == kind:
+            out.append(name)
+    return tuple(out)
+
+
+@cache
+def _all_text_columns() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c for table in TABLES for c in _columns(table, "text")))
+
+
+def _empty(table: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {name: pd.Series(dtype=column.dtype.type) for name, column in _schema(table).columns.items()}
+    )
+
+
+# --------------------------------------------------------------------------------------------- #
+# Per-table coercion (vectorised); pandera then only checks
+# --------------------------------------------------------------------------------------------- #
+
+
+def _prepare(table: str, frame: pd.DataFrame, report: _Report) -> pd.DataFrame:
+    """Positional index, blanks to missing, and timestamps / numbers / text coerced to contract dtypes."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{table} must be a pandas DataFrame, got {type(frame).__name__}")
+    df = frame.reset_index(drop=True)
+    duplicated = df.columns[df.columns.duplicated()]
+    if len(duplicated):
+        names = ", ".join(repr(str(c)) for c in dict.fromkeys(duplicated))
+        report.add_whole_column(table, None, f"duplicate column names: {names}", len(df))
+        df = df.loc[:, ~df.columns.duplicated()]
+    for name in df.columns:
+        if _is_text_like(df[name]):
+            df[name] = _blank_to_missing(table, name, df[name])
+    for name in _columns(table, "datetime"):
+        if name in df.columns:
+            df[name] = _coerce_timestamps(table, name, df[name], report)
+    for name in _columns(table, "number"):
+        if name in df.columns:
+            df[name] = _coerce_numbers(table, name, df[name], report)
+    for name in _columns(table, "text"):
+        if name in df.columns:
+            df[name] = _coerce_text(table, name, df[name])
+    return df
+
+
+def _is_text_like(s: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(s.dtype) or s.dtype == object
+
+
+def _blank_to_missing(table: str, name: str, s: pd.Series) -> pd.Series:
+    blank = _blank_mask(s)
+    n_blank = int(blank.sum())
+    if n_blank == 0:
+        return s
+    logger.info("%s.%s: %d empty or whitespace-only strings set to missing", table, name, n_blank)
+    return s.mask(blank)
+
+
+def _blank_mask(s: pd.Series) -> np.ndarray:
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        text = pa.array(s)
+        blank = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
+        return np.asarray(pc.fill_null(blank, False).to_numpy(zero_copy_only=False), dtype=bool)
+    try:
+        return s.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    except AttributeError:  # an object column without any strings
+        return np.zeros(len(s), dtype=bool)
+
+
+def _example(value: object) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    return repr(value) if isinstance(value, int | float | bool) else repr(str(value))
+
+
+def _report_bad_values(
+    table: str, name: str, raw: pd.Series, bad: np.ndarray, problem: str, report: _Report
+) -> None:
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        report.add(table, name, f"{problem}, got {_example(raw.iloc[rows[0]])}", rows)
+        report.mark(table, name, rows)
+
+
+def _coerce_timestamps(table: str, name: str, s: pd.Series, report: _Report) -> pd.Series:
+    present = s.notna().to_numpy()
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        n_aware = int(present.sum())
+        if n_aware:
+            logger.info("%s.%s: %d time-zone aware timestamps converted to naive UTC", table, name, n_aware)
+        parsed, out_of_range = _to_ns(s.dt.tz_convert("UTC").dt.tz_localize(None))
+    elif pd.api.types.is_datetime64_dtype(s.dtype):
+        parsed, out_of_range = _to_ns(s)
+    elif _is_text_like(s):
+        parsed, out_of_range = _parse_timestamp_text(table, name, s)
+    else:  # numbers, booleans, ...: no unambiguous meaning as a point in time
+        parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+        out_of_range = np.zeros(len(s), dtype=bool)
+    unparsed = present & parsed.isna().to_numpy() & ~out_of_range
+    _report_bad_values(table, name, s, unparsed, "wrong type: expected datetime", report)
+    span = f"{_NS_MIN:%Y-%m-%d} to {_NS_MAX:%Y-%m-%d}"
+    _report_bad_values(table, name, s, out_of_range, f"timestamp out of range (supported: {span})", report)
+    return parsed
+
+
+def _to_ns(parsed: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Naive timestamps as ``datetime64[ns]``; values outside its range become NaT and are flagged."""
+    out_of_range = ((parsed < _NS_MIN) | (parsed > _NS_MAX)).to_numpy(dtype=bool, copy=True)
+    if out_of_range.any():
+        parsed = parsed.mask(out_of_range)
+    return parsed.astype("datetime64[ns]"), out_of_range
+
+
+def _parse_timestamp_text(table: str, name: str, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """ISO 8601 first (fast), then the column's inferred format, then value by value for the rest."""
+    try:
+        first = pd.to_datetime(s, format="ISO8601", errors="coerce")
+        n_aware = int(first.notna().sum()) if isinstance(first.dtype, pd.DatetimeTZDtype) else 0
+    except (ValueError, TypeError):  # mixed offsets, or naive values mixed with aware ones
+        first = pd.to_datetime(s, format="ISO8601", errors="coerce", utc=True)
+        n_aware = _count_offsets(s[first.notna().to_numpy()])
+    if isinstance(first.dtype, pd.DatetimeTZDtype):
+        first = first.dt.tz_convert("UTC").dt.tz_localize(None)
+    parsed, out_of_range = _to_ns(first)
+    values = parsed.to_numpy(copy=True)
+    present = s.notna().to_numpy()
+    for fmt in (None, "mixed"):
+        failed = present & np.isnat(values) & ~out_of_range
+        n_failed = int(failed.sum())
+        if n_failed == 0 or (fmt == "mixed" and n_failed > _MIXED_PARSE_LIMIT):
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
+            retry = pd.to_datetime(s[failed], format=fmt, errors="coerce", utc=True)
+        n_aware += _count_offsets(s[failed][retry.notna().to_numpy()])
+        retry_ns, retry_out = _to_ns(retry.dt.tz_localize(None))
+        values[failed] = retry_ns.to_numpy()
+        out_of_range[failed] = retry_out
+    if n_aware:
+        logger.info("%s.%s: %d time-zone aware timestamps converted to naive UTC", table, name, n_aware)
+    return pd.Series(values, index=s.index, name=s.name), out_of_range
+
+
+def _count_offsets(s: pd.Series) -> int:
+    """How many timestamp strings carry a UTC offset (``Z``, ``+02:00``, ...)."""
+    if s.empty:
+        return 0
+    text = s.astype("str").str.strip()
+    return int(text.str.contains(_OFFSET_PATTERN, case=False, regex=True).fillna(False).sum())
+
+
+def _coerce_numbers(table: str, name: str, s: pd.Series, report: _Report) -> pd.Series:
+    present = s.notna().to_numpy()
+    if pd.api.types.is_bool_dtype(s.dtype) or not (
+        pd.api.types.is_numeric_dtype(s.dtype) or _is_text_like(s)
+    ):
+        values = np.full(len(s), np.nan)
+    else:
+        numeric = pd.to_numeric(s, errors="coerce")
+        values = numeric.to_numpy(dtype="float64", na_value=np.nan)
+    bad = present & np.isnan(values)
+    _report_bad_values(table, name, s, bad, "wrong type: expected number", report)
+    return pd.Series(values, index=s.index, name=s.name)
+
+
+def _coerce_text(table: str, name: str, s: pd.Series) -> pd.Series:
+    original = s.dtype
+    if original == "str":
+        return s
+    if s.dtype == object:
+        if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+            return s.astype("str")
+        is_text = np.fromiter((isinstance(v, str) for v in s.to_numpy()), dtype=bool, count=len(s))
+        n_changed = int((s.notna().to_numpy() & ~is_text).sum())
+    elif pd.api.types.is_string_dtype(s.dtype) or (
+        isinstance(s.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(s.dtype.categories)
+    ):
+        return s.astype("str")  # another string dtype (pd.NA semantics, categories): same values
+    else:
+        n_changed = int(s.notna().sum())
+        if pd.api.types.is_float_dtype(s.dtype):
+            whole = s.dropna().to_numpy(dtype="float64")
+            if np.isfinite(whole).all() and (whole == np.round(whole)).all() and (abs(whole) < 2**53).all():
+                s = s.astype("Int64")  # lead id 1.0 (a float column because of gaps) becomes "1"
+    if n_changed:
+        logger.info("%s.%s: %d non-text values (%s) converted to text", table, name, n_changed, original)
+    return s.astype("str")
+
+
+# --------------------------------------------------------------------------------------------- #
+# pandera: lazy validation, failure cases translated into plain-language problems
+# --------------------------------------------------------------------------------------------- #
+
+
+def _run_schema(table: str, df: pd.DataFrame, report: _Report) -> pd.DataFrame:
+    try:
+        return _schema(table).validate(df, lazy=True)
+    except pda.errors.SchemaErrors as err:
+        _translate_failures(table, err.failure_cases, report, n_rows=len(df))
+        return df
+
+
+def _translate_failures(table: str, cases: pd.DataFrame, report: _Report, *, n_rows: int) -> None:
+    cases = cases.astype({"check": "str"})
+    missing = cases[cases["check"] == "column_in_dataframe"]
+    for column in dict.fromkeys(missing["failure_case"].astype("str")):
+        report.add_whole_column(table, column, "missing column", n_rows)
+    column_cases = cases[(cases["check"] != "column_in_dataframe") & cases["index"].notna()]
+    for key, group in column_cases.groupby(["column", "check"], sort=False):
+        column, check = (str(part) for part in cast("tuple[object, object]", key))
+        rows = group["index"].to_numpy(dtype=np.int64)
+        already = report.reported_rows.get((table, column))
+        if already is not None:  # e.g. an unparsable timestamp, which pandera sees as missing
+            rows = rows[~np.isin(rows, already)]
+        report.add(table, column, _describe_check(column, check, group["failure_case"]), rows)
+    unlocated = cases[(cases["check"] != "column_in_dataframe") & cases["index"].isna()]
+    for key, _group in unlocated.groupby(["column", "check"], sort=False, dropna=False):
+        column_label, check_name = cast("tuple[object, object]", key)
+        column_name = None if pd.isna(cast("float | str | None", column_label)) else str(column_label)
+        report.add_whole_column(table, column_name, f"failed check {check_name}", n_rows)
+
+
+def _describe_check(column: str, check: str, values: pd.Series) -> str:
+    if check == "not_nullable":
+        return "missing value"
+    if check == "field_uniqueness":
+        return f"duplicate {column}"
+    if check.startswith("greater_than_or_equal_to(0"):
+        return "negative value"
+    if check.startswith("isin("):
+        counts = values.astype("str").value_counts()
+        shown = ", ".join(f"{v!r} ({n})" for v, n in counts.head(5).items())
+        more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
+        expected = _expected_values(column)
+        return f"unknown {column}: {shown}{more}; expected one of {expected}"
+    if check.startswith(("dtype(", "coerce_dtype(")):
+        expected = check.split("(", 1)[1].rstrip(")").strip("'")
+        return f"wrong type: expected {expected}, got {_example(values.iloc[0])}"
+    return f"failed check {check}"
+
+
+def _expected_values(column: str) -> str:
+    if column == "activity_type":
+        return ", ".join(t.value for t in ActivityType)
+    return "the allowed values"
+
+
+# --------------------------------------------------------------------------------------------- #
+# Cross-table checks (vectorised with pyarrow hash lookups)
+# --------------------------------------------------------------------------------------------- #
+
+
+def _cross_table_checks(tables: dict[str, pd.DataFrame], now: pd.Timestamp, report: _Report) -> None:
+    leads = tables["leads"]
+    after = f"timestamp in the future (after {now:%Y-%m-%d %H:%M:%S})"
+    for table, column in (("leads", "created_at"), ("activities", "timestamp"), ("outcomes", "converted_at")):
+        if column in tables[table].columns:
+            report.add(table, column, after, np.flatnonzero((tables[table][column] > now).to_numpy()))
+    if "lead_id" not in leads.columns:
+        return
+    created = leads["created_at"].to_numpy() if "created_at" in leads.columns else None
+    for table, column, noun, before in (
+        ("activities", "timestamp", "activity", "activity before the lead was created"),
+        ("outcomes", "converted_at", "outcome", "conversion before the lead was created"),
+    ):
+        frame = tables[table]
+        if "lead_id" not in frame.columns or frame.empty:
+            continue
+        position = _positions(frame["lead_id"], leads["lead_id"])
+        known = position >= 0
+        unknown = frame["lead_id"].notna().to_numpy() & ~known
+        report.add(table, "lead_id", f"{noun} for unknown lead", np.flatnonzero(unknown))
+        if created is None or column not in frame.columns:
+            continue
+        when = frame[column].to_numpy()
+        early = np.zeros(len(frame), dtype=bool)
+        early[known] = when[known] < created[position[known]]  # NaT compares False
+        report.add(table, column, before, np.flatnonzero(early))
+
+
+def _positions(keys: pd.Series, values: pd.Series) -> np.ndarray:
+    """Row position in ``values`` of each key (first match), -1 where absent or missing."""
+    haystack = pa.array(values)
+    if isinstance(haystack, pa.ChunkedArray):
+        haystack = haystack.combine_chunks()
+    needles = pa.array(keys)
+    if needles.type != haystack.type:
+        haystack = haystack.cast(needles.type)
+    found = pc.fill_null(pc.index_in(needles, value_set=haystack), -1)
+    return np.asarray(found.to_numpy(), dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------- #
+# Time helpers
+# --------------------------------------------------------------------------------------------- #
+
+
+def _naive_utc_now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+
+
+def _to_naive_utc(ts: pd.Timestamp) -> pd.Timestamp:
+    return ts if ts.tzinfo is None else ts.tz_convert("UTC").tz_localize(None)

@@ -1,0 +1,295 @@
+"""Point-in-time feature computation, shared by training, batch scoring and serving.
+
+:func:`compute_features` turns leads + activities + snapshot times into one feature row per
+snapshot, using only activities at or before each snapshot's ``as_of`` (never after it), the way
+feast's point-in-time joins do. Training builds its table with it; the deployable model calls
+the very same function on a lead and its activities "as of now", so both sides get identical rows.
+
+Implementation: activities are encoded as one sorted int64 key ``(lead, second, signal)``; every
+window boundary of every snapshot is then a single vectorised ``searchsorted``, and per-signal
+counts are differences of per-signal cumulative sums. No Python loop runs per lead or event.
+Time resolution is one second: event times are rounded up and ``as_of`` down, so an event in the
+same second as the snapshot but after it is never counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.catalogue import (
+    CATEGORICAL_FEATURES,
+    FEATURE_NAMES,
+    SIGNALS,
+    WINDOWS_DAYS,
+    Family,
+    days_since_name,
+    total_count_name,
+    window_count_name,
+)
+from leadscore.features.contract import ActivityType, PageCategory
+
+SECONDS_PER_DAY = 86_400
+_SIGNAL_BITS = 5  # up to 32 signals packed in the low bits of the sort key
+FREE_MAIL_DOMAINS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "msn.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mail.com",
+        "gmx.com",
+        "gmx.de",
+        "web.de",
+        "proton.me",
+        "protonmail.com",
+        "yandex.com",
+        "yandex.ru",
+        "qq.com",
+        "163.com",
+        "zoho.com",
+    }
+)
+ENGAGEMENT_SIGNALS = tuple(
+    s.name for s in SIGNALS if s.family is Family.ENGAGEMENT and s.name not in ("unsubscribe", "bounce")
+)
+SALES_SIGNALS = tuple(s.name for s in SIGNALS if s.family is Family.SALES)
+KEY_COLUMNS = ("lead_id", "as_of")
+
+assert len(SIGNALS) < 2**_SIGNAL_BITS
+
+
+def email_domain_type(emails: pd.Series) -> pd.Series:
+    """Classify e-mail addresses as ``corporate``, ``free``, ``education`` or ``missing``.
+
+    Computed from the PII column, which is then never used again.
+    """
+    domain = emails.astype("string").str.strip().str.lower().str.rsplit("@", n=1).str[-1]
+    has_at = emails.astype("string").str.contains("@", regex=False).fillna(False).to_numpy(dtype=bool)
+    domain_values = domain.to_numpy(dtype=object, na_value=None)
+    result = np.full(len(emails), "corporate", dtype=object)
+    is_free = np.fromiter((d in FREE_MAIL_DOMAINS for d in domain_values), dtype=bool, count=len(emails))
+    is_edu = domain.str.endswith(".edu").fillna(False).to_numpy(dtype=bool) | domain.str.contains(
+        r"\.ac\.[a-z]{2}$", regex=True
+    ).fillna(False).to_numpy(dtype=bool)
+    result[is_free] = "free"
+    result[is_edu] = "education"
+    result[~has_at] = "missing"
+    return pd.Series(
+        pd.Categorical(result, categories=["corporate", "free", "education", "missing"]),
+        index=emails.index,
+        name="email_domain_type",
+    )
+
+
+def _codes_in(values: pd.Series, vocabulary: Sequence[str] | pd.Index) -> np.ndarray:
+    """Position of each value in ``vocabulary`` (-1 if absent or missing), fast for categoricals."""
+    index = vocabulary if isinstance(vocabulary, pd.Index) else pd.Index(list(vocabulary))
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        mapping = np.append(index.get_indexer(values.cat.categories.astype(str)), -1)
+        codes = values.cat.codes.to_numpy()
+        return mapping[np.where(codes >= 0, codes, len(mapping) - 1)]
+    return index.get_indexer(values)
+
+
+def _epoch_microseconds(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    return np.asarray(values, dtype="datetime64[us]").view(np.int64)
+
+
+def _signal_codes(activities: pd.DataFrame) -> np.ndarray:
+    """Signal index for every activity row (-1 for activity types the pipeline does not know)."""
+    types = [t.value for t in ActivityType]
+    pages = [p.value for p in PageCategory]
+    type_code = _codes_in(activities["activity_type"], types)
+    if "page_category" in activities.columns:
+        page_code = _codes_in(activities["page_category"], pages)
+    else:
+        page_code = np.full(len(activities), -1)
+    signal_of_type = np.full(len(types) + 1, -1, dtype=np.int64)  # last slot: unknown type
+    signal_of_page = np.full(len(pages) + 1, -1, dtype=np.int64)  # last slot: unknown page
+    for index, signal in enumerate(SIGNALS):
+        if signal.page_category is None:
+            signal_of_type[types.index(signal.activity_type.value)] = index
+        else:
+            signal_of_page[pages.index(signal.page_category.value)] = index
+    signal_of_page[-1] = signal_of_page[pages.index(PageCategory.OTHER.value)]
+    is_page_view = type_code == types.index(ActivityType.PAGE_VIEW.value)
+    return np.where(is_page_view, signal_of_page[page_code], signal_of_type[type_code])
+
+
+@contextmanager
+def _progress(enabled: bool, total: int, description: str) -> Iterator[object]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
+
+
+def compute_features(
+    *,
+    leads: pd.DataFrame,
+    activities: pd.DataFrame,
+    snapshots: pd.DataFrame,
+    windows_days: tuple[int, ...] = WINDOWS_DAYS,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Feature rows for each snapshot (``lead_id``, ``as_of``) from data at or before ``as_of``.
+
+    ``leads`` and ``activities`` follow the data contract; activities of leads that are not in
+    ``leads`` and activity types the pipeline does not know are ignored (the loaders report them).
+    Returns ``lead_id``, ``as_of`` and the catalogue's features, in catalogue order, one row per
+    snapshot in the snapshots' order.
+    """
+    if windows_days != WINDOWS_DAYS:
+        raise ValueError(f"windows_days must match the feature catalogue {WINDOWS_DAYS}")
+    lead_index = pd.Index(leads["lead_id"].astype(str))
+    if lead_index.has_duplicates:
+        raise ValueError("leads.lead_id must be unique")
+    snapshot_lead = _codes_in(snapshots["lead_id"].astype(str), lead_index)
+    if (snapshot_lead < 0).any():
+        unknown = snapshots["lead_id"][snapshot_lead < 0].astype(str).unique()[:5].tolist()
+        raise ValueError(f"snapshots name leads that are not in the leads table: {unknown}")
+
+    as_of_us = _epoch_microseconds(snapshots["as_of"])
+    as_of_s = np.floor_divide(as_of_us, 1_000_000)
+    with _progress(progress, total=len(SIGNALS) + 3, description="Computing features") as advance:
+        # 1. encode activities as one sorted key: lead | time (s) | signal
+        activity_lead = _codes_in(activities["lead_id"], lead_index)
+        signal = _signal_codes(activities)
+        keep = (activity_lead >= 0) & (signal >= 0)
+        event_s = -np.floor_divide(-_epoch_microseconds(activities["timestamp"]), 1_000_000)  # ceil
+        if keep.any():
+            first_second = min(int(event_s[keep].min()), int(as_of_s.min()) if len(as_of_s) else 0)
+        else:
+            first_second = int(as_of_s.min()) if len(as_of_s) else 0
+        origin = first_second - max(windows_days) * SECONDS_PER_DAY - 1
+        last_second = max(
+            int(event_s[keep].max()) if keep.any() else origin, int(as_of_s.max()) if len(as_of_s) else origin
+        )
+        time_bits = max(1, int(last_second - origin + 1).bit_length())
+        if len(lead_index).bit_length() + time_bits + _SIGNAL_BITS > 62:
+            raise ValueError("time range x number of leads is too large for one sort key; split the batch")
+        shift = np.int64(time_bits + _SIGNAL_BITS)
+        keys = (
+            (activity_lead[keep].astype(np.int64) << shift)
+            | ((event_s[keep] - origin).astype(np.int64) << _SIGNAL_BITS)
+            | signal[keep].astype(np.int64)
+        )
+        keys.sort()
+        event_signal = (keys & (2**_SIGNAL_BITS - 1)).astype(np.int8)
+        if advance:
+            advance()  # type: ignore[operator]
+
+        # 2. window boundaries of every snapshot (positions in the sorted keys)
+        lead_key = snapshot_lead.astype(np.int64) << shift
+        relative_as_of = as_of_s - origin
+
+        def events_up_to(relative_second: np.ndarray) -> np.ndarray:
+            bound = lead_key | (relative_second.astype(np.int64) << _SIGNAL_BITS) | (2**_SIGNAL_BITS - 1)
+            return np.searchsorted(keys, bound, side="right")
+
+        start = np.searchsorted(keys, lead_key, side="left")
+        upper = events_up_to(relative_as_of)
+        lowers = {days: events_up_to(relative_as_of - days * SECONDS_PER_DAY) for days in windows_days}
+        if advance:
+            advance()  # type: ignore[operator]
+
+        # 3. per-signal counts and recency
+        n = len(snapshots)
+        columns: dict[str, np.ndarray] = {}
+        for index, spec in enumerate(SIGNALS):
+            is_signal = event_signal == index
+            cumulative = np.zeros(len(keys) + 1, dtype=np.int32)
+            np.cumsum(is_signal, out=cumulative[1:])
+            seen_before_upper = cumulative[upper]
+            for days in windows_days:
+                columns[window_count_name(spec.name, days)] = (
+                    seen_before_upper - cumulative[lowers[days]]
+                ).astype(np.float32)
+            total = seen_before_upper - cumulative[start]
+            columns[total_count_name(spec.name)] = total.astype(np.float32)
+            days_since = np.full(n, np.nan, dtype=np.float32)
+            has_any = total > 0
+            if has_any.any():
+                positions = np.flatnonzero(is_signal)
+                last_key = keys[positions[seen_before_upper[has_any] - 1]]
+                last_second = (last_key >> _SIGNAL_BITS) & (2**time_bits - 1)
+                days_since[has_any] = (relative_as_of[has_any] - last_second) / SECONDS_PER_DAY
+            columns[days_since_name(spec.name)] = days_since
+            if advance:
+                advance()  # type: ignore[operator]
+
+        # 4. aggregates over signals
+        def total_over(names: Sequence[str], window: int) -> np.ndarray:
+            return np.sum([columns[window_count_name(s, window)] for s in names], axis=0, dtype=np.float32)
+
+        engagement_30d = total_over(ENGAGEMENT_SIGNALS, 30)
+        engagement_90d = total_over(ENGAGEMENT_SIGNALS, 90)
+        columns["engagement_events_30d"] = engagement_30d
+        columns["engagement_trend_30d"] = engagement_30d - (engagement_90d - engagement_30d) / 2
+        columns["days_since_last_activity"] = _nanmin(
+            [columns[days_since_name(s)] for s in ENGAGEMENT_SIGNALS]
+        )
+        columns["sales_touches_total"] = np.sum(
+            [columns[total_count_name(s)] for s in SALES_SIGNALS], axis=0, dtype=np.float32
+        )
+        columns["days_since_last_sales_touch"] = _nanmin([columns[days_since_name(s)] for s in SALES_SIGNALS])
+
+        # 5. fit columns (static lead attributes) and lead age
+        created_us = _epoch_microseconds(leads["created_at"])[snapshot_lead]
+        columns["lead_age_days"] = ((as_of_us - created_us) / (SECONDS_PER_DAY * 1e6)).astype(np.float32)
+        for name in ("employee_count", "annual_revenue"):
+            values = pd.to_numeric(leads[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            columns[name] = values[snapshot_lead].astype(np.float32)
+        if advance:
+            advance()  # type: ignore[operator]
+        fit = leads.loc[:, [c for c in CATEGORICAL_FEATURES if c != "email_domain_type"]]
+        categorical: dict[str, pd.Categorical] = {}
+        for name in fit.columns:
+            as_category = fit[name].astype("category")
+            categorical[name] = pd.Categorical.from_codes(
+                as_category.cat.codes.to_numpy()[snapshot_lead], categories=as_category.cat.categories
+            )
+        domain = email_domain_type(leads["email"]) if "email" in leads.columns else None
+        if domain is not None:
+            categorical["email_domain_type"] = pd.Categorical.from_codes(
+                domain.cat.codes.to_numpy()[snapshot_lead], categories=domain.cat.categories
+            )
+        else:
+            categorical["email_domain_type"] = pd.Categorical(["missing"] * n)
+        if advance:
+            advance()  # type: ignore[operator]
+
+    frame = pd.DataFrame(
+        {
+            "lead_id": snapshots["lead_id"].astype(str).to_numpy(),
+            "as_of": pd.to_datetime(snapshots["as_of"]).to_numpy(),
+        }
+    )
+    features = pd.DataFrame(
+        {name: categorical[name] if name in categorical else columns[name] for name in FEATURE_NAMES}
+    )
+    return pd.concat([frame, features], axis=1)
+
+
+def _nanmin(arrays: list[np.ndarray]) -> np.ndarray:
+    stacked = np.vstack(arrays)
+    all_missing = np.isnan(stacked).all(axis=0)
+    result = np.full(stacked.shape[1], np.nan, dtype=np.float32)
+    if (~all_missing).any():
+        result[~all_missing] = np.nanmin(stacked[:, ~all_missing], axis=0)
+    return result

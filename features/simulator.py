@@ -1,0 +1,970 @@
+"""A realistic, fully vectorised CRM simulator with a known generative model.
+
+``simulate_crm`` produces the three contract tables (``leads``, ``activities``, ``outcomes``) plus a
+``truth`` table with each lead's latent intent, the additive parts of its conversion logit, its true
+conversion probability and whether it converts. Everything is drawn from one
+``np.random.default_rng(seed)`` with array operations only (no Python loop per lead or per event), so
+1M leads / ~18M activities take well under a minute.
+
+Generative model (times in days since ``start``; ``exported_at = end``):
+
+* Leads are created with a growing rate over ``[start, end)``, fewer at weekends, mostly in business
+  hours. They belong to companies (industry, size, revenue, type, country, domain); students belong
+  to universities (``.edu``).
+* ``intent = channel shift + seniority shift + N(0, 1)``; job seekers (careers-page visitors) get
+  ``-1``. Engagement events per lead ~ ``Poisson(18.3 * exp(0.5 * intent) * Gamma(2, 1/2))``, each
+  ``created_at + Exponential(tau * type_scale)`` with a per-lead ``tau ~ LogNormal(log 18 d, 0.7)``; the
+  event-type mix shifts with intent (pricing/product/demo/webinar up, blog/e-mail opens down).
+* Sales touches follow the first demo request (92 % touched, ``1 + Poisson(3.5)`` touches) or else
+  the first form fill (fit- and intent-driven), capped at 10, spread over days to weeks.
+* ``logit = logit_base + logit_fit + logit_engagement + logit_demo + logit_sales + logit_negative``
+  (formulas in ``_conversion_logits``), ``true_probability = sigmoid(logit)``,
+  ``converts ~ Bernoulli(true_probability)`` and ``converted_at = created_at + delay`` with
+  ``delay ~ Gamma(shape=2, scale=14 days)`` drawn independently of everything else, which makes
+  ``oracle_probability`` exact. Conversions after ``exported_at`` are censored (no outcome row).
+* The latent event stream decides the logit; the export then drops every activity after
+  ``converted_at`` (the lead became an opportunity) or after ``exported_at``; a converter's first
+  demo request that would fall after ``converted_at`` is moved to shortly before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import stats
+
+from leadscore.features.contract import ActivityType, Channel, PageCategory, Seniority
+
+__all__ = [
+    "CONVERSION_DELAY",
+    "DELAY_SCALE_DAYS",
+    "DELAY_SHAPE",
+    "FREEMAIL_DOMAINS",
+    "SimulatedCRM",
+    "oracle_probability",
+    "simulate_crm",
+    "write_crm",
+]
+
+DAY_NS = 86_400 * 10**9
+DELAY_SHAPE = 2.0
+DELAY_SCALE_DAYS = 14.0
+#: Conversion delay (days after ``created_at``) of every converter: Gamma(shape 2, scale 14 days).
+CONVERSION_DELAY = stats.gamma(a=DELAY_SHAPE, scale=DELAY_SCALE_DAYS)
+
+FREEMAIL_DOMAINS: tuple[str, ...] = ("gmail.com", "yahoo.com", "hotmail.com", "outlook.com")
+
+_FREEMAIL_P = np.array([0.55, 0.15, 0.12, 0.18])
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Vocabularies and parameters
+# ---------------------------------------------------------------------------------------------------
+_CHANNELS = [c.value for c in Channel]
+# web_form, paid_search, organic_search, webinar, trade_show, content_download, referral, partner,
+# social, purchased_list
+_CHANNEL_P = np.array([0.16, 0.14, 0.14, 0.08, 0.06, 0.10, 0.06, 0.06, 0.10, 0.10])
+_CHANNEL_INTENT = np.array([0.3, 0.0, 0.1, 0.5, 0.2, 0.0, 0.7, 0.3, -0.4, -1.5])
+_CHANNEL_FREEMAIL = np.array([0.24, 0.24, 0.24, 0.20, 0.12, 0.28, 0.15, 0.12, 0.40, 0.08])
+_CH = {c: i for i, c in enumerate(_CHANNELS)}
+
+_SENIORITIES = [s.value for s in Seniority]
+# c_level, vp, director, manager, individual_contributor, student, other
+_SENIORITY_P = np.array([0.04, 0.06, 0.12, 0.22, 0.38, 0.08, 0.10])
+_SENIORITY_INTENT = np.array([0.1, 0.15, 0.15, 0.1, 0.0, -0.4, -0.1])
+_SENIORITY_FIT = np.array([0.5, 0.6, 0.45, 0.25, 0.0, -1.5, -0.3])
+_SENIORITY_SALES = np.array([1.0, 1.0, 0.8, 0.4, 0.0, -2.0, -0.5])
+_SEN = {s: i for i, s in enumerate(_SENIORITIES)}
+
+_DEPARTMENTS = ["sales", "marketing", "it", "engineering", "finance", "operations", "hr", "other"]
+_DEPARTMENT_P = np.array([0.14, 0.20, 0.18, 0.18, 0.08, 0.10, 0.05, 0.07])
+_DEPT_LABEL = ["Sales", "Marketing", "IT", "Engineering", "Finance", "Operations", "Human Resources", ""]
+
+_COUNTRIES = ["US", "GB", "DE", "FR", "CA", "AU", "NL", "IN", "BR", "ES", "SE", "JP"]
+_COUNTRY_P = np.array([0.38, 0.10, 0.09, 0.06, 0.06, 0.04, 0.04, 0.08, 0.04, 0.03, 0.03, 0.05])
+_COUNTRY_TLD = _words(".com .co.uk .de .fr .ca .com.au .nl .in .com.br .es .se .co.jp")
+_COUNTRY_DIAL = ["1", "44", "49", "33", "1", "61", "31", "91", "55", "34", "46", "81"]
+
+_INDUSTRIES = _words(
+    "software financial_services healthcare manufacturing retail education government media telecom other"
+)
+_INDUSTRY_P = np.array([0.20, 0.12, 0.10, 0.12, 0.09, 0.07, 0.05, 0.07, 0.06, 0.12])
+_INDUSTRY_FIT = np.array([0.35, 0.25, 0.1, 0.0, -0.1, -0.4, -0.3, -0.05, 0.15, -0.15])
+_REVENUE_PER_EMPLOYEE = np.array([250e3, 400e3, 150e3, 200e3, 120e3, 60e3, 80e3, 180e3, 300e3, 150e3])
+_EDUCATION = _INDUSTRIES.index("education")
+
+_COMPANY_TYPES = ["private", "public", "nonprofit", "government", "education"]
+# P(company_type | industry), rows in _INDUSTRIES order.
+_COMPANY_TYPE_P = np.array(
+    [
+        [0.78, 0.18, 0.02, 0.01, 0.01],
+        [0.60, 0.36, 0.02, 0.01, 0.01],
+        [0.55, 0.20, 0.20, 0.04, 0.01],
+        [0.75, 0.22, 0.01, 0.01, 0.01],
+        [0.74, 0.24, 0.01, 0.005, 0.005],
+        [0.08, 0.01, 0.10, 0.06, 0.75],
+        [0.05, 0.02, 0.03, 0.88, 0.02],
+        [0.75, 0.20, 0.04, 0.005, 0.005],
+        [0.55, 0.40, 0.01, 0.03, 0.01],
+        [0.70, 0.12, 0.14, 0.02, 0.02],
+    ]
+)
+
+_FIRST_NAMES = _words(
+    "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara Richard "
+    "Susan Joseph Jessica Thomas Sarah Charles Karen Daniel Lisa Matthew Nancy Anthony Sandra Mark "
+    "Ashley Paul Emily Steven Michelle Andrew Amanda Kevin Melissa Brian Laura George Anna Lukas "
+    "Sofia Hannah Felix Emma Louis Chloe Lucas Camille Arjun Priya Rahul Ananya Wei Mei Hiroshi Yuki "
+    "Sven Ingrid Pedro Ana Javier Lucia Olivia Noah Liam Mia Ethan Ava Finn Lea Daan Julia Oscar Elsa "
+    "Mateo Valentina"
+)
+_LAST_NAMES = _words(
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Wilson "
+    "Anderson Thomas Taylor Moore Jackson Martin Lee Thompson White Harris Clark Lewis Robinson "
+    "Walker Young Allen King Wright Scott Green Baker Adams Nelson Hill Campbell Mitchell Roberts "
+    "Carter Phillips Evans Turner Mueller Schmidt Schneider Fischer Weber Dubois Moreau Laurent "
+    "Bernard Patel Sharma Singh Kumar Gupta Wang Li Zhang Chen Tanaka Suzuki Sato Andersson Johansson "
+    "Nilsson Silva Santos Oliveira Fernandez Gonzalez Jansen DeVries Bakker Murphy Kelly OBrien Walsh "
+    "Ryan Byrne"
+)
+_COMPANY_PREFIX = _words(
+    "acme nova blue north summit bright apex quantum vertex stellar cedar harbor iron silver green "
+    "river clear swift prime lumen orbit pioneer atlas zenith terra cobalt ember falcon granite helix "
+    "indigo jade kinetic lunar maple nimbus onyx polar radiant sage tidal umbra vivid willow xeno "
+    "yellow zephyr alpine beacon crest delta echo fusion glacier horizon insight juniper keystone "
+    "lattice meridian"
+)
+_COMPANY_SUFFIX = _words(
+    "tech soft labs works systems data logic cloud networks solutions dynamics analytics health bank "
+    "capital retail media telecom foods motors energy bio robotics security partners ventures "
+    "industries digital mobile"
+)
+_COMPANY_TAIL = ["", "", "", "group", "inc", "hq", "global", "corp", "co", "io"]
+_UNIVERSITIES = _words(
+    "northfield lakeside riverton eastbrook westmont highland oakridge pinecrest fairview brookdale "
+    "stonebridge clearwater redwood silverlake kingsport glenwood ashford millbrook hawthorne bayview "
+    "crestwood elmhurst granville thornton"
+)
+
+# Job titles by (seniority, department); "{D}" is the department label.
+_TITLE_TEMPLATES: dict[str, list[str]] = {
+    "vp": ["VP of {D}", "Vice President, {D}", "SVP {D}"],
+    "director": ["Director of {D}", "{D} Director", "Senior Director, {D}"],
+    "manager": ["{D} Manager", "Senior {D} Manager", "{D} Team Lead"],
+}
+_TITLE_SPECIAL: dict[tuple[str, str], list[str]] = {
+    ("c_level", "sales"): ["Chief Revenue Officer", "CRO", "Chief Sales Officer"],
+    ("c_level", "marketing"): ["Chief Marketing Officer", "CMO"],
+    ("c_level", "it"): ["Chief Information Officer", "CIO"],
+    ("c_level", "engineering"): ["Chief Technology Officer", "CTO"],
+    ("c_level", "finance"): ["Chief Financial Officer", "CFO"],
+    ("c_level", "operations"): ["Chief Operating Officer", "COO"],
+    ("c_level", "hr"): ["Chief People Officer", "Chief Human Resources Officer"],
+    ("c_level", "other"): ["CEO", "Founder & CEO", "Managing Director"],
+    ("vp", "other"): ["VP Strategy", "VP Business Development"],
+    ("director", "other"): ["Director", "Director of Strategy"],
+    ("manager", "other"): ["Project Manager", "Office Manager", "Program Manager"],
+    ("individual_contributor", "sales"): ["Account Executive", "Sales Development Representative"],
+    ("individual_contributor", "marketing"): ["Marketing Specialist", "Marketing Coordinator"],
+    ("individual_contributor", "it"): ["Systems Administrator", "IT Specialist", "Network Engineer"],
+    ("individual_contributor", "engineering"): ["Software Engineer", "Data Engineer", "Developer"],
+    ("individual_contributor", "finance"): ["Financial Analyst", "Accountant"],
+    ("individual_contributor", "operations"): ["Operations Analyst", "Business Analyst"],
+    ("individual_contributor", "hr"): ["HR Generalist", "Recruiter", "Talent Acquisition Specialist"],
+    ("individual_contributor", "other"): ["Analyst", "Specialist", "Associate"],
+}
+_TITLE_STUDENT = ["Student", "Graduate Student", "PhD Candidate", "MBA Student", "Research Assistant"]
+_TITLE_OTHER = ["Consultant", "Owner", "Freelancer", "Advisor", "Partner"]
+_TITLE_VARIANTS = 5
+
+# Event kinds: (activity_type, page_category or None, mix weight, intent slope, time-scale factor).
+# The first _N_MIX kinds are drawn from the per-lead engagement mix; the others are derived.
+_KINDS: list[tuple[ActivityType, PageCategory | None, float, float, float]] = [
+    (ActivityType.PAGE_VIEW, PageCategory.PRICING, 0.045, 0.55, 1.0),
+    (ActivityType.PAGE_VIEW, PageCategory.PRODUCT, 0.11, 0.30, 1.0),
+    (ActivityType.PAGE_VIEW, PageCategory.DOCS, 0.07, 0.20, 1.2),
+    (ActivityType.PAGE_VIEW, PageCategory.BLOG, 0.12, -0.10, 1.5),
+    (ActivityType.PAGE_VIEW, PageCategory.CAREERS, 0.008, -0.30, 1.0),
+    (ActivityType.PAGE_VIEW, PageCategory.OTHER, 0.10, 0.0, 1.2),
+    (ActivityType.FORM_FILL, None, 0.018, 0.30, 1.0),
+    (ActivityType.CONTENT_DOWNLOAD, None, 0.035, 0.10, 1.5),
+    (ActivityType.WEBINAR_REGISTERED, None, 0.02, 0.35, 1.5),
+    (ActivityType.EMAIL_OPEN, None, 0.34, -0.10, 3.0),
+    (ActivityType.EMAIL_CLICK, None, 0.06, 0.25, 3.0),
+    (ActivityType.DEMO_REQUEST, None, 0.0025, 1.0, 1.0),
+    (ActivityType.WEBINAR_ATTENDED, None, 0.0, 0.0, 0.0),
+    (ActivityType.UNSUBSCRIBE, None, 0.0, 0.0, 0.0),
+    (ActivityType.BOUNCE, None, 0.0, 0.0, 0.0),
+    (ActivityType.SALES_CALL, None, 0.0, 0.0, 0.0),
+    (ActivityType.SALES_EMAIL, None, 0.0, 0.0, 0.0),
+    (ActivityType.SALES_MEETING, None, 0.0, 0.0, 0.0),
+]
+_N_MIX = 12
+(
+    _K_PRICING,
+    _K_PRODUCT,
+    _K_DOCS,
+    _K_BLOG,
+    _K_CAREERS,
+    _K_PV_OTHER,
+    _K_FORM,
+    _K_CONTENT,
+    _K_WEB_REG,
+    _K_OPEN,
+    _K_CLICK,
+    _K_DEMO,
+    _K_WEB_ATT,
+    _K_UNSUB,
+    _K_BOUNCE,
+    _K_CALL,
+    _K_SALES_EMAIL,
+    _K_MEETING,
+) = range(len(_KINDS))
+_ACTIVITY_TYPES = [t.value for t in ActivityType]
+_PAGE_CATEGORIES = [p.value for p in PageCategory]
+_KIND_TYPE = np.array([_ACTIVITY_TYPES.index(k[0].value) for k in _KINDS], dtype=np.int8)
+_KIND_PAGE = np.array([-1 if k[1] is None else _PAGE_CATEGORIES.index(k[1].value) for k in _KINDS])
+_MIX_LOGW = np.log(np.array([k[2] for k in _KINDS[:_N_MIX]]))
+_MIX_SLOPE = np.array([k[3] for k in _KINDS[:_N_MIX]])
+_MIX_SCALE = np.array([k[4] for k in _KINDS[:_N_MIX]])
+
+_EMAIL_THEMES = ["Product Newsletter", "Customer Stories", "Nurture Series", "Product Update"]
+_WEBINAR_THEMES = ["AI Lead Scoring", "Pipeline Analytics", "Customer Onboarding", "Revenue Operations"]
+
+# Conversion-logit coefficients (see _conversion_logits).
+_BASE_INTERCEPT = -3.1
+_BASE_DRIFT = -0.6
+_FIT_SIZE = 0.25
+_FIT_FREEMAIL = -0.7
+_FIT_PURCHASED = -0.9
+_ENG_INTENT = 0.9
+_ENG_PRICING = 0.35
+_ENG_WEBINAR = 0.5
+_DEMO = 1.6
+_SALES = 0.8
+_SALES_SCALE = 3.0
+_NEG_UNSUB = -1.2
+_NEG_BOUNCE = -0.8
+_NEG_CAREERS = -0.5
+
+
+@dataclass(frozen=True)
+class SimulatedCRM:
+    """A simulated CRM export plus the generative truth behind it."""
+
+    leads: pd.DataFrame
+    """Exactly the ``LeadsSchema`` columns, one row per lead, ordered by ``created_at``."""
+    activities: pd.DataFrame
+    """``ActivitiesSchema`` columns, ordered by ``lead_id`` then ``timestamp``."""
+    outcomes: pd.DataFrame
+    """``OutcomesSchema`` columns: converters whose ``converted_at`` is not after ``exported_at``."""
+    truth: pd.DataFrame
+    """Per lead: ``true_probability``, ``converts``, latent intent, logit parts and their inputs."""
+    exported_at: pd.Timestamp
+    """Export time: no timestamp in any observed table is after it."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small vectorised helpers
+# ---------------------------------------------------------------------------------------------------
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _sample_rows(rng: np.random.Generator, cum: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw of one category per element; ``cum[rows[i]]`` is element i's cumulative row."""
+    u = rng.random(rows.shape[0])
+    out = np.zeros(rows.shape[0], dtype=np.int8)
+    for k in range(cum.shape[1] - 1):
+        out += u > cum[:, k][rows]
+    return out
+
+
+def _str_array(vocab: list[str], codes: np.ndarray, null: npt.ArrayLike | None = None) -> pa.Array:
+    """Arrow string array ``vocab[codes]``, null where ``null`` or ``codes < 0``."""
+    mask = codes < 0 if null is None else (np.asarray(null) | (codes < 0))
+    indices = pa.array(codes, mask=mask) if mask.any() else pa.array(codes)
+    return pc.take(pa.array(vocab, pa.large_string()), indices)
+
+
+def _null_where(arr: pa.Array, null: npt.ArrayLike) -> pa.Array:
+    return pc.if_else(pa.array(np.asarray(null)), pa.scalar(None, pa.string()), arr)
+
+
+def _int_str(values: npt.ArrayLike, width: int = 0) -> pa.Array:
+    out = pc.cast(pa.array(np.asarray(values, dtype=np.int64)), pa.string())
+    return pc.utf8_lpad(out, width, "0") if width else out
+
+
+def _series(arr: pa.Array | pa.ChunkedArray) -> pd.Series:
+    return pd.Series(arr, dtype="str")
+
+
+def _group_min(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, np.inf)
+    np.minimum.at(out, groups, values)
+    return out
+
+
+@contextmanager
+def _stages(enabled: bool, total: int) -> Iterator[Callable[[str], None]]:
+    """Yield ``step(description)``, advancing a rich progress bar when enabled."""
+    if not enabled:
+        yield lambda _description: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("[bold]simulate_crm"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task("starting", total=total)
+        started = False
+
+        def step(description: str) -> None:
+            nonlocal started
+            if started:
+                bar.advance(task)
+            started = True
+            bar.update(task, description=description)
+
+        yield step
+        bar.update(task, completed=total, description="done")
+
+
+def _job_title_table() -> tuple[list[str], np.ndarray]:
+    """Vocabulary and a (seniority, department, variant) -> title-code table."""
+    vocab: list[str] = []
+    table = np.zeros((len(_SENIORITIES), len(_DEPARTMENTS), _TITLE_VARIANTS), dtype=np.int32)
+    for si, sen in enumerate(_SENIORITIES):
+        for di, dept in enumerate(_DEPARTMENTS):
+            if (sen, dept) in _TITLE_SPECIAL:
+                titles = _TITLE_SPECIAL[(sen, dept)]
+            elif sen in _TITLE_TEMPLATES:
+                titles = [t.format(D=_DEPT_LABEL[di]) for t in _TITLE_TEMPLATES[sen]]
+            elif sen == "student":
+                titles = _TITLE_STUDENT
+            else:
+                titles = _TITLE_OTHER
+            for v in range(_TITLE_VARIANTS):
+                title = titles[v % len(titles)]
+                if title not in vocab:
+                    vocab.append(title)
+                table[si, di, v] = vocab.index(title)
+    return vocab, table
+
+
+def _to_timestamp(value: str | pd.Timestamp) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------------
+def simulate_crm(
+    *,
+    n_leads: int,
+    seed: int,
+    start: str | pd.Timestamp = "2024-01-01",
+    end: str | pd.Timestamp = "2025-12-31",
+    progress: bool = False,
+) -> SimulatedCRM:
+    """Simulate a CRM export of ``n_leads`` leads created in ``[start, end)``, exported at ``end``.
+
+    Deterministic for a given ``seed``; ``progress`` shows a rich progress bar over the stages.
+    """
+    if n_leads < 1:
+        raise ValueError("n_leads must be at least 1")
+    start_ts, end_ts = _to_timestamp(start), _to_timestamp(end)
+    if end_ts <= start_ts:
+        raise ValueError("end must be after start")
+    rng = np.random.default_rng(seed)
+    n = int(n_leads)
+    start_ns = int(start_ts.as_unit("ns").value)
+    span_s = (end_ts - start_ts) // pd.Timedelta(seconds=1)
+    span = span_s / 86_400.0  # days; exported_at = start + span
+
+    with _stages(progress, 6) as step:
+        step("lead creation times")
+        created, u_period = _creation_times(rng, n=n, start_ts=start_ts, span=span)
+        quarter_starts, campaign_names = _quarters(start_ts, end_ts)
+
+        step("people and companies")
+        people = _people(rng, n=n)
+
+        step("engagement events")
+        ev, feats = _engagement(rng, people=people, created=created, quarter_starts=quarter_starts)
+
+        step("sales touches")
+        touches = _sales_touches(rng, people=people, feats=feats)
+        feats["n_sales_touches"] = touches.pop("count")
+
+        step("conversion")
+        parts = _conversion_logits(people=people, feats=feats, u_period=u_period)
+        logit = np.add.reduce(list(parts.values()))
+        prob = _sigmoid(logit)
+        converts = rng.random(n) < prob
+        delay = CONVERSION_DELAY.rvs(size=n, random_state=rng)  # independent of everything else
+        conv_t = np.where(converts, created + delay, np.inf)
+
+        step("assemble tables")
+        width = max(7, len(str(n)))
+        lead_ids = pc.binary_join_element_wise("L", _int_str(np.arange(1, n + 1), width), "").cast(
+            pa.large_string()
+        )
+        activities = _assemble_activities(
+            rng,
+            ev=ev,
+            touches=touches,
+            created=created,
+            conv_t=conv_t,
+            delay=delay,
+            span=span,
+            feats=feats,
+            lead_ids=lead_ids,
+            start_ns=start_ns,
+            campaign_names=campaign_names,
+        )
+        del ev, touches
+        created_ns = start_ns + np.round(created * 86_400).astype(np.int64) * 10**9
+        leads = _assemble_leads(rng, people=people, lead_ids=lead_ids, created_ns=created_ns)
+        delay_ns = np.round(delay * DAY_NS).astype(np.int64)
+        conv_ns = created_ns + delay_ns
+        exported_ns = start_ns + span_s * 10**9
+        observed = converts & (conv_ns <= exported_ns)
+        amount = np.exp(
+            np.log(12_000.0)
+            + 0.3 * np.clip(np.log(people["employee_count"] / 100.0), -3, 5)
+            + rng.normal(0.0, 0.6, n)
+        )
+        amount = np.maximum(np.round(amount, -2), 100.0)
+        amount[rng.random(n) < 0.03] = np.nan
+        outcomes = pd.DataFrame(
+            {
+                "lead_id": _series(lead_ids.filter(pa.array(observed))),
+                "converted_at": conv_ns[observed].view("datetime64[ns]"),
+                "opportunity_amount": amount[observed],
+            }
+        )
+        truth = pd.DataFrame(
+            {
+                "lead_id": _series(lead_ids),
+                "true_probability": prob,
+                "converts": converts,
+                **parts,
+                "logit": logit,
+                "intent": people["intent"],
+                "job_seeker": people["job_seeker"],
+                "freemail": people["freemail"],
+                "n_pricing_views": feats["n_pricing"],
+                "n_webinars_attended": feats["n_attended"],
+                "has_demo_request": feats["has_demo"],
+                "n_sales_touches": feats["n_sales_touches"],
+                "n_careers_views": feats["n_careers"],
+                "unsubscribed": feats["unsubscribed"],
+                "bounced": feats["bounced"],
+                "conversion_delay_days": np.where(converts, delay, np.nan),
+                "converted_at": np.where(converts, conv_ns, np.iinfo(np.int64).min).view("datetime64[ns]"),
+            }
+        )
+    return SimulatedCRM(
+        leads=leads, activities=activities, outcomes=outcomes, truth=truth, exported_at=end_ts.as_unit("ns")
+    )
+
+
+def write_crm(
+    crm: SimulatedCRM, *, out_dir: Path, file_format: Literal["parquet", "csv"] = "parquet"
+) -> dict[str, Path]:
+    """Write ``leads``, ``activities``, ``outcomes`` and ``truth`` to ``out_dir``; return their paths."""
+    if file_format not in ("parquet", "csv"):
+        raise ValueError(f"unknown file_format {file_format!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for name in ("leads", "activities", "outcomes", "truth"):
+        frame: pd.DataFrame = getattr(crm, name)
+        path = out_dir / f"{name}.{file_format}"
+        if file_format == "parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
+        paths[name] = path
+    return paths
+
+
+def oracle_probability(
+    *, truth: pd.DataFrame, leads: pd.DataFrame, snapshots: pd.DataFrame, horizon_days: int
+) -> np.ndarray:
+    """Exact P(lead converts in ``(as_of, as_of + horizon]`` | not converted by ``as_of``) per snapshot.
+
+    ``p * (F(s + H) - F(s)) / (1 - p * F(s))`` with ``p`` the lead's ``true_probability``,
+    ``s = as_of - created_at`` in days and ``F`` the conversion-delay CDF (``CONVERSION_DELAY``).
+    """
+    if horizon_days <= 0:
+        raise ValueError("horizon_days must be positive")
+    ids = snapshots["lead_id"].to_numpy()
+    t_pos = pd.Index(truth["lead_id"]).get_indexer(ids)
+    l_pos = pd.Index(leads["lead_id"]).get_indexer(ids)
+    if (t_pos < 0).any() or (l_pos < 0).any():
+        raise KeyError("snapshots reference lead_ids missing from truth or leads")
+    p = truth["true_probability"].to_numpy(dtype=float)[t_pos]
+    created = pd.to_datetime(leads["created_at"]).to_numpy("datetime64[ns]")[l_pos]
+    as_of = pd.to_datetime(snapshots["as_of"]).to_numpy("datetime64[ns]")
+    s = (as_of - created).astype(np.int64) / DAY_NS
+    f_now = CONVERSION_DELAY.cdf(s)
+    f_end = CONVERSION_DELAY.cdf(s + float(horizon_days))
+    return np.clip(p * (f_end - f_now) / (1.0 - p * f_now), 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Generation stages
+# ---------------------------------------------------------------------------------------------------
+def _creation_times(
+    rng: np.random.Generator, *, n: int, start_ts: pd.Timestamp, span: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted creation times (days since start, whole seconds) and their position in the period."""
+    n_days = int(np.ceil(span))
+    day = np.arange(n_days)
+    weekday = (start_ts.dayofweek + day) % 7
+    weight = np.exp(np.log(2.5) * day / max(n_days, 1)) * np.where(weekday >= 5, 0.35, 1.0)
+    # the last day may be partial
+    weight *= np.clip(span - day, 0.0, 1.0)
+    d = rng.choice(n_days, size=n, p=weight / weight.sum())
+    business = rng.random(n) < 0.85
+    hour = np.where(business, np.clip(rng.normal(14.5, 3.0, n), 0.0, 23.99), rng.uniform(0.0, 24.0, n))
+    created = np.minimum(d + hour / 24.0, span - 1.0 / 86_400)
+    created = np.floor(np.sort(created) * 86_400) / 86_400
+    return created, created / span
+
+
+def _people(rng: np.random.Generator, *, n: int) -> dict[str, np.ndarray]:
+    """Latent per-lead attributes (true values, before export missingness)."""
+    channel = rng.choice(len(_CHANNELS), size=n, p=_CHANNEL_P).astype(np.int8)
+    seniority = rng.choice(len(_SENIORITIES), size=n, p=_SENIORITY_P).astype(np.int8)
+    department = rng.choice(len(_DEPARTMENTS), size=n, p=_DEPARTMENT_P).astype(np.int8)
+    student = seniority == _SEN["student"]
+    department[student] = _DEPARTMENTS.index("other")
+
+    # companies: leads concentrate on larger companies
+    n_comp = max(20, n // 3)
+    c_industry = rng.choice(len(_INDUSTRIES), size=n_comp, p=_INDUSTRY_P).astype(np.int8)
+    c_size = np.clip(np.round(np.exp(rng.normal(np.log(150.0), 1.9, n_comp))), 1, 500_000)
+    c_country = rng.choice(len(_COUNTRIES), size=n_comp, p=_COUNTRY_P).astype(np.int8)
+    c_type = _sample_rows(rng, np.cumsum(_COMPANY_TYPE_P, axis=1), c_industry.astype(np.intp))
+    go_public = (c_type == 0) & (c_size > 5000) & (rng.random(n_comp) < 0.5)
+    c_type[go_public] = 1
+    c_rev_per_emp = _REVENUE_PER_EMPLOYEE[c_industry] * np.exp(rng.normal(0.0, 0.5, n_comp))
+    w = c_size**0.6
+    company = rng.choice(n_comp, size=n, p=w / w.sum())
+
+    # students belong to universities
+    n_uni = len(_UNIVERSITIES)
+    uni_size = np.round(np.exp(np.log(3000.0) + 0.8 * np.linspace(-1.5, 1.5, n_uni)))
+    university = rng.integers(0, n_uni, n)
+
+    industry = np.where(student, _EDUCATION, c_industry[company]).astype(np.int8)
+    employee_count = np.where(student, uni_size[university], c_size[company])
+    revenue = np.where(student, uni_size[university] * 80e3, c_size[company] * c_rev_per_emp[company])
+    company_type = np.where(student, _COMPANY_TYPES.index("education"), c_type[company]).astype(np.int8)
+    country = np.where(student & (rng.random(n) < 0.7), 0, c_country[company]).astype(np.int8)
+
+    p_free = np.where(student, 0.45, _CHANNEL_FREEMAIL[channel])
+    freemail = rng.random(n) < p_free
+
+    intent = _CHANNEL_INTENT[channel] + _SENIORITY_INTENT[seniority] + rng.normal(0.0, 1.0, n)
+    p_job_seeker = 0.03 + 0.12 * student + 0.03 * (seniority == _SEN["individual_contributor"])
+    job_seeker = rng.random(n) < p_job_seeker + 0.02 * (channel == _CH["social"])
+    intent = intent - 1.0 * job_seeker
+    return {
+        "channel": channel,
+        "seniority": seniority,
+        "department": department,
+        "student": student,
+        "company": company,
+        "n_comp": np.array(n_comp),
+        "c_country": c_country,
+        "university": university,
+        "industry": industry,
+        "employee_count": employee_count,
+        "annual_revenue": np.round(revenue, -3),
+        "company_type": company_type,
+        "country": country,
+        "freemail": freemail,
+        "intent": intent,
+        "job_seeker": job_seeker,
+    }
+
+
+def _engagement(
+    rng: np.random.Generator,
+    *,
+    people: dict[str, np.ndarray],
+    created: np.ndarray,
+    quarter_starts: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Latent (untruncated) engagement stream and the per-lead counts the conversion logit uses."""
+    n = created.shape[0]
+    intent, channel = people["intent"], people["channel"]
+    purchased = channel == _CH["purchased_list"]
+    tau = np.exp(rng.normal(np.log(18.0), 0.7, n))  # per-lead engagement time scale (days)
+
+    # per-lead event-type mix
+    logw = _MIX_LOGW[None, :] + _MIX_SLOPE[None, :] * intent[:, None]
+    logw[:, _K_CAREERS] += np.log(40.0) * people["job_seeker"]
+    logw[:, _K_OPEN] += np.log(2.5) * purchased
+    logw[:, _K_DOCS] += np.log(1.5) * people["student"]
+    mix = np.exp(logw - logw.max(axis=1, keepdims=True))
+    cum = np.cumsum(mix / mix.sum(axis=1, keepdims=True), axis=1)
+    del logw, mix
+
+    rate = 18.3 * np.exp(0.5 * intent) * rng.gamma(2.0, 0.5, n)
+    counts = rng.poisson(rate)
+    lead = np.repeat(np.arange(n, dtype=np.int32), counts)
+    kind = _sample_rows(rng, cum, lead)
+    del cum
+    t = created[lead] + rng.exponential(1.0, lead.shape[0]) * tau[lead] * _MIX_SCALE[kind]
+
+    # the event that created the lead (form fill, content download, webinar registration, landing page)
+    first_kind = np.full(n, -1, dtype=np.int8)
+    first_kind[channel == _CH["web_form"]] = _K_FORM
+    first_kind[channel == _CH["content_download"]] = _K_CONTENT
+    first_kind[channel == _CH["webinar"]] = _K_WEB_REG
+    landing = np.isin(channel, [_CH["paid_search"], _CH["organic_search"], _CH["social"]])
+    landing_kind = np.array([_K_PRODUCT, _K_BLOG, _K_PRICING, _K_PV_OTHER], dtype=np.int8)
+    first_kind[landing] = landing_kind[rng.choice(4, size=int(landing.sum()), p=[0.4, 0.3, 0.1, 0.2])]
+    has_first = np.flatnonzero(first_kind >= 0).astype(np.int32)
+    lead = np.concatenate([has_first, lead])
+    kind = np.concatenate([first_kind[has_first], kind])
+    t = np.concatenate([created[has_first], t])
+
+    # webinar attendance follows some registrations by 1-14 days (same campaign)
+    reg = np.flatnonzero(kind == _K_WEB_REG)
+    attends = rng.random(reg.shape[0]) < _sigmoid(-0.2 + 0.8 * intent[lead[reg]])
+    reg_att = reg[attends]
+    att_t = t[reg_att] + rng.uniform(1.0, 14.0, reg_att.shape[0])
+
+    # unsubscribe and bounce: at most one each per lead; no e-mail engagement after either
+    p_unsub = _sigmoid(-3.0 - 0.8 * intent) + 0.04 * purchased
+    unsub = rng.random(n) < p_unsub
+    unsub_t = np.where(unsub, created + rng.exponential(1.0, n) * 2.0 * tau, np.inf)
+    bounced = rng.random(n) < 0.01 + 0.05 * purchased
+    bounce_t = np.where(bounced, created + rng.exponential(5.0, n), np.inf)
+    stop_t = np.minimum(unsub_t, bounce_t)
+    email = (kind == _K_OPEN) | (kind == _K_CLICK)
+    keep = ~(email & (t > stop_t[lead]))
+
+    # campaigns by quarter of the event: most e-mails belong to a newsletter or nurture campaign, every
+    # webinar registration to a webinar (its attendance inherits the campaign)
+    campaign = np.full(lead.shape[0], -1, dtype=np.int16)
+    mail = np.flatnonzero(email)
+    mail = mail[rng.random(mail.shape[0]) < 0.75]
+    campaign[mail] = _campaign_code(
+        t[mail], quarter_starts, rng.integers(0, len(_EMAIL_THEMES), mail.shape[0])
+    )
+    campaign[reg] = _campaign_code(
+        t[reg], quarter_starts, len(_EMAIL_THEMES) + rng.integers(0, len(_WEBINAR_THEMES), reg.shape[0])
+    )
+
+    u_lead, b_lead = np.flatnonzero(unsub).astype(np.int32), np.flatnonzero(bounced).astype(np.int32)
+    n_stop = u_lead.shape[0] + b_lead.shape[0]
+    ev = {
+        "lead": np.concatenate([lead[keep], lead[reg_att], u_lead, b_lead]),
+        "t": np.concatenate([t[keep], att_t, unsub_t[u_lead], bounce_t[b_lead]]),
+        "kind": np.concatenate(
+            [
+                kind[keep],
+                np.full(reg_att.shape[0], _K_WEB_ATT, np.int8),
+                np.full(u_lead.shape[0], _K_UNSUB, np.int8),
+                np.full(b_lead.shape[0], _K_BOUNCE, np.int8),
+            ]
+        ),
+        "campaign": np.concatenate([campaign[keep], campaign[reg_att], np.full(n_stop, -1, np.int16)]),
+    }
+    del lead, t, kind, campaign, keep
+    ev_lead, ev_kind, ev_t = ev["lead"], ev["kind"], ev["t"]
+    demo = ev_kind == _K_DEMO
+    form = ev_kind == _K_FORM
+    feats = {
+        "n_pricing": np.bincount(ev_lead[ev_kind == _K_PRICING], minlength=n),
+        "n_careers": np.bincount(ev_lead[ev_kind == _K_CAREERS], minlength=n),
+        "n_attended": np.bincount(ev_lead[ev_kind == _K_WEB_ATT], minlength=n),
+        "first_demo_t": _group_min(ev_t[demo], ev_lead[demo], n),
+        "first_form_t": _group_min(ev_t[form], ev_lead[form], n),
+        "unsubscribed": unsub,
+        "bounced": bounced,
+    }
+    feats["has_demo"] = np.isfinite(feats["first_demo_t"])
+    return ev, feats
+
+
+def _sales_touches(
+    rng: np.random.Generator, *, people: dict[str, np.ndarray], feats: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Sales calls, e-mails and meetings after a lead's first demo request (or else first form fill)."""
+    n = people["intent"].shape[0]
+    has_demo = feats["has_demo"]
+    has_form = np.isfinite(feats["first_form_t"])
+    size_z = np.clip(np.log10(people["employee_count"]) - 2.0, -2.0, 2.5)
+    p_form = _sigmoid(
+        -0.5 + 0.5 * _SENIORITY_SALES[people["seniority"]] + 0.3 * size_z + 0.4 * people["intent"]
+    )
+    p_touch = np.where(has_demo, 0.92, np.where(has_form, p_form, 0.0))
+    touched = rng.random(n) < p_touch
+    extra = rng.poisson(np.where(has_demo, 3.5, 1.8), n)
+    count = np.where(touched, np.minimum(1 + extra, 10), 0)
+    trigger = np.where(has_demo, feats["first_demo_t"], feats["first_form_t"])
+
+    lead = np.repeat(np.arange(n, dtype=np.int32), count)
+    m = lead.shape[0]
+    first = np.zeros(m, dtype=bool)
+    nz = count > 0
+    starts = (np.cumsum(count) - count)[nz]
+    first[starts] = True
+    gap = np.where(first, 0.02 + rng.exponential(1.0, m), rng.exponential(4.0, m))
+    cs = np.cumsum(gap)
+    offset = np.repeat(cs[starts] - gap[starts], count[nz])
+    t = trigger[lead] + (cs - offset)
+    demo_led = has_demo[lead]
+    u = rng.random(m)
+    kind = (_K_CALL + (u > np.where(demo_led, 0.35, 0.40)) + (u > np.where(demo_led, 0.75, 0.92))).astype(
+        np.int8
+    )
+    return {"lead": lead, "t": t, "kind": kind, "count": count}
+
+
+def _conversion_logits(
+    *, people: dict[str, np.ndarray], feats: dict[str, np.ndarray], u_period: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The additive parts of each lead's conversion logit.
+
+    * ``logit_base = -3.1 - 0.6 * u`` with ``u`` in [0, 1] the position of ``created_at`` in the period
+    * ``logit_fit = seniority[c_level .5, vp .6, director .45, manager .25, ic 0, student -1.5,
+      other -.3] + 0.25 * clip(log10(employees) - 2, -2, 2.5) + industry[software .35, ...,
+      education -.4] - 0.7 * freemail - 0.9 * purchased_list``
+    * ``logit_engagement = 0.9 * intent + 0.35 * log1p(pricing views) + 0.5 * min(webinars attended, 2)``
+    * ``logit_demo = 1.6 * has_demo_request``
+    * ``logit_sales = 0.8 * (1 - exp(-sales_touches / 3))``
+    * ``logit_negative = -1.2 * unsubscribed - 0.8 * bounced - 0.5 * log1p(careers views)``
+    """
+    size_z = np.clip(np.log10(people["employee_count"]) - 2.0, -2.0, 2.5)
+    purchased = people["channel"] == _CH["purchased_list"]
+    return {
+        "logit_base": _BASE_INTERCEPT + _BASE_DRIFT * u_period,
+        "logit_fit": _SENIORITY_FIT[people["seniority"]]
+        + _FIT_SIZE * size_z
+        + _INDUSTRY_FIT[people["industry"]]
+        + _FIT_FREEMAIL * people["freemail"]
+        + _FIT_PURCHASED * purchased,
+        "logit_engagement": _ENG_INTENT * people["intent"]
+        + _ENG_PRICING * np.log1p(feats["n_pricing"])
+        + _ENG_WEBINAR * np.minimum(feats["n_attended"], 2),
+        "logit_demo": _DEMO * feats["has_demo"].astype(float),
+        "logit_sales": _SALES * (1.0 - np.exp(-feats["n_sales_touches"] / _SALES_SCALE)),
+        "logit_negative": _NEG_UNSUB * feats["unsubscribed"]
+        + _NEG_BOUNCE * feats["bounced"]
+        + _NEG_CAREERS * np.log1p(feats["n_careers"]),
+    }
+
+
+def _quarters(start_ts: pd.Timestamp, end_ts: pd.Timestamp) -> tuple[np.ndarray, list[str]]:
+    """Start of each calendar quarter (days since ``start``) and the campaign names, 8 per quarter."""
+    first = pd.Timestamp(year=start_ts.year, month=3 * ((start_ts.month - 1) // 3) + 1, day=1)
+    starts = pd.date_range(first, end_ts, freq="QS")
+    names = [
+        f"{q.year}-Q{q.quarter} {theme}"
+        if k < len(_EMAIL_THEMES)
+        else f"{q.year}-Q{q.quarter} Webinar: {theme}"
+        for q in starts
+        for k, theme in enumerate(_EMAIL_THEMES + _WEBINAR_THEMES)
+    ]
+    return ((starts - start_ts) / pd.Timedelta(days=1)).to_numpy(dtype=float), names
+
+
+def _campaign_code(t: np.ndarray, quarter_starts: np.ndarray, theme: np.ndarray) -> np.ndarray:
+    quarter = np.clip(np.searchsorted(quarter_starts, t, side="right") - 1, 0, quarter_starts.shape[0] - 1)
+    return (quarter * (len(_EMAIL_THEMES) + len(_WEBINAR_THEMES)) + theme).astype(np.int16)
+
+
+def _assemble_activities(
+    rng: np.random.Generator,
+    *,
+    ev: dict[str, np.ndarray],
+    touches: dict[str, np.ndarray],
+    created: np.ndarray,
+    conv_t: np.ndarray,
+    delay: np.ndarray,
+    span: float,
+    feats: dict[str, np.ndarray],
+    lead_ids: pa.Array,
+    start_ns: int,
+    campaign_names: list[str],
+) -> pd.DataFrame:
+    """Censor the latent stream at conversion and export, then build the activities table."""
+    lead = np.concatenate([ev["lead"], touches["lead"]])
+    t = np.concatenate([ev["t"], touches["t"]])
+    kind = np.concatenate([ev["kind"], touches["kind"]])
+    campaign = np.concatenate([ev["campaign"], np.full(touches["lead"].shape[0], -1, np.int16)])
+
+    # a converter's first demo request falls shortly before converted_at rather than after it
+    move = feats["has_demo"] & (feats["first_demo_t"] > conv_t)
+    cand = np.flatnonzero((kind == _K_DEMO) & move[lead])
+    cand = cand[t[cand] == feats["first_demo_t"][lead[cand]]]
+    _, first = np.unique(lead[cand], return_index=True)
+    cand = cand[first]
+    c_lead = lead[cand]
+    back = rng.uniform(0.02, 1.0, cand.shape[0]) * np.minimum(3.0, delay[c_lead])
+    t[cand] = np.maximum(conv_t[c_lead] - back, created[c_lead])
+
+    # censor at conversion and export, then order by (lead, timestamp) through one packed int64 key
+    keep = (t <= conv_t[lead]) & (t <= span)
+    # whole seconds; the epsilon absorbs float rounding of created_at (itself a whole second)
+    t_s = np.floor(t[keep] * 86_400 + 1e-6).astype(np.int64)
+    key = (lead[keep].astype(np.int64) << 34) | t_s
+    kind, campaign = kind[keep], campaign[keep]
+    del lead, t, t_s, keep
+    order = np.argsort(key)
+    key, kind, campaign = key[order], kind[order], campaign[order]
+    del order
+    return pd.DataFrame(
+        {
+            "lead_id": _series(pc.take(lead_ids, pa.array(key >> 34))),
+            "timestamp": (start_ns + (key & ((1 << 34) - 1)) * 10**9).view("datetime64[ns]"),
+            "activity_type": _series(_str_array(_ACTIVITY_TYPES, _KIND_TYPE[kind])),
+            "page_category": _series(_str_array(_PAGE_CATEGORIES, _KIND_PAGE[kind])),
+            "campaign": _series(_str_array(campaign_names, campaign)),
+        }
+    )
+
+
+def _assemble_leads(
+    rng: np.random.Generator, *, people: dict[str, np.ndarray], lead_ids: pa.Array, created_ns: np.ndarray
+) -> pd.DataFrame:
+    """Build the exported leads table: fit columns with realistic missingness and PII."""
+    n = created_ns.shape[0]
+    student = people["student"]
+    seniority = people["seniority"]
+
+    title_vocab, title_table = _job_title_table()
+    title_code = title_table[seniority, people["department"], rng.integers(0, _TITLE_VARIANTS, n)]
+    job_title = _str_array(title_vocab, title_code, null=rng.random(n) < 0.04)
+    job_title = pc.if_else(pa.array(rng.random(n) < 0.04), pc.utf8_lower(job_title), job_title)
+
+    dept_missing = rng.random(n) < np.where(student, 0.7, 0.08)
+    emp_missing = rng.random(n) < 0.12
+    rev_missing = np.where(emp_missing, rng.random(n) < 0.7, rng.random(n) < 0.04)
+
+    # names and e-mail
+    first = pa.array(_FIRST_NAMES)
+    last = pa.array(_LAST_NAMES)
+    fi = rng.integers(0, len(_FIRST_NAMES), n)
+    li = rng.integers(0, len(_LAST_NAMES), n)
+    first_name, last_name = pc.take(first, pa.array(fi)), pc.take(last, pa.array(li))
+    first_l, last_l = pc.utf8_lower(first_name), pc.utf8_lower(last_name)
+    local = pc.choose(
+        pa.array(
+            np.where(
+                people["freemail"],
+                rng.choice([0, 3, 4], size=n, p=[0.3, 0.35, 0.35]),
+                np.where(
+                    student,
+                    rng.choice([0, 1], size=n, p=[0.7, 0.3]),
+                    rng.choice(3, size=n, p=[0.55, 0.3, 0.15]),
+                ),
+            ).astype(np.int8)
+        ),
+        pc.binary_join_element_wise(first_l, last_l, "."),
+        pc.binary_join_element_wise(pc.utf8_slice_codeunits(first_l, 0, 1), last_l, ""),
+        first_l,
+        pc.binary_join_element_wise(first_l, last_l, _int_str(rng.integers(1, 100, n)), ""),
+        pc.binary_join_element_wise(first_l, last_l, _int_str(rng.integers(1965, 2006, n)), ""),
+    )
+    n_comp = int(people["n_comp"])
+    combos = len(_COMPANY_PREFIX) * len(_COMPANY_SUFFIX) * len(_COMPANY_TAIL)
+    combo = rng.permutation(combos)[np.arange(n_comp) % combos]
+    dup = np.arange(n_comp) // combos
+    pre = combo // (len(_COMPANY_SUFFIX) * len(_COMPANY_TAIL))
+    suf = (combo // len(_COMPANY_TAIL)) % len(_COMPANY_SUFFIX)
+    tail = combo % len(_COMPANY_TAIL)
+    tld = np.where(rng.random(n_comp) < 0.6, 0, people["c_country"])
+    comp_domain = pc.binary_join_element_wise(
+        pc.take(pa.array(_COMPANY_PREFIX), pa.array(pre)),
+        pc.take(pa.array(_COMPANY_SUFFIX), pa.array(suf)),
+        pc.take(pa.array(_COMPANY_TAIL), pa.array(tail)),
+        _null_where(_int_str(dup + 1), dup == 0).fill_null(""),
+        pc.take(pa.array(_COUNTRY_TLD), pa.array(tld)),
+        "",
+    )
+    domains = pa.concat_arrays(
+        [comp_domain, pa.array([f"{u}.edu" for u in _UNIVERSITIES]), pa.array(list(FREEMAIL_DOMAINS))]
+    )
+    free_idx = n_comp + len(_UNIVERSITIES) + rng.choice(len(FREEMAIL_DOMAINS), size=n, p=_FREEMAIL_P)
+    dom_idx = np.where(
+        people["freemail"], free_idx, np.where(student, n_comp + people["university"], people["company"])
+    )
+    email = pc.binary_join_element_wise(local, pc.take(domains, pa.array(dom_idx)), "@")
+    email = _null_where(email, rng.random(n) < 0.02)
+
+    # phone numbers in the lead's country format
+    nanp = np.isin(people["country"], [_COUNTRIES.index("US"), _COUNTRIES.index("CA")])
+    dial = pc.take(pa.array(_COUNTRY_DIAL), pa.array(people["country"]))
+    phone_nanp = pc.binary_join_element_wise(
+        "+1 ",
+        _int_str(rng.integers(201, 990, n)),
+        "-",
+        _int_str(rng.integers(200, 1000, n)),
+        "-",
+        _int_str(rng.integers(0, 10_000, n), 4),
+        "",
+    )
+    phone_intl = pc.binary_join_element_wise(
+        "+",
+        dial,
+        " ",
+        _int_str(rng.integers(10, 100, n)),
+        " ",
+        _int_str(rng.integers(1_000_000, 10_000_000, n)),
+        "",
+    )
+    phone = _null_where(pc.if_else(pa.array(nanp), phone_nanp, phone_intl), rng.random(n) < 0.28)
+
+    return pd.DataFrame(
+        {
+            "lead_id": _series(lead_ids),
+            "created_at": created_ns.view("datetime64[ns]"),
+            "channel": _series(_str_array(_CHANNELS, people["channel"])),
+            "job_title": _series(job_title),
+            "seniority": _series(_str_array(_SENIORITIES, seniority)),
+            "department": _series(_str_array(_DEPARTMENTS, people["department"], null=dept_missing)),
+            "country": _series(_str_array(_COUNTRIES, people["country"], null=rng.random(n) < 0.06)),
+            "industry": _series(_str_array(_INDUSTRIES, people["industry"], null=rng.random(n) < 0.10)),
+            "employee_count": np.where(emp_missing, np.nan, people["employee_count"]),
+            "annual_revenue": np.where(rev_missing, np.nan, people["annual_revenue"]),
+            "company_type": _series(
+                _str_array(_COMPANY_TYPES, people["company_type"], null=rng.random(n) < 0.09)
+            ),
+            "email": _series(email),
+            "first_name": _series(_null_where(first_name, rng.random(n) < 0.005)),
+            "last_name": _series(_null_where(last_name, rng.random(n) < 0.01)),
+            "phone": _series(phone),
+        }
+    )

@@ -1,0 +1,141 @@
+"""Point-in-time training table: snapshots of each lead, features as of then, label after then.
+
+For each lead, one snapshot per configured age (days after creation). A snapshot's features use
+only data at or before ``as_of`` (:func:`~leadscore.features.pipeline.compute_features`); its label
+is whether the lead became an opportunity in ``(as_of, as_of + horizon]``. Leads that had already
+converted at the snapshot are excluded; snapshots whose horizon reaches past the end of the
+observed data are excluded (or kept with a missing label when asked), never labelled negative.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from leadscore.features.pipeline import compute_features
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotPolicy(BaseModel):
+    """When to snapshot leads and how far ahead the label looks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ages_days: tuple[int, ...] = Field(
+        default=(3, 14, 30, 60), description="Snapshot ages in days after the lead was created."
+    )
+    horizon_days: int = Field(default=90, gt=0, description="Label horizon after each snapshot (days).")
+    keep_incomplete_horizon: bool = Field(
+        default=False,
+        description="Keep snapshots whose horizon is not fully observed, with a missing label.",
+    )
+
+    @field_validator("ages_days")
+    @classmethod
+    def _ages_are_valid(cls, ages: tuple[int, ...]) -> tuple[int, ...]:
+        if not ages or any(age < 0 for age in ages) or len(set(ages)) != len(ages):
+            raise ValueError("ages_days must be distinct non-negative whole days, at least one")
+        return tuple(sorted(ages))
+
+
+def observed_until(*, leads: pd.DataFrame, activities: pd.DataFrame, outcomes: pd.DataFrame) -> pd.Timestamp:
+    """The latest timestamp in the export: nothing after it can be known."""
+    candidates = [leads["created_at"].max(), activities["timestamp"].max(), outcomes["converted_at"].max()]
+    return max(pd.Timestamp(c) for c in candidates if pd.notna(c))
+
+
+def make_snapshots(
+    *, leads: pd.DataFrame, outcomes: pd.DataFrame, policy: SnapshotPolicy, until: pd.Timestamp
+) -> pd.DataFrame:
+    """Snapshot rows (lead_id, as_of, snapshot_age_days) for leads not yet converted at ``as_of``."""
+    converted_at = _converted_at(leads=leads, outcomes=outcomes)
+    created = pd.to_datetime(leads["created_at"]).to_numpy()
+    frames = []
+    for age in policy.ages_days:
+        as_of = created + np.timedelta64(age, "D")
+        keep = (as_of <= np.datetime64(until)) & ~(converted_at <= as_of)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "lead_id": leads["lead_id"].to_numpy()[keep],
+                    "as_of": as_of[keep],
+                    "snapshot_age_days": np.int16(age),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def label_snapshots(
+    *,
+    snapshots: pd.DataFrame,
+    leads: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    policy: SnapshotPolicy,
+    until: pd.Timestamp,
+) -> pd.DataFrame:
+    """Label each snapshot from outcomes strictly after ``as_of`` and within the horizon.
+
+    Adds ``label`` (1/0, missing where the horizon is incomplete and no conversion was seen yet)
+    and ``horizon_complete``.
+    """
+    converted_by_lead = pd.Series(_converted_at(leads=leads, outcomes=outcomes), index=leads["lead_id"])
+    converted_at = converted_by_lead.reindex(snapshots["lead_id"]).to_numpy()
+    as_of = snapshots["as_of"].to_numpy()
+    horizon_end = as_of + np.timedelta64(policy.horizon_days, "D")
+    positive = (converted_at > as_of) & (converted_at <= horizon_end)
+    complete = horizon_end <= np.datetime64(until)
+    label = pd.array(np.where(positive, 1, 0), dtype="Int8")
+    label[~complete & ~positive] = pd.NA
+    labelled = snapshots.copy()
+    labelled["label"] = label
+    labelled["horizon_complete"] = complete
+    return labelled
+
+
+def build_training_table(
+    *,
+    leads: pd.DataFrame,
+    activities: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    policy: SnapshotPolicy | None = None,
+    until: pd.Timestamp | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The training table: key columns, features as of each snapshot, and the label."""
+    policy = policy or SnapshotPolicy()
+    until = until or observed_until(leads=leads, activities=activities, outcomes=outcomes)
+    snapshots = make_snapshots(leads=leads, outcomes=outcomes, policy=policy, until=until)
+    labelled = label_snapshots(
+        snapshots=snapshots, leads=leads, outcomes=outcomes, policy=policy, until=until
+    )
+    incomplete = int((~labelled["horizon_complete"]).sum())
+    if not policy.keep_incomplete_horizon and incomplete:
+        log.info(
+            "excluded %d snapshots whose %d-day horizon ends after %s", incomplete, policy.horizon_days, until
+        )
+        labelled = labelled[labelled["horizon_complete"]].reset_index(drop=True)
+    features = compute_features(leads=leads, activities=activities, snapshots=labelled, progress=progress)
+    table = pd.concat(
+        [features, labelled[["snapshot_age_days", "label", "horizon_complete"]].reset_index(drop=True)],
+        axis=1,
+    )
+    log.info(
+        "training table: %d snapshots of %d leads, positive rate %.3f",
+        len(table),
+        table["lead_id"].nunique(),
+        float(table["label"].astype("Float64").mean()),
+    )
+    return table
+
+
+def _converted_at(*, leads: pd.DataFrame, outcomes: pd.DataFrame) -> np.ndarray:
+    """Each lead's conversion time (NaT when it has not converted), aligned with ``leads``."""
+    by_lead = pd.Series(
+        pd.to_datetime(outcomes["converted_at"]).to_numpy(), index=outcomes["lead_id"].astype(str)
+    )
+    return by_lead.reindex(leads["lead_id"].astype(str)).to_numpy(dtype="datetime64[us]")

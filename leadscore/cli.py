@@ -1,0 +1,307 @@
+"""The ``leadscore`` command line: one subcommand per stage, plus ``demo`` that chains them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from leadscore.settings import DEFAULT_MODEL_NAME, PROJECT_ROOT, apply_environment_defaults, state_dir
+
+app = typer.Typer(
+    help="Calibrated, leakage-safe, explainable lead scoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+CONFIG_DIR = PROJECT_ROOT / "leadscore" / "configs"
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    apply_environment_defaults()
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise typer.BadParameter(f"'{pair}': expected key=value, e.g. booster.num_leaves=63")
+        key, value = pair.split("=", 1)
+        overrides[key] = json.loads(value) if value[:1] in '0123456789-[{tfn"' and _is_json(value) else value
+    return overrides
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _config(model: Any, path: Path, overrides: list[str] | None) -> Any:
+    """Load a job config; a bad file or override is reported by field, not as a traceback."""
+    from pydantic import ValidationError
+
+    from leadscore.training.config import load_config
+
+    try:
+        return load_config(model, path, _parse_overrides(overrides))
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        _fail(f"invalid config {path}: {problems}")
+    except (OSError, ValueError) as error:
+        _fail(f"cannot read config {path}: {error}")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def simulate(
+    leads: Annotated[int, typer.Option(help="Number of leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path(".leadscore/data/crm"),
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+) -> None:
+    """Write a realistic simulated CRM export (leads, activities, outcomes, truth)."""
+    from leadscore.features.simulator import simulate_crm, write_crm
+
+    if file_format not in ("parquet", "csv"):
+        _fail(f"--format must be parquet or csv, got '{file_format}'")
+    crm = simulate_crm(n_leads=leads, seed=seed, progress=True)
+    paths = write_crm(crm, out_dir=out, file_format=file_format)  # type: ignore[arg-type]
+    console.print(
+        f"wrote {len(crm.leads):,} leads, {len(crm.activities):,} activities, "
+        f"{len(crm.outcomes):,} outcomes to {out} ({', '.join(p.name for p in paths.values())})"
+    )
+
+
+@app.command("build-features")
+def build_features(
+    config: Annotated[Path | None, typer.Option(help="YAML job config.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. snapshots.horizon_days=60")
+    ] = None,
+) -> None:
+    """Validate the CRM export and build the point-in-time training table."""
+    from leadscore.features.build import BuildFeaturesJob
+    from leadscore.features.loading import DataContractError
+    from leadscore.training.config import BuildFeaturesConfig
+
+    cfg = _config(BuildFeaturesConfig, config or CONFIG_DIR / "build_features.yaml", set_)
+    job = BuildFeaturesJob(
+        leads=cfg.leads,
+        activities=cfg.activities,
+        outcomes=cfg.outcomes,
+        output=cfg.output,
+        policy=cfg.snapshots,
+    )
+    try:
+        result = job.run(progress=True)
+    except DataContractError as error:
+        _fail(str(error))
+        return
+    console.print(
+        f"training table: {result.rows:,} snapshots, positive rate {result.positive_rate:.3f} "
+        f"-> {result.output}"
+    )
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Option(help="YAML job config.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. booster.num_leaves=63")
+    ] = None,
+) -> None:
+    """Train, calibrate, compare with baselines, log to MLflow and register the model."""
+    from leadscore.training.config import TrainConfig
+    from leadscore.training.train import TrainJob
+
+    cfg = _config(TrainConfig, config or CONFIG_DIR / "train.yaml", set_)
+    with console.status("training LightGBM, calibrating, evaluating, logging to MLflow"):
+        result = TrainJob(cfg).run()
+    table = Table(title=f"test period: run {result.run_id[:8]}, registered version {result.model_version}")
+    for column in ("model", "roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top20"):
+        table.add_column(column)
+    for row in result.comparison.itertuples(index=False):
+        values = row._asdict()
+        table.add_row(
+            *(
+                f"{values[c]:.4f}" if isinstance(values[c], float) else str(values[c])
+                for c in (
+                    "model",
+                    "roc_auc",
+                    "pr_auc",
+                    "log_loss",
+                    "brier",
+                    "ece",
+                    "lift_top10",
+                    "capture_top20",
+                )
+            )
+        )
+    console.print(table)
+
+
+@app.command()
+def promote(
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
+    version: Annotated[str | None, typer.Option(help="Version to promote (default: latest).")] = None,
+    force: Annotated[bool, typer.Option(help="Promote even if worse than the champion.")] = False,
+    tolerance: Annotated[float, typer.Option(help="Allowed AUC drop vs the champion.")] = 0.0,
+    rollback: Annotated[bool, typer.Option(help="Point champion back at the previous champion.")] = False,
+) -> None:
+    """Move the 'champion' alias to a candidate that is not worse on the same test data."""
+    from leadscore.training import registry
+
+    if rollback:
+        console.print(f"champion is now version {registry.rollback(model_name=model_name)}")
+        return
+    decision = registry.promote(model_name=model_name, version=version, force=force, tolerance=tolerance)
+    verb = "promoted" if decision.promoted else "kept champion; not promoted"
+    console.print(f"{verb}: version {decision.candidate_version} ({decision.reason})")
+    if not decision.promoted and decision.reason != "already the champion":
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def evaluate(
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
+    alias: Annotated[str, typer.Option(help="Alias to evaluate.")] = "champion",
+    table: Annotated[Path, typer.Option(help="Training table (Parquet) to evaluate on.")] = Path(
+        ".leadscore/data/training_table.parquet"
+    ),
+    newest_fraction: Annotated[float, typer.Option(help="Evaluate on the newest share of snapshots.")] = 0.2,
+) -> None:
+    """Metrics of a registered model on the newest part of a training table."""
+    import pandas as pd
+
+    from leadscore.training import evaluation, registry
+
+    version = registry.champion_version(model_name=model_name) if alias == "champion" else alias
+    if version is None:
+        _fail(f"model '{model_name}' has no champion yet: run `leadscore promote`")
+        return
+    model = registry.load_scoring_model(model_name=model_name, version=version)
+    frame = pd.read_parquet(table)
+    frame = frame[frame["label"].notna()]
+    cutoff = frame["as_of"].quantile(1 - newest_fraction)
+    frame = frame[frame["as_of"] >= cutoff]
+    metrics = evaluation.classification_metrics(
+        y_true=frame["label"].astype(int).to_numpy(),
+        y_prob=model.predict_proba_features(frame),
+        threshold=model.thresholds.sql,
+    )
+    for key, value in metrics.items():
+        console.print(f"{key:>24}: {value:.4f}")
+
+
+def _load_lead_data(data_dir: Path) -> tuple[Any, Any, Any]:
+    from leadscore.features.loading import load_crm_tables
+    from leadscore.features.training_table import observed_until
+
+    def first(stem: str) -> Path | None:
+        for suffix in (".parquet", ".csv"):
+            if (data_dir / f"{stem}{suffix}").exists():
+                return data_dir / f"{stem}{suffix}"
+        return None
+
+    leads_path = first("leads")
+    if leads_path is None:
+        _fail(f"no leads.parquet or leads.csv in {data_dir}")
+    tables = load_crm_tables(leads=leads_path, activities=first("activities"), outcomes=first("outcomes"))  # type: ignore[arg-type]
+    return (
+        tables.leads,
+        tables.activities,
+        observed_until(leads=tables.leads, activities=tables.activities, outcomes=tables.outcomes),
+    )
+
+
+@app.command()
+def explain(
+    lead_id: Annotated[list[str], typer.Option("--lead-id", help="Lead(s) to explain.")],
+    data_dir: Annotated[Path, typer.Option(help="Folder with leads/activities tables.")] = Path(
+        ".leadscore/data/crm"
+    ),
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as of this time (default: end of the data).")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write an HTML card per lead into this folder.")
+    ] = None,
+) -> None:
+    """Print a reason card per lead (score, tier, grade, reasons, next best action)."""
+    import pandas as pd
+
+    from leadscore.training import registry
+    from leadscore.training.cards import explain_leads, print_card, write_html_card
+
+    version = registry.champion_version(model_name=model_name)
+    if version is None:
+        _fail(f"model '{model_name}' has no champion yet: run `leadscore promote`")
+    model = registry.load_scoring_model(model_name=model_name, version=version)  # type: ignore[arg-type]
+    leads, activities, end = _load_lead_data(data_dir)
+    unknown = sorted(set(lead_id) - set(leads["lead_id"]))
+    if unknown:
+        _fail(f"unknown lead id(s): {', '.join(unknown)}")
+    chosen = leads[leads["lead_id"].isin(lead_id)].reset_index(drop=True)
+    when = pd.Timestamp(as_of) if as_of else end
+    for card in explain_leads(model=model, leads=chosen, activities=activities, as_of=when):
+        print_card(card, console=console)
+        if html is not None:
+            path = write_html_card(card, out_dir=html)
+            console.print(f"HTML card: {path}")
+
+
+@app.command()
+def demo(
+    leads: Annotated[int, typer.Option(help="Simulated leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """The main job end to end: simulate -> build features -> train -> promote -> explain a lead."""
+    import pandas as pd
+
+    data_dir = state_dir() / "data" / "crm"
+    simulate(leads=leads, seed=seed, out=data_dir, file_format="parquet")
+    build_features(
+        config=None,
+        set_=[
+            f"leads={data_dir / 'leads.parquet'}",
+            f"activities={data_dir / 'activities.parquet'}",
+            f"outcomes={data_dir / 'outcomes.parquet'}",
+            f"output={state_dir() / 'data' / 'training_table.parquet'}",
+        ],
+    )
+    train(config=None, set_=[f"training_table={state_dir() / 'data' / 'training_table.parquet'}"])
+    promote(model_name=DEFAULT_MODEL_NAME, version=None, force=False, tolerance=0.0, rollback=False)
+    table = pd.read_parquet(state_dir() / "data" / "training_table.parquet", columns=["lead_id", "as_of"])
+    newest = table.sort_values("as_of")["lead_id"].iloc[-1]
+    explain(
+        lead_id=[newest],
+        data_dir=data_dir,
+        model_name=DEFAULT_MODEL_NAME,
+        as_of=None,
+        html=state_dir() / "cards",
+    )
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {state_dir() / 'mlflow.db'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

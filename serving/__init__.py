@@ -1,0 +1,1 @@
+"""BentoML scoring service for the CRM (``leadscore.serving``)."""

@@ -1,0 +1,1 @@
+"""Training, evaluation, MLflow tracking and the deployable scoring model (``leadscore.training``)."""

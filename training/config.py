@@ -1,0 +1,119 @@
+"""Typed job configuration: one strict pydantic model per job, loaded from YAML."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from leadscore.features.training_table import SnapshotPolicy
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalibrationMethod(StrEnum):
+    ISOTONIC = "isotonic"
+
+
+class SplitConfig(Strict):
+    """Time-ordered split: train on older snapshots, validate on newer, test on the newest."""
+
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    purge_horizon: bool = Field(
+        default=True,
+        description="Drop training/validation snapshots whose label horizon reaches into the next period.",
+    )
+
+
+class BoosterConfig(Strict):
+    """LightGBM hyperparameters (depth and tree count also drive explanation cost)."""
+
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    num_leaves: int = Field(default=31, ge=2)
+    max_depth: int = Field(default=6, ge=-1)
+    min_child_samples: int = Field(default=50, ge=1)
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_freq: int = Field(default=1, ge=0)
+    lambda_l2: float = Field(default=1.0, ge=0)
+    max_rounds: int = Field(default=400, ge=1)
+    early_stopping_rounds: int = Field(default=40, ge=1)
+    balance_classes: bool = Field(
+        default=False,
+        description="Weight positives up (scale_pos_weight); calibration restores probabilities either way.",
+    )
+    num_threads: int = Field(default=0, ge=0, description="0 = LightGBM's default (all cores).")
+
+
+class ThresholdConfig(Strict):
+    """How MQL/SQL thresholds are chosen (give capacity or precision for each, not both)."""
+
+    sql_capacity_per_week: float | None = Field(default=None, gt=0)
+    sql_target_precision: float | None = Field(default=None, gt=0, lt=1)
+    mql_capacity_per_week: float | None = Field(default=None, gt=0)
+    mql_target_precision: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_rule_each(self) -> ThresholdConfig:
+        for name in ("sql", "mql"):
+            if (
+                getattr(self, f"{name}_capacity_per_week") is not None
+                and getattr(self, f"{name}_target_precision") is not None
+            ):
+                raise ValueError(f"give {name}_capacity_per_week or {name}_target_precision, not both")
+        return self
+
+
+class TrackingConfig(Strict):
+    experiment: str = "leadscore"
+    model_name: str = "leadscore"
+    register_model: bool = True
+
+
+class TrainConfig(Strict):
+    """Everything `leadscore train` needs."""
+
+    training_table: Path = Path(".leadscore/data/training_table.parquet")
+    seed: int = 42
+    split: SplitConfig = SplitConfig()
+    booster: BoosterConfig = BoosterConfig()
+    calibration: CalibrationMethod = CalibrationMethod.ISOTONIC
+    thresholds: ThresholdConfig = ThresholdConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    shap_sample: int = Field(default=2000, ge=100, description="Rows for the SHAP summary plot.")
+
+
+class BuildFeaturesConfig(Strict):
+    """Everything `leadscore build-features` needs."""
+
+    leads: Path = Path(".leadscore/data/crm/leads.parquet")
+    activities: Path | None = Path(".leadscore/data/crm/activities.parquet")
+    outcomes: Path | None = Path(".leadscore/data/crm/outcomes.parquet")
+    output: Path = Path(".leadscore/data/training_table.parquet")
+    snapshots: SnapshotPolicy = SnapshotPolicy()
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def load_config(model: type[ConfigT], path: Path | None, overrides: dict[str, Any] | None = None) -> ConfigT:
+    """Read a YAML job config (or defaults), apply dotted-key overrides, validate strictly."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        data = loaded
+    for dotted, value in (overrides or {}).items():
+        target = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return model.model_validate(data)

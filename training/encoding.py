@@ -1,0 +1,77 @@
+"""Categorical encoding for the booster, as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+OTHER = "__other__"
+
+
+class CategoryCodeEncoder(TransformerMixin, BaseEstimator):
+    """Encode categorical columns as integer codes that LightGBM treats as categories.
+
+    Categories seen fewer than ``min_frequency`` times at fit, and categories never seen
+    (unknown values at serving are accepted and scored), share one "other" code. Missing values
+    stay missing (NaN). Other columns pass through as float. ``columns=None`` treats every
+    column as categorical.
+    """
+
+    def __init__(self, columns: Sequence[str] | None = None, min_frequency: int = 1) -> None:
+        self.columns = columns
+        self.min_frequency = min_frequency
+
+    def fit(self, X: pd.DataFrame | np.ndarray, y: object = None) -> CategoryCodeEncoder:
+        frame = self._validated_frame(X, reset=True)
+        names = list(frame.columns) if self.columns is None else list(self.columns)
+        missing = [name for name in names if name not in frame.columns]
+        if missing:
+            raise ValueError(f"columns not in the input: {missing}")
+        self.categorical_columns_ = tuple(names)
+        self.categories_: dict[str, tuple[str, ...]] = {}
+        for name in names:
+            counts = frame[name].dropna().astype(str).value_counts()
+            frequent = sorted(counts.index[counts >= self.min_frequency])
+            self.categories_[name] = (*frequent, OTHER)
+        return self
+
+    def transform(self, X: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
+        check_is_fitted(self, "categories_")
+        frame = self._validated_frame(X, reset=False)
+        out: dict[str, np.ndarray] = {}
+        for name in frame.columns:
+            values = frame[name]
+            if name in self.categories_:
+                known = pd.Index(self.categories_[name])
+                as_text = values.astype("string")
+                codes = known.get_indexer(as_text.fillna(OTHER)).astype(np.float64)
+                codes[codes < 0] = len(known) - 1  # unknown -> other
+                codes[as_text.isna().to_numpy()] = np.nan
+                out[name] = codes
+            else:
+                out[name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        encoded = pd.DataFrame(out, index=frame.index)
+        return encoded if isinstance(X, pd.DataFrame) else encoded.to_numpy(dtype=np.float64)
+
+    def _validated_frame(self, X: pd.DataFrame | np.ndarray, *, reset: bool) -> pd.DataFrame:
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if X.shape[0] == 0:
+                raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+            return X
+        array = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite="allow-nan")
+        if reset:
+            self._array_columns_ = [str(i) for i in range(array.shape[1])]
+        return pd.DataFrame(array, columns=self._array_columns_)
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        tags.input_tags.allow_nan = True
+        return tags

@@ -1,0 +1,219 @@
+"""Reasons a sales rep can read, built from TreeSHAP contributions and the feature catalogue.
+
+Contributions of the engineered features of one concept (e.g. all pricing-page windows) are
+summed into one grouped contribution; each concept gets a plain-language sentence built from
+the lead's own values. Nothing here reads PII: only catalogue features reach it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.catalogue import (
+    FEATURE_CATALOGUE,
+    SIGNAL_BY_NAME,
+    WINDOWS_DAYS,
+    Family,
+    FeatureSpec,
+    days_since_name,
+    total_count_name,
+    window_count_name,
+)
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A group of features explained as one reason."""
+
+    name: str
+    label: str
+    family: Family
+    actionable: bool
+
+
+def concepts_for(feature_names: tuple[str, ...]) -> tuple[tuple[Concept, ...], np.ndarray]:
+    """Concepts of the given features and the (features x concepts) 0/1 grouping matrix."""
+    by_name: dict[str, FeatureSpec] = {f.name: f for f in FEATURE_CATALOGUE}
+    concepts: dict[str, Concept] = {}
+    for name in feature_names:
+        spec = by_name[name]
+        concepts.setdefault(
+            spec.concept, Concept(spec.concept, spec.concept_label, spec.family, spec.actionable)
+        )
+    order = list(concepts)
+    grouping = np.zeros((len(feature_names), len(order)), dtype=np.float64)
+    for row, name in enumerate(feature_names):
+        grouping[row, order.index(by_name[name].concept)] = 1.0
+    return tuple(concepts[c] for c in order), grouping
+
+
+def _count(value: object) -> int:
+    number = _number(value)
+    return 0 if number is None else round(number)
+
+
+def _number(value: object) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _plural(count: int, noun: str) -> str:
+    if count == 1:
+        singular = {"e-mail bounces": "e-mail bounce", "unsubscribes": "unsubscribe"}.get(
+            noun, noun.rstrip("s")
+        )
+        return f"1 {singular}"
+    return f"{count} {noun}"
+
+
+def _days(days: float) -> str:
+    whole = round(days)
+    return "today" if whole == 0 else ("1 day ago" if whole == 1 else f"{whole} days ago")
+
+
+def _text(value: object) -> str:
+    return (
+        "unknown"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else str(value).replace("_", " ")
+    )
+
+
+def signal_sentence(signal: str, row: Mapping[str, object]) -> str:
+    """'4 pricing-page visits in the last 7 days', 'No demo requests yet', ..."""
+    label = SIGNAL_BY_NAME[signal].label
+    total = _count(row.get(total_count_name(signal)))
+    if total == 0:
+        return f"No {label} yet"
+    for days in WINDOWS_DAYS:
+        count = _count(row.get(window_count_name(signal, days)))
+        if count:
+            return f"{_plural(count, label)} in the last {days} days"
+    since = _number(row.get(days_since_name(signal)))
+    last = f", the last {_days(since)}" if since is not None else ""
+    return f"{_plural(total, label)} so far{last}"
+
+
+def concept_sentence(concept: str, row: Mapping[str, object]) -> str:
+    """A sentence about one concept, in the rep's language, from the lead's own values."""
+    value = row.get(concept)
+    if concept in SIGNAL_BY_NAME:
+        return signal_sentence(concept, row)
+    if concept == "email_domain_type":
+        return {
+            "free": "Uses a free e-mail address",
+            "corporate": "Uses a company e-mail address",
+            "education": "Uses a school or university e-mail address",
+        }.get(str(value), "No e-mail address on file")
+    if concept == "channel":
+        return f"Lead came from the {_text(value)} channel"
+    if concept in ("seniority", "department", "industry", "country"):
+        return f"{concept.capitalize()}: {_text(value)}"
+    if concept == "company_type":
+        return f"Company type: {_text(value)}"
+    if concept == "employee_count":
+        number = _number(value)
+        return "Company size unknown" if number is None else f"Company has {number:,.0f} employees"
+    if concept == "annual_revenue":
+        number = _number(value)
+        return (
+            "Company revenue unknown" if number is None else f"Company revenue ${number / 1e6:,.1f}M a year"
+        )
+    if concept == "lead_age_days":
+        return f"Lead created {_days(_number(value) or 0.0)}"
+    if concept == "days_since_last_activity":
+        number = _number(value)
+        return (
+            "No activity yet"
+            if number is None
+            else (f"No activity for {round(number)} days" if number >= 14 else f"Last active {_days(number)}")
+        )
+    if concept == "engagement_events_30d":
+        return f"{_count(value)} engagement events in the last 30 days"
+    if concept == "engagement_trend_30d":
+        number = _number(value) or 0.0
+        if abs(number) < 1:
+            return "Engagement is steady"
+        return (
+            f"Engagement {'rising' if number > 0 else 'falling'} ({number:+.0f} events vs the month before)"
+        )
+    if concept == "sales_touches_total":
+        return f"{_plural(_count(value), 'sales touches')} so far".replace("touche ", "touch ")
+    if concept == "days_since_last_sales_touch":
+        number = _number(value)
+        return "Not contacted by sales yet" if number is None else f"Last sales touch {_days(number)}"
+    return f"{concept.replace('_', ' ').capitalize()}: {_text(value)}"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One grouped factor behind a score."""
+
+    concept: str
+    sentence: str
+    impact: float  # signed, in score points (0-100 scale)
+    family: Family
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "concept": self.concept,
+            "sentence": self.sentence,
+            "impact": round(self.impact, 2),
+            "family": self.family.value,
+        }
+
+
+def points_from_contributions(
+    *, grouped: np.ndarray, scores: np.ndarray, base_score: float, slope: np.ndarray
+) -> np.ndarray:
+    """Convert grouped log-odds contributions to score points that add up to ``score - base_score``.
+
+    Each lead's points are its contributions scaled by (score - base) / sum(contributions); where
+    that sum is nearly zero the local slope of the calibrated score (points per log-odds) is used.
+    """
+    total = grouped.sum(axis=1)
+    delta = scores - base_score
+    safe = np.abs(total) > 1e-3
+    scale = np.where(safe, delta / np.where(safe, total, 1.0), slope)
+    return grouped * scale[:, None]
+
+
+def top_reasons(
+    *,
+    concepts: tuple[Concept, ...],
+    points_row: np.ndarray,
+    feature_row: Mapping[str, object],
+    top_positive: int = 5,
+    top_negative: int = 5,
+    min_abs_points: float = 0.05,
+) -> tuple[list[Reason], list[Reason]]:
+    """The strongest positive and negative reasons of one lead."""
+    order = np.argsort(-points_row)
+    positive = [i for i in order if points_row[i] >= min_abs_points][:top_positive]
+    negative = [i for i in order[::-1] if points_row[i] <= -min_abs_points][:top_negative]
+
+    def reason(index: int) -> Reason:
+        concept = concepts[index]
+        return Reason(
+            concept.name,
+            concept_sentence(concept.name, feature_row),
+            float(points_row[index]),
+            concept.family,
+        )
+
+    return [reason(i) for i in positive], [reason(i) for i in negative]
+
+
+def rows_as_records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """Feature rows as plain dicts (categoricals as strings, missing as None)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")

@@ -1,0 +1,76 @@
+"""Model card (markdown) logged with every model version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscore.training.model import LeadScoringModel
+
+
+def _table(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = [
+        "| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+def render_model_card(
+    *,
+    model: LeadScoringModel,
+    meta: dict[str, Any],
+    split: Any,
+    metrics: dict[str, float],
+    comparison: pd.DataFrame,
+    choice: Any,
+    config: Any,
+) -> str:
+    """Data window, metrics vs baselines, calibration, top features and intended use."""
+    sample = split.test.head(2000)
+    contributions = model.contributions(sample)
+    grouped = np.abs(contributions[:, :-1] @ model._grouping).mean(axis=0)
+    top = sorted(zip([c.label for c in model.concepts], grouped, strict=True), key=lambda kv: -kv[1])[:10]
+    policy = meta["snapshot_policy"]
+    columns = ["model", "roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top20"]
+    return (
+        f"""# Model card: {config.tracking.model_name}
+
+## Intended use
+Ranks open leads by the calibrated probability that they become a sales opportunity within
+**{policy["horizon_days"]} days** of the moment they are scored. Use the tier to decide who a rep calls now
+(sales-ready), who marketing keeps warming (marketing-qualified / nurture) and who is not a fit.
+Not for: credit, employment or any decision about a person outside sales prioritisation.
+Inputs never include PII (e-mail, names, phone are reduced to an e-mail domain type, then dropped).
+
+## Data
+- Source: `{meta.get("source", "unknown")}`; fingerprint: {meta.get("fingerprint", {})}
+- Snapshots at ages {policy["ages_days"]} days after creation; label = opportunity within the horizon after
+  the snapshot; converted-before-snapshot and incomplete horizons excluded.
+- Time-ordered split: train before {split.validation_start}, validation until {split.test_start},
+  test from {split.test_start} ({len(split.train)} / {len(split.validation)} / {len(split.test)} rows;
+  {split.purged_rows} rows purged because their label was not yet known at the test start).
+
+## Test metrics vs baselines (newest period)
+{_table(comparison.loc[:, [c for c in columns if c in comparison.columns]])}
+
+Calibration: isotonic on the validation period; expected calibration error on test {metrics["ece"]:.4f}.
+
+## Thresholds
+MQL >= {choice.mql_threshold:.3f}, SQL >= {choice.sql_threshold:.3f} ({choice.rule}).
+SQL: {choice.sql_leads_per_week:.1f} leads/week, precision {choice.sql_precision:.3f}, recall {choice.sql_recall:.3f}.
+
+## Top factors (mean |SHAP|, log-odds, grouped)
+"""
+        + "\n".join(f"{i + 1}. {label}: {value:.3f}" for i, (label, value) in enumerate(top))
+        + """
+
+## Caveats
+Fit attributes are taken as exported (their history is not versioned), so a fit field edited after a
+snapshot is seen with its current value. Engagement features are strictly point-in-time.
+"""
+    )

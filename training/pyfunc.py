@@ -1,0 +1,112 @@
+"""MLflow pyfunc wrapper: raw leads (with nested activities) in, scores and reasons out.
+
+The pyfunc carries the whole :class:`~leadscore.training.model.LeadScoringModel` (feature
+transform + booster + calibrator + explainer), so ``mlflow.pyfunc.load_model`` and
+``mlflow models serve`` score raw CRM leads with exactly the code used in training.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import Array, ColSpec, DataType, Object, ParamSchema, ParamSpec, Property, Schema
+
+from leadscore.features.contract import CATEGORICAL_FIT_COLUMNS, NUMERIC_FIT_COLUMNS
+from leadscore.training.model import LeadScoringModel
+
+MODEL_ARTIFACT = "scoring_model"
+LEAD_TEXT_COLUMNS: tuple[str, ...] = ("job_title", *CATEGORICAL_FIT_COLUMNS, "email")
+
+
+def input_signature() -> ModelSignature:
+    """The raw-lead input schema: contract lead columns, nested activities, optional as_of."""
+    activity = Object(
+        [
+            Property("timestamp", DataType.string),
+            Property("activity_type", DataType.string),
+            Property("page_category", DataType.string, required=False),
+            Property("campaign", DataType.string, required=False),
+        ]
+    )
+    inputs = Schema(
+        [
+            ColSpec(DataType.string, "lead_id"),
+            ColSpec(DataType.string, "created_at"),
+            *[ColSpec(DataType.string, name, required=False) for name in LEAD_TEXT_COLUMNS],
+            *[ColSpec(DataType.double, name, required=False) for name in NUMERIC_FIT_COLUMNS],
+            ColSpec(Array(activity), "activities", required=False),
+            ColSpec(DataType.string, "as_of", required=False),
+        ]
+    )
+    params = ParamSchema([ParamSpec("explain", DataType.boolean, True), ParamSpec("top_k", DataType.long, 5)])
+    return ModelSignature(inputs=inputs, params=params)
+
+
+def _utc_naive(values: pd.Series) -> pd.Series:
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601")
+    return parsed.dt.tz_localize(None)
+
+
+def split_raw_leads(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Split the nested input into contract tables (leads, activities) and each lead's ``as_of``."""
+    leads = pd.DataFrame({"lead_id": raw["lead_id"].astype(str).to_numpy()})
+    leads["created_at"] = _utc_naive(raw["created_at"]).to_numpy()
+    for name in LEAD_TEXT_COLUMNS:
+        leads[name] = raw[name].to_numpy(dtype=object) if name in raw else None
+    for name in NUMERIC_FIT_COLUMNS:
+        leads[name] = (
+            pd.to_numeric(raw[name], errors="coerce").to_numpy(dtype=float) if name in raw else np.nan
+        )
+    cells = raw["activities"] if "activities" in raw else pd.Series([None] * len(raw))
+    lists = [
+        list(cell) if cell is not None and not (isinstance(cell, float) and np.isnan(cell)) else []
+        for cell in cells
+    ]
+    lengths = np.fromiter((len(items) for items in lists), dtype=np.int64, count=len(lists))
+    records = [dict(item) for items in lists for item in items]
+    activities = pd.DataFrame.from_records(
+        records, columns=["timestamp", "activity_type", "page_category", "campaign"]
+    )
+    activities.insert(0, "lead_id", np.repeat(leads["lead_id"].to_numpy(), lengths))
+    activities["timestamp"] = (
+        _utc_naive(activities["timestamp"]) if len(activities) else pd.Series([], dtype="datetime64[us]")
+    )
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    if "as_of" in raw:
+        as_of = _utc_naive(raw["as_of"]).fillna(now)
+    else:
+        as_of = pd.Series(np.full(len(raw), np.datetime64(now)))
+    return leads, activities, as_of.reset_index(drop=True)
+
+
+class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):
+    """Pyfunc around a pickled :class:`LeadScoringModel`."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        with open(context.artifacts[MODEL_ARTIFACT], "rb") as handle:
+            self.model: LeadScoringModel = pickle.load(handle)
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        params = params or {}
+        leads, activities, as_of = split_raw_leads(model_input)
+        features = self.model.features(leads=leads, activities=activities, as_of=as_of)
+        scored = self.model.score_features(
+            features, explain=bool(params.get("explain", True)), top_k=int(params.get("top_k", 5))
+        )
+        frame = pd.DataFrame(scored)
+        frame["model_version"] = str(self.model.metadata.get("version", ""))
+        return frame
+
+
+def save_model_pickle(model: LeadScoringModel, path: Path) -> Path:
+    with open(path, "wb") as handle:
+        pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
