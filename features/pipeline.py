@@ -195,8 +195,11 @@ def compute_features(
             advance()  # type: ignore[operator]
 
         # 2. window boundaries of every snapshot (positions in the sorted keys)
-        lead_key = snapshot_lead.astype(np.int64) << shift
-        relative_as_of = as_of_s - origin
+        # snapshots are processed in (lead, time) order so every search and gather walks memory
+        # forwards (random order costs ~10x at 1M leads); results are put back in input order below
+        order = np.lexsort((as_of_s, snapshot_lead))
+        lead_key = snapshot_lead[order].astype(np.int64) << shift
+        relative_as_of = (as_of_s - origin)[order]
 
         def events_up_to(relative_second: np.ndarray) -> np.ndarray:
             bound = lead_key | (relative_second.astype(np.int64) << _SIGNAL_BITS) | (2**_SIGNAL_BITS - 1)
@@ -248,6 +251,10 @@ def compute_features(
             [columns[total_count_name(s)] for s in SALES_SIGNALS], axis=0, dtype=np.float32
         )
         columns["days_since_last_sales_touch"] = _nanmin([columns[days_since_name(s)] for s in SALES_SIGNALS])
+
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        columns = {name: values[inverse] for name, values in columns.items()}
 
         # 5. fit columns (static lead attributes) and lead age
         created_us = _epoch_microseconds(leads["created_at"])[snapshot_lead]

@@ -759,8 +759,10 @@ def _conversion_logits(
 
     * ``logit_base = -3.1 - 0.6 * u`` with ``u`` in [0, 1] the position of ``created_at`` in the period
     * ``logit_fit = seniority[c_level .5, vp .6, director .45, manager .25, ic 0, student -1.5,
-      other -.3] + 0.25 * clip(log10(employees) - 2, -2, 2.5) + industry[software .35, ...,
-      education -.4] - 0.7 * freemail - 0.9 * purchased_list``
+      other -.3] + 0.25 * clip(log10(employees) - 2, -2, 2.5) + industry[software .35, financial
+      .25, healthcare .1, manufacturing 0, retail -.1, education -.4, government -.3, media -.05,
+      telecom .15, other -.15] - 0.7 * freemail - 0.9 * purchased_list`` (true values, not the
+      export's missing ones)
     * ``logit_engagement = 0.9 * intent + 0.35 * log1p(pricing views) + 0.5 * min(webinars attended, 2)``
     * ``logit_demo = 1.6 * has_demo_request``
     * ``logit_sales = 0.8 * (1 - exp(-sales_touches / 3))``

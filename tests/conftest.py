@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from leadscore.features.simulator import SimulatedCRM, simulate_crm
+from leadscore.features.build import BuildFeaturesJob
+from leadscore.features.simulator import SimulatedCRM, simulate_crm, write_crm
+from leadscore.features.training_table import SnapshotPolicy
+from leadscore.training.config import BoosterConfig, TrackingConfig, TrainConfig
+from leadscore.training.train import TrainingResult, TrainJob
 
 
 @pytest.fixture()
@@ -26,3 +33,40 @@ def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def small_crm() -> SimulatedCRM:
     """3,000 simulated leads with their activities, outcomes and truth."""
     return simulate_crm(n_leads=3_000, seed=11)
+
+
+@dataclass
+class Trained:
+    crm: SimulatedCRM
+    table: pd.DataFrame
+    table_path: Path
+    result: TrainingResult
+    config: TrainConfig
+
+
+@pytest.fixture(scope="session")
+def trained(  # one trained, registered model shared by the training and explanation tests
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Trained]:
+    home = tmp_path_factory.mktemp("leadscore-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEADSCORE_HOME", str(home))
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        crm = simulate_crm(n_leads=12_000, seed=5)
+        paths = write_crm(crm, out_dir=home / "crm")
+        table_path = home / "training_table.parquet"
+        BuildFeaturesJob(
+            leads=paths["leads"],
+            activities=paths["activities"],
+            outcomes=paths["outcomes"],
+            output=table_path,
+            policy=SnapshotPolicy(),
+        ).run()
+        config = TrainConfig(
+            training_table=table_path,
+            booster=BoosterConfig(max_rounds=200),
+            tracking=TrackingConfig(experiment="test", model_name="leadscore-test"),
+        )
+        result = TrainJob(config).run()
+        yield Trained(crm, pd.read_parquet(table_path), table_path, result, config)

@@ -43,7 +43,7 @@ def build(home: Path, *, n_leads: int, seed: int = 7, n_sample: int = 400) -> di
     from leadscore.features.simulator import simulate_crm, write_crm
     from leadscore.features.training_table import SnapshotPolicy
     from leadscore.training import registry
-    from leadscore.training.config import TrainConfig, TrackingConfig
+    from leadscore.training.config import TrackingConfig, TrainConfig
     from leadscore.training.train import TrainJob
 
     crm_dir = home / "data" / "crm"

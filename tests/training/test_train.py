@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -13,15 +9,15 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from leadscore.features.build import BuildFeaturesJob
-from leadscore.features.simulator import SimulatedCRM, oracle_probability, simulate_crm, write_crm
-from leadscore.features.training_table import SnapshotPolicy
+from leadscore.features.simulator import oracle_probability
 from leadscore.training import registry
-from leadscore.training.config import BoosterConfig, SplitConfig, TrackingConfig, TrainConfig
+from leadscore.training.config import BoosterConfig, SplitConfig
 from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.evaluation import expected_calibration_error
 from leadscore.training.split import time_ordered_split
-from leadscore.training.train import TrainingResult, TrainJob, read_table_metadata
+from leadscore.training.train import TrainJob, read_table_metadata
+
+from ..conftest import Trained
 
 
 @parametrize_with_checks([CategoryCodeEncoder(), CategoryCodeEncoder(min_frequency=3)])
@@ -36,41 +32,6 @@ def test_encoder_maps_unknown_and_rare_to_other_and_keeps_missing() -> None:
     other = len(encoder.categories_["c"]) - 1
     assert out["c"].tolist()[:3] == [0.0, other, other] and np.isnan(out["c"].iloc[3])
     assert out["n"].tolist() == [1.0, 2.0, 3.0, 4.0]
-
-
-@dataclass
-class Trained:
-    crm: SimulatedCRM
-    table: pd.DataFrame
-    table_path: Path
-    result: TrainingResult
-    config: TrainConfig
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
-    home = tmp_path_factory.mktemp("leadscore-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LEADSCORE_HOME", str(home))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        crm = simulate_crm(n_leads=12_000, seed=5)
-        paths = write_crm(crm, out_dir=home / "crm")
-        table_path = home / "training_table.parquet"
-        BuildFeaturesJob(
-            leads=paths["leads"],
-            activities=paths["activities"],
-            outcomes=paths["outcomes"],
-            output=table_path,
-            policy=SnapshotPolicy(),
-        ).run()
-        config = TrainConfig(
-            training_table=table_path,
-            booster=BoosterConfig(max_rounds=200),
-            tracking=TrackingConfig(experiment="test", model_name="leadscore-test"),
-        )
-        result = TrainJob(config).run()
-        yield Trained(crm, pd.read_parquet(table_path), table_path, result, config)
 
 
 def test_time_ordered_split_never_trains_on_the_future(trained: Trained) -> None:

@@ -1,0 +1,134 @@
+"""Explanations on the simulator, where the truth is known: additivity, reasons, no cross-talk, no PII."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscore.features.contract import PII_COLUMNS
+from leadscore.training.cards import explain_leads, render_html_card
+from leadscore.training.explain import concept_sentence, signal_sentence
+from leadscore.training.model import LeadScoringModel
+
+from ..conftest import Trained
+
+
+@pytest.fixture(scope="module")
+def model(trained: Trained) -> LeadScoringModel:
+    return trained.result.model
+
+
+@pytest.fixture(scope="module")
+def newest(trained: Trained) -> pd.DataFrame:
+    return trained.table.sort_values("as_of").tail(3000).reset_index(drop=True)
+
+
+def test_contributions_add_up_to_the_raw_score(model: LeadScoringModel, newest: pd.DataFrame) -> None:
+    contributions = model.contributions(newest)
+    np.testing.assert_allclose(contributions.sum(axis=1), model.raw_scores(newest), atol=1e-9)
+
+
+def test_reason_points_add_up_to_score_minus_base(model: LeadScoringModel, newest: pd.DataFrame) -> None:
+    for reasons, scored in zip(
+        model.all_reasons(newest.head(200)), model.score_features(newest.head(200)), strict=True
+    ):
+        total = sum(r.impact for r in reasons)
+        assert total == pytest.approx(scored["score"] - scored["base_score"], abs=0.2)
+        assert scored["fit_points"] + scored["engagement_points"] == pytest.approx(total, abs=0.2)
+
+
+def test_demo_requests_show_among_top_positive_reasons(
+    trained: Trained, model: LeadScoringModel, newest: pd.DataFrame
+) -> None:
+    truth = trained.crm.truth.set_index("lead_id")
+    demo = newest[(newest["demo_request_total"] > 0) & (newest["lead_id"].map(truth["logit_demo"]) > 0)].head(
+        150
+    )
+    assert len(demo) >= 20
+    scored = model.score_features(demo)
+    hits = [any(r["concept"] == "demo_request" for r in s["reasons_positive"]) for s in scored]
+    assert np.mean(hits) >= 0.8
+
+
+def test_purchased_list_without_engagement_shows_among_negatives(
+    model: LeadScoringModel, newest: pd.DataFrame
+) -> None:
+    cold = newest[
+        (newest["channel"].astype(str) == "purchased_list") & (newest["engagement_events_30d"] == 0)
+    ]
+    assert len(cold) >= 20
+    scored = model.score_features(cold.head(150))
+    hits = [
+        any(
+            r["concept"] in ("channel", "days_since_last_activity", "engagement_events_30d")
+            or "No " in r["sentence"]
+            for r in s["reasons_negative"]
+        )
+        for s in scored
+    ]
+    assert np.mean(hits) >= 0.8
+    channel_negative = [any(r["concept"] == "channel" for r in s["reasons_negative"]) for s in scored]
+    assert np.mean(channel_negative) >= 0.5
+
+
+def test_no_cross_talk_between_leads_in_a_batch(model: LeadScoringModel, newest: pd.DataFrame) -> None:
+    batch = newest.head(50).copy()
+    alone = model.score_features(batch.iloc[[7]])[0]
+    changed = batch.copy()
+    changed.loc[changed.index != 7, "demo_request_total"] += 5
+    changed.loc[changed.index != 7, "channel"] = "purchased_list"
+    in_batch = model.score_features(changed)[7]
+    assert in_batch == alone
+
+
+def test_explanations_never_mention_pii(trained: Trained, model: LeadScoringModel) -> None:
+    leads = trained.crm.leads.head(40)
+    cards = explain_leads(
+        model=model, leads=leads, activities=trained.crm.activities, as_of=trained.crm.exported_at
+    )
+    pii = {str(v).lower() for c in PII_COLUMNS for v in leads[c].dropna()}
+    for card in cards:
+        text = (str(card.scored) + render_html_card(card)).lower()
+        assert not [value for value in pii if len(value) > 3 and value in text]
+
+
+def test_next_best_action_varies_only_actionable_activities(
+    trained: Trained, model: LeadScoringModel
+) -> None:
+    leads = trained.crm.leads.head(10)
+    actions = model.next_best_actions(
+        leads=leads, activities=trained.crm.activities, as_of=trained.crm.exported_at
+    )
+    allowed = {
+        "demo_request",
+        "webinar_registered",
+        "webinar_attended",
+        "content_download",
+        "sales_call",
+        "sales_email",
+        "sales_meeting",
+    }
+    for per_lead in actions:
+        assert {a.action for a in per_lead} <= allowed
+        assert [a.uplift for a in per_lead] == sorted((a.uplift for a in per_lead), reverse=True)
+
+
+def test_sentences_read_naturally() -> None:
+    row = {
+        "page_pricing_7d": 4.0,
+        "page_pricing_30d": 4.0,
+        "page_pricing_90d": 5.0,
+        "page_pricing_total": 5.0,
+        "days_since_page_pricing": 1.0,
+        "demo_request_total": 0.0,
+    }
+    assert signal_sentence("page_pricing", row) == "4 pricing-page visits in the last 7 days"
+    assert signal_sentence("demo_request", row) == "No demo requests yet"
+    assert (
+        concept_sentence("email_domain_type", {"email_domain_type": "free"}) == "Uses a free e-mail address"
+    )
+    assert concept_sentence("days_since_last_activity", {"days_since_last_activity": 63.0}) == (
+        "No activity for 63 days"
+    )
+    assert concept_sentence("sales_touches_total", {"sales_touches_total": 1.0}) == "1 sales touch so far"
