@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench typecheck
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,12 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_simulator.py
 	$(BIN)/python benchmarks/bench_features.py
+
+## mypy cannot follow setuptools' editable import hook, so type-check a symlinked view of the package
+typecheck: setup
+	rm -rf build/typecheck && mkdir -p build/typecheck/leadscore
+	cp -rs $(CURDIR)/leadscore/. build/typecheck/leadscore/
+	ln -s $(CURDIR)/features build/typecheck/leadscore/features
+	ln -s $(CURDIR)/training build/typecheck/leadscore/training
+	ln -s $(CURDIR)/serving build/typecheck/leadscore/serving
+	cd build/typecheck && $(CURDIR)/$(BIN)/mypy -p leadscore --config-file $(CURDIR)/pyproject.toml

@@ -1,0 +1,224 @@
+"""The scoring engine behind the HTTP service: model holder with atomic hot swap, batched scoring.
+
+The hot path of ``/score`` is one ``compute_features`` and one LightGBM call (``pred_contrib``
+when explaining, raw scores otherwise) for the whole batch, through the very
+:class:`~leadscore.training.model.LeadScoringModel` object the MLflow pyfunc carries; nothing is
+loaded per request and no model call runs per lead.
+
+Hot reload: :meth:`ModelHolder.reload` resolves the version (the champion alias, or the pinned
+``LEADSCORE_MODEL_VERSION``), loads a new model *outside* any request, then replaces the holder's
+single reference in one assignment. Requests read that reference once at their start, so a
+request in flight finishes on the model it started with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from leadscore.serving.payload import PreparedLeads, now_utc, prepare_leads
+from leadscore.serving.schemas import (
+    Activity,
+    ExplainRequest,
+    ExplainResponse,
+    RawLead,
+    ReloadResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+from leadscore.serving.settings import ServingSettings
+from leadscore.training import registry
+from leadscore.training.model import LeadScoringModel
+
+logger = logging.getLogger("leadscore.serving")
+
+
+def lead_hash(lead_id: str) -> str:
+    """Short, stable pseudonym of a lead id for logs (lead ids never appear in logs)."""
+    return hashlib.sha256(lead_id.encode("utf-8")).hexdigest()[:12]
+
+
+class ModelUnavailable(RuntimeError):
+    """No model could be resolved or loaded."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: LeadScoringModel
+    name: str
+    version: str
+    loaded_at: float
+
+    @property
+    def horizon_days(self) -> int:
+        return int(self.model.horizon_days)
+
+
+class ModelHolder:
+    """Holds the serving model; :meth:`reload` swaps it atomically."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        self.settings = settings
+        self._current: LoadedModel | None = None
+        self._reload_lock = threading.Lock()  # one load at a time; readers never wait on it
+
+    @property
+    def current(self) -> LoadedModel:
+        loaded = self._current
+        if loaded is None:
+            raise ModelUnavailable("no model loaded")
+        return loaded
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    @property
+    def pinned(self) -> bool:
+        return self.settings.model_version is not None
+
+    def resolve_version(self) -> str:
+        if self.settings.model_version is not None:
+            return self.settings.model_version
+        version = registry.champion_version(model_name=self.settings.model_name)
+        if version is None:
+            raise ModelUnavailable(
+                f"model '{self.settings.model_name}' has no 'champion' alias: run `leadscore promote`, "
+                "or pin a version with LEADSCORE_MODEL_VERSION"
+            )
+        return version
+
+    def load(self, version: str) -> LoadedModel:
+        started = time.perf_counter()
+        model = registry.load_scoring_model(model_name=self.settings.model_name, version=version)
+        loaded = LoadedModel(
+            model=model, name=self.settings.model_name, version=version, loaded_at=time.time()
+        )
+        _warm_up(model)
+        logger.info(
+            "loaded model %s version %s in %.2fs", loaded.name, version, time.perf_counter() - started
+        )
+        return loaded
+
+    def reload(self) -> ReloadResponse:
+        """Load the resolved version if it is not the one serving; swap atomically."""
+        with self._reload_lock:
+            previous = self._current
+            version = self.resolve_version()
+            if previous is not None and previous.version == version:
+                return ReloadResponse(
+                    reloaded=False,
+                    model_name=previous.name,
+                    model_version=version,
+                    previous_version=previous.version,
+                    pinned=self.pinned,
+                )
+            loaded = self.load(version)
+            self._current = loaded  # the swap: one reference assignment
+            if previous is not None:
+                logger.info("now serving %s version %s (was %s)", loaded.name, version, previous.version)
+            return ReloadResponse(
+                reloaded=previous is not None,
+                model_name=loaded.name,
+                model_version=loaded.version,
+                previous_version=previous.version if previous is not None else loaded.version,
+                pinned=self.pinned,
+            )
+
+
+def _warm_up(model: LeadScoringModel) -> None:
+    """Score one synthetic lead so lazy initialisation does not land on the first request."""
+    now = now_utc()
+    lead = RawLead(
+        lead_id="warm-up",
+        created_at=(now - pd.Timedelta(days=3)).isoformat(),
+        activities=[
+            Activity(timestamp=(now - pd.Timedelta(days=1)).isoformat(), activity_type="page_view"),
+        ],
+    )
+    prepared = prepare_leads([lead], as_of=None, now=now)
+    features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
+    model.score_features(features, explain=True, top_k=5)
+    model.score_features(features, explain=False)
+
+
+def _as_of_text(values: pd.Series) -> list[str]:
+    return [ts.isoformat() for ts in pd.to_datetime(values)]
+
+
+def score_prepared(
+    loaded: LoadedModel, prepared: PreparedLeads, *, explain: bool, top_k: int
+) -> list[dict[str, object]]:
+    """One feature computation and one model call for the whole batch."""
+    model = loaded.model
+    features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
+    scored = model.score_features(features, explain=explain, top_k=top_k)
+    as_of = _as_of_text(prepared.as_of)
+    for i, result in enumerate(scored):
+        result.setdefault("fit_points", None)
+        result.setdefault("engagement_points", None)
+        result.setdefault("base_score", None)
+        result.setdefault("reasons_positive", [])
+        result.setdefault("reasons_negative", [])
+        result["as_of"] = as_of[i]
+        result["model_name"] = loaded.name
+        result["model_version"] = loaded.version
+    return scored
+
+
+def score_request(
+    loaded: LoadedModel, request: ScoreRequest, settings: ServingSettings, *, now: pd.Timestamp | None = None
+) -> ScoreResponse:
+    """Validate, convert and score a ``/score`` request (raises ``RequestInvalid``)."""
+    prepared = prepare_leads(
+        request.leads,
+        as_of=request.as_of,
+        now=now,
+        clock_skew_seconds=settings.clock_skew_seconds,
+        full_validation=settings.full_validation,
+    )
+    results = score_prepared(loaded, prepared, explain=request.explain, top_k=request.top_k)
+    return ScoreResponse.model_validate(
+        {
+            "model_name": loaded.name,
+            "model_version": loaded.version,
+            "model_horizon_days": loaded.horizon_days,
+            "results": results,
+        }
+    )
+
+
+def explain_request(
+    loaded: LoadedModel,
+    request: ExplainRequest,
+    settings: ServingSettings,
+    *,
+    now: pd.Timestamp | None = None,
+) -> ExplainResponse:
+    """Score one lead with every grouped contribution and the next best actions."""
+    prepared = prepare_leads(
+        [request.lead],
+        as_of=request.as_of,
+        now=now,
+        clock_skew_seconds=settings.clock_skew_seconds,
+        full_validation=settings.full_validation,
+    )
+    model = loaded.model
+    features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
+    scored = score_prepared(loaded, prepared, explain=True, top_k=5)[0]
+    contributions = [reason.as_dict() for reason in model.all_reasons(features)[0]]
+    actions = model.next_best_actions(
+        leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of
+    )[0]
+    return ExplainResponse.model_validate(
+        {
+            "score": scored,
+            "contributions": contributions,
+            "next_best_actions": [action.as_dict() for action in actions],
+        }
+    )

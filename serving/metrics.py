@@ -1,0 +1,87 @@
+"""Custom Prometheus metrics, served by BentoML's ``/metrics`` next to its own.
+
+``prometheus_client`` is imported on first use, never at module import: BentoML workers set
+``PROMETHEUS_MULTIPROC_DIR`` after importing the service module, and metrics created before
+that would be invisible to the multi-process collector behind ``/metrics``.
+
+* ``leadscore_requests_total{endpoint, outcome}``: every request to ``/score``, ``/explain``
+  and ``/reload`` by outcome (ok, unauthorized, malformed_json, unsupported_media_type,
+  payload_too_large, invalid_request, unavailable, error).
+* ``leadscore_score`` (histogram, 0-100): every score returned.
+* ``leadscore_leads_scored_total{tier}``: leads scored, by tier.
+* ``leadscore_model_version``: the registered version being served (one series per worker).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+SCORE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+_lock = threading.Lock()
+_metrics: dict[str, Any] = {}
+
+
+def _get() -> dict[str, Any]:
+    if _metrics:
+        return _metrics
+    with _lock:
+        if not _metrics:
+            import prometheus_client as prom
+
+            _metrics["requests"] = prom.Counter(
+                "leadscore_requests",
+                "Scoring API requests by endpoint and outcome.",
+                labelnames=("endpoint", "outcome"),
+            )
+            _metrics["score"] = prom.Histogram(
+                "leadscore_score", "Scores returned (0-100).", buckets=SCORE_BUCKETS
+            )
+            _metrics["leads"] = prom.Counter(
+                "leadscore_leads_scored", "Leads scored, by tier.", labelnames=("tier",)
+            )
+            _metrics["version"] = prom.Gauge(
+                "leadscore_model_version",
+                "Registered model version being served (numeric versions only).",
+                multiprocess_mode="mostrecent",
+            )
+    return _metrics
+
+
+OUTCOMES: dict[int, str] = {
+    400: "malformed_json",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "unavailable",
+}
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    return OUTCOMES.get(status, "error" if status >= 500 else "client_error")
+
+
+def count_request(endpoint: str, status: int) -> None:
+    _get()["requests"].labels(endpoint=endpoint, outcome=outcome_of(status)).inc()
+
+
+def observe_scores(scores: Iterable[float], tiers: Iterable[str]) -> None:
+    metrics = _get()
+    histogram, leads = metrics["score"], metrics["leads"]
+    per_tier: dict[str, int] = {}
+    for score, tier in zip(scores, tiers, strict=True):
+        histogram.observe(score)
+        per_tier[tier] = per_tier.get(tier, 0) + 1
+    for tier, count in per_tier.items():
+        leads.labels(tier=tier).inc(count)
+
+
+def set_model_version(version: str) -> None:
+    if version.isdigit():
+        _get()["version"].set(int(version))

@@ -1,0 +1,287 @@
+"""Request payload -> contract tables, checked against the data contract, for one batched model call.
+
+:func:`prepare_leads` turns the validated request models into the contract's ``leads`` and
+``activities`` tables plus each lead's ``as_of`` -- exactly the tables
+:func:`leadscore.training.pyfunc.split_raw_leads` builds from the same raw leads, so the service and
+the MLflow pyfunc score identically. Every check of the contract that the request models cannot
+express (timestamps that do not parse, are in the future or precede the lead's creation,
+duplicate lead ids, blank ids) runs here, vectorised, on every request.
+
+When any check fails, :func:`leadscore.features.loading.validate_crm_tables` runs on the same
+tables and its problems are merged into the report, so a rejected request is described the way
+the contract describes bad CRM files, but per field and per lead: ``leads[3].activities[0].timestamp``
+of lead ``L0042``. ``LEADSCORE_FULL_VALIDATION=true`` runs the contract validator on every
+request as well (slower: tens of milliseconds per request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.contract import CATEGORICAL_FIT_COLUMNS, NUMERIC_FIT_COLUMNS
+from leadscore.features.loading import DataContractError, validate_crm_tables
+from leadscore.serving.schemas import Problem, RawLead
+
+LEAD_TEXT_COLUMNS: tuple[str, ...] = ("job_title", *CATEGORICAL_FIT_COLUMNS, "email")
+ACTIVITY_COLUMNS: tuple[str, ...] = ("timestamp", "activity_type", "page_category", "campaign")
+_UNUSED_PII = ("first_name", "last_name", "phone")  # contract columns the service never needs
+_FROM_EVENTS, _FROM_COUNTS = 0, 1
+
+
+class RequestInvalid(ValueError):
+    """The request breaks the contract; ``problems`` names every bad field and lead."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s) in the request")
+
+
+@dataclass(frozen=True)
+class PreparedLeads:
+    """Contract tables for one batch, ready for ``LeadScoringModel.features``."""
+
+    leads: pd.DataFrame
+    activities: pd.DataFrame
+    as_of: pd.Series  # naive UTC, one per lead, in request order
+
+
+def utc_naive(values: Sequence[str | None] | pd.Series) -> pd.Series:
+    """ISO 8601 text -> naive UTC timestamps, as the pyfunc parses them; NaT where unparseable."""
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    if series.empty:
+        return pd.Series([], dtype="datetime64[us]")
+    parsed = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
+    return parsed.dt.tz_localize(None)
+
+
+def now_utc() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+
+
+class _Report:
+    """Problems keyed by field path (one per field; the first wording wins)."""
+
+    def __init__(self, lead_ids: Sequence[str]) -> None:
+        self.lead_ids = lead_ids
+        self.by_field: dict[str, Problem] = {}
+
+    def add(self, field: str, problem: str, lead: int | None = None) -> None:
+        if field not in self.by_field:
+            lead_id = self.lead_ids[lead] if lead is not None and lead < len(self.lead_ids) else None
+            self.by_field[field] = Problem(field=field, problem=problem, lead_index=lead, lead_id=lead_id)
+
+    def add_rows(self, mask: np.ndarray, field_of: object, problem: str, lead_of: np.ndarray) -> None:
+        for row in np.flatnonzero(mask):
+            self.add(field_of(row), problem, int(lead_of[row]))  # type: ignore[operator]
+
+    @property
+    def problems(self) -> list[Problem]:
+        return list(self.by_field.values())
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    return value if value is None or value.strip() else None
+
+
+def prepare_leads(
+    raw: Sequence[RawLead],
+    *,
+    as_of: str | None,
+    now: pd.Timestamp | None = None,
+    clock_skew_seconds: float = 300.0,
+    full_validation: bool = False,
+) -> PreparedLeads:
+    """Contract tables for ``raw``; raises :class:`RequestInvalid` naming each bad field and lead.
+
+    ``now`` (default: the current UTC time) plus ``clock_skew_seconds`` bounds every timestamp.
+    """
+    now = now_utc() if now is None else now
+    limit = now + pd.Timedelta(seconds=clock_skew_seconds)
+    bound = np.datetime64(limit.as_unit("us"))
+    n = len(raw)
+    lead_ids = [lead.lead_id for lead in raw]
+    report = _Report(lead_ids)
+
+    # --- leads table (same construction as split_raw_leads) ---------------------------------
+    leads = pd.DataFrame({"lead_id": np.array(lead_ids, dtype=object)})
+    created = utc_naive([lead.created_at for lead in raw])
+    leads["created_at"] = created.to_numpy()
+    for name in LEAD_TEXT_COLUMNS:
+        leads[name] = np.array([_blank_to_none(getattr(lead, name)) for lead in raw], dtype=object)
+    for name in NUMERIC_FIT_COLUMNS:
+        values = [getattr(lead, name) for lead in raw]
+        leads[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
+
+    # --- activities: events, then expanded counts ----------------------------------------------
+    event_lead = np.fromiter((i for i, lead in enumerate(raw) for _ in lead.activities), dtype=np.int64)
+    event_item = np.fromiter((j for lead in raw for j in range(len(lead.activities))), dtype=np.int64)
+    events = [a for lead in raw for a in lead.activities]
+    timestamps = utc_naive([a.timestamp for a in events]).to_numpy().astype("datetime64[us]")
+    columns: dict[str, np.ndarray] = {
+        "activity_type": np.array([a.activity_type for a in events], dtype=object),
+        "page_category": np.array([a.page_category for a in events], dtype=object),
+        "campaign": np.array([a.campaign for a in events], dtype=object),
+    }
+    source = np.full(len(events), _FROM_EVENTS, dtype=np.int8)
+    counted = _expand_counts(raw, created=created, report=report)
+    if counted is not None:
+        count_times, count_columns, count_lead, count_item = counted
+        timestamps = np.concatenate([timestamps, count_times])
+        for name, values in count_columns.items():
+            columns[name] = np.concatenate([columns[name], values])
+        event_lead = np.concatenate([event_lead, count_lead])
+        event_item = np.concatenate([event_item, count_item])
+        source = np.concatenate([source, np.full(len(count_lead), _FROM_COUNTS, dtype=np.int8)])
+    activities = pd.DataFrame(
+        {
+            "lead_id": np.asarray(lead_ids, dtype=object)[event_lead],
+            "timestamp": timestamps,
+            **columns,
+        }
+    )
+
+    # --- as_of per lead -------------------------------------------------------------------------
+    default_as_of = now
+    if as_of is not None:
+        parsed = utc_naive([as_of]).iloc[0]
+        if pd.isna(parsed):
+            report.add("as_of", "not an ISO 8601 timestamp")
+        elif parsed > limit:
+            report.add("as_of", f"timestamp in the future (after {limit:%Y-%m-%d %H:%M:%S})")
+        else:
+            default_as_of = parsed
+    own = utc_naive([lead.as_of for lead in raw])
+    has_own = np.array([lead.as_of is not None for lead in raw], dtype=bool)
+    lead_as_of = own.where(pd.Series(has_own), default_as_of)
+
+    # --- the contract's checks, vectorised ------------------------------------------------------
+    def lead_field(name: str):  # noqa: ANN202
+        return lambda row: f"leads[{row}].{name}"
+
+    def activity_field(row: int) -> str:
+        kind = "activities" if source[row] == _FROM_EVENTS else "engagement_counts"
+        suffix = ".timestamp" if source[row] == _FROM_EVENTS else ""
+        return f"leads[{event_lead[row]}].{kind}[{event_item[row]}]{suffix}"
+
+    lead_rows = np.arange(n)
+    created_values = leads["created_at"].to_numpy()
+    blank_id = np.array([not lead_id.strip() for lead_id in lead_ids], dtype=bool)
+    report.add_rows(blank_id, lead_field("lead_id"), "missing value (blank lead_id)", lead_rows)
+    duplicated = pd.Index(lead_ids).duplicated(keep=False) & ~blank_id
+    report.add_rows(duplicated, lead_field("lead_id"), "duplicate lead_id", lead_rows)
+    report.add_rows(
+        np.isnat(created_values), lead_field("created_at"), "not an ISO 8601 timestamp", lead_rows
+    )
+    future = f"timestamp in the future (after {limit:%Y-%m-%d %H:%M:%S})"
+    report.add_rows(created_values > bound, lead_field("created_at"), future, lead_rows)
+    own_values = own.to_numpy()
+    report.add_rows(
+        has_own & np.isnat(own_values), lead_field("as_of"), "not an ISO 8601 timestamp", lead_rows
+    )
+    report.add_rows(has_own & (own_values > bound), lead_field("as_of"), future, lead_rows)
+    as_of_values = lead_as_of.to_numpy()
+    early_as_of = as_of_values < created_values  # NaT compares False
+    report.add_rows(early_as_of, lead_field("as_of"), "as_of is before the lead was created", lead_rows)
+
+    when = activities["timestamp"].to_numpy()
+    from_events = source == _FROM_EVENTS
+    report.add_rows(np.isnat(when) & from_events, activity_field, "not an ISO 8601 timestamp", event_lead)
+    report.add_rows(when > bound, activity_field, future, event_lead)
+    before = when < created_values[event_lead] if n else np.zeros(0, dtype=bool)
+    report.add_rows(before, activity_field, "activity before the lead was created", event_lead)
+
+    if report.by_field or full_validation:
+        _contract_problems(
+            leads, activities, limit=limit, lead_of=event_lead, field_of=activity_field, report=report
+        )
+    if report.by_field:
+        raise RequestInvalid(report.problems)
+    return PreparedLeads(leads=leads, activities=activities, as_of=lead_as_of.reset_index(drop=True))
+
+
+def _expand_counts(
+    raw: Sequence[RawLead], *, created: pd.Series, report: _Report
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray] | None:
+    """Pre-aggregated counts -> evenly spread synthetic events (None when there are none)."""
+    entries = [(i, k, c) for i, lead in enumerate(raw) for k, c in enumerate(lead.engagement_counts)]
+    if not entries:
+        return None
+    last = utc_naive([c.last_at for _, _, c in entries]).to_numpy().astype("datetime64[us]")
+    first_given = utc_naive([c.first_at for _, _, c in entries]).to_numpy().astype("datetime64[us]")
+    created_values = created.to_numpy().astype("datetime64[us]")
+    times, types, pages, lead_of, item_of = [], [], [], [], []
+    for row, (i, k, entry) in enumerate(entries):
+        field = f"leads[{i}].engagement_counts[{k}]"
+        if np.isnat(last[row]):
+            report.add(f"{field}.last_at", "not an ISO 8601 timestamp", i)
+            continue
+        start = created_values[i] if entry.first_at is None else first_given[row]
+        if entry.first_at is not None and np.isnat(start):
+            report.add(f"{field}.first_at", "not an ISO 8601 timestamp", i)
+            continue
+        if entry.count == 0:
+            continue
+        if np.isnat(start):  # created_at itself is unparseable: reported on the lead
+            start = last[row]
+        if start > last[row]:
+            report.add(f"{field}.first_at", "first_at is after last_at", i)
+            continue
+        if entry.count == 1:
+            spread = np.array([last[row]])
+        else:
+            span = (last[row] - start).astype("timedelta64[us]").astype(np.int64)
+            offsets = np.linspace(0, span, entry.count).round().astype(np.int64)
+            spread = start + offsets.astype("timedelta64[us]")
+        times.append(spread)
+        types += [entry.activity_type] * entry.count
+        pages += [entry.page_category] * entry.count
+        lead_of.append(np.full(entry.count, i, dtype=np.int64))
+        item_of.append(np.full(entry.count, k, dtype=np.int64))
+    if not times:
+        return None
+    columns = {
+        "activity_type": np.array(types, dtype=object),
+        "page_category": np.array(pages, dtype=object),
+        "campaign": np.full(len(types), None, dtype=object),
+    }
+    return np.concatenate(times), columns, np.concatenate(lead_of), np.concatenate(item_of)
+
+
+def _contract_problems(
+    leads: pd.DataFrame,
+    activities: pd.DataFrame,
+    *,
+    limit: pd.Timestamp,
+    lead_of: np.ndarray,
+    field_of: object,
+    report: _Report,
+) -> None:
+    """Run the contract validator on the request's tables and add its problems per field and lead."""
+    table = leads.copy()
+    for name in _UNUSED_PII:
+        table[name] = None
+    try:
+        validate_crm_tables(leads=table, activities=activities, now=limit)
+    except DataContractError as error:
+        for contract_problem in error.problems:
+            rows = contract_problem.rows
+            if not rows:
+                where = "leads" if contract_problem.table == "leads" else "leads[].activities"
+                column = f".{contract_problem.column}" if contract_problem.column else ""
+                report.add(f"{where}{column}", contract_problem.problem)
+                continue
+            for row in rows:
+                if contract_problem.table == "leads":
+                    report.add(f"leads[{row}].{contract_problem.column}", contract_problem.problem, row)
+                else:
+                    report.add(field_of(row), contract_problem.problem, int(lead_of[row]))  # type: ignore[operator]
+            hidden = contract_problem.count - len(rows)
+            if hidden > 0:
+                report.add(
+                    f"{contract_problem.table}.{contract_problem.column}",
+                    f"{contract_problem.problem}: {hidden} more row(s) like the ones above",
+                )

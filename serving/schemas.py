@@ -1,0 +1,264 @@
+"""Request and response models of the scoring API; their descriptions become the OpenAPI document.
+
+Requests carry leads in the raw CRM format (the data contract's lead columns plus the lead's
+activities, nested), the same format the MLflow pyfunc accepts. Timestamps are ISO 8601 text:
+values with a UTC offset are converted to UTC, values without one are taken as UTC. Extra fields
+(other CRM columns, ``first_name``, ``phone``, ...) are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from leadscore.features.contract import ActivityType
+from leadscore.training.model import Tier
+
+# Inputs are never echoed into errors or logs (they can hold personal data).
+_INPUT = ConfigDict(
+    extra="ignore", hide_input_in_errors=True, coerce_numbers_to_str=True, use_enum_values=True
+)
+_OUTPUT = ConfigDict(hide_input_in_errors=True)
+
+Timestamp = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        json_schema_extra={"format": "date-time"},
+        examples=["2025-11-20T10:31:46Z"],
+    ),
+]
+Text = Annotated[str | None, Field(max_length=1000)]
+NonNegative = Annotated[float | None, Field(ge=0, allow_inf_nan=False)]
+
+
+class Activity(BaseModel):
+    """One timestamped engagement event or sales touch of the lead."""
+
+    model_config = _INPUT
+
+    timestamp: Timestamp = Field(
+        description="When it happened (ISO 8601). Must not be in the future nor before the lead's "
+        "created_at. Activities after the scoring time (as_of) are ignored, never counted."
+    )
+    activity_type: ActivityType = Field(description="What happened: one of the contract's activity types.")
+    page_category: Text = Field(
+        default=None,
+        description="For page_view: pricing, product, docs, blog, careers or other; other values count "
+        "as other.",
+    )
+    campaign: Text = Field(default=None, description="Optional campaign name (not used for scoring).")
+
+
+class EngagementCount(BaseModel):
+    """Pre-aggregated engagement, for CRMs that keep counts instead of events.
+
+    The count is expanded into ``count`` events spread evenly from ``first_at`` (default: the
+    lead's created_at) to ``last_at``; window counts (7/30/90 days) are therefore an
+    approximation when the real events were not evenly spread. Send events in ``activities``
+    where you have them; both can be combined.
+    """
+
+    model_config = _INPUT
+
+    activity_type: ActivityType = Field(description="Which activity was counted.")
+    page_category: Text = Field(default=None, description="For page_view counts: the page category.")
+    count: int = Field(ge=0, le=10_000, description="How many such activities (0 to 10,000).")
+    last_at: Timestamp = Field(description="When the most recent one happened (ISO 8601).")
+    first_at: Timestamp | None = Field(
+        default=None, description="When the first one happened (ISO 8601); default: created_at."
+    )
+
+
+class RawLead(BaseModel):
+    """A lead as exported from the CRM, with its activities nested."""
+
+    model_config = _INPUT
+
+    lead_id: str = Field(min_length=1, max_length=200, description="CRM lead id, unique within the request.")
+    created_at: Timestamp = Field(description="When the lead was created (ISO 8601); not in the future.")
+    channel: Text = Field(
+        default=None,
+        description="Source channel, e.g. web_form, paid_search, referral. Unknown values are "
+        "accepted and scored like rare ones.",
+    )
+    job_title: Text = Field(default=None, description="Free-text job title.")
+    seniority: Text = Field(
+        default=None, description="c_level, vp, director, manager, individual_contributor, ..."
+    )
+    department: Text = Field(default=None, description="Department, e.g. marketing, it, sales.")
+    country: Text = Field(default=None, description="ISO 3166 alpha-2 country code.")
+    industry: Text = Field(default=None, description="Company industry.")
+    company_type: Text = Field(default=None, description="private, public, nonprofit, government, education.")
+    employee_count: NonNegative = Field(default=None, description="Employees at the company (>= 0, finite).")
+    annual_revenue: NonNegative = Field(
+        default=None, description="Company annual revenue in USD (>= 0, finite)."
+    )
+    email: Text = Field(
+        default=None,
+        description="Personal data: used only to derive the e-mail domain type (company, free, "
+        "education), never stored or logged.",
+    )
+    activities: list[Activity] = Field(
+        default_factory=list, max_length=100_000, description="The lead's activities, any order."
+    )
+    engagement_counts: list[EngagementCount] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Optional pre-aggregated engagement (see EngagementCount), added to activities.",
+    )
+    as_of: Timestamp | None = Field(
+        default=None,
+        description="Score this lead as of this time (ISO 8601); overrides the request's as_of.",
+    )
+
+
+class ScoreRequest(BaseModel):
+    """Leads to score, all through one feature computation and one model call."""
+
+    model_config = _INPUT
+
+    leads: list[RawLead] = Field(
+        min_length=1,
+        description="Leads to score, in the raw CRM format. At most LEADSCORE_MAX_BATCH (default "
+        "1000) per request, else 413.",
+    )
+    as_of: Timestamp | None = Field(
+        default=None,
+        description="Score as of this time (ISO 8601; default: now, UTC). Must not be in the future.",
+    )
+    explain: bool = Field(
+        default=True,
+        description="Return grade and reasons. false skips the explanation (faster): grade, points "
+        "and reasons are then null/empty and the tier ignores the fit grade.",
+    )
+    top_k: int = Field(default=5, ge=0, le=50, description="Reasons per direction (positive, negative).")
+
+
+class ExplainRequest(BaseModel):
+    """One lead to explain in full."""
+
+    model_config = _INPUT
+
+    lead: RawLead = Field(description="The lead, in the raw CRM format.")
+    as_of: Timestamp | None = Field(
+        default=None, description="Explain as of this time (ISO 8601; default: now, UTC)."
+    )
+
+
+class ReloadRequest(BaseModel):
+    """Nothing to send: the service checks the champion alias (or the pinned version)."""
+
+    model_config = _INPUT
+
+
+class Reason(BaseModel):
+    """One grouped factor behind a score, in a sales rep's words."""
+
+    model_config = _OUTPUT
+
+    concept: str = Field(description="Machine name of the factor, e.g. page_pricing, seniority.")
+    sentence: str = Field(description="The factor in plain words, from the lead's own values.")
+    impact: float = Field(description="Signed effect on the 0-100 score, in points.")
+    family: str = Field(description="fit (who the lead is), engagement (what they did) or sales.")
+
+
+class LeadScore(BaseModel):
+    """The score of one lead."""
+
+    model_config = _OUTPUT
+
+    lead_id: str = Field(description="The lead's id, as sent.")
+    probability: float = Field(
+        description="Calibrated probability that the lead becomes an opportunity within the model's "
+        "horizon (model_horizon_days)."
+    )
+    score: float = Field(description="100 x probability, rounded to 0.1.")
+    tier: Tier = Field(
+        description="sales_ready (call now), marketing_qualified (warm), nurture, or not_a_fit "
+        "(fit grade D; needs explain=true)."
+    )
+    grade: str | None = Field(
+        description="Fit letter A (best) to D and engagement digit 1 (most engaged) to 4, e.g. B2; "
+        "null when explain=false."
+    )
+    fit_points: float | None = Field(description="Score points from fit factors (null if explain=false).")
+    engagement_points: float | None = Field(
+        description="Score points from engagement and sales factors (null if explain=false)."
+    )
+    base_score: float | None = Field(description="Score of an average lead; points add up from it.")
+    reasons_positive: list[Reason] = Field(description="Strongest factors raising the score, top_k at most.")
+    reasons_negative: list[Reason] = Field(description="Strongest factors lowering the score, top_k at most.")
+    as_of: str = Field(description="The time the lead was scored as of (ISO 8601, UTC).")
+    model_name: str = Field(description="Registered MLflow model that scored the lead.")
+    model_version: str = Field(description="Its registered version.")
+
+
+class ScoreResponse(BaseModel):
+    """Scores, in the order of the request's leads."""
+
+    model_config = _OUTPUT
+
+    model_name: str = Field(description="Registered MLflow model name.")
+    model_version: str = Field(description="Registered model version that produced every score here.")
+    model_horizon_days: int = Field(description="Days ahead the probability refers to.")
+    results: list[LeadScore] = Field(description="One entry per lead, in request order.")
+
+
+class NextBestAction(BaseModel):
+    """An action a rep or marketer can take, and what one more of it would do to the probability."""
+
+    model_config = _OUTPUT
+
+    action: str = Field(description="Activity type to cause, e.g. demo_request.")
+    label: str = Field(description="The action in plain words.")
+    probability_after: float = Field(description="Probability after one more such activity now.")
+    uplift: float = Field(description="Change in probability (probability_after - probability).")
+
+
+class ExplainResponse(BaseModel):
+    """Full explanation of one lead."""
+
+    model_config = _OUTPUT
+
+    score: LeadScore = Field(description="The lead's score with its top reasons (top 5 each way).")
+    contributions: list[Reason] = Field(
+        description="Every grouped factor, strongest first; impacts add up to score - base_score."
+    )
+    next_best_actions: list[NextBestAction] = Field(
+        description="Actionable activities, biggest uplift first."
+    )
+
+
+class ReloadResponse(BaseModel):
+    """Outcome of a reload check."""
+
+    model_config = _OUTPUT
+
+    reloaded: bool = Field(description="Whether a different model version is now serving.")
+    model_name: str = Field(description="Registered model name.")
+    model_version: str = Field(description="Version serving after the check.")
+    previous_version: str = Field(description="Version serving before the check.")
+    pinned: bool = Field(description="True when LEADSCORE_MODEL_VERSION pins the version (no alias check).")
+
+
+class Problem(BaseModel):
+    """One problem with a request: which field of which lead, and what is wrong."""
+
+    field: str = Field(description="Path of the bad field, e.g. leads[3].activities[0].timestamp.")
+    problem: str = Field(description="What is wrong, in plain words.")
+    lead_index: int | None = Field(default=None, description="0-based position of the lead in the request.")
+    lead_id: str | None = Field(default=None, description="The lead's id, when it could be read.")
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx/5xx answer; never a stack trace."""
+
+    error: str = Field(
+        description="unauthorized, malformed_json, unsupported_media_type, payload_too_large, "
+        "invalid_request, not_found, method_not_allowed or internal_error."
+    )
+    message: str = Field(description="What happened and how to fix it.")
+    problems: list[Problem] = Field(default_factory=list, description="Every problem found (422).")
