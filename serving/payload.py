@@ -16,7 +16,7 @@ request as well (slower: tens of milliseconds per request).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,7 +159,7 @@ def prepare_leads(
     lead_as_of = own.where(pd.Series(has_own), default_as_of)
 
     # --- the contract's checks, vectorised ------------------------------------------------------
-    def lead_field(name: str):  # noqa: ANN202
+    def lead_field(name: str) -> Callable[[int], str]:
         return lambda row: f"leads[{row}].{name}"
 
     def activity_field(row: int) -> str:
