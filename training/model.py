@@ -29,7 +29,6 @@ from leadscore.training.explain import (
     top_reasons,
 )
 
-
 PROBABILITY_FLOOR = 1e-4  # isotonic steps can reach 0 or 1; no lead is ever certain
 
 

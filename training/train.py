@@ -18,7 +18,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from leadscore.features.build import file_sha256
 from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, catalogue_frame
-from leadscore.settings import PROJECT_ROOT
+from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
 from leadscore.training.baselines import RuleBasedScorer, make_logistic_baseline
 from leadscore.training.config import TrainConfig
@@ -251,7 +251,7 @@ class TrainJob:
         weeks: float,
     ) -> tuple[str, str | None]:
         config = self.config
-        mlflow.set_experiment(config.tracking.experiment)
+        use_experiment(config.tracking.experiment)
         with mlflow.start_run(run_name="train") as run, tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             mlflow.set_tags({"mlflow.source.git.commit": git_commit(), "leadscore.stage": "train"})
@@ -355,6 +355,13 @@ class TrainJob:
         figures.update(shap_figures(model=model, features=sample))
         for name, figure in figures.items():
             mlflow.log_artifact(str(plots.save_figure(figure, out / name)), "plots")
+
+
+def use_experiment(name: str) -> None:
+    """Select (or create) the experiment; with a local SQLite store its artifacts go under LEADSCORE_HOME."""
+    if mlflow.get_experiment_by_name(name) is None and mlflow.get_tracking_uri().startswith("sqlite"):
+        mlflow.create_experiment(name, artifact_location=(default_artifact_root() / name).as_uri())
+    mlflow.set_experiment(name)
 
 
 def shap_figures(*, model: LeadScoringModel, features: pd.DataFrame) -> dict[str, Any]:
