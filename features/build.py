@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from leadscore.features.loading import CrmTables, load_crm_tables
@@ -135,3 +136,86 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class FlatBuildJob:
+    """A flat export + its mapping -> audited, labelled feature table (one row per lead) + sidecar."""
+
+    def __init__(self, *, mapping_path: Path, output: Path, data: Path | None = None) -> None:
+        self.mapping_path = mapping_path
+        self.output = output
+        self.data = data
+
+    def run(self) -> BuildFeaturesResult:
+        from leadscore.features.audit import audit_columns
+        from leadscore.features.loading import ContractProblem, DataContractError
+        from leadscore.features.mapping import ColumnRole, FlatFeatureTransform, load_mapping, read_export
+
+        mapping = load_mapping(self.mapping_path)
+        source = self.data or mapping.source_path(base=self.mapping_path.parent)
+        if not source.exists():
+            raise FileNotFoundError(f"export not found: {source} (set LEADSCORE_DATASETS_DIR or pass --data)")
+        frame = read_export(source, file_format=mapping.source.format)
+        transform = FlatFeatureTransform(mapping)
+        problems = [
+            ContractProblem("export", column, "missing column (named in the mapping)", (), len(frame))
+            for column in (
+                *transform.missing_columns(frame),
+                *[mapping.label.column] * (mapping.label.column not in frame.columns),
+            )
+        ]
+        if mapping.id_column in frame.columns:
+            duplicated = frame[mapping.id_column].duplicated(keep=False).to_numpy()
+            if duplicated.any():
+                rows = tuple(int(i) for i in np.flatnonzero(duplicated)[:10])
+                problems.append(
+                    ContractProblem("export", mapping.id_column, "duplicate id", rows, int(duplicated.sum()))
+                )
+        if problems:
+            raise DataContractError(problems)
+        pii = mapping.columns_with(ColumnRole.PII)
+        log.info(
+            "dropped %d PII and %d leaky columns before feature computation",
+            len(pii),
+            len(mapping.columns_with(ColumnRole.LEAKY)),
+        )
+        positives = {str(v) for v in mapping.label.positive_values}
+        label = frame[mapping.label.column].astype(str).isin(positives).astype("Int8")
+        table = transform.features(frame.drop(columns=list(pii)))
+        table["label"] = label.to_numpy()
+        table["horizon_complete"] = True
+        audit_frame = frame.drop(columns=[mapping.id_column, mapping.label.column, *pii])
+        audit = audit_columns(audit_frame, label=label.to_numpy(), missing_values=mapping.missing_values)
+        features = set(transform.columns)
+        audit["role"] = [
+            mapping.columns[c].role.value if c in mapping.columns else "unmapped" for c in audit["column"]
+        ]
+        suspicious = [
+            c for c in audit.loc[audit["flagged"], "column"] if c in features and c not in mapping.audit_allow
+        ]
+        for column in suspicious:
+            log.warning(
+                "leakage audit flags feature column '%s': review it or list it in audit_allow", column
+            )
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(self.output, index=False)
+        audit.to_csv(self.output.with_suffix(".audit.csv"), index=False)
+        has_time = mapping.created_at_column is not None
+        meta = {
+            "mode": "flat",
+            "source": {"export": str(source), "mapping": str(self.mapping_path)},
+            "mapping": mapping.model_dump(mode="json"),
+            "has_time": has_time,
+            "feature_names": list(transform.feature_names),
+            "categorical_features": list(transform.categorical_features),
+            "snapshot_policy": {"horizon_days": 0, "ages_days": [0]},
+            "audit_flagged_features": suspicious,
+            "fingerprint": {
+                "rows": len(table),
+                "positive_rate": float(label.astype(float).mean()),
+                "export_sha256": file_sha256(source),
+            },
+            "raw_example": transform.raw_records(frame, n=RAW_EXAMPLE_LEADS),
+        }
+        self.output.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        return BuildFeaturesResult(self.output, len(table), float(label.astype(float).mean()))

@@ -271,6 +271,26 @@ def explain(
 
 
 @app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (loopback unless you mean otherwise).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 3000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
+    model_version: Annotated[str | None, typer.Option(help="Pin a version instead of @champion.")] = None,
+) -> None:
+    """Start the BentoML scoring service (needs LEADSCORE_API_KEYS or LEADSCORE_API_KEYS_FILE)."""
+    from leadscore.serving.launch import serve as launch
+    from leadscore.serving.settings import ConfigurationError
+
+    try:
+        launch(host=host, port=port, workers=workers, model_name=model_name, model_version=model_version)
+    except ConfigurationError as error:
+        _fail(str(error))
+
+
+@app.command()
 def demo(
     leads: Annotated[int, typer.Option(help="Simulated leads.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,

@@ -13,7 +13,6 @@ request in flight finishes on the model it started with.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from leadscore.serving.errors import ModelUnavailable, lead_hash
 from leadscore.serving.payload import PreparedLeads, now_utc, prepare_leads
 from leadscore.serving.schemas import (
     Activity,
@@ -36,15 +36,7 @@ from leadscore.training import registry
 from leadscore.training.model import LeadScoringModel
 
 logger = logging.getLogger("leadscore.serving")
-
-
-def lead_hash(lead_id: str) -> str:
-    """Short, stable pseudonym of a lead id for logs (lead ids never appear in logs)."""
-    return hashlib.sha256(lead_id.encode("utf-8")).hexdigest()[:12]
-
-
-class ModelUnavailable(RuntimeError):
-    """No model could be resolved or loaded."""
+__all__ = ["LoadedModel", "ModelHolder", "ModelUnavailable", "explain_request", "lead_hash", "score_request"]
 
 
 @dataclass(frozen=True)
@@ -152,11 +144,17 @@ def _as_of_text(values: pd.Series) -> list[str]:
 
 
 def score_prepared(
-    loaded: LoadedModel, prepared: PreparedLeads, *, explain: bool, top_k: int
+    loaded: LoadedModel,
+    prepared: PreparedLeads,
+    *,
+    explain: bool,
+    top_k: int,
+    features: pd.DataFrame | None = None,
 ) -> list[dict[str, object]]:
     """One feature computation and one model call for the whole batch."""
     model = loaded.model
-    features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
+    if features is None:
+        features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
     scored = model.score_features(features, explain=explain, top_k=top_k)
     as_of = _as_of_text(prepared.as_of)
     for i, result in enumerate(scored):
@@ -210,7 +208,7 @@ def explain_request(
     )
     model = loaded.model
     features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
-    scored = score_prepared(loaded, prepared, explain=True, top_k=5)[0]
+    scored = score_prepared(loaded, prepared, explain=True, top_k=5, features=features)[0]
     contributions = [reason.as_dict() for reason in model.all_reasons(features)[0]]
     actions = model.next_best_actions(
         leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of

@@ -21,10 +21,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from leadscore.serving import metrics
+from leadscore.serving.errors import MAX_PROBLEMS, error_body
 from leadscore.serving.schemas import ErrorResponse, Problem
 from leadscore.serving.settings import ServingSettings
 
@@ -38,25 +39,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 API_PATHS: frozenset[str] = frozenset({"/score", "/explain", "/reload"})
 JSON_TYPES: frozenset[str] = frozenset({"application/json"})
-
-
-def error_body(status: int, message: str, problems: list[Problem] | None = None) -> bytes:
-    error = {
-        400: "malformed_json",
-        401: "unauthorized",
-        404: "not_found",
-        405: "method_not_allowed",
-        413: "payload_too_large",
-        415: "unsupported_media_type",
-        422: "invalid_request",
-        503: "unavailable",
-    }.get(status, "internal_error" if status >= 500 else "bad_request")
-    return ErrorResponse(error=error, message=message, problems=problems or []).model_dump_json().encode()
+OPENAPI_PATH = "/docs.json"
+_ERROR_RESPONSES: dict[str, str] = {
+    "400": "Malformed JSON.",
+    "401": "Missing or invalid API key.",
+    "413": "Body over LEADSCORE_MAX_BODY_MB, or more leads than LEADSCORE_MAX_BATCH.",
+    "415": "Content-Type is not application/json.",
+    "422": "The body does not fit the schema or breaks the data contract; problems name each field and lead.",
+    "500": "Unexpected error (logged by the server; never a stack trace).",
+    "503": "No model loaded.",
+}
 
 
 async def send_json(
-    send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] = ()
-) -> None:  # type: ignore[assignment]
+    send: Send, status: int, body: bytes, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -108,7 +105,7 @@ def rewrite_validation_error(original: bytes, request_body: bytes) -> tuple[int,
     except ValueError:
         body = {}
     problems = []
-    for detail in details:
+    for detail in details[:MAX_PROBLEMS]:
         if not isinstance(detail, dict):
             continue
         loc = list(detail.get("loc") or [])
@@ -121,8 +118,39 @@ def rewrite_validation_error(original: bytes, request_body: bytes) -> tuple[int,
                 lead_id=lead_id,
             )
         )
-    count = len(problems)
+    count = len(details)
+    if count > MAX_PROBLEMS:
+        problems.append(
+            Problem(field="request", problem=f"{count - MAX_PROBLEMS} more problem(s) not listed")
+        )
     return 422, error_body(422, f"{count} problem{'s' if count != 1 else ''} in the request", problems)
+
+
+def patch_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """Add the API-key security schemes and the uniform error responses to BentoML's document."""
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    error_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(error_schema.pop("$defs", {}))
+    schemas["ErrorResponse"] = error_schema
+    components["securitySchemes"] = {
+        "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "BearerKey": {"type": "http", "scheme": "bearer", "description": "The API key as a bearer token."},
+    }
+    reference = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path in API_PATHS:
+        operation = spec.get("paths", {}).get(path, {}).get("post")
+        if operation is None:
+            continue
+        operation["security"] = [{"ApiKeyHeader": []}, {"BearerKey": []}]
+        responses = operation.setdefault("responses", {})
+        responses.pop("404", None)
+        for status, description in _ERROR_RESPONSES.items():
+            responses[status] = {
+                "description": description,
+                "content": {"application/json": {"schema": reference}},
+            }
+    return spec
 
 
 class GuardMiddleware:
@@ -131,13 +159,16 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, settings: ServingSettings | None = None) -> None:
         self.app = app
         self.settings = settings or ServingSettings.from_env()
-        self.settings.require_auth_configured()
         self.keys = tuple(key.encode("utf-8") for key in self.settings.api_keys)
+        # No keys and no explicit LEADSCORE_ALLOW_NO_AUTH: fail closed. (The service refuses to
+        # start in that case; raising here instead would surface only on the first request.)
+        self.open = not self.keys and self.settings.allow_no_auth
+        self._openapi: bytes | None = None
 
     # --- authentication -------------------------------------------------------------------------
     def authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        if not self.keys:
-            return True  # only when LEADSCORE_ALLOW_NO_AUTH=true (checked at start-up)
+        if self.open:
+            return True  # LEADSCORE_ALLOW_NO_AUTH=true and no keys
         presented: list[bytes] = []
         for name, value in headers:
             if name == b"x-api-key":
@@ -155,12 +186,15 @@ class GuardMiddleware:
     # --- ASGI -----------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in API_PATHS:
+            if scope["type"] == "http" and scope["path"] == OPENAPI_PATH and scope["method"] == "GET":
+                await self._openapi_document(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         endpoint = scope["path"]
         status_seen: list[int] = []
 
-        async def reply(status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+        async def reply(status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
             status_seen.append(status)
             await send_json(send, status, error_body(status, message), headers)
 
@@ -172,6 +206,24 @@ class GuardMiddleware:
                 await reply(500, "unexpected error; the server logged it")
         finally:
             metrics.count_request(endpoint, status_seen[0] if status_seen else 500)
+
+    async def _openapi_document(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._openapi is None:
+            captured: dict[str, Any] = {"status": 500, "body": []}
+
+            async def capture(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    captured["status"] = int(message["status"])
+                elif message["type"] == "http.response.body":
+                    captured["body"].append(message.get("body", b""))
+
+            await self.app(scope, receive, capture)
+            if captured["status"] != 200:
+                await send_json(send, 500, error_body(500, "the OpenAPI document could not be generated"))
+                return
+            spec = patch_openapi(json.loads(b"".join(captured["body"])))
+            self._openapi = json.dumps(spec).encode()
+        await send_json(send, 200, self._openapi)
 
     async def _guarded(
         self,
@@ -204,9 +256,11 @@ class GuardMiddleware:
                     await reply(400, "invalid Content-Length header")
                     return
         media_type = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
-        if media_type not in JSON_TYPES and not (media_type == "" and content_length == 0):
-            shown = media_type or "none"
-            await reply(415, f"send the body as JSON with 'Content-Type: application/json' (got {shown})")
+        wrong_type = "send the body as JSON with 'Content-Type: application/json' (got {})"
+        # no Content-Type is fine for an empty body (e.g. POST /reload); checked after reading
+        # when the length is unknown
+        if media_type not in JSON_TYPES and not (media_type == "" and content_length in (None, 0)):
+            await reply(415, wrong_type.format(media_type or "none"))
             return
         limit = self.settings.max_body_bytes
         if content_length is not None and content_length > limit:
@@ -230,6 +284,9 @@ class GuardMiddleware:
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
+            if media_type == "" and size:
+                await reply(415, wrong_type.format("none"))
+                return
             replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
             async def body_receive() -> Message:

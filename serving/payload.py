@@ -18,26 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from leadscore.features.contract import CATEGORICAL_FIT_COLUMNS, NUMERIC_FIT_COLUMNS
 from leadscore.features.loading import DataContractError, validate_crm_tables
+from leadscore.serving.errors import MAX_PROBLEMS, RequestInvalid
 from leadscore.serving.schemas import Problem, RawLead
+
+__all__ = ["MAX_PROBLEMS", "PreparedLeads", "RequestInvalid", "now_utc", "prepare_leads", "utc_naive"]
 
 LEAD_TEXT_COLUMNS: tuple[str, ...] = ("job_title", *CATEGORICAL_FIT_COLUMNS, "email")
 ACTIVITY_COLUMNS: tuple[str, ...] = ("timestamp", "activity_type", "page_category", "campaign")
 _UNUSED_PII = ("first_name", "last_name", "phone")  # contract columns the service never needs
 _FROM_EVENTS, _FROM_COUNTS = 0, 1
-
-
-class RequestInvalid(ValueError):
-    """The request breaks the contract; ``problems`` names every bad field and lead."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__(f"{len(self.problems)} problem(s) in the request")
 
 
 @dataclass(frozen=True)
@@ -51,11 +47,13 @@ class PreparedLeads:
 
 def utc_naive(values: Sequence[str | None] | pd.Series) -> pd.Series:
     """ISO 8601 text -> naive UTC timestamps, as the pyfunc parses them; NaT where unparseable."""
-    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
     if series.empty:
         return pd.Series([], dtype="datetime64[us]")
     parsed = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
-    return parsed.dt.tz_localize(None)
+    # one resolution for every comparison (pandas infers s/us/ns from the text); the feature
+    # pipeline works in microseconds too
+    return parsed.dt.tz_localize(None).astype("datetime64[us]")
 
 
 def now_utc() -> pd.Timestamp:
@@ -63,24 +61,34 @@ def now_utc() -> pd.Timestamp:
 
 
 class _Report:
-    """Problems keyed by field path (one per field; the first wording wins)."""
+    """Problems keyed by field path (one per field; the first wording wins), at most MAX_PROBLEMS."""
 
     def __init__(self, lead_ids: Sequence[str]) -> None:
         self.lead_ids = lead_ids
         self.by_field: dict[str, Problem] = {}
+        self.more = 0
 
     def add(self, field: str, problem: str, lead: int | None = None) -> None:
-        if field not in self.by_field:
-            lead_id = self.lead_ids[lead] if lead is not None and lead < len(self.lead_ids) else None
-            self.by_field[field] = Problem(field=field, problem=problem, lead_index=lead, lead_id=lead_id)
+        if field in self.by_field:
+            return
+        if len(self.by_field) >= MAX_PROBLEMS:
+            self.more += 1
+            return
+        lead_id = self.lead_ids[lead] if lead is not None and lead < len(self.lead_ids) else None
+        self.by_field[field] = Problem(field=field, problem=problem, lead_index=lead, lead_id=lead_id)
 
-    def add_rows(self, mask: np.ndarray, field_of: object, problem: str, lead_of: np.ndarray) -> None:
+    def add_rows(
+        self, mask: np.ndarray, field_of: Callable[[int], str], problem: str, lead_of: np.ndarray
+    ) -> None:
         for row in np.flatnonzero(mask):
-            self.add(field_of(row), problem, int(lead_of[row]))  # type: ignore[operator]
+            self.add(field_of(int(row)), problem, int(lead_of[row]))
 
     @property
     def problems(self) -> list[Problem]:
-        return list(self.by_field.values())
+        problems = list(self.by_field.values())
+        if self.more:
+            problems.append(Problem(field="request", problem=f"{self.more} more problem(s) not listed"))
+        return problems
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -120,8 +128,8 @@ def prepare_leads(
     event_lead = np.fromiter((i for i, lead in enumerate(raw) for _ in lead.activities), dtype=np.int64)
     event_item = np.fromiter((j for lead in raw for j in range(len(lead.activities))), dtype=np.int64)
     events = [a for lead in raw for a in lead.activities]
-    timestamps = utc_naive([a.timestamp for a in events]).to_numpy().astype("datetime64[us]")
-    columns: dict[str, np.ndarray] = {
+    timestamps = utc_naive([a.timestamp for a in events]).to_numpy()
+    columns: dict[str, np.ndarray[Any, Any]] = {
         "activity_type": np.array([a.activity_type for a in events], dtype=object),
         "page_category": np.array([a.page_category for a in events], dtype=object),
         "campaign": np.array([a.campaign for a in events], dtype=object),
@@ -131,8 +139,8 @@ def prepare_leads(
     if counted is not None:
         count_times, count_columns, count_lead, count_item = counted
         timestamps = np.concatenate([timestamps, count_times])
-        for name, values in count_columns.items():
-            columns[name] = np.concatenate([columns[name], values])
+        for name, extra in count_columns.items():
+            columns[name] = np.concatenate([columns[name], extra])
         event_lead = np.concatenate([event_lead, count_lead])
         event_item = np.concatenate([event_item, count_item])
         source = np.concatenate([source, np.full(len(count_lead), _FROM_COUNTS, dtype=np.int8)])
@@ -149,7 +157,7 @@ def prepare_leads(
     if as_of is not None:
         parsed = utc_naive([as_of]).iloc[0]
         if pd.isna(parsed):
-            report.add("as_of", "not an ISO 8601 timestamp")
+            report.add("as_of", "not a valid ISO 8601 timestamp")
         elif parsed > limit:
             report.add("as_of", f"timestamp in the future (after {limit:%Y-%m-%d %H:%M:%S})")
         else:
@@ -174,13 +182,13 @@ def prepare_leads(
     duplicated = pd.Index(lead_ids).duplicated(keep=False) & ~blank_id
     report.add_rows(duplicated, lead_field("lead_id"), "duplicate lead_id", lead_rows)
     report.add_rows(
-        np.isnat(created_values), lead_field("created_at"), "not an ISO 8601 timestamp", lead_rows
+        np.isnat(created_values), lead_field("created_at"), "not a valid ISO 8601 timestamp", lead_rows
     )
     future = f"timestamp in the future (after {limit:%Y-%m-%d %H:%M:%S})"
     report.add_rows(created_values > bound, lead_field("created_at"), future, lead_rows)
     own_values = own.to_numpy()
     report.add_rows(
-        has_own & np.isnat(own_values), lead_field("as_of"), "not an ISO 8601 timestamp", lead_rows
+        has_own & np.isnat(own_values), lead_field("as_of"), "not a valid ISO 8601 timestamp", lead_rows
     )
     report.add_rows(has_own & (own_values > bound), lead_field("as_of"), future, lead_rows)
     as_of_values = lead_as_of.to_numpy()
@@ -189,7 +197,9 @@ def prepare_leads(
 
     when = activities["timestamp"].to_numpy()
     from_events = source == _FROM_EVENTS
-    report.add_rows(np.isnat(when) & from_events, activity_field, "not an ISO 8601 timestamp", event_lead)
+    report.add_rows(
+        np.isnat(when) & from_events, activity_field, "not a valid ISO 8601 timestamp", event_lead
+    )
     report.add_rows(when > bound, activity_field, future, event_lead)
     before = when < created_values[event_lead] if n else np.zeros(0, dtype=bool)
     report.add_rows(before, activity_field, "activity before the lead was created", event_lead)
@@ -210,18 +220,18 @@ def _expand_counts(
     entries = [(i, k, c) for i, lead in enumerate(raw) for k, c in enumerate(lead.engagement_counts)]
     if not entries:
         return None
-    last = utc_naive([c.last_at for _, _, c in entries]).to_numpy().astype("datetime64[us]")
-    first_given = utc_naive([c.first_at for _, _, c in entries]).to_numpy().astype("datetime64[us]")
-    created_values = created.to_numpy().astype("datetime64[us]")
+    last = utc_naive([c.last_at for _, _, c in entries]).to_numpy()
+    first_given = utc_naive([c.first_at for _, _, c in entries]).to_numpy()
+    created_values = created.to_numpy()
     times, types, pages, lead_of, item_of = [], [], [], [], []
     for row, (i, k, entry) in enumerate(entries):
         field = f"leads[{i}].engagement_counts[{k}]"
         if np.isnat(last[row]):
-            report.add(f"{field}.last_at", "not an ISO 8601 timestamp", i)
+            report.add(f"{field}.last_at", "not a valid ISO 8601 timestamp", i)
             continue
         start = created_values[i] if entry.first_at is None else first_given[row]
         if entry.first_at is not None and np.isnat(start):
-            report.add(f"{field}.first_at", "not an ISO 8601 timestamp", i)
+            report.add(f"{field}.first_at", "not a valid ISO 8601 timestamp", i)
             continue
         if entry.count == 0:
             continue
@@ -257,7 +267,7 @@ def _contract_problems(
     *,
     limit: pd.Timestamp,
     lead_of: np.ndarray,
-    field_of: object,
+    field_of: Callable[[int], str],
     report: _Report,
 ) -> None:
     """Run the contract validator on the request's tables and add its problems per field and lead."""
@@ -278,7 +288,7 @@ def _contract_problems(
                 if contract_problem.table == "leads":
                     report.add(f"leads[{row}].{contract_problem.column}", contract_problem.problem, row)
                 else:
-                    report.add(field_of(row), contract_problem.problem, int(lead_of[row]))  # type: ignore[operator]
+                    report.add(field_of(row), contract_problem.problem, int(lead_of[row]))
             hidden = contract_problem.count - len(rows)
             if hidden > 0:
                 report.add(

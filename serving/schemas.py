@@ -8,12 +8,41 @@ values with a UTC offset are converted to UTC, values without one are taken as U
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadscore.features.contract import ActivityType
-from leadscore.training.model import Tier
+
+# Mirrors of leadscore.features.contract.ActivityType and leadscore.training.model.Tier (a test
+# keeps them equal): importing those modules would pull pandas, pandera and LightGBM into every
+# process that imports the service definition, the small ``bentoml serve`` supervisor included.
+class ActivityType(StrEnum):
+    """What a lead (or a rep, for sales touches) did."""
+
+    PAGE_VIEW = "page_view"
+    FORM_FILL = "form_fill"
+    CONTENT_DOWNLOAD = "content_download"
+    WEBINAR_REGISTERED = "webinar_registered"
+    WEBINAR_ATTENDED = "webinar_attended"
+    EMAIL_OPEN = "email_open"
+    EMAIL_CLICK = "email_click"
+    DEMO_REQUEST = "demo_request"
+    SALES_CALL = "sales_call"
+    SALES_EMAIL = "sales_email"
+    SALES_MEETING = "sales_meeting"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+
+
+class Tier(StrEnum):
+    """What a rep should do with the lead now."""
+
+    SALES_READY = "sales_ready"
+    MARKETING_QUALIFIED = "marketing_qualified"
+    NURTURE = "nurture"
+    NOT_A_FIT = "not_a_fit"
+
 
 # Inputs are never echoed into errors or logs (they can hold personal data).
 _INPUT = ConfigDict(
@@ -31,7 +60,8 @@ Timestamp = Annotated[
     ),
 ]
 Text = Annotated[str | None, Field(max_length=1000)]
-NonNegative = Annotated[float | None, Field(ge=0, allow_inf_nan=False)]
+FLOAT32_MAX = 3.4e38  # features are float32: larger values cannot be represented
+NonNegative = Annotated[float | None, Field(ge=0, le=FLOAT32_MAX, allow_inf_nan=False)]
 
 
 class Activity(BaseModel):
@@ -92,9 +122,11 @@ class RawLead(BaseModel):
     country: Text = Field(default=None, description="ISO 3166 alpha-2 country code.")
     industry: Text = Field(default=None, description="Company industry.")
     company_type: Text = Field(default=None, description="private, public, nonprofit, government, education.")
-    employee_count: NonNegative = Field(default=None, description="Employees at the company (>= 0, finite).")
+    employee_count: NonNegative = Field(
+        default=None, description="Employees at the company (>= 0, finite, at most 3.4e38)."
+    )
     annual_revenue: NonNegative = Field(
-        default=None, description="Company annual revenue in USD (>= 0, finite)."
+        default=None, description="Company annual revenue in USD (>= 0, finite, at most 3.4e38)."
     )
     email: Text = Field(
         default=None,

@@ -19,6 +19,8 @@ re-checked every ``$LEADSCORE_RELOAD_SECONDS`` (default 60, 0 = off) or on ``POS
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 
@@ -31,15 +33,8 @@ import pydantic  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
 from leadscore.serving import metrics  # noqa: E402
-from leadscore.serving.engine import (  # noqa: E402
-    ModelHolder,
-    ModelUnavailable,
-    explain_request,
-    lead_hash,
-    score_request,
-)
-from leadscore.serving.middleware import GuardMiddleware, error_body  # noqa: E402
-from leadscore.serving.payload import RequestInvalid  # noqa: E402
+from leadscore.serving.errors import ModelUnavailable, RequestInvalid, error_body, lead_hash  # noqa: E402
+from leadscore.serving.middleware import GuardMiddleware  # noqa: E402
 from leadscore.serving.schemas import (  # noqa: E402
     ExplainRequest,
     ExplainResponse,
@@ -48,9 +43,31 @@ from leadscore.serving.schemas import (  # noqa: E402
     ScoreRequest,
     ScoreResponse,
 )
-from leadscore.serving.settings import ServingSettings, http_config, worker_count  # noqa: E402
+from leadscore.serving.settings import (  # noqa: E402
+    ConfigurationError,
+    ServingSettings,
+    http_config,
+    worker_count,
+)
 
 logger = logging.getLogger("leadscore.serving")
+
+
+def _refuse_to_serve_without_keys() -> None:
+    """In the ``bentoml serve`` process itself, stop before binding when no keys are configured.
+
+    Each worker checks again in ``__init__``; without this check the server would bind the port
+    and keep restarting workers that refuse to start.
+    """
+    command = sys.argv[:3]
+    if command and os.path.basename(command[0]).startswith("bentoml") and "serve" in command[1:]:
+        try:
+            ServingSettings.from_env().require_auth_configured()
+        except ConfigurationError as error:
+            raise SystemExit(f"leadscore: {error}") from None
+
+
+_refuse_to_serve_without_keys()
 
 
 class _DropClientValidationTracebacks(logging.Filter):
@@ -66,6 +83,8 @@ class _DropClientValidationTracebacks(logging.Filter):
 
 
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_DropClientValidationTracebacks())
+_level = os.environ.get("LEADSCORE_LOG_LEVEL", "").strip().upper()
+logging.getLogger("leadscore").setLevel(_level if _level in logging.getLevelNamesMapping() else "INFO")
 
 
 def _error(status: int, message: str, problems: list[Problem] | None = None) -> Response:
@@ -82,9 +101,12 @@ class LeadScoringService:
     """Lead scoring: calibrated probability, 0-100 score, tier, grade and reasons per lead."""
 
     def __init__(self) -> None:
+        from leadscore.serving import engine  # pandas, LightGBM, MLflow: workers only
+
         self.settings = ServingSettings.from_env()
         self.settings.require_auth_configured()
-        self.holder = ModelHolder(self.settings)
+        self.engine = engine
+        self.holder = engine.ModelHolder(self.settings)
         self.holder.reload()
         metrics.set_model_version(self.holder.current.version)
         self._stop = threading.Event()
@@ -134,7 +156,7 @@ class LeadScoringService:
             )
         try:
             loaded = self.holder.current
-            response = score_request(loaded, request, self.settings)
+            response = self.engine.score_request(loaded, request, self.settings)
         except RequestInvalid as invalid:
             return self._invalid(invalid)
         except ModelUnavailable as error:
@@ -155,7 +177,7 @@ class LeadScoringService:
         """Explain one lead: its score, every grouped contribution, and the next best actions."""
         try:
             loaded = self.holder.current
-            response = explain_request(loaded, request, self.settings)
+            response = self.engine.explain_request(loaded, request, self.settings)
         except RequestInvalid as invalid:
             return self._invalid(invalid)
         except ModelUnavailable as error:
@@ -193,4 +215,4 @@ class LeadScoringService:
         return _error(422, f"{count} problem{'s' if count != 1 else ''} in the request", invalid.problems)
 
 
-LeadScoringService.add_asgi_middleware(GuardMiddleware)
+LeadScoringService.add_asgi_middleware(GuardMiddleware)  # type: ignore[attr-defined]  # a bentoml Service

@@ -280,3 +280,40 @@ def make_logistic_baseline(
     )
     model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
     return Pipeline([("features", features), ("model", model)])
+
+
+class EngagementPointsScorer(ClassifierMixin, BaseEstimator):
+    """Rule-based baseline for flat exports: points for engagement volume, as automation tools give.
+
+    Each engagement column earns 0-10 points by where the lead stands among training leads (its
+    percentile); points add up; an isotonic map turns points into a probability.
+    """
+
+    def __init__(self, columns: Sequence[str] = ()) -> None:
+        self.columns = columns
+
+    def fit(self, X: pd.DataFrame, y: npt.ArrayLike) -> EngagementPointsScorer:
+        labels = np.asarray(y).astype(int)
+        self.classes_ = np.array([0, 1])
+        self.sorted_values_ = {
+            c: np.sort(pd.to_numeric(X[c], errors="coerce").dropna().to_numpy(dtype=float))
+            for c in self.columns
+        }
+        self.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4)
+        self.isotonic_.fit(self.decision_function(X), labels)
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "sorted_values_")
+        points = np.zeros(len(X))
+        for column, values in self.sorted_values_.items():
+            current = pd.to_numeric(X[column], errors="coerce").to_numpy(dtype=float)
+            share = np.searchsorted(values, np.nan_to_num(current, nan=-np.inf), side="right") / max(
+                1, len(values)
+            )
+            points += 10.0 * share
+        return points
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.isotonic_.predict(self.decision_function(X))
+        return np.column_stack([1 - p, p])

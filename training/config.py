@@ -17,7 +17,8 @@ class Strict(BaseModel):
 
 
 class CalibrationMethod(StrEnum):
-    ISOTONIC = "isotonic"
+    ISOTONIC = "isotonic"  # flexible; needs a few thousand held-out rows
+    SIGMOID = "sigmoid"  # Platt scaling; steadier on small exports
 
 
 class SplitConfig(Strict):

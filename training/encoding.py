@@ -42,20 +42,34 @@ class CategoryCodeEncoder(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
         check_is_fitted(self, "categories_")
         frame = self._validated_frame(X, reset=False)
-        out: dict[str, np.ndarray] = {}
-        for name in frame.columns:
+        out = np.empty((len(frame), frame.shape[1]), dtype=np.float64)
+        for position, name in enumerate(frame.columns):
             values = frame[name]
             if name in self.categories_:
-                known = pd.Index(self.categories_[name])
-                as_text = values.astype("string")
-                codes = known.get_indexer(as_text.fillna(OTHER)).astype(np.float64)
-                codes[codes < 0] = len(known) - 1  # unknown -> other
-                codes[as_text.isna().to_numpy()] = np.nan
-                out[name] = codes
+                out[:, position] = self._codes(name, values)
+            elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+                out[:, position] = values.to_numpy(dtype=np.float64, na_value=np.nan)
             else:
-                out[name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        encoded = pd.DataFrame(out, index=frame.index)
+                out[:, position] = pd.to_numeric(values, errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
+        encoded = pd.DataFrame(out, index=frame.index, columns=frame.columns)
         return encoded if isinstance(X, pd.DataFrame) else encoded.to_numpy(dtype=np.float64)
+
+    def _codes(self, name: str, values: pd.Series) -> np.ndarray:
+        """Codes of one categorical column: known -> position, unknown/rare -> other, missing -> NaN."""
+        known = pd.Index(self.categories_[name])
+        other = float(len(known) - 1)
+        if isinstance(values.dtype, pd.CategoricalDtype):  # map the few categories, not every row
+            mapping = known.get_indexer(values.cat.categories.astype(str)).astype(np.float64)
+            mapping[mapping < 0] = other
+            mapping = np.append(mapping, np.nan)  # code -1 (missing) takes the last slot
+            return mapping[values.cat.codes.to_numpy()]
+        as_text = values.astype("string")
+        result = known.get_indexer(as_text.fillna(OTHER)).astype(np.float64)
+        result[result < 0] = other
+        result[as_text.isna().to_numpy()] = np.nan
+        return result
 
     def _validated_frame(self, X: pd.DataFrame | np.ndarray, *, reset: bool) -> pd.DataFrame:
         if isinstance(X, pd.DataFrame):

@@ -8,7 +8,7 @@ the lead's own values. Nothing here reads PII: only catalogue features reach it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,9 +36,11 @@ class Concept:
     actionable: bool
 
 
-def concepts_for(feature_names: tuple[str, ...]) -> tuple[tuple[Concept, ...], np.ndarray]:
+def concepts_for(
+    feature_names: tuple[str, ...], catalogue: tuple[FeatureSpec, ...] = FEATURE_CATALOGUE
+) -> tuple[tuple[Concept, ...], np.ndarray]:
     """Concepts of the given features and the (features x concepts) 0/1 grouping matrix."""
-    by_name: dict[str, FeatureSpec] = {f.name: f for f in FEATURE_CATALOGUE}
+    by_name: dict[str, FeatureSpec] = {f.name: f for f in catalogue}
     concepts: dict[str, Concept] = {}
     for name in feature_names:
         spec = by_name[name]
@@ -196,6 +198,7 @@ def top_reasons(
     top_positive: int = 5,
     top_negative: int = 5,
     min_abs_points: float = 0.05,
+    sentence: Callable[[str, Mapping[str, object]], str] | None = None,
 ) -> tuple[list[Reason], list[Reason]]:
     """The strongest positive and negative reasons of one lead."""
     order = np.argsort(-points_row)
@@ -206,7 +209,7 @@ def top_reasons(
         concept = concepts[index]
         return Reason(
             concept.name,
-            concept_sentence(concept.name, feature_row),
+            (sentence or concept_sentence)(concept.name, feature_row),
             float(points_row[index]),
             concept.family,
         )

@@ -16,13 +16,16 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from leadscore.features.catalogue import SIGNALS, Family
+from leadscore.features.catalogue import FEATURE_CATALOGUE, SIGNALS, Family
 from leadscore.features.contract import ActivityType
+from leadscore.features.mapping import FlatFeatureTransform
 from leadscore.features.pipeline import compute_features
+from leadscore.training.calibration import PlattCalibrator
 from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.explain import (
     Concept,
     Reason,
+    concept_sentence,
     concepts_for,
     points_from_contributions,
     rows_as_records,
@@ -98,12 +101,13 @@ class LeadScoringModel:
 
     encoder: CategoryCodeEncoder
     booster: lgb.Booster
-    calibrator: IsotonicRegression
+    calibrator: IsotonicRegression | PlattCalibrator
     feature_names: tuple[str, ...]
     thresholds: TierThresholds
     grade_cutoffs: GradeCutoffs
     horizon_days: int
     metadata: dict[str, object] = field(default_factory=dict)
+    flat: FlatFeatureTransform | None = None  # set for flat (pre-aggregated) exports
 
     def __post_init__(self) -> None:
         self._prepare()
@@ -117,7 +121,9 @@ class LeadScoringModel:
 
     def _prepare(self) -> None:
         """Load-time work, kept off the request path."""
-        self._concepts, self._grouping = concepts_for(self.feature_names)
+        catalogue = self.flat.catalogue if self.flat is not None else FEATURE_CATALOGUE
+        self._sentence = self.flat.sentence if self.flat is not None else concept_sentence
+        self._concepts, self._grouping = concepts_for(self.feature_names, catalogue)
         families = np.array([c.family for c in self._concepts])
         self._fit_concepts = families == Family.FIT
         self._engagement_concepts = ~self._fit_concepts
@@ -144,10 +150,18 @@ class LeadScoringModel:
         self, *, leads: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Series | pd.Timestamp | None = None
     ) -> pd.DataFrame:
         """Feature rows for each lead as of ``as_of`` (default: now, UTC)."""
+        if self.flat is not None:
+            raise ValueError("this model scores flat export rows: use features_from_export()")
         when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
         snapshots = pd.DataFrame({"lead_id": leads["lead_id"].astype(str).to_numpy()})
         snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when
         return compute_features(leads=leads, activities=activities, snapshots=snapshots)
+
+    def features_from_export(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Feature rows from a flat export's own rows (flat models only)."""
+        if self.flat is None:
+            raise ValueError("this model scores leads with activities: use features()")
+        return self.flat.features(frame)
 
     def contributions(self, features: pd.DataFrame) -> np.ndarray:
         """TreeSHAP contributions (log-odds) per feature, last column the expected value."""
@@ -194,6 +208,7 @@ class LeadScoringModel:
                     feature_row=records[i],
                     top_positive=top_k,
                     top_negative=top_k,
+                    sentence=self._sentence,
                 )
                 result.update(
                     tier=self.tier(float(probability[i]), fit_grade=fit_grade).value,
@@ -231,6 +246,7 @@ class LeadScoringModel:
                 top_positive=len(self._concepts),
                 top_negative=len(self._concepts),
                 min_abs_points=0.0,
+                sentence=self._sentence,
             )
             out.append(sorted(positive + negative, key=lambda r: -abs(r.impact)))
         return out
@@ -261,6 +277,8 @@ class LeadScoringModel:
         Re-scores the lead through the same pipeline with one extra activity at ``as_of``; only
         engagement and sales actions a rep or marketer can cause are varied, never fit.
         """
+        if self.flat is not None:  # pre-aggregated exports have no activities to add
+            return [[] for _ in range(len(leads))]
         when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
         as_of_values = (
             pd.to_datetime(when).to_numpy()

@@ -51,6 +51,7 @@ Inputs never include PII (e-mail, names, phone are reduced to an e-mail domain t
 - Source: `{meta.get("source", "unknown")}`; fingerprint: {meta.get("fingerprint", {})}
 - Snapshots at ages {policy["ages_days"]} days after creation; label = opportunity within the horizon after
   the snapshot; converted-before-snapshot and incomplete horizons excluded.
+- {"**Split: STRATIFIED RANDOM, because the export has no timestamps.** Test metrics do not show how the model does on future leads." if pd.isna(split.test_start) else "Time-ordered split (below)."}
 - Time-ordered split: train before {split.validation_start}, validation until {split.test_start},
   test from {split.test_start} ({len(split.train)} / {len(split.validation)} / {len(split.test)} rows;
   {split.purged_rows} rows purged because their label was not yet known at the test start).

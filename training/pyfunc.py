@@ -18,14 +18,27 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, DataType, Object, ParamSchema, ParamSpec, Property, Schema
 
 from leadscore.features.contract import CATEGORICAL_FIT_COLUMNS, NUMERIC_FIT_COLUMNS
+from leadscore.features.mapping import FlatFeatureTransform
 from leadscore.training.model import LeadScoringModel
 
 MODEL_ARTIFACT = "scoring_model"
 LEAD_TEXT_COLUMNS: tuple[str, ...] = ("job_title", *CATEGORICAL_FIT_COLUMNS, "email")
 
 
-def input_signature() -> ModelSignature:
+def flat_input_signature(flat: FlatFeatureTransform) -> ModelSignature:
+    """The input schema of a flat-export model: the export's own id and feature columns."""
+    columns = [ColSpec(DataType.string, flat.mapping.id_column)]
+    for column, spec in zip(flat.columns, flat.catalogue, strict=True):
+        kind = DataType.double if spec.kind.value == "numeric" else DataType.string
+        columns.append(ColSpec(kind, column, required=False))
+    params = ParamSchema([ParamSpec("explain", DataType.boolean, True), ParamSpec("top_k", DataType.long, 5)])
+    return ModelSignature(inputs=Schema(columns), params=params)
+
+
+def input_signature(flat: FlatFeatureTransform | None = None) -> ModelSignature:
     """The raw-lead input schema: contract lead columns, nested activities, optional as_of."""
+    if flat is not None:
+        return flat_input_signature(flat)
     activity = Object(
         [
             Property("timestamp", DataType.string),
@@ -96,13 +109,16 @@ class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         params = params or {}
-        leads, activities, as_of = split_raw_leads(model_input)
-        features = self.model.features(leads=leads, activities=activities, as_of=as_of)
+        if self.model.flat is not None:
+            features = self.model.features_from_export(model_input)
+        else:
+            leads, activities, as_of = split_raw_leads(model_input)
+            features = self.model.features(leads=leads, activities=activities, as_of=as_of)
         scored = self.model.score_features(
             features, explain=bool(params.get("explain", True)), top_k=int(params.get("top_k", 5))
         )
         frame = pd.DataFrame(scored)
-        frame["model_version"] = str(self.model.metadata.get("version", ""))
+        frame["model_run_id"] = str(self.model.metadata.get("run_id", ""))
         return frame
 
 

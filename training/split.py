@@ -71,3 +71,28 @@ def time_ordered_split(table: pd.DataFrame, *, config: SplitConfig, horizon_days
         test_start,
         purged,
     )
+
+
+def stratified_split(table: pd.DataFrame, *, config: SplitConfig, seed: int) -> TimeSplit:
+    """Fallback for exports without timestamps: a seeded stratified split (no time order exists).
+
+    Scores from such a model are not validated against the future; the run and the model card say so.
+    """
+    from sklearn.model_selection import train_test_split
+
+    labelled = table[table["label"].notna()].reset_index(drop=True)
+    y = labelled["label"].astype(int)
+    rest, test = train_test_split(labelled, test_size=config.test_fraction, stratify=y, random_state=seed)
+    share = config.validation_fraction / (1.0 - config.test_fraction)
+    train, validation = train_test_split(
+        rest, test_size=share, stratify=rest["label"].astype(int), random_state=seed
+    )
+    nat = pd.Timestamp("NaT")
+    return TimeSplit(
+        train.reset_index(drop=True),
+        validation.reset_index(drop=True),
+        test.reset_index(drop=True),
+        nat,
+        nat,
+        0,
+    )

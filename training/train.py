@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -17,16 +18,18 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from leadscore.features.build import file_sha256
-from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, catalogue_frame
+from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, Family, catalogue_frame
+from leadscore.features.mapping import ExportMapping, FlatFeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
-from leadscore.training.baselines import RuleBasedScorer, make_logistic_baseline
+from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
+from leadscore.training.calibration import PlattCalibrator, fit_calibrator
 from leadscore.training.config import TrainConfig
 from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.model import GradeCutoffs, LeadScoringModel, TierThresholds
 from leadscore.training.model_card import render_model_card
 from leadscore.training.pyfunc import MODEL_ARTIFACT, LeadScoringPyfunc, input_signature, save_model_pickle
-from leadscore.training.split import TimeSplit, time_ordered_split
+from leadscore.training.split import TimeSplit, stratified_split, time_ordered_split
 from leadscore.training.thresholds import recommend_thresholds, threshold_table
 
 log = logging.getLogger(__name__)
@@ -71,12 +74,46 @@ class TrainJob:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
 
+    @functools.cached_property
+    def meta(self) -> dict[str, Any]:
+        return read_table_metadata(self.config.training_table)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The table's features: the activity catalogue, or a flat export's mapped columns."""
+        return tuple(self.meta.get("feature_names", FEATURE_NAMES))
+
+    @property
+    def categorical_features(self) -> tuple[str, ...]:
+        return tuple(self.meta.get("categorical_features", CATEGORICAL_FEATURES))
+
+    @property
+    def flat_transform(self) -> FlatFeatureTransform | None:
+        if self.meta.get("mode") != "flat":
+            return None
+        return FlatFeatureTransform(ExportMapping.model_validate(self.meta["mapping"]))
+
+    @property
+    def has_time(self) -> bool:
+        return bool(self.meta.get("has_time", True))
+
+    def split(self, table: pd.DataFrame) -> TimeSplit:
+        """Time-ordered split, or a loudly reported stratified split when the export has no timestamps."""
+        if self.has_time:
+            horizon = int(self.meta["snapshot_policy"]["horizon_days"])
+            return time_ordered_split(table, config=self.config.split, horizon_days=horizon)
+        log.warning(
+            "NO TIMESTAMPS in this export: falling back to a stratified random split. Test metrics do not "
+            "show how the model does on future leads; add a created-at column to the mapping if you can."
+        )
+        return stratified_split(table, config=self.config.split, seed=self.config.seed)
+
     def run(self) -> TrainingResult:
         config = self.config
         table = pd.read_parquet(config.training_table)
-        meta = read_table_metadata(config.training_table)
+        meta = self.meta
         horizon = int(meta["snapshot_policy"]["horizon_days"])
-        split = time_ordered_split(table, config=config.split, horizon_days=horizon)
+        split = self.split(table)
         log.info("split: %s", split.describe())
 
         encoder, booster = self.fit_booster(split)
@@ -85,7 +122,8 @@ class TrainJob:
             encoder=encoder,
             booster=booster,
             calibrator=calibrator,
-            feature_names=FEATURE_NAMES,
+            feature_names=self.feature_names,
+            flat=self.flat_transform,
             thresholds=TierThresholds(0.0, 1.0),
             grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0)),
             horizon_days=horizon,
@@ -93,12 +131,13 @@ class TrainJob:
         cutoffs = self.grade_cutoffs(draft, split.train)
         y_test = split.test["label"].astype(int).to_numpy()
         p_test = draft.predict_proba_features(split.test)
-        weeks = self.weeks_covered(split.test, n_ages=len(meta["snapshot_policy"]["ages_days"]))
+        n_ages = len(meta["snapshot_policy"]["ages_days"])
+        weeks = self.weeks_covered(split.test, n_ages=n_ages) if self.has_time else 1.0
         t = config.thresholds
         choice = recommend_thresholds(
             y_true=split.validation["label"].astype(int).to_numpy(),
             y_prob=draft.predict_proba_features(split.validation),
-            weeks=self.weeks_covered(split.validation, n_ages=len(meta["snapshot_policy"]["ages_days"])),
+            weeks=self.weeks_covered(split.validation, n_ages=n_ages) if self.has_time else 1.0,
             sql_capacity_per_week=t.sql_capacity_per_week,
             sql_target_precision=t.sql_target_precision,
             mql_capacity_per_week=t.mql_capacity_per_week,
@@ -108,7 +147,8 @@ class TrainJob:
             encoder=encoder,
             booster=booster,
             calibrator=calibrator,
-            feature_names=FEATURE_NAMES,
+            feature_names=self.feature_names,
+            flat=self.flat_transform,
             thresholds=TierThresholds(choice.mql_threshold, choice.sql_threshold, choice.rule),
             grade_cutoffs=cutoffs,
             horizon_days=horizon,
@@ -155,9 +195,9 @@ class TrainJob:
     # --- steps ---------------------------------------------------------------------------------
     def fit_booster(self, split: TimeSplit) -> tuple[CategoryCodeEncoder, lgb.Booster]:
         b = self.config.booster
-        encoder = CategoryCodeEncoder(columns=list(CATEGORICAL_FEATURES), min_frequency=20)
-        x_train = encoder.fit_transform(split.train.loc[:, list(FEATURE_NAMES)])
-        x_valid = encoder.transform(split.validation.loc[:, list(FEATURE_NAMES)])
+        encoder = CategoryCodeEncoder(columns=list(self.categorical_features), min_frequency=20)
+        x_train = encoder.fit_transform(split.train.loc[:, list(self.feature_names)])
+        x_valid = encoder.transform(split.validation.loc[:, list(self.feature_names)])
         y_train = split.train["label"].astype(int).to_numpy()
         y_valid = split.validation["label"].astype(int).to_numpy()
         params: dict[str, Any] = {
@@ -180,7 +220,7 @@ class TrainJob:
         }
         if b.balance_classes:
             params["scale_pos_weight"] = float((y_train == 0).sum() / max(1, (y_train == 1).sum()))
-        categorical = [i for i, name in enumerate(FEATURE_NAMES) if name in CATEGORICAL_FEATURES]
+        categorical = [i for i, name in enumerate(self.feature_names) if name in self.categorical_features]
         train_set = lgb.Dataset(x_train, y_train, categorical_feature=categorical, free_raw_data=True)
         valid_set = lgb.Dataset(x_valid, y_valid, categorical_feature=categorical, reference=train_set)
         booster = lgb.train(
@@ -197,11 +237,11 @@ class TrainJob:
 
     def fit_calibrator(
         self, encoder: CategoryCodeEncoder, booster: lgb.Booster, validation: pd.DataFrame
-    ) -> IsotonicRegression:
-        raw = booster.predict(encoder.transform(validation.loc[:, list(FEATURE_NAMES)]), raw_score=True)
-        calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-        calibrator.fit(raw, validation["label"].astype(int).to_numpy())
-        return calibrator
+    ) -> IsotonicRegression | PlattCalibrator:
+        raw = booster.predict(encoder.transform(validation.loc[:, list(self.feature_names)]), raw_score=True)
+        return fit_calibrator(
+            method=self.config.calibration, raw=np.asarray(raw), y=validation["label"].astype(int).to_numpy()
+        )
 
     def grade_cutoffs(self, model: LeadScoringModel, train: pd.DataFrame) -> GradeCutoffs:
         sample = train.sample(n=min(len(train), 20_000), random_state=self.config.seed)
@@ -217,13 +257,21 @@ class TrainJob:
 
     def fit_baselines(self, split: TimeSplit) -> dict[str, np.ndarray]:
         y_train = split.train["label"].astype(int).to_numpy()
-        x_train = split.train.loc[:, list(FEATURE_NAMES)]
-        x_test = split.test.loc[:, list(FEATURE_NAMES)]
-        rule = RuleBasedScorer().fit(x_train, y_train)
+        x_train = split.train.loc[:, list(self.feature_names)]
+        x_test = split.test.loc[:, list(self.feature_names)]
+        flat = self.flat_transform
+        if flat is None:
+            rule: Any = RuleBasedScorer().fit(x_train, y_train)
+        else:
+            engagement = [
+                f.name for f in flat.catalogue if f.family is not Family.FIT and f.kind.value == "numeric"
+            ]
+            rule = EngagementPointsScorer(columns=engagement).fit(x_train, y_train)
         sample = split.train.sample(n=min(len(split.train), 200_000), random_state=self.config.seed)
-        logistic = make_logistic_baseline(seed=self.config.seed).fit(
-            sample.loc[:, list(FEATURE_NAMES)], sample["label"].astype(int).to_numpy()
-        )
+        numeric = [n for n in self.feature_names if n not in set(self.categorical_features)]
+        logistic = make_logistic_baseline(
+            seed=self.config.seed, categorical_features=self.categorical_features, numeric_features=numeric
+        ).fit(sample.loc[:, list(self.feature_names)], sample["label"].astype(int).to_numpy())
         return {
             "rule_points": rule.predict_proba(x_test)[:, 1],
             "logistic": logistic.predict_proba(x_test)[:, 1],
@@ -279,7 +327,18 @@ class TrainJob:
             )
             mlflow.log_input(dataset, context="training")
             mlflow.log_dict(fingerprint, "data/fingerprint.json")
-            catalogue_frame().to_csv(out / "feature_catalogue.csv", index=False)
+            catalogue = (
+                catalogue_frame()
+                if self.flat_transform is None
+                else pd.DataFrame([f.as_dict() for f in self.flat_transform.catalogue])
+            )
+            catalogue.to_csv(out / "feature_catalogue.csv", index=False)
+            if not self.has_time:
+                mlflow.set_tag(
+                    "leadscore.split", "STRATIFIED: export has no timestamps, not a time-ordered test"
+                )
+            if self.meta.get("audit_flagged_features"):
+                mlflow.set_tag("leadscore.audit_flagged", ", ".join(self.meta["audit_flagged_features"]))
             mlflow.log_artifact(str(out / "feature_catalogue.csv"), "data")
             comparison.to_csv(out / "model_comparison.csv", index=False)
             mlflow.log_artifact(str(out / "model_comparison.csv"), "evaluation")
@@ -316,7 +375,7 @@ class TrainJob:
                 name="model",
                 python_model=LeadScoringPyfunc(),
                 artifacts={MODEL_ARTIFACT: str(pickle_path)},
-                signature=input_signature(),
+                signature=input_signature(self.flat_transform),
                 input_example=example,
                 registered_model_name=config.tracking.model_name if config.tracking.register_model else None,
                 pip_requirements=["leadscore"],
@@ -366,18 +425,17 @@ def use_experiment(name: str) -> None:
 
 def shap_figures(*, model: LeadScoringModel, features: pd.DataFrame) -> dict[str, Any]:
     """SHAP beeswarm of the grouped concepts and their global importance (mean |contribution|)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import shap
+
+    plots._ensure_backend()
 
     contributions = model.contributions(features)
     grouped = contributions[:, :-1] @ model._grouping
     labels = [c.label for c in model.concepts]
-    encoded = model.encode(features).to_numpy() @ (
-        model._grouping / np.maximum(model._grouping.sum(axis=0), 1)
-    )
+    # colour each concept by its first feature (the 7-day count for activity signals)
+    representative = model._grouping.argmax(axis=0)
+    encoded = model.encode(features).to_numpy()[:, representative]
     explanation = shap.Explanation(
         values=grouped, base_values=contributions[:, -1], data=encoded, feature_names=labels
     )
