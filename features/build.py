@@ -219,3 +219,9 @@ class FlatBuildJob:
         }
         self.output.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2, default=str))
         return BuildFeaturesResult(self.output, len(table), float(label.astype(float).mean()))
+
+
+def read_table_metadata_if_any(table_path: Path) -> dict[str, Any] | None:
+    """The sidecar of a built table, or None when there is none."""
+    sidecar = table_path.with_suffix(".meta.json")
+    return json.loads(sidecar.read_text()) if sidecar.exists() else None

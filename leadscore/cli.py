@@ -94,11 +94,24 @@ def simulate(
 @app.command("build-features")
 def build_features(
     config: Annotated[Path | None, typer.Option(help="YAML job config.")] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="Mapping YAML of your own flat CRM export (see examples/xeducation.yaml)."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="With --mapping: the export file (default: the mapping's).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="With --mapping: where to write the table.")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override, e.g. snapshots.horizon_days=60")
     ] = None,
 ) -> None:
-    """Validate the CRM export and build the point-in-time training table."""
+    """Validate the CRM export and build the point-in-time training table (or a flat export's table)."""
+    if mapping is not None:
+        _build_flat(
+            mapping=mapping, data=data, output=output or state_dir() / "data" / f"{mapping.stem}.parquet"
+        )
+        return
     from leadscore.features.build import BuildFeaturesJob
     from leadscore.features.loading import DataContractError
     from leadscore.training.config import BuildFeaturesConfig
@@ -120,6 +133,91 @@ def build_features(
         f"training table: {result.rows:,} snapshots, positive rate {result.positive_rate:.3f} "
         f"-> {result.output}"
     )
+
+
+def _build_flat(*, mapping: Path, data: Path | None, output: Path) -> None:
+    from pydantic import ValidationError
+
+    from leadscore.features.build import FlatBuildJob
+    from leadscore.features.loading import DataContractError
+
+    try:
+        result = FlatBuildJob(mapping_path=mapping, output=output, data=data).run()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        _fail(f"invalid mapping {mapping}: {problems}")
+        return
+    except (DataContractError, FileNotFoundError) as error:
+        _fail(str(error))
+        return
+    console.print(
+        f"feature table: {result.rows:,} leads, positive rate {result.positive_rate:.3f} -> {result.output}"
+        f"\nleakage audit: {result.output.with_suffix('.audit.csv')}"
+    )
+
+
+@app.command()
+def audit(
+    mapping: Annotated[Path, typer.Option(help="Mapping YAML of the export.")],
+    data: Annotated[Path | None, typer.Option(help="The export file (default: the mapping's).")] = None,
+    max_auc: Annotated[float, typer.Option(help="Flag columns whose AUC alone reaches this.")] = 0.85,
+    max_missing_auc: Annotated[
+        float, typer.Option(help="Flag columns whose missingness AUC reaches this.")
+    ] = 0.6,
+) -> None:
+    """Leakage audit: how well each column alone predicts the label, and which look like hindsight."""
+    from leadscore.features.audit import audit_columns
+    from leadscore.features.mapping import ColumnRole, load_mapping, read_export
+
+    spec = load_mapping(mapping)
+    source = data or spec.source_path(base=mapping.parent)
+    if not source.exists():
+        _fail(f"export not found: {source} (set LEADSCORE_DATASETS_DIR or pass --data)")
+    frame = read_export(source, file_format=spec.source.format)
+    if spec.label.column not in frame.columns:
+        _fail(f"label column '{spec.label.column}' is not in {source}")
+    label = frame[spec.label.column].astype(str).isin({str(v) for v in spec.label.positive_values})
+    pii = list(spec.columns_with(ColumnRole.PII))
+    report = audit_columns(
+        frame.drop(columns=[spec.id_column, spec.label.column, *pii], errors="ignore"),
+        label=label.to_numpy(),
+        missing_values=spec.missing_values,
+        max_auc=max_auc,
+        max_missing_auc=max_missing_auc,
+    )
+    table = Table(title=f"leakage audit of {source.name} ({len(frame):,} rows)")
+    for column in ("column", "role", "auc alone", "missing", "missingness auc", "flags"):
+        table.add_column(column)
+    warned = 0
+    for row in report.itertuples(index=False):
+        role = spec.columns[row.column].role.value if row.column in spec.columns else "unmapped"
+        is_feature = role in ("categorical", "numeric") and row.column not in spec.audit_allow
+        style = "bold red" if row.flagged and is_feature else ("yellow" if row.flagged else "")
+        warned += bool(row.flagged and is_feature)
+        table.add_row(
+            str(row.column),
+            role,
+            f"{row.auc_alone:.3f}",
+            f"{row.missing_share:.0%}",
+            f"{row.missingness_auc:.3f}",
+            row.flags,
+            style=style,
+        )
+    console.print(table)
+    console.print(
+        f"{int(report['flagged'].sum())} columns flagged; {warned} of them are features the mapping "
+        "has not cleared (red)."
+        if warned
+        else f"{int(report['flagged'].sum())} columns flagged; none is an uncleared feature."
+    )
+
+
+@app.command("mapping-schema")
+def mapping_schema() -> None:
+    """Print the JSON schema of export mapping files."""
+    from leadscore.features.mapping import mapping_json_schema
+
+    console.print_json(json.dumps(mapping_json_schema()))
 
 
 @app.command()

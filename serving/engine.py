@@ -14,19 +14,22 @@ request in flight finishes on the model it started with.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
 
 import pandas as pd
 
-from leadscore.serving.errors import ModelUnavailable, lead_hash
+from leadscore.serving.errors import ModelUnavailable, RequestInvalid, lead_hash
 from leadscore.serving.payload import PreparedLeads, now_utc, prepare_leads
 from leadscore.serving.schemas import (
     Activity,
     ExplainRequest,
     ExplainResponse,
+    Problem,
     RawLead,
+    RecordsRequest,
     ReloadResponse,
     ScoreRequest,
     ScoreResponse,
@@ -125,6 +128,11 @@ class ModelHolder:
 
 def _warm_up(model: LeadScoringModel) -> None:
     """Score one synthetic lead so lazy initialisation does not land on the first request."""
+    if model.flat is not None:
+        features = model.features_from_export(pd.DataFrame({model.flat.mapping.id_column: ["warm-up"]}))
+        model.score_features(features, explain=True, top_k=5)
+        model.score_features(features, explain=False)
+        return
     now = now_utc()
     lead = RawLead(
         lead_id="warm-up",
@@ -169,10 +177,91 @@ def score_prepared(
     return scored
 
 
+def _require_activity_model(loaded: LoadedModel, field: str) -> None:
+    if loaded.model.flat is not None:
+        raise RequestInvalid(
+            [
+                Problem(
+                    field=field,
+                    problem=f"model {loaded.name} v{loaded.version} was trained on a flat export "
+                    f"({loaded.model.flat.mapping.name}): send export rows to POST /score-records",
+                )
+            ]
+        )
+
+
+def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> ScoreResponse:
+    """Score rows of the flat export a flat model was trained on (raises ``RequestInvalid``)."""
+    flat = loaded.model.flat
+    if flat is None:
+        raise RequestInvalid(
+            [
+                Problem(
+                    field="records",
+                    problem=f"model {loaded.name} v{loaded.version} scores leads with activities: "
+                    "use POST /score",
+                )
+            ]
+        )
+    id_column = flat.mapping.id_column
+    numeric = [
+        c for c, spec in zip(flat.columns, flat.catalogue, strict=True) if spec.kind.value == "numeric"
+    ]
+    problems: list[Problem] = []
+    for index, record in enumerate(request.records):
+        lead_id = record.get(id_column)
+        if lead_id is None or str(lead_id).strip() == "":
+            problems.append(
+                Problem(field=f"records[{index}].{id_column}", problem="the id is missing", lead_index=index)
+            )
+            continue
+        for column in numeric:
+            value = record.get(column)
+            if value is None or (isinstance(value, str) and value.strip() in flat.mapping.missing_values):
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                problem = f"expected a number, got a {type(value).__name__}"
+            else:
+                if math.isfinite(number) and number >= 0:
+                    continue
+                problem = "must be a finite number >= 0 (NaN, infinity and negative values are rejected)"
+            problems.append(
+                Problem(
+                    field=f"records[{index}].{column}",
+                    problem=problem,
+                    lead_index=index,
+                    lead_id=str(lead_id),
+                )
+            )
+    if problems:
+        raise RequestInvalid(problems)
+    frame = pd.DataFrame.from_records(request.records)
+    features = loaded.model.features_from_export(frame)
+    scored = loaded.model.score_features(features, explain=request.explain, top_k=request.top_k)
+    now = now_utc().isoformat()
+    for result in scored:
+        for key in ("fit_points", "engagement_points", "base_score"):
+            result.setdefault(key, None)
+        result.setdefault("reasons_positive", [])
+        result.setdefault("reasons_negative", [])
+        result.update(as_of=now, model_name=loaded.name, model_version=loaded.version)
+    return ScoreResponse.model_validate(
+        {
+            "model_name": loaded.name,
+            "model_version": loaded.version,
+            "model_horizon_days": loaded.horizon_days,
+            "results": scored,
+        }
+    )
+
+
 def score_request(
     loaded: LoadedModel, request: ScoreRequest, settings: ServingSettings, *, now: pd.Timestamp | None = None
 ) -> ScoreResponse:
     """Validate, convert and score a ``/score`` request (raises ``RequestInvalid``)."""
+    _require_activity_model(loaded, "leads")
     prepared = prepare_leads(
         request.leads,
         as_of=request.as_of,
@@ -199,6 +288,7 @@ def explain_request(
     now: pd.Timestamp | None = None,
 ) -> ExplainResponse:
     """Score one lead with every grouped contribution and the next best actions."""
+    _require_activity_model(loaded, "lead")
     prepared = prepare_leads(
         [request.lead],
         as_of=request.as_of,

@@ -1,6 +1,6 @@
 """ASGI middleware in front of the BentoML app: authentication, request limits, uniform JSON errors.
 
-For the API routes (``/score``, ``/explain``, ``/reload``):
+For the API routes (``/score``, ``/score-records``, ``/explain``, ``/reload``):
 
 * **401** without a valid key: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``, compared
   with :func:`hmac.compare_digest` against every configured key.
@@ -37,7 +37,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-API_PATHS: frozenset[str] = frozenset({"/score", "/explain", "/reload"})
+API_PATHS: frozenset[str] = frozenset({"/score", "/score-records", "/explain", "/reload"})
 JSON_TYPES: frozenset[str] = frozenset({"application/json"})
 OPENAPI_PATH = "/docs.json"
 _ERROR_RESPONSES: dict[str, str] = {

@@ -169,6 +169,29 @@ class ScoreRequest(BaseModel):
     top_k: int = Field(default=5, ge=0, le=50, description="Reasons per direction (positive, negative).")
 
 
+RecordValue = str | float | int | bool | None
+
+
+class RecordsRequest(BaseModel):
+    """Leads as rows of the flat CRM export a flat model was trained on, with the export's column names.
+
+    For models trained with a mapping file (``leadscore build-features --mapping``): send each lead
+    as the export row, e.g. {"Prospect ID": "...", "Lead Source": "Reference", "TotalVisits": 5,
+    "Total Time Spent on Website": 1532}. Columns the mapping marks PII, leaky or ignore are ignored;
+    missing feature columns are treated as missing values; unknown categories are accepted and scored.
+    """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    records: list[dict[str, RecordValue]] = Field(
+        min_length=1,
+        max_length=100_000,
+        description="Export rows, one per lead (limit: LEADSCORE_MAX_BATCH).",
+    )
+    explain: bool = Field(default=True, description="Return grade, fit/engagement points and reasons.")
+    top_k: int = Field(default=5, ge=0, le=50, description="Reasons per direction (positive, negative).")
+
+
 class ExplainRequest(BaseModel):
     """One lead to explain in full."""
 

@@ -39,6 +39,7 @@ from leadscore.serving.schemas import (  # noqa: E402
     ExplainRequest,
     ExplainResponse,
     Problem,
+    RecordsRequest,
     ReloadResponse,
     ScoreRequest,
     ScoreResponse,
@@ -169,6 +170,37 @@ class LeadScoringService:
             loaded.version,
             1000 * (time.perf_counter() - started),
             request.explain,
+        )
+        return response
+
+    @bentoml.api(route="/score-records")
+    def score_records(self, request: RecordsRequest, /) -> ScoreResponse:
+        """Score leads sent as rows of the flat CRM export a flat model was trained on.
+
+        For models trained from a mapping file (e.g. examples/xeducation.yaml): each record is an
+        export row with the export's own column names; reasons read in the export's terms.
+        """
+        started = time.perf_counter()
+        if len(request.records) > self.settings.max_batch:
+            return _error(
+                413,
+                f"{len(request.records)} records in one request; the limit is {self.settings.max_batch} "
+                "(LEADSCORE_MAX_BATCH): split the batch",
+            )
+        try:
+            loaded = self.holder.current
+            response = self.engine.score_records_request(loaded, request)
+        except RequestInvalid as invalid:
+            return self._invalid(invalid)
+        except ModelUnavailable as error:
+            return _error(503, str(error))
+        metrics.observe_scores((r.score for r in response.results), (r.tier for r in response.results))
+        logger.info(
+            "scored %d record(s) with %s v%s in %.1f ms",
+            len(response.results),
+            loaded.name,
+            loaded.version,
+            1000 * (time.perf_counter() - started),
         )
         return response
 

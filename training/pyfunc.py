@@ -15,7 +15,17 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types.schema import Array, ColSpec, DataType, Object, ParamSchema, ParamSpec, Property, Schema
+from mlflow.types.schema import (
+    AnyType,
+    Array,
+    ColSpec,
+    DataType,
+    Object,
+    ParamSchema,
+    ParamSpec,
+    Property,
+    Schema,
+)
 
 from leadscore.features.contract import CATEGORICAL_FIT_COLUMNS, NUMERIC_FIT_COLUMNS
 from leadscore.features.mapping import FlatFeatureTransform
@@ -29,7 +39,8 @@ def flat_input_signature(flat: FlatFeatureTransform) -> ModelSignature:
     """The input schema of a flat-export model: the export's own id and feature columns."""
     columns = [ColSpec(DataType.string, flat.mapping.id_column)]
     for column, spec in zip(flat.columns, flat.catalogue, strict=True):
-        kind = DataType.double if spec.kind.value == "numeric" else DataType.string
+        # numbers arrive as ints or floats (JSON 674 vs 674.0); the transform coerces them itself
+        kind = AnyType() if spec.kind.value == "numeric" else DataType.string
         columns.append(ColSpec(kind, column, required=False))
     params = ParamSchema([ParamSpec("explain", DataType.boolean, True), ParamSpec("top_k", DataType.long, 5)])
     return ModelSignature(inputs=Schema(columns), params=params)

@@ -1,0 +1,287 @@
+"""Team-and-scale commands: a shared MLflow tracking server on PostgreSQL, and batch scoring.
+
+Plain typer-style functions, registered in :mod:`leadscore.cli` as ``leadscore tracking-server``
+and ``leadscore score-batch``; ``python -m leadscore.cli_scale --help`` runs them on their own.
+
+Training, promotion, evaluation and the BentoML service need no change to use a shared server:
+``export MLFLOW_TRACKING_URI=http://127.0.0.1:5000`` is the only difference.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from leadscore.settings import DEFAULT_MODEL_NAME, apply_environment_defaults, state_dir
+from leadscore.training.batch import DEFAULT_CHUNK_LEADS, Engine
+
+console = Console()
+DEFAULT_TRACKING_PORT = 5000
+BACKEND_URI_ENV = "LEADSCORE_TRACKING_BACKEND_URI"
+
+
+class TrackingServerUnavailable(RuntimeError):
+    """The MLflow tracking server does not answer."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The tracking server's database cannot be reached."""
+
+
+# --------------------------------------------------------------------------------------------- #
+# Helpers (used by the commands and the tests)
+# --------------------------------------------------------------------------------------------- #
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced by ``***`` (safe to print or log)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_tracking_server(uri: str | None = None, *, timeout: float = 5.0) -> None:
+    """Fail fast, in plain words, if an HTTP tracking server is down (no-op for sqlite/file stores).
+
+    MLflow's own client retries a dead server for minutes with backoff; call this first (or set
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0`` and ``MLFLOW_HTTP_REQUEST_TIMEOUT``) to get an answer in
+    seconds.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith(("http://", "https://")):
+        return
+    health = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as response:  # http(s) only, checked above
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        problem = f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError) as error:
+        problem = str(getattr(error, "reason", error))
+    raise TrackingServerUnavailable(
+        f"the MLflow tracking server at {redact(uri)} does not answer ({problem}). Start it with "
+        "`leadscore tracking-server --backend-store-uri postgresql://...`, or point MLFLOW_TRACKING_URI "
+        "at a running one (unset it to use the local SQLite store)."
+    )
+
+
+def check_database(uri: str, *, timeout: float = 5.0) -> None:
+    """Connect once to a PostgreSQL backend URI; raise :class:`DatabaseUnavailable` with the reason."""
+    scheme = uri.split("://", 1)[0]
+    if not scheme.startswith("postgresql"):
+        return
+    try:
+        import psycopg2
+    except ImportError as error:
+        raise DatabaseUnavailable(
+            "the PostgreSQL driver is missing: pip install psycopg2-binary (or leadscore[scale])"
+        ) from error
+    libpq_uri = "postgresql://" + uri.split("://", 1)[1]  # drop SQLAlchemy's "+psycopg2"
+    try:
+        psycopg2.connect(libpq_uri, connect_timeout=max(1, round(timeout))).close()
+    except psycopg2.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to {redact(uri)}: {reason}. Is PostgreSQL running, does the database "
+            "exist (createdb), and is the password in PGPASSWORD or ~/.pgpass?"
+        ) from error
+
+
+def sqlalchemy_uri(uri: str) -> str:
+    """Pin PostgreSQL URIs to the psycopg2 driver we ship (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    scheme, sep, rest = uri.partition("://")
+    return f"postgresql+psycopg2://{rest}" if sep and scheme in ("postgresql", "postgres") else uri
+
+
+def tracking_server_command(
+    *,
+    backend_store_uri: str,
+    artifacts_destination: Path,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_TRACKING_PORT,
+    workers: int = 2,
+    allowed_hosts: str | None = None,
+) -> list[str]:
+    """The ``mlflow server`` command line: database backend, artifacts proxied to a local folder."""
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        sqlalchemy_uri(backend_store_uri),
+        "--artifacts-destination",
+        Path(artifacts_destination).resolve().as_uri(),
+        "--serve-artifacts",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    if allowed_hosts:
+        command += ["--allowed-hosts", allowed_hosts]
+    return command
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+# --------------------------------------------------------------------------------------------- #
+# Commands
+# --------------------------------------------------------------------------------------------- #
+
+
+def tracking_server(
+    backend_store_uri: Annotated[
+        str | None,
+        typer.Option(
+            envvar=BACKEND_URI_ENV,
+            help="Database for runs and the registry, e.g. postgresql://mlflow@127.0.0.1:5432/mlflow "
+            "(keep the password in PGPASSWORD or ~/.pgpass, not on the command line).",
+        ),
+    ] = None,
+    artifacts_destination: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder the server stores artifacts in (default $LEADSCORE_HOME/mlflow-artifacts)."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback unless you mean otherwise).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port.")] = DEFAULT_TRACKING_PORT,
+    workers: Annotated[int, typer.Option(help="Server worker processes.")] = 2,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(help="Host headers to accept when not on loopback (MLflow's --allowed-hosts)."),
+    ] = None,
+    check_db: Annotated[bool, typer.Option(help="Connect to the database once before starting.")] = True,
+) -> None:
+    """Start a shared MLflow tracking server on PostgreSQL with a local artifact root."""
+    apply_environment_defaults()
+    if not backend_store_uri:
+        _fail(f"give --backend-store-uri postgresql://user@host:5432/db (or set {BACKEND_URI_ENV})")
+        return
+    if check_db:
+        try:
+            check_database(backend_store_uri)
+        except DatabaseUnavailable as error:
+            _fail(str(error))
+    destination = artifacts_destination or state_dir() / "mlflow-artifacts"
+    destination.mkdir(parents=True, exist_ok=True)
+    command = tracking_server_command(
+        backend_store_uri=backend_store_uri,
+        artifacts_destination=destination,
+        host=host,
+        port=port,
+        workers=workers,
+        allowed_hosts=allowed_hosts,
+    )
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    console.print(
+        f"MLflow tracking server on {redact(backend_store_uri)}, artifacts in {destination}\n"
+        f"  export MLFLOW_TRACKING_URI=http://{shown}:{port}"
+    )
+    sys.stdout.flush()
+    os.execv(command[0], command)
+
+
+def score_batch(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with the leads, activities and (optional) outcomes tables (default $LEADSCORE_HOME/data/crm)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder of Parquet files (default $LEADSCORE_HOME/scores).")
+    ] = None,
+    engine: Annotated[Engine, typer.Option(help="pandas (one process) or spark.")] = Engine.PANDAS,
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as of this time (default: the end of the export).")
+    ] = None,
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
+    model_version: Annotated[
+        str | None, typer.Option(help="Version to use (default: the champion alias).")
+    ] = None,
+    top_k: Annotated[int, typer.Option(help="Reasons per direction per lead.")] = 5,
+    chunk_leads: Annotated[int, typer.Option(help="pandas engine: leads per chunk.")] = DEFAULT_CHUNK_LEADS,
+    master: Annotated[str, typer.Option(help="spark engine: Spark master URL.")] = "local[2]",
+    buckets: Annotated[
+        int | None, typer.Option(help="spark engine: lead buckets (default ~20,000 leads each).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Score every lead of a CRM export: probability, score, tier, grade and top reasons to Parquet."""
+    import pandas as pd
+
+    from leadscore.features.loading import DataContractError
+    from leadscore.training import registry
+    from leadscore.training.batch import score_batch as run_batch
+
+    apply_environment_defaults()
+    data_dir = data_dir or state_dir() / "data" / "crm"
+    out = out or state_dir() / "scores"
+    when = None
+    if as_of:
+        try:
+            when = pd.Timestamp(as_of)
+        except ValueError:
+            _fail(f"--as-of: cannot read '{as_of}' as a time (e.g. 2025-06-30T12:00:00)")
+    try:
+        check_tracking_server()
+    except TrackingServerUnavailable as error:
+        _fail(str(error))
+    version = model_version or registry.champion_version(model_name=model_name)
+    if version is None:
+        _fail(f"model '{model_name}' has no champion yet: run `leadscore promote` or pass --model-version")
+        return
+    model = registry.load_scoring_model(model_name=model_name, version=version)
+    try:
+        result = run_batch(
+            model=model,
+            data_dir=data_dir,
+            out=out,
+            engine=engine,
+            as_of=when,
+            top_k=top_k,
+            model_name=model_name,
+            model_version=version,
+            chunk_leads=chunk_leads,
+            progress=True,
+            master=master,
+            n_buckets=buckets,
+            overwrite=overwrite,
+        )
+    except (FileExistsError, FileNotFoundError, DataContractError) as error:
+        _fail(f"{error}" + (" (add --overwrite)" if isinstance(error, FileExistsError) else ""))
+        return
+    tiers = ", ".join(f"{tier} {count:,}" for tier, count in sorted(result.tiers.items()))
+    console.print(
+        f"scored {result.leads:,} leads as of {result.as_of} with {model_name} v{version} "
+        f"({result.engine.value}, {result.seconds:.1f} s) -> {result.output}\n  {tiers}"
+    )
+
+
+app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True, pretty_exceptions_enable=False)
+app.command("tracking-server")(tracking_server)
+app.command("score-batch")(score_batch)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
