@@ -217,6 +217,27 @@ def top_reasons(
     return [reason(i) for i in positive], [reason(i) for i in negative]
 
 
-def rows_as_records(frame: pd.DataFrame) -> list[dict[str, object]]:
-    """Feature rows as plain dicts (categoricals as strings, missing as None)."""
-    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+class FeatureRow(Mapping[str, object]):
+    """One row of a feature frame, read lazily: reasons touch a handful of its ~100 values."""
+
+    def __init__(self, columns: dict[str, np.ndarray], index: int) -> None:
+        self._columns = columns
+        self._index = index
+
+    def __getitem__(self, name: str) -> object:
+        value = self._columns[name][self._index]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return value.item() if isinstance(value, np.generic) else value
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
+def rows_as_records(frame: pd.DataFrame) -> list[FeatureRow]:
+    """Feature rows as read-only mappings (categoricals as strings, missing as None)."""
+    columns = {name: frame[name].to_numpy(dtype=object, na_value=None) for name in frame.columns}
+    return [FeatureRow(columns, i) for i in range(len(frame))]
