@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -299,96 +301,132 @@ class TrainJob:
         weeks: float,
     ) -> tuple[str, str | None]:
         config = self.config
-        use_experiment(config.tracking.experiment)
-        with mlflow.start_run(run_name="train") as run, tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            mlflow.set_tags({"mlflow.source.git.commit": git_commit(), "leadscore.stage": "train"})
-            mlflow.log_params(_flatten(config.model_dump(mode="json")))
-            mlflow.log_params({f"split.{k}": v for k, v in split.describe().items()})
-            mlflow.log_params({"snapshots." + k: str(v) for k, v in meta["snapshot_policy"].items()})
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-            for _, row in comparison.iterrows():
-                mlflow.log_metrics(
-                    {
-                        f"{row['model']}_{k}": float(row[k])
-                        for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10")
-                    }
-                )
-            fingerprint = {
-                **meta.get("fingerprint", {}),
-                "table_rows": len(table),
-                "table_sha256": file_sha256(config.training_table),
-            }
-            dataset = mlflow.data.from_pandas(
-                table.loc[:, ["lead_id", "as_of", "label"]].head(100_000),
-                source=str(config.training_table),
-                name="training_table",
-                targets="label",
+        # under `mlflow run` (MLproject) the project's run is active: train as its child run
+        with contextlib.ExitStack() as stack:
+            if os.environ.get("MLFLOW_RUN_ID"):
+                stack.enter_context(mlflow.start_run())
+            else:
+                use_experiment(config.tracking.experiment)
+            run = stack.enter_context(
+                mlflow.start_run(run_name="train", nested=mlflow.active_run() is not None)
             )
-            mlflow.log_input(dataset, context="training")
-            mlflow.log_dict(fingerprint, "data/fingerprint.json")
-            catalogue = (
-                catalogue_frame()
-                if self.flat_transform is None
-                else pd.DataFrame([f.as_dict() for f in self.flat_transform.catalogue])
-            )
-            catalogue.to_csv(out / "feature_catalogue.csv", index=False)
-            if not self.has_time:
-                mlflow.set_tag(
-                    "leadscore.split", "STRATIFIED: export has no timestamps, not a time-ordered test"
-                )
-            if self.meta.get("audit_flagged_features"):
-                mlflow.set_tag("leadscore.audit_flagged", ", ".join(self.meta["audit_flagged_features"]))
-            mlflow.log_artifact(str(out / "feature_catalogue.csv"), "data")
-            comparison.to_csv(out / "model_comparison.csv", index=False)
-            mlflow.log_artifact(str(out / "model_comparison.csv"), "evaluation")
-            table_of_thresholds = threshold_table(y_true=y_test, y_prob=predictions["lightgbm"], weeks=weeks)
-            table_of_thresholds.to_csv(out / "thresholds.csv", index=False)
-            mlflow.log_artifact(str(out / "thresholds.csv"), "evaluation")
-            self.log_plots(
-                out=out,
-                y_test=y_test,
-                predictions=predictions,
+            return self._log_into(
+                run=run,
+                out=Path(stack.enter_context(tempfile.TemporaryDirectory())),
                 model=model,
                 split=split,
-                thresholds=table_of_thresholds,
-                choice=choice,
-            )
-            test_rows = split.test.head(MAX_LOGGED_TEST_ROWS)
-            test_rows.to_parquet(out / "test_features.parquet", index=False)
-            mlflow.log_artifact(str(out / "test_features.parquet"), "evaluation")
-
-            model.metadata["run_id"] = run.info.run_id
-            pickle_path = save_model_pickle(model, out / "scoring_model.pkl")
-            card = render_model_card(
-                model=model,
+                table=table,
                 meta=meta,
-                split=split,
                 metrics=metrics,
                 comparison=comparison,
+                predictions=predictions,
+                y_test=y_test,
                 choice=choice,
-                config=config,
+                weeks=weeks,
             )
-            mlflow.log_text(card, "model_card.md")
-            example = pd.DataFrame(meta["raw_example"]) if meta.get("raw_example") else None
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=LeadScoringPyfunc(),
-                artifacts={MODEL_ARTIFACT: str(pickle_path)},
-                signature=input_signature(self.flat_transform),
-                input_example=example,
-                registered_model_name=config.tracking.model_name if config.tracking.register_model else None,
-                pip_requirements=["leadscore"],
+
+    def _log_into(
+        self,
+        *,
+        run: Any,
+        out: Path,
+        model: LeadScoringModel,
+        split: TimeSplit,
+        table: pd.DataFrame,
+        meta: dict[str, Any],
+        metrics: dict[str, float],
+        comparison: pd.DataFrame,
+        predictions: dict[str, np.ndarray],
+        y_test: np.ndarray,
+        choice: Any,
+        weeks: float,
+    ) -> tuple[str, str | None]:
+        config = self.config
+        mlflow.set_tags({"mlflow.source.git.commit": git_commit(), "leadscore.stage": "train"})
+        mlflow.log_params(_flatten(config.model_dump(mode="json")))
+        mlflow.log_params({f"split.{k}": v for k, v in split.describe().items()})
+        mlflow.log_params({"snapshots." + k: str(v) for k, v in meta["snapshot_policy"].items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        for _, row in comparison.iterrows():
+            mlflow.log_metrics(
+                {
+                    f"{row['model']}_{k}": float(row[k])
+                    for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10")
+                }
             )
-            version = None
-            if config.tracking.register_model and info.registered_model_version is not None:
-                version = str(info.registered_model_version)
-                client = mlflow.MlflowClient()
-                client.update_model_version(config.tracking.model_name, version, description=card)
-                client.set_model_version_tag(
-                    config.tracking.model_name, version, "roc_auc", f"{metrics['roc_auc']:.4f}"
-                )
-            return run.info.run_id, version
+        fingerprint = {
+            **meta.get("fingerprint", {}),
+            "table_rows": len(table),
+            "table_sha256": file_sha256(config.training_table),
+        }
+        dataset = mlflow.data.from_pandas(
+            table.loc[:, ["lead_id", "as_of", "label"]].head(100_000),
+            source=str(config.training_table),
+            name="training_table",
+            targets="label",
+        )
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_dict(fingerprint, "data/fingerprint.json")
+        catalogue = (
+            catalogue_frame()
+            if self.flat_transform is None
+            else pd.DataFrame([f.as_dict() for f in self.flat_transform.catalogue])
+        )
+        catalogue.to_csv(out / "feature_catalogue.csv", index=False)
+        if not self.has_time:
+            mlflow.set_tag("leadscore.split", "STRATIFIED: export has no timestamps, not a time-ordered test")
+        if self.meta.get("audit_flagged_features"):
+            mlflow.set_tag("leadscore.audit_flagged", ", ".join(self.meta["audit_flagged_features"]))
+        mlflow.log_artifact(str(out / "feature_catalogue.csv"), "data")
+        comparison.to_csv(out / "model_comparison.csv", index=False)
+        mlflow.log_artifact(str(out / "model_comparison.csv"), "evaluation")
+        table_of_thresholds = threshold_table(y_true=y_test, y_prob=predictions["lightgbm"], weeks=weeks)
+        table_of_thresholds.to_csv(out / "thresholds.csv", index=False)
+        mlflow.log_artifact(str(out / "thresholds.csv"), "evaluation")
+        self.log_plots(
+            out=out,
+            y_test=y_test,
+            predictions=predictions,
+            model=model,
+            split=split,
+            thresholds=table_of_thresholds,
+            choice=choice,
+        )
+        test_rows = split.test.head(MAX_LOGGED_TEST_ROWS)
+        test_rows.to_parquet(out / "test_features.parquet", index=False)
+        mlflow.log_artifact(str(out / "test_features.parquet"), "evaluation")
+
+        model.metadata["run_id"] = run.info.run_id
+        pickle_path = save_model_pickle(model, out / "scoring_model.pkl")
+        card = render_model_card(
+            model=model,
+            meta=meta,
+            split=split,
+            metrics=metrics,
+            comparison=comparison,
+            choice=choice,
+            config=config,
+        )
+        mlflow.log_text(card, "model_card.md")
+        example = pd.DataFrame(meta["raw_example"]) if meta.get("raw_example") else None
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=LeadScoringPyfunc(),
+            artifacts={MODEL_ARTIFACT: str(pickle_path)},
+            signature=input_signature(self.flat_transform),
+            input_example=example,
+            registered_model_name=config.tracking.model_name if config.tracking.register_model else None,
+            pip_requirements=["leadscore"],
+        )
+        version = None
+        if config.tracking.register_model and info.registered_model_version is not None:
+            version = str(info.registered_model_version)
+            client = mlflow.MlflowClient()
+            client.update_model_version(config.tracking.model_name, version, description=card)
+            client.set_model_version_tag(
+                config.tracking.model_name, version, "roc_auc", f"{metrics['roc_auc']:.4f}"
+            )
+        return run.info.run_id, version
 
     def log_plots(
         self,
