@@ -409,8 +409,19 @@ def demo(
     )
     train(config=None, set_=[f"training_table={state_dir() / 'data' / 'training_table.parquet'}"])
     promote(model_name=DEFAULT_MODEL_NAME, version=None, force=False, tolerance=0.0, rollback=False)
-    table = pd.read_parquet(state_dir() / "data" / "training_table.parquet", columns=["lead_id", "as_of"])
-    newest = table.sort_values("as_of")["lead_id"].iloc[-1]
+    from leadscore.training import registry
+
+    # show the hottest open lead at the end of the data: the one a rep should call first
+    champion = registry.load_scoring_model(
+        model_name=DEFAULT_MODEL_NAME, version=registry.champion_version(model_name=DEFAULT_MODEL_NAME) or "1"
+    )
+    leads_table, activities, end = _load_lead_data(data_dir)
+    converted = set(pd.read_parquet(data_dir / "outcomes.parquet", columns=["lead_id"])["lead_id"])
+    open_leads = leads_table[~leads_table["lead_id"].isin(converted)].tail(3000).reset_index(drop=True)
+    scores = champion.predict_proba_features(
+        champion.features(leads=open_leads, activities=activities, as_of=end)
+    )
+    newest = open_leads["lead_id"].iloc[int(scores.argmax())]
     explain(
         lead_id=[newest],
         data_dir=data_dir,
