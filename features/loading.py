@@ -292,6 +292,28 @@ def _empty(table: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- #
 
 
+# Columns an export may leave out: they become all-missing (logged) instead of an error.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "leads": (
+        "channel",
+        "job_title",
+        "seniority",
+        "department",
+        "country",
+        "industry",
+        "employee_count",
+        "annual_revenue",
+        "company_type",
+        "email",
+        "first_name",
+        "last_name",
+        "phone",
+    ),
+    "activities": ("page_category", "campaign"),
+    "outcomes": ("opportunity_amount",),
+}
+
+
 def _prepare(table: str, frame: pd.DataFrame, report: _Report) -> pd.DataFrame:
     """Positional index, blanks to missing, and timestamps / numbers / text coerced to contract dtypes."""
     if not isinstance(frame, pd.DataFrame):
@@ -302,6 +324,16 @@ def _prepare(table: str, frame: pd.DataFrame, report: _Report) -> pd.DataFrame:
         names = ", ".join(repr(str(c)) for c in dict.fromkeys(duplicated))
         report.add_whole_column(table, None, f"duplicate column names: {names}", len(df))
         df = df.loc[:, ~df.columns.duplicated()]
+    absent = [name for name in OPTIONAL_COLUMNS[table] if name not in df.columns]
+    if absent:
+        logger.info(
+            "%s: optional column(s) %s absent; treated as missing for all %d rows",
+            table,
+            ", ".join(absent),
+            len(df),
+        )
+        for name in absent:
+            df[name] = pd.Series([None] * len(df), dtype="object")
     for name in df.columns:
         if _is_text_like(df[name]):
             df[name] = _blank_to_missing(table, name, df[name])

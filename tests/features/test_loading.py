@@ -146,13 +146,13 @@ def test_input_frames_are_not_modified() -> None:
 
 
 def test_missing_columns_are_all_reported_by_name() -> None:
-    leads = make_leads().drop(columns=["phone", "email", "country"])
+    leads = make_leads().drop(columns=["created_at", "lead_id", "country"])  # country is optional
 
     with pytest.raises(DataContractError) as excinfo:
         validate(leads=leads)
 
     problems = problems_of(excinfo)
-    assert {p.column for p in problems} == {"phone", "email", "country"}
+    assert {p.column for p in problems} == {"created_at", "lead_id"}
     assert all(p.table == "leads" and p.problem == "missing column" for p in problems)
     assert all(p.count == 4 and p.rows == () for p in problems)
 
@@ -380,7 +380,7 @@ def test_rows_are_positions_even_with_a_custom_index() -> None:
 
 
 def _broken_tables() -> dict[str, pd.DataFrame]:
-    leads = make_leads().drop(columns=["phone"])
+    leads = make_leads()
     leads = pd.concat([leads, leads.iloc[[0]]], ignore_index=True)  # lead 000 twice
     activities = make_activities()
     activities.loc[3, "lead_id"] = "ghost"
@@ -396,13 +396,12 @@ def test_problems_of_all_tables_come_back_together() -> None:
 
     found = {(p.table, p.column, p.problem.split(":")[0], p.rows) for p in problems_of(excinfo)}
     assert found == {
-        ("leads", "phone", "missing column", ()),
         ("leads", "lead_id", "duplicate lead_id", (0, 4)),
         ("activities", "lead_id", "activity for unknown lead", (3,)),
         ("activities", "activity_type", "unknown activity_type", (0,)),
         ("outcomes", "opportunity_amount", "negative value", (1,)),
     }
-    assert [p.table for p in problems_of(excinfo)] == ["leads"] * 2 + ["activities"] * 2 + ["outcomes"]
+    assert [p.table for p in problems_of(excinfo)] == ["leads"] + ["activities"] * 2 + ["outcomes"]
 
 
 def test_error_message_is_a_readable_report_without_traceback() -> None:
@@ -412,7 +411,6 @@ def test_error_message_is_a_readable_report_without_traceback() -> None:
     message = str(excinfo.value)
     lines = message.splitlines()
     assert len(lines) == 1 + len(excinfo.value.problems)
-    assert "leads.phone: missing column" in message
     assert "leads.lead_id: duplicate lead_id (2 rows: 0, 4)" in message
     assert "activities.lead_id: activity for unknown lead (1 row: 3)" in message
     assert "outcomes.opportunity_amount: negative value (1 row: 1)" in message
@@ -599,3 +597,21 @@ def test_valid_random_tables_never_raise(tables: dict[str, pd.DataFrame]) -> Non
     assert result.leads["lead_id"].tolist() == tables["leads"]["lead_id"].tolist()
     assert len(result.activities) == len(tables["activities"])
     assert len(result.outcomes) == len(tables["outcomes"])
+
+
+def test_optional_columns_may_be_absent_and_become_missing(caplog: pytest.LogCaptureFixture) -> None:
+    leads = pd.DataFrame({"lead_id": ["a", "b"], "created_at": ["2024-01-01", "2024-01-02"]})
+    activities = pd.DataFrame({"lead_id": ["a"], "timestamp": ["2024-01-03"], "activity_type": ["form_fill"]})
+    with caplog.at_level(logging.INFO, logger="leadscore.features.loading"):
+        tables = validate_crm_tables(leads=leads, activities=activities, now=pd.Timestamp("2025-01-01"))
+    assert tables.leads["industry"].isna().all() and tables.leads["phone"].isna().all()
+    assert tables.activities["page_category"].isna().all()
+    assert "optional column(s)" in caplog.text and "industry" in caplog.text
+
+
+def test_required_columns_are_still_required() -> None:
+    with pytest.raises(DataContractError) as caught:
+        validate_crm_tables(leads=pd.DataFrame({"lead_id": ["a"]}))
+    assert [(p.table, p.column, p.problem) for p in caught.value.problems] == [
+        ("leads", "created_at", "missing column")
+    ]
