@@ -149,13 +149,19 @@ class FlatBuildJob:
     def run(self) -> BuildFeaturesResult:
         from leadscore.features.audit import audit_columns
         from leadscore.features.loading import ContractProblem, DataContractError
-        from leadscore.features.mapping import ColumnRole, FlatFeatureTransform, load_mapping, read_export
+        from leadscore.features.mapping import (
+            ColumnRole,
+            FlatFeatureTransform,
+            label_values,
+            load_mapping,
+            read_export,
+        )
 
         mapping = load_mapping(self.mapping_path)
         source = self.data or mapping.source_path(base=self.mapping_path.parent)
         if not source.exists():
             raise FileNotFoundError(f"export not found: {source} (set LEADSCORE_DATASETS_DIR or pass --data)")
-        frame = read_export(source, file_format=mapping.source.format)
+        frame = read_export(source, file_format=mapping.source.format, mapping=mapping)
         transform = FlatFeatureTransform(mapping)
         problems = [
             ContractProblem("export", column, "missing column (named in the mapping)", (), len(frame))
@@ -171,16 +177,24 @@ class FlatBuildJob:
                 problems.append(
                     ContractProblem("export", mapping.id_column, "duplicate id", rows, int(duplicated.sum()))
                 )
+        if mapping.label.column in frame.columns:
+            label = label_values(frame[mapping.label.column], positive_values=mapping.label.positive_values)
+            unlabelled = label.isna().to_numpy()
+            if unlabelled.any():
+                rows = tuple(int(i) for i in np.flatnonzero(unlabelled)[:10])
+                problems.append(
+                    ContractProblem(
+                        "export", mapping.label.column, "missing label", rows, int(unlabelled.sum())
+                    )
+                )
         if problems:
             raise DataContractError(problems)
-        pii = mapping.columns_with(ColumnRole.PII)
+        pii = [c for c in mapping.columns_with(ColumnRole.PII) if c in frame.columns]
         log.info(
             "dropped %d PII and %d leaky columns before feature computation",
             len(pii),
             len(mapping.columns_with(ColumnRole.LEAKY)),
         )
-        positives = {str(v) for v in mapping.label.positive_values}
-        label = frame[mapping.label.column].astype(str).isin(positives).astype("Int8")
         table = transform.features(frame.drop(columns=list(pii)))
         table["label"] = label.to_numpy()
         table["horizon_complete"] = True

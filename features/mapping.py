@@ -101,6 +101,11 @@ class ExportMapping(BaseModel):
             c for c, m in self.columns.items() if m.role in (ColumnRole.CATEGORICAL, ColumnRole.NUMERIC)
         )
 
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """Columns read as text: categorical features."""
+        return self.columns_with(ColumnRole.CATEGORICAL)
+
     def columns_with(self, role: ColumnRole) -> tuple[str, ...]:
         return tuple(c for c, m in self.columns.items() if m.role is role)
 
@@ -129,14 +134,30 @@ def feature_name(column: str) -> str:
     return name if name and not name[0].isdigit() else f"f_{name}"
 
 
-def read_export(path: Path, *, file_format: str = "auto") -> pd.DataFrame:
-    """Read a flat export as text-preserving as possible (ids keep leading zeros)."""
+def read_export(
+    path: Path, *, file_format: str = "auto", mapping: ExportMapping | None = None
+) -> pd.DataFrame:
+    """Read a flat export; with a mapping, the id and categorical columns are read as text, so
+    ids keep leading zeros and a category "01" stays "01" (as it arrives at serving)."""
     kind = (
         file_format if file_format != "auto" else ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
     )
     if kind == "parquet":
         return pd.read_parquet(path)
-    return pd.read_csv(path, low_memory=False)
+    text = {} if mapping is None else {c: str for c in (mapping.id_column, *mapping.text_columns)}
+    return pd.read_csv(path, low_memory=False, dtype=text)
+
+
+def label_values(series: pd.Series, *, positive_values: tuple[object, ...]) -> pd.Series:
+    """1/0 labels (missing stays missing): numbers compare as numbers ("1.0" == 1), text as text."""
+    missing = series.isna()
+    numeric_positives = [v for v in positive_values if isinstance(v, int | float) and not isinstance(v, bool)]
+    as_numbers = pd.to_numeric(series, errors="coerce")
+    if numeric_positives and as_numbers[~missing].notna().all():
+        positive = as_numbers.isin(numeric_positives)
+    else:
+        positive = series.astype("string").str.strip().isin([str(v) for v in positive_values])
+    return positive.astype("Int8").mask(missing)
 
 
 class FlatFeatureTransform:
@@ -161,7 +182,12 @@ class FlatFeatureTransform:
         return FeatureSpec(feature_name(column), m.family, kind, feature_name(column), label, label)
 
     def missing_columns(self, frame: pd.DataFrame) -> list[str]:
-        return [c for c in (self.mapping.id_column, *self.columns) if c not in frame.columns]
+        wanted = (
+            self.mapping.id_column,
+            *self.columns,
+            *([self.mapping.created_at_column] if self.mapping.created_at_column else []),
+        )
+        return [c for c in wanted if c not in frame.columns]
 
     def features(self, frame: pd.DataFrame, *, as_of: pd.Series | pd.Timestamp | None = None) -> pd.DataFrame:
         """Feature rows (lead_id, as_of, features) for export rows; PII and leaky columns are never read."""

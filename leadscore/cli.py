@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -167,16 +168,17 @@ def audit(
 ) -> None:
     """Leakage audit: how well each column alone predicts the label, and which look like hindsight."""
     from leadscore.features.audit import audit_columns
-    from leadscore.features.mapping import ColumnRole, load_mapping, read_export
+    from leadscore.features.mapping import ColumnRole, label_values, load_mapping, read_export
 
     spec = load_mapping(mapping)
     source = data or spec.source_path(base=mapping.parent)
     if not source.exists():
         _fail(f"export not found: {source} (set LEADSCORE_DATASETS_DIR or pass --data)")
-    frame = read_export(source, file_format=spec.source.format)
+    frame = read_export(source, file_format=spec.source.format, mapping=spec)
     if spec.label.column not in frame.columns:
         _fail(f"label column '{spec.label.column}' is not in {source}")
-    label = frame[spec.label.column].astype(str).isin({str(v) for v in spec.label.positive_values})
+    label = label_values(frame[spec.label.column], positive_values=spec.label.positive_values)
+    frame, label = frame[label.notna()], label[label.notna()].astype(int)
     pii = list(spec.columns_with(ColumnRole.PII))
     report = audit_columns(
         frame.drop(columns=[spec.id_column, spec.label.column, *pii], errors="ignore"),
@@ -432,5 +434,30 @@ def demo(
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {state_dir() / 'mlflow.db'}")
 
 
+def run() -> None:
+    """Console entry point: known failures become one actionable line, not a traceback."""
+    import yaml
+    from mlflow.exceptions import MlflowException
+    from pydantic import ValidationError
+
+    from leadscore.features.loading import DataContractError
+
+    try:
+        app()
+    except DataContractError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise SystemExit(2) from None
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        console.print(f"[bold red]error:[/] invalid {error.title}: {problems}")
+        raise SystemExit(2) from None
+    except (FileNotFoundError, ValueError, KeyError, yaml.YAMLError, MlflowException) as error:
+        console.print(f"[bold red]error:[/] {type(error).__name__}: {error}")
+        console.print("(run with LEADSCORE_DEBUG=1 for the full traceback)")
+        if os.environ.get("LEADSCORE_DEBUG"):
+            raise
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    run()

@@ -180,13 +180,15 @@ def points_from_contributions(
 ) -> np.ndarray:
     """Convert grouped log-odds contributions to score points that add up to ``score - base_score``.
 
-    Each lead's points are its contributions scaled by (score - base) / sum(contributions); where
-    that sum is nearly zero the local slope of the calibrated score (points per log-odds) is used.
+    Each lead's points are its contributions scaled by (score - base) / sum(contributions). Where
+    that ratio says nothing (the contributions nearly cancel, or the score moved less than half a
+    point, e.g. the calibration curve is flat between the base and the lead) the local slope of the
+    score (points per log-odds) is used instead, so reasons still show, without adding up exactly.
     """
     total = grouped.sum(axis=1)
     delta = scores - base_score
-    safe = np.abs(total) > 1e-3
-    scale = np.where(safe, delta / np.where(safe, total, 1.0), slope)
+    informative = (np.abs(total) > 1e-3) & (np.abs(delta) >= 0.5)
+    scale = np.where(informative, delta / np.where(informative, total, 1.0), slope)
     return grouped * scale[:, None]
 
 

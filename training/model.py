@@ -193,6 +193,13 @@ class LeadScoringModel:
             records = rows_as_records(features.loc[:, list(self.feature_names)])
         else:
             fit_part = engagement_part = None
+            # "not a fit" needs the fit grade: explain only the rows below the MQL threshold
+            below = np.flatnonzero(probability < self.thresholds.mql)
+            fit_grades: dict[int, str] = {}
+            if len(below):
+                partial = self.contributions(features.iloc[below])[:, :-1] @ self._grouping
+                for row, value in zip(below, partial[:, self._fit_concepts].sum(axis=1), strict=True):
+                    fit_grades[int(row)] = self.fit_grade(float(value))
         for i in range(len(features)):
             result: dict[str, object] = {
                 "lead_id": str(features["lead_id"].iat[i]) if "lead_id" in features else None,
@@ -220,7 +227,9 @@ class LeadScoringModel:
                     reasons_negative=[r.as_dict() for r in negative],
                 )
             else:
-                result.update(tier=self.tier(float(probability[i]), fit_grade=None).value, grade=None)
+                result.update(
+                    tier=self.tier(float(probability[i]), fit_grade=fit_grades.get(i)).value, grade=None
+                )
             results.append(result)
         return results
 
@@ -285,6 +294,8 @@ class LeadScoringModel:
             if isinstance(when, pd.Series)
             else np.full(len(leads), np.datetime64(when))
         )
+        # the pipeline counts events up to as_of's whole second: put the what-if event there
+        as_of_values = as_of_values.astype("datetime64[s]").astype("datetime64[us]")
         base = self.predict_proba_features(self.features(leads=leads, activities=activities, as_of=when))
         lead_ids = leads["lead_id"].astype(str).to_numpy()
         variant_leads, variant_activities, variant_as_of = [], [activities], []

@@ -81,8 +81,9 @@ def split_raw_leads(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.S
     """Split the nested input into contract tables (leads, activities) and each lead's ``as_of``."""
     leads = pd.DataFrame({"lead_id": raw["lead_id"].astype(str).to_numpy()})
     leads["created_at"] = _utc_naive(raw["created_at"]).to_numpy()
-    for name in LEAD_TEXT_COLUMNS:
-        leads[name] = raw[name].to_numpy(dtype=object) if name in raw else None
+    for name in LEAD_TEXT_COLUMNS:  # blanks are missing, as the loaders and the service treat them
+        text = raw[name].astype("string").str.strip() if name in raw else pd.Series([None] * len(raw))
+        leads[name] = text.mask(text == "").to_numpy(dtype=object, na_value=None)
     for name in NUMERIC_FIT_COLUMNS:
         leads[name] = (
             pd.to_numeric(raw[name], errors="coerce").to_numpy(dtype=float) if name in raw else np.nan

@@ -44,6 +44,20 @@ def load_scoring_model(*, model_name: str, version: str) -> LeadScoringModel:
     return model
 
 
+def comparability_problem(*, candidate: LeadScoringModel, champion: LeadScoringModel) -> str | None:
+    """Why two models cannot be compared on the candidate's test rows, or None when they can."""
+    if candidate.horizon_days != champion.horizon_days:
+        return f"horizon {candidate.horizon_days} vs {champion.horizon_days} days"
+    if (candidate.flat is None) != (champion.flat is None):
+        return "one scores flat export rows, the other leads with activities"
+    missing = sorted(set(champion.feature_names) - set(candidate.feature_names))
+    if missing:
+        return f"the champion needs features the candidate's test rows lack: {missing[:5]}"
+    if str(champion.metadata.get("test_start", "")) > str(candidate.metadata.get("test_start", "")):
+        return "the champion was trained on data from the candidate's test period"
+    return None
+
+
 def champion_version(*, model_name: str) -> str | None:
     try:
         return str(mlflow.MlflowClient().get_model_version_by_alias(model_name, CHAMPION).version)
@@ -81,12 +95,25 @@ def promote(
     champion_auc = None
     if current is not None and current != version:
         champion = load_scoring_model(model_name=model_name, version=current)
-        champion_auc = float(roc_auc_score(y, champion.predict_proba_features(test)))
+        candidate_model = load_scoring_model(model_name=model_name, version=version)
+        mismatch = comparability_problem(candidate=candidate_model, champion=champion)
+        if mismatch and not force:
+            return PromotionDecision(
+                False,
+                version,
+                current,
+                candidate_auc,
+                None,
+                f"not comparable with champion v{current}: {mismatch} (use --force)",
+            )
+        champion_auc = (
+            float(roc_auc_score(y, champion.predict_proba_features(test))) if not mismatch else None
+        )
     if current == version:
         return PromotionDecision(
             False, version, current, candidate_auc, candidate_auc, "already the champion"
         )
-    not_worse = champion_auc is None or candidate_auc >= champion_auc - tolerance
+    not_worse = (champion_auc is not None and candidate_auc >= champion_auc - tolerance) or current is None
     if not (not_worse or force):
         return PromotionDecision(
             False,
@@ -99,14 +126,14 @@ def promote(
     if current is not None:
         client.set_registered_model_alias(model_name, PREVIOUS, current)
     client.set_registered_model_alias(model_name, CHAMPION, version)
-    reason = (
-        "no champion yet"
-        if champion_auc is None
-        else (
-            f"candidate AUC {candidate_auc:.4f} vs champion {champion_auc:.4f}"
-            + (" (forced)" if not not_worse else "")
+    if current is None:
+        reason = "no champion yet"
+    elif champion_auc is None:
+        reason = f"forced over a champion it cannot be compared with (v{current})"
+    else:
+        reason = f"candidate AUC {candidate_auc:.4f} vs champion {champion_auc:.4f}" + (
+            " (forced)" if not not_worse else ""
         )
-    )
     return PromotionDecision(True, version, current, candidate_auc, champion_auc, reason)
 
 

@@ -37,7 +37,10 @@ def time_ordered_split(table: pd.DataFrame, *, config: SplitConfig, horizon_days
     snapshots whose label window ends after the test period starts are dropped: at deployment
     time (the test start) those labels would not have been known yet.
     """
-    labelled = table[table["label"].notna()]
+    # only snapshots whose horizon is fully observed: an incomplete horizon keeps its positives but
+    # not its negatives, which would bias the newest period towards conversions
+    complete = table.get("horizon_complete", True)
+    labelled = table[table["label"].notna() & complete]
     as_of = labelled["as_of"].to_numpy()
     test_start = pd.Timestamp(
         np.quantile(as_of.astype("datetime64[us]").astype(np.int64), 1.0 - config.test_fraction).astype(

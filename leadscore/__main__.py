@@ -1,0 +1,5 @@
+"""``python -m leadscore`` runs the command line."""
+
+from leadscore.cli import run
+
+run()
