@@ -89,6 +89,8 @@ def spark_session(
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions or max(4, 4 * cores)))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.executorEnv.PYTHONWARNINGS", _PANDAS3_WARNING)
+        # one task per core already: LightGBM's OpenMP threads on top would oversubscribe the cores
+        .config("spark.executorEnv.OMP_NUM_THREADS", "1")
         .config("spark.driver.memory", driver_memory)
     )
     if master.startswith("local"):
@@ -210,7 +212,7 @@ def observed_until_spark(crm: SparkCrm) -> pd.Timestamp:
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType
 
-    latest: list[pd.Timestamp] = []
+    maxima: list[DataFrame] = []
     for table, columns in TIMESTAMP_COLUMNS.items():
         frame = crm.table(table)
         if frame is None:
@@ -223,12 +225,16 @@ def observed_until_spark(crm: SparkCrm) -> pd.Timestamp:
                 parsed = F.unix_micros(F.try_to_timestamp(F.col(name))) * F.lit(1000)
             else:
                 parsed = F.when(F.col(name) != F.lit(int(NAT_INT64)), F.col(name))
-            value = frame.agg(F.max(parsed).alias("m")).first()
-            if value is not None and value["m"] is not None:
-                latest.append(pd.Timestamp(int(value["m"]), unit="ns"))
-    if not latest:
+            maxima.append(frame.agg(F.max(parsed).cast("long").alias("m")))
+    if not maxima:
+        raise ValueError("the export has no timestamp columns")
+    stacked = maxima[0]
+    for other in maxima[1:]:
+        stacked = stacked.unionByName(other)
+    row = stacked.agg(F.max("m").alias("m")).first()  # one Spark job for all tables
+    if row is None or row["m"] is None:
         raise ValueError("the export has no timestamps")
-    return max(latest)
+    return pd.Timestamp(int(row["m"]), unit="ns")
 
 
 def decode_timestamps(frame: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -385,7 +391,7 @@ def build_training_table_spark(
     contract checks (default: the driver's current UTC time, the same for every bucket).
     Row order is not defined; sort by ``lead_id, as_of`` when it matters.
     """
-    from leadscore.features.loading import validate_crm_tables
+    from leadscore.features.loading import empty_outcomes, validate_crm_tables
 
     if crm.outcomes is None:
         raise ValueError("the training table needs the outcomes table")
@@ -399,7 +405,8 @@ def build_training_table_spark(
     names = [f.name for f in schema.fields]
 
     def build(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-        leads, activities, outcomes = split_bucket(left, right, columns)
+        leads, activities, found = split_bucket(left, right, columns)
+        outcomes = found if found is not None else empty_outcomes()
         if validate:
             tables = validate_crm_tables(leads=leads, activities=activities, outcomes=outcomes, now=now)
             leads, activities, outcomes = tables.leads, tables.activities, tables.outcomes

@@ -434,8 +434,20 @@ def demo(
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {state_dir() / 'mlflow.db'}")
 
 
+from leadscore.cli_scale import score_batch, tracking_server  # noqa: E402  (cheap: no pyspark import)
+
+app.command("tracking-server")(tracking_server)
+app.command("score-batch")(score_batch)
+
+
 def run() -> None:
     """Console entry point: known failures become one actionable line, not a traceback."""
+    import warnings
+
+    # pandera imports pyspark.pandas when pyspark is installed, which warns about pandas 3 on every command
+    warnings.filterwarnings(
+        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+    )
     import yaml
     from mlflow.exceptions import MlflowException
     from pydantic import ValidationError

@@ -206,7 +206,8 @@ def score_batch(
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Folder with the leads, activities and (optional) outcomes tables (default $LEADSCORE_HOME/data/crm)."
+            help="Folder with the leads, activities and (optional) outcomes tables "
+            "(default $LEADSCORE_HOME/data/crm)."
         ),
     ] = None,
     out: Annotated[
