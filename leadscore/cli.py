@@ -260,6 +260,19 @@ def train(
 
 
 @app.command()
+def tune(
+    config: Annotated[Path | None, typer.Option(help="YAML train config to start from.")] = None,
+    trials: Annotated[int, typer.Option(help="Optuna trials.")] = 30,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the best train config YAML.")] = None,
+) -> None:
+    """Tune LightGBM with Optuna (nested MLflow runs); writes a train config with the best params."""
+    from leadscore.training.tune import tune_command
+
+    tune_command(config=config, trials=trials, timeout=timeout, out=out)
+
+
+@app.command()
 def promote(
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
     version: Annotated[str | None, typer.Option(help="Version to promote (default: latest).")] = None,

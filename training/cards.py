@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from jinja2 import Environment, select_autoescape
+from jinja2 import Environment, Template, select_autoescape
+from markupsafe import Markup
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -30,6 +34,7 @@ class LeadCard:
     scored: dict[str, Any]
     actions: list[NextBestAction]
     model_version: str
+    horizon_days: int | None = None
 
 
 def explain_leads(
@@ -42,12 +47,13 @@ def explain_leads(
     actions = model.next_best_actions(leads=leads, activities=mine, as_of=as_of)
     version = str(model.metadata.get("version", ""))
     return [
-        LeadCard(s["lead_id"], str(as_of), s, a, version)  # type: ignore[arg-type]
+        LeadCard(s["lead_id"], str(as_of), s, a, version, model.horizon_days)  # type: ignore[arg-type]
         for s, a in zip(scored, actions, strict=True)
     ]
 
 
 def print_card(card: LeadCard, *, console: Console) -> None:
+    """The reason card in the terminal; CRM text is escaped so it can never be read as rich markup."""
     s = card.scored
     reasons = Table(show_header=True, header_style="bold", expand=True)
     reasons.add_column("why", ratio=4)
@@ -55,82 +61,196 @@ def print_card(card: LeadCard, *, console: Console) -> None:
     reasons.add_column("family")
     for reason in s["reasons_positive"]:
         reasons.add_row(
-            f"[green]+[/] {reason['sentence']}", f"[green]{reason['impact']:+.1f}[/]", reason["family"]
+            f"[green]+[/] {escape(reason['sentence'])}",
+            f"[green]{reason['impact']:+.1f}[/]",
+            escape(str(reason["family"])),
         )
     for reason in s["reasons_negative"]:
         reasons.add_row(
-            f"[red]-[/] {reason['sentence']}", f"[red]{reason['impact']:+.1f}[/]", reason["family"]
+            f"[red]-[/] {escape(reason['sentence'])}",
+            f"[red]{reason['impact']:+.1f}[/]",
+            escape(str(reason["family"])),
         )
     best = [a for a in card.actions if a.uplift > 0][:3]
     actions = "\n".join(
-        f"  {a.label}: {a.uplift * 100:+.1f} points (to {a.probability_after:.0%})" for a in best
+        f"  {escape(a.label)}: {a.uplift * 100:+.1f} points (to {_percent(a.probability_after)})"
+        for a in best
     )
+    horizon = f"{card.horizon_days} days" if card.horizon_days else "the horizon"
     body = Table.grid(padding=(0, 1))
     body.add_row(
-        f"[bold]Score {s['score']:.0f}/100[/]  ({s['probability']:.1%} chance of an opportunity "
-        f"within the horizon)"
+        f"[bold]Score {_score_text(float(s['score']))}/100[/]  ({_percent(float(s['probability']))} chance "
+        f"of an opportunity within {horizon})"
     )
     body.add_row(
-        f"Tier: [bold]{TIER_LABELS.get(s['tier'], s['tier'])}[/]   Grade: [bold]{s['grade']}[/] "
+        f"Tier: [bold]{escape(TIER_LABELS.get(s['tier'], str(s['tier'])))}[/]   "
+        f"Grade: [bold]{escape(str(s['grade']))}[/] "
         f"(fit {s['fit_points']:+.1f} pts, engagement {s['engagement_points']:+.1f} pts vs an average "
         f"lead at {s['base_score']:.0f})"
     )
     body.add_row(reasons)
     body.add_row("[bold]Next best action[/]\n" + (actions or "  no single action raises the score"))
     console.print(
-        Panel(body, title=f"Lead {card.lead_id} as of {card.as_of}", subtitle=f"model v{card.model_version}")
+        Panel(
+            body,
+            title=f"Lead {escape(card.lead_id)} as of {escape(card.as_of)}",
+            subtitle=f"model v{escape(card.model_version)}" if card.model_version else None,
+        )
     )
 
 
 _TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Lead {{ c.lead_id }}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Lead {{ c.lead_id }}</title>
 <style>
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1a202c;max-width:760px}
-.score{font-size:48px;font-weight:700}.tier{display:inline-block;padding:4px 10px;border-radius:12px;
-background:{{ tier_colour }};color:#fff;font-weight:600}.muted{color:#4a5568}
-table{border-collapse:collapse;width:100%}td{padding:4px 6px;vertical-align:middle}
-.bar{height:14px;border-radius:3px}.pos{background:#38a169}.neg{background:#e53e3e}
-h2{font-size:18px;margin-top:24px;border-bottom:1px solid #e2e8f0}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;padding:0 24px;
+color:#1a202c;max-width:820px;line-height:1.35;background:#fff}
+.muted{color:#4a5568}.small{font-size:13px}
+.head{display:flex;align-items:center;gap:20px;flex-wrap:wrap;margin-top:6px}
+.score{font-size:52px;font-weight:700;line-height:1}.score small{font-size:20px;font-weight:600;color:#4a5568}
+.tier{display:inline-block;padding:4px 12px;border-radius:12px;background:{{ tier_colour }};color:#fff;font-weight:600}
+.grade{font-size:15px}
+h2{font-size:17px;margin:26px 0 8px;padding-bottom:4px;border-bottom:1px solid #e2e8f0}
+table{border-collapse:collapse;width:100%;table-layout:fixed}
+th{font-size:12px;font-weight:600;color:#4a5568;text-align:left;padding:2px 6px;text-transform:uppercase;letter-spacing:.03em}
+td{padding:5px 6px;vertical-align:middle}
+tr.group td{padding-top:12px;font-size:13px;font-weight:600;color:#4a5568}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.up{color:#276749}.down{color:#c53030}
+.axis{display:flex;height:16px}
+.half{flex:1 1 0;display:flex;align-items:center}
+.half.left{justify-content:flex-end;border-right:2px solid #718096}
+.bar{height:12px;min-width:1px}
+.pos{background:#38a169;border-radius:0 3px 3px 0}.neg{background:#e53e3e;border-radius:3px 0 0 3px}
+.family{font-size:12px;color:#4a5568}
+ol{padding-left:22px}li{margin:3px 0}
+.foot{margin-top:28px;font-size:12px;color:#718096}
 </style></head><body>
-<div class="muted">Lead {{ c.lead_id }} &middot; as of {{ c.as_of }} &middot; model v{{ c.model_version }}</div>
-<div class="score">{{ '%.0f' % s.score }}<span class="muted" style="font-size:20px">/100</span></div>
-<div><span class="tier">{{ tier_label }}</span> &nbsp; Grade <b>{{ s.grade }}</b>
- &nbsp; <span class="muted">{{ '%.1f' % (s.probability * 100) }}% chance of an opportunity within the horizon</span></div>
+<div class="muted small">Lead <b>{{ c.lead_id }}</b> &middot; as of {{ c.as_of }}{% if c.model_version %} &middot; model v{{ c.model_version }}{% endif %}</div>
+<div class="head">
+ <div class="score" aria-label="score {{ score_text }} out of 100">{{ score_text }}<small>/100</small></div>
+ <div>
+  <div><span class="tier">{{ tier_label }}</span> &nbsp; <span class="grade">Grade <b>{{ s.grade }}</b></span>
+   <span class="muted small">(fit A&ndash;D, engagement 1&ndash;4)</span></div>
+  <div class="muted" style="margin-top:6px">{{ probability_text }} chance of an opportunity within {{ horizon }}</div>
+ </div>
+</div>
+
 <h2>Fit vs engagement</h2>
-<p>Fit {{ '%+.1f' % s.fit_points }} points &middot; Engagement {{ '%+.1f' % s.engagement_points }} points
- <span class="muted">(an average lead scores {{ '%.0f' % s.base_score }})</span></p>
-<h2>Why</h2>
-<table>{% for r in reasons %}<tr><td style="width:55%">{{ r.sentence }}</td>
-<td style="width:35%"><div class="bar {{ 'pos' if r.impact > 0 else 'neg' }}"
- style="width:{{ (100 * (r.impact|abs) / max_impact)|round(1) }}%"></div></td>
-<td style="text-align:right">{{ '%+.1f' % r.impact }}</td><td class="muted">{{ r.family }}</td></tr>{% endfor %}
+<table>
+<colgroup><col style="width:38%"><col style="width:44%"><col style="width:18%"></colgroup>
+{% for part in parts %}<tr>
+<td>{{ part.label }}</td>
+<td>{{ bar(part.points, parts_max) }}</td>
+<td class="num {{ 'up' if part.points > 0 else 'down' if part.points < 0 else '' }}">{{ '%+.1f' % part.points }} pts</td>
+</tr>{% endfor %}
 </table>
+<p class="muted small">Points move the score away from an average lead, which scores {{ '%.0f' % s.base_score }}.</p>
+
+<h2>Why</h2>
+<table class="reasons">
+<colgroup><col style="width:45%"><col style="width:31%"><col style="width:10%"><col style="width:14%"></colgroup>
+<thead><tr><th>reason</th><th style="text-align:center">lowers &nbsp;|&nbsp; raises</th><th class="num">points</th><th>family</th></tr></thead>
+<tbody>
+{% for title, group in groups if group %}<tr class="group"><td colspan="4">{{ title }}</td></tr>
+{% for r in group %}<tr class="reason">
+<td>{{ r.sentence }}</td>
+<td>{{ bar(r.impact, max_impact) }}</td>
+<td class="num {{ 'up' if r.impact > 0 else 'down' }}">{{ '%+.1f' % r.impact }}</td>
+<td class="family">{{ r.family }}</td>
+</tr>
+{% endfor %}{% else %}<tr><td colspan="4" class="muted">No reason moves the score by more than a few hundredths of a point.</td></tr>
+{% endfor %}</tbody>
+</table>
+
 <h2>Next best action</h2>
-<ol>{% for a in actions %}<li>{{ a.label }}: <b>{{ '%+.1f' % (a.uplift * 100) }}</b> points
- (to {{ '%.0f' % (a.probability_after * 100) }}%)</li>{% else %}<li>No single action raises the score.</li>{% endfor %}</ol>
+{% if actions %}<ol>{% for a in actions %}<li>{{ a.label }}: <b class="up">{{ '%+.1f' % (a.uplift * 100) }}</b> points
+ (to {{ percent(a.probability_after) }})</li>{% endfor %}</ol>
+{% else %}<p class="muted">No single action raises the score.</p>{% endif %}
+<div class="foot">Reason points are TreeSHAP contributions grouped by concept and converted to score points;
+they add up to the score minus the average lead's score. Next best actions re-score the lead with one more activity now.</div>
 </body></html>
 """
 
+_BAR = (
+    '<div class="axis" role="img" aria-label="{label}">'
+    '<div class="half left">{negative}</div><div class="half right">{positive}</div></div>'
+)
+TIER_COLOURS = {
+    "sales_ready": "#2f855a",
+    "marketing_qualified": "#2b6cb0",
+    "nurture": "#4a5568",
+    "not_a_fit": "#9b2c2c",
+}
+
+
+def _bar(value: float, scale: float) -> Markup:
+    """A diverging bar: negative values grow left of the axis, positive ones right; width = |value| / scale."""
+    share = 0.0 if scale <= 0 or not math.isfinite(value) else min(1.0, abs(value) / scale)
+    width = f"{100.0 * share:.1f}"
+    bar = f'<div class="bar {{kind}}" data-impact="{value:.4f}" style="width:{width}%"></div>'
+    return Markup(
+        _BAR.format(
+            label=f"{value:+.1f} points",
+            negative=bar.format(kind="neg") if value < 0 else "",
+            positive=bar.format(kind="pos") if value > 0 else "",
+        )
+    )
+
+
+def _percent(probability: float) -> str:
+    """A probability for people: never a flat 0% or 100% (the model is never certain)."""
+    value = 100.0 * probability
+    if value < 0.1:
+        return "<0.1%"
+    if value > 99.9:
+        return ">99.9%"
+    return f"{value:.1f}%" if value < 10 or value > 90 else f"{value:.0f}%"
+
+
+def _score_text(score: float) -> str:
+    if score < 0.5:
+        return "<1"
+    if score > 99.5:
+        return ">99"
+    return f"{score:.0f}"
+
+
+@functools.cache
+def _template() -> Template:
+    environment = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    return environment.from_string(_TEMPLATE)
+
 
 def render_html_card(card: LeadCard) -> str:
+    """A self-contained HTML reason card (inline CSS only, no scripts, every text autoescaped)."""
     s = card.scored
-    reasons = sorted(s["reasons_positive"] + s["reasons_negative"], key=lambda r: -r["impact"])
-    max_impact = max([abs(r["impact"]) for r in reasons] + [1e-9])
-    colours = {
-        "sales_ready": "#2f855a",
-        "marketing_qualified": "#2b6cb0",
-        "nurture": "#718096",
-        "not_a_fit": "#9b2c2c",
-    }
-    environment = Environment(autoescape=select_autoescape(default=True))
-    return environment.from_string(_TEMPLATE).render(
+    positive = sorted(s["reasons_positive"], key=lambda r: -r["impact"])
+    negative = sorted(s["reasons_negative"], key=lambda r: r["impact"])
+    max_impact = max([abs(r["impact"]) for r in positive + negative] + [1e-9])
+    parts: list[dict[str, Any]] = [
+        {"label": "Fit (who the lead is)", "points": float(s["fit_points"])},
+        {"label": "Engagement & sales activity", "points": float(s["engagement_points"])},
+    ]
+    horizon = card.horizon_days
+    return _template().render(
         c=card,
         s=s,
-        reasons=reasons,
+        score_text=_score_text(float(s["score"])),
+        probability_text=_percent(float(s["probability"])),
+        horizon=f"{horizon} days" if horizon else "the horizon",
+        groups=[("Raises the score", positive), ("Lowers the score", negative)],
         max_impact=max_impact,
+        parts=parts,
+        parts_max=max([abs(p["points"]) for p in parts] + [1e-9]),
+        bar=_bar,
+        percent=_percent,
         actions=[a for a in card.actions if a.uplift > 0][:3],
         tier_label=TIER_LABELS.get(s["tier"], s["tier"]),
-        tier_colour=colours.get(s["tier"], "#718096"),
+        tier_colour=TIER_COLOURS.get(s["tier"], "#4a5568"),
     )
 
 
