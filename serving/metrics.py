@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from leadscore.serving.errors import ERROR_CODES
+
 SCORE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 _lock = threading.Lock()
 _metrics: dict[str, Any] = {}
@@ -49,22 +51,10 @@ def _get() -> dict[str, Any]:
     return _metrics
 
 
-OUTCOMES: dict[int, str] = {
-    400: "malformed_json",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    503: "unavailable",
-}
-
-
 def outcome_of(status: int) -> str:
     if status < 400:
         return "ok"
-    return OUTCOMES.get(status, "error" if status >= 500 else "client_error")
+    return ERROR_CODES.get(status, "error" if status >= 500 else "client_error")
 
 
 def count_request(endpoint: str, status: int) -> None:

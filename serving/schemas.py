@@ -8,41 +8,11 @@ values with a UTC offset are converted to UTC, values without one are taken as U
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-# Mirrors of leadscore.features.contract.ActivityType and leadscore.training.model.Tier (a test
-# keeps them equal): importing those modules would pull pandas, pandera and LightGBM into every
-# process that imports the service definition, the small ``bentoml serve`` supervisor included.
-class ActivityType(StrEnum):
-    """What a lead (or a rep, for sales touches) did."""
-
-    PAGE_VIEW = "page_view"
-    FORM_FILL = "form_fill"
-    CONTENT_DOWNLOAD = "content_download"
-    WEBINAR_REGISTERED = "webinar_registered"
-    WEBINAR_ATTENDED = "webinar_attended"
-    EMAIL_OPEN = "email_open"
-    EMAIL_CLICK = "email_click"
-    DEMO_REQUEST = "demo_request"
-    SALES_CALL = "sales_call"
-    SALES_EMAIL = "sales_email"
-    SALES_MEETING = "sales_meeting"
-    UNSUBSCRIBE = "unsubscribe"
-    BOUNCE = "bounce"
-
-
-class Tier(StrEnum):
-    """What a rep should do with the lead now."""
-
-    SALES_READY = "sales_ready"
-    MARKETING_QUALIFIED = "marketing_qualified"
-    NURTURE = "nurture"
-    NOT_A_FIT = "not_a_fit"
-
+from leadscore.features.vocabulary import ActivityType, Tier
 
 # Inputs are never echoed into errors or logs (they can hold personal data).
 _INPUT = ConfigDict(

@@ -9,7 +9,6 @@ TreeSHAP (LightGBM ``pred_contrib``) grouped into reasons.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import lightgbm as lgb
 import numpy as np
@@ -20,6 +19,7 @@ from leadscore.features.catalogue import FEATURE_CATALOGUE, SIGNALS, Family
 from leadscore.features.contract import ActivityType
 from leadscore.features.mapping import FlatFeatureTransform
 from leadscore.features.pipeline import compute_features
+from leadscore.features.vocabulary import Tier
 from leadscore.training.calibration import PlattCalibrator
 from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.explain import (
@@ -33,15 +33,6 @@ from leadscore.training.explain import (
 )
 
 PROBABILITY_FLOOR = 1e-4  # isotonic steps can reach 0 or 1; no lead is ever certain
-
-
-class Tier(StrEnum):
-    """What a rep should do with the lead now."""
-
-    SALES_READY = "sales_ready"  # at or above the SQL threshold: call now
-    MARKETING_QUALIFIED = "marketing_qualified"  # at or above the MQL threshold: warm, keep nurturing
-    NURTURE = "nurture"  # below MQL, fit is fine
-    NOT_A_FIT = "not_a_fit"  # below MQL and fit grade D
 
 
 @dataclass(frozen=True)

@@ -305,15 +305,6 @@ def test_vectorised_checks_agree_with_the_contract_validator(leads: list[RawLead
 # --- the service definition stays light ----------------------------------------------------------
 
 
-def test_schema_enums_mirror_the_contract_and_the_model() -> None:
-    from leadscore.features.contract import ActivityType
-    from leadscore.serving import schemas
-    from leadscore.training.model import Tier
-
-    assert [t.value for t in schemas.ActivityType] == [t.value for t in ActivityType]
-    assert [t.value for t in schemas.Tier] == [t.value for t in Tier]
-
-
 def test_service_definition_imports_no_model_code(serving_env, tmp_path) -> None:
     import os
     import subprocess

@@ -1,0 +1,72 @@
+"""The contract's vocabularies and the score tiers, as plain enums.
+
+Pandas-free on purpose: the service definition (and the ``bentoml serve`` supervisor that imports
+it) uses them without loading pandas, pandera or LightGBM.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    """How the lead reached us (its source)."""
+
+    WEB_FORM = "web_form"
+    PAID_SEARCH = "paid_search"
+    ORGANIC_SEARCH = "organic_search"
+    WEBINAR = "webinar"
+    TRADE_SHOW = "trade_show"
+    CONTENT_DOWNLOAD = "content_download"
+    REFERRAL = "referral"
+    PARTNER = "partner"
+    SOCIAL = "social"
+    PURCHASED_LIST = "purchased_list"
+
+
+class ActivityType(StrEnum):
+    """What a lead (or a rep, for sales touches) did."""
+
+    PAGE_VIEW = "page_view"
+    FORM_FILL = "form_fill"
+    CONTENT_DOWNLOAD = "content_download"
+    WEBINAR_REGISTERED = "webinar_registered"
+    WEBINAR_ATTENDED = "webinar_attended"
+    EMAIL_OPEN = "email_open"
+    EMAIL_CLICK = "email_click"
+    DEMO_REQUEST = "demo_request"
+    SALES_CALL = "sales_call"
+    SALES_EMAIL = "sales_email"
+    SALES_MEETING = "sales_meeting"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+
+
+class PageCategory(StrEnum):
+    """Category of the page a ``page_view`` was on."""
+
+    PRICING = "pricing"
+    PRODUCT = "product"
+    DOCS = "docs"
+    BLOG = "blog"
+    CAREERS = "careers"
+    OTHER = "other"
+
+
+class Seniority(StrEnum):
+    C_LEVEL = "c_level"
+    VP = "vp"
+    DIRECTOR = "director"
+    MANAGER = "manager"
+    INDIVIDUAL_CONTRIBUTOR = "individual_contributor"
+    STUDENT = "student"
+    OTHER = "other"
+
+
+class Tier(StrEnum):
+    """What a rep should do with the lead now."""
+
+    SALES_READY = "sales_ready"  # at or above the SQL threshold: call now
+    MARKETING_QUALIFIED = "marketing_qualified"  # at or above the MQL threshold: warm, keep nurturing
+    NURTURE = "nurture"  # below MQL, fit is fine
+    NOT_A_FIT = "not_a_fit"  # below MQL and fit grade D
