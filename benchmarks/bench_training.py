@@ -4,7 +4,13 @@
 
 Simulates a CRM, builds the training table, runs the full `TrainJob` (LightGBM + calibration +
 baselines + plots + MLflow logging into a temporary SQLite store) and compares the model's test
-ROC AUC with the oracle AUC computed from the simulator's true probabilities on the same snapshots.
+ROC AUC on the same snapshots with two oracles computed from the simulator's truth:
+
+* the point-in-time oracle (``point_in_time_oracle_probability``): the Bayes-optimal probability
+  given everything observable at ``as_of`` -- the best any model of the export can do; the issue's
+  "within 0.01 of the oracle" target is measured against it (``oracle_gap``);
+* the latent oracle (``oracle_probability``): knows each lead's latent intent, an information
+  ceiling no model can reach (``latent_oracle_gap``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ from _measure import machine, measure, write_results
 from sklearn.metrics import roc_auc_score
 
 from leadscore.features.build import BuildFeaturesJob
-from leadscore.features.simulator import oracle_probability, simulate_crm, write_crm
+from leadscore.features.simulator import (
+    oracle_probability,
+    point_in_time_oracle_probability,
+    simulate_crm,
+    write_crm,
+)
 from leadscore.features.training_table import SnapshotPolicy
 from leadscore.training.config import BoosterConfig, SplitConfig, TrackingConfig, TrainConfig
 from leadscore.training.split import time_ordered_split
@@ -62,10 +73,14 @@ def main() -> None:
 
     table = pd.read_parquet(table_path, columns=["lead_id", "as_of", "label"])
     split = time_ordered_split(table, config=SplitConfig(), horizon_days=90)
-    oracle = oracle_probability(
-        truth=crm.truth, leads=crm.leads, snapshots=split.test[["lead_id", "as_of"]], horizon_days=90
-    )
-    oracle_auc = float(roc_auc_score(split.test["label"].astype(int), oracle))
+    snapshots = split.test[["lead_id", "as_of"]]
+    y_test = split.test["label"].astype(int)
+    started = time.perf_counter()
+    oracle = point_in_time_oracle_probability(crm=crm, snapshots=snapshots, horizon_days=90)
+    oracle_seconds = time.perf_counter() - started
+    oracle_auc = float(roc_auc_score(y_test, oracle))
+    latent = oracle_probability(truth=crm.truth, leads=crm.leads, snapshots=snapshots, horizon_days=90)
+    latent_auc = float(roc_auc_score(y_test, latent))
     comparison = result.comparison.set_index("model")
     payload = {
         "benchmark": "training (TrainJob end to end)",
@@ -80,8 +95,13 @@ def main() -> None:
         "train_job_peak_rss_mb": round(run.peak_rss_mb),
         "best_iteration": result.metrics["best_iteration"],
         "test_roc_auc": round(result.metrics["roc_auc"], 4),
+        "oracle": "point-in-time (Bayes-optimal given the export up to as_of)",
         "oracle_roc_auc": round(oracle_auc, 4),
         "oracle_gap": round(oracle_auc - result.metrics["roc_auc"], 4),
+        "oracle_mean_vs_label_rate": [round(float(oracle.mean()), 4), round(float(y_test.mean()), 4)],
+        "oracle_seconds": round(oracle_seconds, 1),
+        "latent_oracle_roc_auc": round(latent_auc, 4),
+        "latent_oracle_gap": round(latent_auc - result.metrics["roc_auc"], 4),
         "test_ece": round(result.metrics["ece"], 4),
         "baselines_roc_auc": {m: round(float(comparison.loc[m, "roc_auc"]), 4) for m in comparison.index},
         "baselines_ece": {m: round(float(comparison.loc[m, "ece"]), 4) for m in comparison.index},

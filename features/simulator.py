@@ -1,7 +1,7 @@
-"""A realistic, fully vectorised CRM simulator with a known generative model.
+"""A realistic, fully vectorised CRM simulator with a known generative model and an exact oracle.
 
 ``simulate_crm`` produces the three contract tables (``leads``, ``activities``, ``outcomes``) plus a
-``truth`` table with each lead's latent intent, the additive parts of its conversion logit, its true
+``truth`` table with each lead's latent state, the additive parts of its conversion logit, its true
 conversion probability and whether it converts. Everything is drawn from one
 ``np.random.default_rng(seed)`` with array operations only (no Python loop per lead or per event), so
 1M leads / ~18M activities take well under a minute.
@@ -11,20 +11,29 @@ Generative model (times in days since ``start``; ``exported_at = end``):
 * Leads are created with a growing rate over ``[start, end)``, fewer at weekends, mostly in business
   hours. They belong to companies (industry, size, revenue, type, country, domain); students belong
   to universities (``.edu``).
-* ``intent = channel shift + seniority shift + N(0, 1)``; job seekers (careers-page visitors) get
-  ``-1``. Engagement events per lead ~ ``Poisson(18.3 * exp(0.5 * intent) * Gamma(2, 1/2))``, each
-  ``created_at + Exponential(tau * type_scale)`` with a per-lead ``tau ~ LogNormal(log 18 d, 0.7)``; the
-  event-type mix shifts with intent (pricing/product/demo/webinar up, blog/e-mail opens down).
-* Sales touches follow the first demo request (92 % touched, ``1 + Poisson(3.5)`` touches) or else
-  the first form fill (fit- and intent-driven), capped at 10, spread over days to weeks.
-* ``logit = logit_base + logit_fit + logit_engagement + logit_demo + logit_sales + logit_negative``
-  (formulas in ``_conversion_logits``), ``true_probability = sigmoid(logit)``,
+* Latent buying intent ``= channel shift + seniority shift + eps - 1 * job_seeker`` with ``eps`` on a
+  15-point grid over [-3, 3] (normal weights) and ``job_seeker`` drawn from what the export shows
+  (students, individual contributors, social). Engagement events per lead ~ ``Poisson(18.3 *
+  exp(0.5 * intent) * G)``, ``G ~ Gamma(2, rate 2)``, each at ``created_at + Exponential(tau *
+  type_scale)`` with ``tau`` one of nine LogNormal(log 18 d, 0.7) quantiles; the event-type mix shifts
+  with intent (pricing/product/demo/webinar up, blog/e-mail opens down; careers pages for job seekers).
+  A webinar takes place 7 days after each registration, attended with ``sigmoid(-0.2 + 0.8 intent)``;
+  unsubscribes (``sigmoid(-3 - 1.2 intent)``) and bounces stop e-mail engagement.
+* Sales touches follow a lead's first form fill (by seniority and company size) or its demo request
+  (92 %), decided on what sales can see at that moment, 1-10 touches over days to weeks.
+* ``logit = logit_base + logit_fit + 1.5 * intent`` (formulas in ``_conversion_logits``):
+  engagement *reveals* intent rather than causing conversion. ``true_probability = sigmoid(logit)``,
   ``converts ~ Bernoulli(true_probability)`` and ``converted_at = created_at + delay`` with
-  ``delay ~ Gamma(shape=2, scale=14 days)`` drawn independently of everything else, which makes
-  ``oracle_probability`` exact. Conversions after ``exported_at`` are censored (no outcome row).
-* The latent event stream decides the logit; the export then drops every activity after
-  ``converted_at`` (the lead became an opportunity) or after ``exported_at``; a converter's first
-  demo request that would fall after ``converted_at`` is moved to shortly before it.
+  ``delay ~ Gamma(shape=2, scale=14 days)`` drawn independently of everything else. Conversions after
+  ``exported_at`` are censored (no outcome row); the export drops every activity after
+  ``converted_at`` or ``exported_at``.
+
+Two oracles score snapshots ``(lead_id, as_of)`` for "converts within the horizon":
+
+* ``point_in_time_oracle_probability``: the Bayes-optimal probability given the lead's export up to
+  ``as_of`` (exact: the latent grids are finite and the engagement volume integrates out). This is
+  the best any point-in-time model can do, and the yardstick for "the model is within 0.01 AUC".
+* ``oracle_probability``: knows the latent intent (``true_probability``): an information ceiling.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ __all__ = [
     "FREEMAIL_DOMAINS",
     "SimulatedCRM",
     "oracle_probability",
+    "point_in_time_oracle_probability",
     "simulate_crm",
     "write_crm",
 ]
@@ -245,20 +255,33 @@ _EMAIL_THEMES = ["Product Newsletter", "Customer Stories", "Nurture Series", "Pr
 _WEBINAR_THEMES = ["AI Lead Scoring", "Pipeline Analytics", "Customer Onboarding", "Revenue Operations"]
 
 # Conversion-logit coefficients (see _conversion_logits).
-_BASE_INTERCEPT = -3.1
+_BASE_INTERCEPT = -2.6
 _BASE_DRIFT = -0.6
 _FIT_SIZE = 0.25
 _FIT_FREEMAIL = -0.7
 _FIT_PURCHASED = -0.9
-_ENG_INTENT = 0.9
-_ENG_PRICING = 0.35
-_ENG_WEBINAR = 0.5
-_DEMO = 1.6
-_SALES = 0.8
-_SALES_SCALE = 3.0
-_NEG_UNSUB = -1.2
-_NEG_BOUNCE = -0.8
-_NEG_CAREERS = -0.5
+_INTENT_EFFECT = 1.5
+
+# Latent state grids: the simulator draws from them, so the point-in-time oracle's sums are exact.
+#: intent noise: 15 points on [-3, 3] with normal weights (sd ~1)
+_EPS_GRID = np.linspace(-3.0, 3.0, 15)
+_EPS_P = np.exp(-0.5 * _EPS_GRID**2) / np.exp(-0.5 * _EPS_GRID**2).sum()
+#: engagement time scale (days): nine LogNormal(log 18, 0.7) quantiles, equally likely
+_TAU_GRID = np.exp(np.log(18.0) + 0.7 * stats.norm.ppf((np.arange(9) + 0.5) / 9))
+#: engagement volume: Poisson(_EVENT_RATE * exp(_EVENT_INTENT * intent) * G), G ~ Gamma(shape 2, rate 2)
+_EVENT_RATE = 18.3
+_EVENT_INTENT = 0.5
+_G_SHAPE = 2.0
+_G_RATE = 2.0
+_JOB_SEEKER_INTENT = -1.0
+_CAREERS_JOB_SEEKER = np.log(40.0)
+_OPEN_PURCHASED = np.log(2.5)
+_DOCS_STUDENT = np.log(1.5)
+#: a webinar takes place this many days after each registration; attendance ~ sigmoid(a + b * intent)
+_WEBINAR_DELAY_DAYS = 7.0
+_ATTEND_A, _ATTEND_B = -0.2, 0.8
+#: unsubscribe ~ sigmoid(a + b * intent) + purchased bump, at created + Exponential(2 * tau)
+_UNSUB_A, _UNSUB_B, _UNSUB_PURCHASED = -3.0, -1.2, 0.04
 
 
 @dataclass(frozen=True)
@@ -420,7 +443,7 @@ def simulate_crm(
         feats["n_sales_touches"] = touches.pop("count")
 
         step("conversion")
-        parts = _conversion_logits(people=people, feats=feats, u_period=u_period)
+        parts = _conversion_logits(people=people, u_period=u_period)
         logit = np.add.reduce(list(parts.values()))
         prob = _sigmoid(logit)
         converts = rng.random(n) < prob
@@ -433,14 +456,10 @@ def simulate_crm(
             pa.large_string()
         )
         activities = _assemble_activities(
-            rng,
             ev=ev,
             touches=touches,
-            created=created,
             conv_t=conv_t,
-            delay=delay,
             span=span,
-            feats=feats,
             lead_ids=lead_ids,
             start_ns=start_ns,
             campaign_names=campaign_names,
@@ -474,7 +493,11 @@ def simulate_crm(
                 **parts,
                 "logit": logit,
                 "intent": people["intent"],
+                "intent_prior_mean": people["intent_prior_mean"],
                 "job_seeker": people["job_seeker"],
+                "job_seeker_prior": people["job_seeker_prior"],
+                "engagement_tau_days": feats["tau"],
+                "engagement_volume": feats["volume"],
                 "freemail": people["freemail"],
                 "n_pricing_views": feats["n_pricing"],
                 "n_webinars_attended": feats["n_attended"],
@@ -536,6 +559,137 @@ def oracle_probability(
     return np.clip(p * (f_end - f_now) / (1.0 - p * f_now), 0.0, 1.0)
 
 
+_CREATION_CHANNELS = np.array(
+    [_CH[c] for c in ("web_form", "content_download", "webinar", "paid_search", "organic_search", "social")]
+)
+_EMAIL_KINDS = np.array([_K_OPEN, _K_CLICK])
+
+
+def point_in_time_oracle_probability(
+    *, crm: SimulatedCRM, snapshots: pd.DataFrame, horizon_days: int, chunk_rows: int = 20_000
+) -> np.ndarray:
+    """Bayes-optimal P(converts in ``(as_of, as_of + horizon]``) given what is observable at ``as_of``.
+
+    The best score any model can reach from a lead's exported history up to ``as_of``: the
+    simulator's own generative model inverted exactly. Per snapshot it sums over the latent grid
+    (intent noise x job seeker x engagement time scale, each drawn from a finite grid) weighted by
+    prior x likelihood of the lead's exported activities up to ``as_of`` (event counts and times per
+    kind, webinar attendance, unsubscribe, e-mail stop), integrates the engagement volume out
+    analytically (Gamma-Poisson) and conditions on "not converted by ``as_of``". Sales touches and
+    bounces carry no information about the latent state and cancel. It does know the true fit
+    values where the export lost them (e.g. a missing industry), which a model cannot.
+
+    Compare with ``oracle_probability``, which knows the latent intent itself (an information ceiling
+    that no model of the export can reach).
+    """
+    if horizon_days <= 0:
+        raise ValueError("horizon_days must be positive")
+    leads, truth = crm.leads, crm.truth
+    ids = snapshots["lead_id"].to_numpy()
+    l_pos = pd.Index(leads["lead_id"]).get_indexer(ids)
+    t_pos = pd.Index(truth["lead_id"]).get_indexer(ids)
+    if (l_pos < 0).any() or (t_pos < 0).any():
+        raise KeyError("snapshots reference lead_ids missing from truth or leads")
+    n_snap = ids.shape[0]
+    created_ns = leads["created_at"].to_numpy("datetime64[ns]").astype(np.int64)
+    as_of_ns = pd.to_datetime(snapshots["as_of"]).to_numpy("datetime64[ns]").astype(np.int64)
+    s = (as_of_ns - created_ns[l_pos]) / DAY_NS
+
+    # each snapshot's activities up to as_of, through one sort on (lead position, time)
+    acts = crm.activities
+    a_lead = pd.Index(leads["lead_id"]).get_indexer(acts["lead_id"]).astype(np.int64)
+    a_ns = acts["timestamp"].to_numpy("datetime64[ns]").astype(np.int64)
+    order = np.lexsort((a_ns, a_lead))
+    a_lead, a_ns = a_lead[order], a_ns[order]
+    type_code = pd.Categorical(acts["activity_type"], categories=_ACTIVITY_TYPES).codes[order]
+    page_code = pd.Categorical(acts["page_category"], categories=_PAGE_CATEGORIES).codes[order]
+    kind_of = np.full((len(_ACTIVITY_TYPES), len(_PAGE_CATEGORIES) + 1), -1, dtype=np.int8)
+    for k in range(len(_KINDS)):
+        kind_of[_KIND_TYPE[k], _KIND_PAGE[k] + 1] = k
+    a_kind = kind_of[type_code, page_code.astype(np.int64) + 1]
+    # one packed (lead, second) key: the simulator writes whole seconds
+    base_ns = min(int(a_ns.min(initial=as_of_ns.min())), int(as_of_ns.min()))
+    a_key = (a_lead << 34) | ((a_ns - base_ns) // 10**9)
+    first = np.searchsorted(a_key, l_pos.astype(np.int64) << 34, side="left")
+    upto = np.searchsorted(a_key, (l_pos.astype(np.int64) << 34) | ((as_of_ns - base_ns) // 10**9), side="right")
+    sizes = upto - first
+    sid = np.repeat(np.arange(n_snap), sizes)
+    rows = np.arange(sid.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes) + np.repeat(first, sizes)
+    kind, t_ns = a_kind[rows], a_ns[rows]
+    t = (t_ns - created_ns[l_pos][sid]) / DAY_NS
+
+    channel = pd.Categorical(leads["channel"], categories=_CHANNELS).codes[l_pos]
+    seniority = pd.Categorical(leads["seniority"], categories=_SENIORITIES).codes[l_pos]
+    purchased = (channel == _CH["purchased_list"]).astype(float)
+    student = (seniority == _SEN["student"]).astype(float)
+    creation = (t_ns == created_ns[l_pos][sid]) & (kind < _N_MIX) & np.isin(channel[sid], _CREATION_CHANNELS)
+
+    mix = (kind >= 0) & (kind < _N_MIX) & ~creation
+    counts = np.bincount(sid[mix] * _N_MIX + kind[mix], minlength=n_snap * _N_MIX).reshape(n_snap, _N_MIX)
+    time_sum = np.bincount(sid[mix], weights=t[mix] / _MIX_SCALE[kind[mix]], minlength=n_snap)
+    week_ns = int(_WEBINAR_DELAY_DAYS * DAY_NS)
+    known_reg = np.bincount(sid[(kind == _K_WEB_REG) & (t_ns + week_ns <= as_of_ns[sid])], minlength=n_snap)
+    attended = np.bincount(sid[kind == _K_WEB_ATT], minlength=n_snap)
+    unsub_t = _group_min(t[kind == _K_UNSUB], sid[kind == _K_UNSUB], n_snap)
+    bounce_t = _group_min(t[kind == _K_BOUNCE], sid[kind == _K_BOUNCE], n_snap)
+    exposure_end = np.tile(s[:, None], (1, _N_MIX))
+    exposure_end[:, _EMAIL_KINDS] = np.minimum(np.minimum(unsub_t, bounce_t), s)[:, None]
+
+    prior_mean = truth["intent_prior_mean"].to_numpy(dtype=float)[t_pos]
+    seeker_prior = truth["job_seeker_prior"].to_numpy(dtype=float)[t_pos]
+    fixed_logit = (truth["logit_base"] + truth["logit_fit"]).to_numpy(dtype=float)[t_pos]
+    f_now = CONVERSION_DELAY.cdf(s)
+    f_end = CONVERSION_DELAY.cdf(s + float(horizon_days))
+
+    out = np.empty(n_snap)
+    seeker = np.array([0.0, 1.0])
+    tau = _TAU_GRID
+    for lo in range(0, n_snap, chunk_rows):
+        c = slice(lo, min(lo + chunk_rows, n_snap))
+        m = c.stop - c.start
+        # latent states: intent noise j, job seeker b (axes 1, 2); time scale on the last axis
+        z = prior_mean[c, None, None] + _EPS_GRID[None, :, None] + _JOB_SEEKER_INTENT * seeker[None, None, :]
+        logw = _event_mix_logits(
+            intent=z,
+            job_seeker=np.broadcast_to(seeker, z.shape),
+            purchased=purchased[c, None, None],
+            student=student[c, None, None],
+        )
+        logp = logw - np.logaddexp.reduce(logw, axis=-1, keepdims=True)
+        exposure = -np.expm1(-exposure_end[c, None, :] / (tau[None, :, None] * _MIX_SCALE[None, None, :]))
+        unit = np.einsum("sjbk,smk->sjbm", np.exp(logp), exposure)
+        log_mu = np.log(_EVENT_RATE) + _EVENT_INTENT * z
+        n_events = counts[c].sum(axis=1).astype(float)
+        nb = n_events[:, None, None, None]
+        ll = (
+            (n_events[:, None, None] * log_mu + np.einsum("sjbk,sk->sjb", logp, counts[c]))[..., None]
+            - (_G_SHAPE + nb) * np.log(_G_RATE + np.exp(log_mu)[..., None] * unit)
+            - time_sum[c, None, None, None] / tau
+            - nb * np.log(tau)
+        )
+        attend = _sigmoid(_ATTEND_A + _ATTEND_B * z)
+        att, reg = attended[c, None, None], known_reg[c, None, None]
+        ll += (att * np.log(attend) + np.maximum(reg - att, 0) * np.log1p(-attend))[..., None]
+        p_unsub = np.minimum(1.0, _sigmoid(_UNSUB_A + _UNSUB_B * z) + _UNSUB_PURCHASED * purchased[c, None, None])
+        p_unsub = p_unsub[..., None]
+        u = unsub_t[c, None, None, None]
+        seen = np.isfinite(u)
+        ll += np.where(
+            seen,
+            np.log(p_unsub) - np.where(seen, u, 0.0) / (2 * tau) - np.log(2 * tau),
+            np.log1p(-p_unsub * -np.expm1(-s[c, None, None, None] / (2 * tau))),
+        )
+        ll += (np.log(_EPS_P)[None, :, None] + np.log(np.stack([1 - seeker_prior[c], seeker_prior[c]], -1))[:, None, :])[
+            ..., None
+        ]
+        w = np.exp(ll - ll.reshape(m, -1).max(axis=1)[:, None, None, None])
+        p_conv = _sigmoid(fixed_logit[c, None, None] + _INTENT_EFFECT * z)[..., None]
+        num = (w * p_conv).reshape(m, -1).sum(axis=1) * (f_end[c] - f_now[c])
+        den = (w * (1.0 - p_conv * f_now[c, None, None, None])).reshape(m, -1).sum(axis=1)
+        out[c] = num / den
+    return np.clip(out, 0.0, 1.0)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Generation stages
 # ---------------------------------------------------------------------------------------------------
@@ -591,10 +745,11 @@ def _people(rng: np.random.Generator, *, n: int) -> dict[str, np.ndarray]:
     p_free = np.where(student, 0.45, _CHANNEL_FREEMAIL[channel])
     freemail = rng.random(n) < p_free
 
-    intent = _CHANNEL_INTENT[channel] + _SENIORITY_INTENT[seniority] + rng.normal(0.0, 1.0, n)
-    p_job_seeker = 0.03 + 0.12 * student + 0.03 * (seniority == _SEN["individual_contributor"])
-    job_seeker = rng.random(n) < p_job_seeker + 0.02 * (channel == _CH["social"])
-    intent = intent - 1.0 * job_seeker
+    intent_prior_mean = _CHANNEL_INTENT[channel] + _SENIORITY_INTENT[seniority]
+    intent = intent_prior_mean + _EPS_GRID[rng.choice(_EPS_GRID.shape[0], size=n, p=_EPS_P)]
+    job_seeker_prior = _job_seeker_prior(channel=channel, seniority=seniority)
+    job_seeker = rng.random(n) < job_seeker_prior
+    intent = intent + _JOB_SEEKER_INTENT * job_seeker
     return {
         "channel": channel,
         "seniority": seniority,
@@ -611,8 +766,32 @@ def _people(rng: np.random.Generator, *, n: int) -> dict[str, np.ndarray]:
         "country": country,
         "freemail": freemail,
         "intent": intent,
+        "intent_prior_mean": intent_prior_mean,
         "job_seeker": job_seeker,
+        "job_seeker_prior": job_seeker_prior,
     }
+
+
+def _job_seeker_prior(*, channel: np.ndarray, seniority: np.ndarray) -> np.ndarray:
+    """P(job seeker) from what the export shows: students, individual contributors, social."""
+    return (
+        0.03
+        + 0.12 * (seniority == _SEN["student"])
+        + 0.03 * (seniority == _SEN["individual_contributor"])
+        + 0.02 * (channel == _CH["social"])
+    )
+
+
+def _event_mix_logits(
+    *, intent: np.ndarray, job_seeker: np.ndarray, purchased: np.ndarray, student: np.ndarray
+) -> np.ndarray:
+    """Unnormalised log weights of the _N_MIX event kinds, shape ``intent.shape + (_N_MIX,)``."""
+    logw = _MIX_LOGW + _MIX_SLOPE * intent[..., None]
+    logw = logw + np.zeros(intent.shape + (1,))
+    logw[..., _K_CAREERS] += _CAREERS_JOB_SEEKER * job_seeker
+    logw[..., _K_OPEN] += _OPEN_PURCHASED * purchased
+    logw[..., _K_DOCS] += _DOCS_STUDENT * student
+    return logw
 
 
 def _engagement(
@@ -626,18 +805,18 @@ def _engagement(
     n = created.shape[0]
     intent, channel = people["intent"], people["channel"]
     purchased = channel == _CH["purchased_list"]
-    tau = np.exp(rng.normal(np.log(18.0), 0.7, n))  # per-lead engagement time scale (days)
+    tau = _TAU_GRID[rng.integers(0, _TAU_GRID.shape[0], n)]  # per-lead engagement time scale (days)
+    volume = rng.gamma(_G_SHAPE, 1.0 / _G_RATE, n)  # per-lead engagement volume multiplier
 
     # per-lead event-type mix
-    logw = _MIX_LOGW[None, :] + _MIX_SLOPE[None, :] * intent[:, None]
-    logw[:, _K_CAREERS] += np.log(40.0) * people["job_seeker"]
-    logw[:, _K_OPEN] += np.log(2.5) * purchased
-    logw[:, _K_DOCS] += np.log(1.5) * people["student"]
+    logw = _event_mix_logits(
+        intent=intent, job_seeker=people["job_seeker"], purchased=purchased, student=people["student"]
+    )
     mix = np.exp(logw - logw.max(axis=1, keepdims=True))
     cum = np.cumsum(mix / mix.sum(axis=1, keepdims=True), axis=1)
     del logw, mix
 
-    rate = 18.3 * np.exp(0.5 * intent) * rng.gamma(2.0, 0.5, n)
+    rate = _EVENT_RATE * np.exp(_EVENT_INTENT * intent) * volume
     counts = rng.poisson(rate)
     lead = np.repeat(np.arange(n, dtype=np.int32), counts)
     kind = _sample_rows(rng, cum, lead)
@@ -657,14 +836,14 @@ def _engagement(
     kind = np.concatenate([first_kind[has_first], kind])
     t = np.concatenate([created[has_first], t])
 
-    # webinar attendance follows some registrations by 1-14 days (same campaign)
+    # the webinar of each registration takes place a week later; who attends depends on intent
     reg = np.flatnonzero(kind == _K_WEB_REG)
-    attends = rng.random(reg.shape[0]) < _sigmoid(-0.2 + 0.8 * intent[lead[reg]])
+    attends = rng.random(reg.shape[0]) < _sigmoid(_ATTEND_A + _ATTEND_B * intent[lead[reg]])
     reg_att = reg[attends]
-    att_t = t[reg_att] + rng.uniform(1.0, 14.0, reg_att.shape[0])
+    att_t = t[reg_att] + _WEBINAR_DELAY_DAYS
 
     # unsubscribe and bounce: at most one each per lead; no e-mail engagement after either
-    p_unsub = _sigmoid(-3.0 - 0.8 * intent) + 0.04 * purchased
+    p_unsub = np.minimum(1.0, _sigmoid(_UNSUB_A + _UNSUB_B * intent) + _UNSUB_PURCHASED * purchased)
     unsub = rng.random(n) < p_unsub
     unsub_t = np.where(unsub, created + rng.exponential(1.0, n) * 2.0 * tau, np.inf)
     bounced = rng.random(n) < 0.01 + 0.05 * purchased
@@ -712,6 +891,8 @@ def _engagement(
         "first_form_t": _group_min(ev_t[form], ev_lead[form], n),
         "unsubscribed": unsub,
         "bounced": bounced,
+        "tau": tau,
+        "volume": volume,
     }
     feats["has_demo"] = np.isfinite(feats["first_demo_t"])
     return ev, feats
@@ -720,19 +901,25 @@ def _engagement(
 def _sales_touches(
     rng: np.random.Generator, *, people: dict[str, np.ndarray], feats: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Sales calls, e-mails and meetings after a lead's first demo request (or else first form fill)."""
+    """Sales calls, e-mails and meetings after a lead raises its hand, decided on what sales can see.
+
+    A first form fill that comes before any demo request is followed up with a probability driven
+    by seniority and company size; a demo request (first, or after an ignored form) with 92 %. The
+    decision uses only what has happened by the trigger, never the latent intent, so sales touches
+    tell a model nothing about intent beyond the form or demo that triggered them.
+    """
     n = people["intent"].shape[0]
     has_demo = feats["has_demo"]
     has_form = np.isfinite(feats["first_form_t"])
     size_z = np.clip(np.log10(people["employee_count"]) - 2.0, -2.0, 2.5)
-    p_form = _sigmoid(
-        -0.5 + 0.5 * _SENIORITY_SALES[people["seniority"]] + 0.3 * size_z + 0.4 * people["intent"]
-    )
-    p_touch = np.where(has_demo, 0.92, np.where(has_form, p_form, 0.0))
-    touched = rng.random(n) < p_touch
-    extra = rng.poisson(np.where(has_demo, 3.5, 1.8), n)
+    p_form = _sigmoid(-0.5 + 0.5 * _SENIORITY_SALES[people["seniority"]] + 0.3 * size_z)
+    form_first = has_form & (feats["first_form_t"] < feats["first_demo_t"])
+    form_touched = form_first & (rng.random(n) < p_form)
+    demo_touched = has_demo & ~form_touched & (rng.random(n) < 0.92)
+    touched = form_touched | demo_touched
+    extra = rng.poisson(np.where(demo_touched, 3.5, 1.8), n)
     count = np.where(touched, np.minimum(1 + extra, 10), 0)
-    trigger = np.where(has_demo, feats["first_demo_t"], feats["first_form_t"])
+    trigger = np.where(form_touched, feats["first_form_t"], feats["first_demo_t"])
 
     lead = np.repeat(np.arange(n, dtype=np.int32), count)
     m = lead.shape[0]
@@ -744,7 +931,7 @@ def _sales_touches(
     cs = np.cumsum(gap)
     offset = np.repeat(cs[starts] - gap[starts], count[nz])
     t = trigger[lead] + (cs - offset)
-    demo_led = has_demo[lead]
+    demo_led = demo_touched[lead]
     u = rng.random(m)
     kind = (_K_CALL + (u > np.where(demo_led, 0.35, 0.40)) + (u > np.where(demo_led, 0.75, 0.92))).astype(
         np.int8
@@ -752,21 +939,17 @@ def _sales_touches(
     return {"lead": lead, "t": t, "kind": kind, "count": count}
 
 
-def _conversion_logits(
-    *, people: dict[str, np.ndarray], feats: dict[str, np.ndarray], u_period: np.ndarray
-) -> dict[str, np.ndarray]:
+def _conversion_logits(*, people: dict[str, np.ndarray], u_period: np.ndarray) -> dict[str, np.ndarray]:
     """The additive parts of each lead's conversion logit.
 
-    * ``logit_base = -3.1 - 0.6 * u`` with ``u`` in [0, 1] the position of ``created_at`` in the period
+    * ``logit_base = -2.6 - 0.6 * u`` with ``u`` in [0, 1] the position of ``created_at`` in the period
     * ``logit_fit = seniority[c_level .5, vp .6, director .45, manager .25, ic 0, student -1.5,
       other -.3] + 0.25 * clip(log10(employees) - 2, -2, 2.5) + industry[software .35, financial
       .25, healthcare .1, manufacturing 0, retail -.1, education -.4, government -.3, media -.05,
       telecom .15, other -.15] - 0.7 * freemail - 0.9 * purchased_list`` (true values, not the
       export's missing ones)
-    * ``logit_engagement = 0.9 * intent + 0.35 * log1p(pricing views) + 0.5 * min(webinars attended, 2)``
-    * ``logit_demo = 1.6 * has_demo_request``
-    * ``logit_sales = 0.8 * (1 - exp(-sales_touches / 3))``
-    * ``logit_negative = -1.2 * unsubscribed - 0.8 * bounced - 0.5 * log1p(careers views)``
+    * ``logit_intent = 1.5 * intent``: buying intent drives conversion; engagement (pricing views,
+      demo requests, webinars, unsubscribes, careers visits) is how intent shows, not a cause
     """
     size_z = np.clip(np.log10(people["employee_count"]) - 2.0, -2.0, 2.5)
     purchased = people["channel"] == _CH["purchased_list"]
@@ -777,14 +960,7 @@ def _conversion_logits(
         + _INDUSTRY_FIT[people["industry"]]
         + _FIT_FREEMAIL * people["freemail"]
         + _FIT_PURCHASED * purchased,
-        "logit_engagement": _ENG_INTENT * people["intent"]
-        + _ENG_PRICING * np.log1p(feats["n_pricing"])
-        + _ENG_WEBINAR * np.minimum(feats["n_attended"], 2),
-        "logit_demo": _DEMO * feats["has_demo"].astype(float),
-        "logit_sales": _SALES * (1.0 - np.exp(-feats["n_sales_touches"] / _SALES_SCALE)),
-        "logit_negative": _NEG_UNSUB * feats["unsubscribed"]
-        + _NEG_BOUNCE * feats["bounced"]
-        + _NEG_CAREERS * np.log1p(feats["n_careers"]),
+        "logit_intent": _INTENT_EFFECT * people["intent"],
     }
 
 
@@ -808,15 +984,11 @@ def _campaign_code(t: np.ndarray, quarter_starts: np.ndarray, theme: np.ndarray)
 
 
 def _assemble_activities(
-    rng: np.random.Generator,
     *,
     ev: dict[str, np.ndarray],
     touches: dict[str, np.ndarray],
-    created: np.ndarray,
     conv_t: np.ndarray,
-    delay: np.ndarray,
     span: float,
-    feats: dict[str, np.ndarray],
     lead_ids: pa.Array,
     start_ns: int,
     campaign_names: list[str],
@@ -826,16 +998,6 @@ def _assemble_activities(
     t = np.concatenate([ev["t"], touches["t"]])
     kind = np.concatenate([ev["kind"], touches["kind"]])
     campaign = np.concatenate([ev["campaign"], np.full(touches["lead"].shape[0], -1, np.int16)])
-
-    # a converter's first demo request falls shortly before converted_at rather than after it
-    move = feats["has_demo"] & (feats["first_demo_t"] > conv_t)
-    cand = np.flatnonzero((kind == _K_DEMO) & move[lead])
-    cand = cand[t[cand] == feats["first_demo_t"][lead[cand]]]
-    _, first = np.unique(lead[cand], return_index=True)
-    cand = cand[first]
-    c_lead = lead[cand]
-    back = rng.uniform(0.02, 1.0, cand.shape[0]) * np.minimum(3.0, delay[c_lead])
-    t[cand] = np.maximum(conv_t[c_lead] - back, created[c_lead])
 
     # censor at conversion and export, then order by (lead, timestamp) through one packed int64 key
     keep = (t <= conv_t[lead]) & (t <= span)

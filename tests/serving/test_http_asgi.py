@@ -222,7 +222,9 @@ BAD_FIELDS = [
 def test_bad_fields_are_422_naming_field_and_lead(
     client: TestClient, trained_model: TrainedModel, path: str, value: Any, field: str, message: str
 ) -> None:
-    leads = trained_model.batch(3)
+    # three leads whose middle one has an activity to break
+    middle = next(i for i, lead in enumerate(trained_model.leads) if i and lead["activities"])
+    leads = trained_model.batch(3, start=middle - 1)
     leads[1] = _set(leads[1], path, value)
     response = post(client, {"leads": leads})
     assert response.status_code == 422, response.text

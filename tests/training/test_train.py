@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from leadscore.features.simulator import oracle_probability
+from leadscore.features.simulator import oracle_probability, point_in_time_oracle_probability
 from leadscore.training import registry
 from leadscore.training.config import BoosterConfig, SplitConfig
 from leadscore.training.encoding import CategoryCodeEncoder
@@ -56,15 +56,17 @@ def test_model_beats_the_rule_based_baseline_and_nears_the_oracle(trained: Train
     comparison = trained.result.comparison.set_index("model")
     assert comparison.loc["lightgbm", "roc_auc"] > comparison.loc["rule_points", "roc_auc"]
     split = time_ordered_split(trained.table, config=SplitConfig(), horizon_days=90)
-    oracle = oracle_probability(
-        truth=trained.crm.truth,
-        leads=trained.crm.leads,
-        snapshots=split.test[["lead_id", "as_of"]],
-        horizon_days=90,
-    )
+    snapshots = split.test[["lead_id", "as_of"]]
+    oracle = point_in_time_oracle_probability(crm=trained.crm, snapshots=snapshots, horizon_days=90)
     y = split.test["label"].astype(int).to_numpy()
     oracle_auc = roc_auc_score(y, oracle)
-    assert trained.result.metrics["roc_auc"] > oracle_auc - 0.08  # generous; the benchmark records the gap
+    # generous at 12K leads (the benchmark records the exact gap on 1M rows: 0.004); no model
+    # beats the Bayes-optimal score by more than noise
+    assert oracle_auc - 0.05 < trained.result.metrics["roc_auc"] < oracle_auc + 0.01
+    latent = oracle_probability(
+        truth=trained.crm.truth, leads=trained.crm.leads, snapshots=snapshots, horizon_days=90
+    )
+    assert roc_auc_score(y, latent) > oracle_auc  # knowing the latent intent is worth more still
 
 
 def test_run_is_tracked_with_lineage_plots_and_card(trained: Trained) -> None:
