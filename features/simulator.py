@@ -611,7 +611,9 @@ def point_in_time_oracle_probability(
     base_ns = min(int(a_ns.min(initial=as_of_ns.min())), int(as_of_ns.min()))
     a_key = (a_lead << 34) | ((a_ns - base_ns) // 10**9)
     first = np.searchsorted(a_key, l_pos.astype(np.int64) << 34, side="left")
-    upto = np.searchsorted(a_key, (l_pos.astype(np.int64) << 34) | ((as_of_ns - base_ns) // 10**9), side="right")
+    upto = np.searchsorted(
+        a_key, (l_pos.astype(np.int64) << 34) | ((as_of_ns - base_ns) // 10**9), side="right"
+    )
     sizes = upto - first
     sid = np.repeat(np.arange(n_snap), sizes)
     rows = np.arange(sid.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes) + np.repeat(first, sizes)
@@ -670,7 +672,9 @@ def point_in_time_oracle_probability(
         attend = _sigmoid(_ATTEND_A + _ATTEND_B * z)
         att, reg = attended[c, None, None], known_reg[c, None, None]
         ll += (att * np.log(attend) + np.maximum(reg - att, 0) * np.log1p(-attend))[..., None]
-        p_unsub = np.minimum(1.0, _sigmoid(_UNSUB_A + _UNSUB_B * z) + _UNSUB_PURCHASED * purchased[c, None, None])
+        p_unsub = np.minimum(
+            1.0, _sigmoid(_UNSUB_A + _UNSUB_B * z) + _UNSUB_PURCHASED * purchased[c, None, None]
+        )
         p_unsub = p_unsub[..., None]
         u = unsub_t[c, None, None, None]
         seen = np.isfinite(u)
@@ -679,9 +683,10 @@ def point_in_time_oracle_probability(
             np.log(p_unsub) - np.where(seen, u, 0.0) / (2 * tau) - np.log(2 * tau),
             np.log1p(-p_unsub * -np.expm1(-s[c, None, None, None] / (2 * tau))),
         )
-        ll += (np.log(_EPS_P)[None, :, None] + np.log(np.stack([1 - seeker_prior[c], seeker_prior[c]], -1))[:, None, :])[
-            ..., None
-        ]
+        ll += (
+            np.log(_EPS_P)[None, :, None]
+            + np.log(np.stack([1 - seeker_prior[c], seeker_prior[c]], -1))[:, None, :]
+        )[..., None]
         w = np.exp(ll - ll.reshape(m, -1).max(axis=1)[:, None, None, None])
         p_conv = _sigmoid(fixed_logit[c, None, None] + _INTENT_EFFECT * z)[..., None]
         num = (w * p_conv).reshape(m, -1).sum(axis=1) * (f_end[c] - f_now[c])
@@ -787,7 +792,6 @@ def _event_mix_logits(
 ) -> np.ndarray:
     """Unnormalised log weights of the _N_MIX event kinds, shape ``intent.shape + (_N_MIX,)``."""
     logw = _MIX_LOGW + _MIX_SLOPE * intent[..., None]
-    logw = logw + np.zeros(intent.shape + (1,))
     logw[..., _K_CAREERS] += _CAREERS_JOB_SEEKER * job_seeker
     logw[..., _K_OPEN] += _OPEN_PURCHASED * purchased
     logw[..., _K_DOCS] += _DOCS_STUDENT * student

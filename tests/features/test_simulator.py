@@ -389,7 +389,9 @@ def test_point_in_time_oracle_sits_below_the_latent_ceiling(at_ages: pd.DataFram
 def test_point_in_time_oracle_never_reads_after_as_of(crm: SimulatedCRM, at_ages: pd.DataFrame) -> None:
     snaps = at_ages[at_ages["age"] == 14].iloc[::5]
     as_of = crm.activities["lead_id"].map(snaps.set_index("lead_id")["as_of"])
-    past_only = replace(crm, activities=crm.activities[as_of.notna() & (crm.activities["timestamp"] <= as_of)])
+    past_only = replace(
+        crm, activities=crm.activities[as_of.notna() & (crm.activities["timestamp"] <= as_of)]
+    )
     keys = snaps[["lead_id", "as_of"]]
     got = point_in_time_oracle_probability(crm=past_only, snapshots=keys, horizon_days=60)
     np.testing.assert_allclose(got, snaps["point_in_time"], rtol=1e-12)
