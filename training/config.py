@@ -36,8 +36,8 @@ class BoosterConfig(Strict):
     """LightGBM hyperparameters (depth and tree count also drive explanation cost)."""
 
     learning_rate: float = Field(default=0.05, gt=0, le=1)
-    num_leaves: int = Field(default=31, ge=2)
-    max_depth: int = Field(default=6, ge=-1)
+    num_leaves: int = Field(default=15, ge=2)
+    max_depth: int = Field(default=4, ge=-1)
     min_child_samples: int = Field(default=50, ge=1)
     feature_fraction: float = Field(default=0.8, gt=0, le=1)
     bagging_fraction: float = Field(default=0.8, gt=0, le=1)
