@@ -97,9 +97,7 @@ def train_model(work: Path, n_leads: int) -> object:
     if cached.exists():
         with open(cached, "rb") as handle:
             return pickle.load(handle)
-    from leadscore.features.build import BuildFeaturesJob
-    from leadscore.features.simulator import simulate_crm, write_crm
-    from leadscore.features.training_table import SnapshotPolicy
+    from leadscore.features.build import simulate_and_build
     from leadscore.training.config import TrackingConfig, TrainConfig
     from leadscore.training.train import TrainJob
 
@@ -107,15 +105,7 @@ def train_model(work: Path, n_leads: int) -> object:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'home' / 'mlflow.db'}"
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     (work / "home").mkdir(parents=True, exist_ok=True)
-    paths = write_crm(simulate_crm(n_leads=n_leads, seed=101), out_dir=work / "train-crm")
-    table = work / "training_table.parquet"
-    BuildFeaturesJob(
-        leads=paths["leads"],
-        activities=paths["activities"],
-        outcomes=paths["outcomes"],
-        output=table,
-        policy=SnapshotPolicy(),
-    ).run()
+    table = simulate_and_build(n_leads=n_leads, seed=101, out_dir=work / "train").training_table
     config = TrainConfig(
         training_table=table, tracking=TrackingConfig(experiment="bench-batch", model_name="bench-batch")
     )

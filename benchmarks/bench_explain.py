@@ -45,8 +45,7 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
-from leadscore.features.build import BuildFeaturesJob
-from leadscore.features.simulator import simulate_crm, write_crm
+from leadscore.features.build import simulate_and_build
 from leadscore.features.training_table import SnapshotPolicy, observed_until
 from leadscore.training.cards import LeadCard, render_html_card
 from leadscore.training.config import BoosterConfig, TrainConfig
@@ -155,19 +154,11 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="leadscore-bench-explain-"))
     load_at_start = [round(v, 2) for v in os.getloadavg()]
     started = time.perf_counter()
-    crm = simulate_crm(n_leads=args.leads, seed=args.seed)
+    # build_training_table through BuildFeaturesJob, which also writes the sidecar TrainJob reads
+    export = simulate_and_build(n_leads=args.leads, seed=args.seed, out_dir=home)
+    crm, table_path = export.crm, export.training_table
     policy = SnapshotPolicy()
     until = observed_until(leads=crm.leads, activities=crm.activities, outcomes=crm.outcomes)
-    # build_training_table through BuildFeaturesJob, which also writes the sidecar TrainJob reads
-    paths = write_crm(crm, out_dir=home / "crm")
-    table_path = home / "training_table.parquet"
-    BuildFeaturesJob(
-        leads=paths["leads"],
-        activities=paths["activities"],
-        outcomes=paths["outcomes"],
-        output=table_path,
-        policy=policy,
-    ).run()
     table = pd.read_parquet(table_path)
     base = TrainConfig(training_table=table_path)
     split = TrainJob(base).split(table)

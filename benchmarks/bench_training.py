@@ -26,14 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import machine, measure, write_results
 from sklearn.metrics import roc_auc_score
 
-from leadscore.features.build import BuildFeaturesJob
+from leadscore.features.build import simulate_and_build
 from leadscore.features.simulator import (
     oracle_probability,
     point_in_time_oracle_probability,
-    simulate_crm,
-    write_crm,
 )
-from leadscore.features.training_table import SnapshotPolicy
 from leadscore.training.config import BoosterConfig, SplitConfig, TrackingConfig, TrainConfig
 from leadscore.training.split import time_ordered_split
 from leadscore.training.train import TrainJob
@@ -50,16 +47,8 @@ def main() -> None:
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
     started = time.perf_counter()
-    crm = simulate_crm(n_leads=args.leads, seed=args.seed)
-    paths = write_crm(crm, out_dir=home / "crm")
-    table_path = home / "training_table.parquet"
-    BuildFeaturesJob(
-        leads=paths["leads"],
-        activities=paths["activities"],
-        outcomes=paths["outcomes"],
-        output=table_path,
-        policy=SnapshotPolicy(),
-    ).run()
+    export = simulate_and_build(n_leads=args.leads, seed=args.seed, out_dir=home)
+    crm, table_path = export.crm, export.training_table
     prepare_seconds = time.perf_counter() - started
 
     config = TrainConfig(

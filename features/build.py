@@ -7,13 +7,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from leadscore.features.loading import CrmTables, load_crm_tables
 from leadscore.features.training_table import SnapshotPolicy, build_training_table, observed_until
+
+if TYPE_CHECKING:
+    from leadscore.features.simulator import SimulatedCRM
 
 log = logging.getLogger(__name__)
 RAW_EXAMPLE_LEADS = 3
@@ -127,6 +130,39 @@ class BuildFeaturesJob:
         self.output.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2, default=str))
         log.info("wrote %s (%d rows)", self.output, len(table))
         return BuildFeaturesResult(self.output, len(table), meta["fingerprint"]["positive_rate"])  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class SimulatedExport:
+    """A simulated CRM export written to disk and the point-in-time training table built from it."""
+
+    crm: SimulatedCRM
+    paths: dict[str, Path]
+    """``leads``, ``activities``, ``outcomes`` and ``truth`` Parquet files."""
+    training_table: Path
+
+
+def simulate_and_build(
+    *, n_leads: int, seed: int, out_dir: Path, policy: SnapshotPolicy | None = None
+) -> SimulatedExport:
+    """Simulate ``n_leads`` leads into ``out_dir/crm`` and build ``out_dir/training_table.parquet``.
+
+    The table comes with the sidecar ``TrainJob`` reads, exactly as ``leadscore simulate`` followed by
+    ``leadscore build-features`` would write it.
+    """
+    from leadscore.features.simulator import simulate_crm, write_crm
+
+    crm = simulate_crm(n_leads=n_leads, seed=seed)
+    paths = write_crm(crm, out_dir=out_dir / "crm")
+    table = out_dir / "training_table.parquet"
+    BuildFeaturesJob(
+        leads=paths["leads"],
+        activities=paths["activities"],
+        outcomes=paths["outcomes"],
+        output=table,
+        policy=policy or SnapshotPolicy(),
+    ).run()
+    return SimulatedExport(crm=crm, paths=paths, training_table=table)
 
 
 def file_sha256(path: Path) -> str:

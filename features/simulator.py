@@ -593,7 +593,10 @@ def point_in_time_oracle_probability(
     n_snap = ids.shape[0]
     created_ns = leads["created_at"].to_numpy("datetime64[ns]").astype(np.int64)
     as_of_ns = pd.to_datetime(snapshots["as_of"]).to_numpy("datetime64[ns]").astype(np.int64)
+    if (as_of_ns > crm.exported_at.as_unit("ns").value).any():
+        raise ValueError(f"as_of after the export ({crm.exported_at}): the export cannot show that history")
     s = (as_of_ns - created_ns[l_pos]) / DAY_NS
+    seen_days = np.maximum(s, 0.0)  # a snapshot before creation has seen nothing yet
 
     # each snapshot's activities up to as_of, through one sort on (lead position, time)
     acts = crm.activities
@@ -606,9 +609,9 @@ def point_in_time_oracle_probability(
     kind_of = np.full((len(_ACTIVITY_TYPES), len(_PAGE_CATEGORIES) + 1), -1, dtype=np.int8)
     for k in range(len(_KINDS)):
         kind_of[_KIND_TYPE[k], _KIND_PAGE[k] + 1] = k
-    a_kind = kind_of[type_code, page_code.astype(np.int64) + 1]
+    a_kind = np.where(type_code >= 0, kind_of[type_code, page_code.astype(np.int64) + 1], -1)
     # one packed (lead, second) key: the simulator writes whole seconds
-    base_ns = min(int(a_ns.min(initial=as_of_ns.min())), int(as_of_ns.min()))
+    base_ns = min(int(a_ns.min(initial=as_of_ns.min())), int(as_of_ns.min())) // 10**9 * 10**9
     a_key = (a_lead << 34) | ((a_ns - base_ns) // 10**9)
     first = np.searchsorted(a_key, l_pos.astype(np.int64) << 34, side="left")
     upto = np.searchsorted(
@@ -634,8 +637,8 @@ def point_in_time_oracle_probability(
     attended = np.bincount(sid[kind == _K_WEB_ATT], minlength=n_snap)
     unsub_t = _group_min(t[kind == _K_UNSUB], sid[kind == _K_UNSUB], n_snap)
     bounce_t = _group_min(t[kind == _K_BOUNCE], sid[kind == _K_BOUNCE], n_snap)
-    exposure_end = np.tile(s[:, None], (1, _N_MIX))
-    exposure_end[:, _EMAIL_KINDS] = np.minimum(np.minimum(unsub_t, bounce_t), s)[:, None]
+    exposure_end = np.tile(seen_days[:, None], (1, _N_MIX))
+    exposure_end[:, _EMAIL_KINDS] = np.minimum(np.minimum(unsub_t, bounce_t), seen_days)[:, None]
 
     prior_mean = truth["intent_prior_mean"].to_numpy(dtype=float)[t_pos]
     seeker_prior = truth["job_seeker_prior"].to_numpy(dtype=float)[t_pos]
@@ -681,7 +684,7 @@ def point_in_time_oracle_probability(
         ll += np.where(
             seen,
             np.log(p_unsub) - np.where(seen, u, 0.0) / (2 * tau) - np.log(2 * tau),
-            np.log1p(-p_unsub * -np.expm1(-s[c, None, None, None] / (2 * tau))),
+            np.log1p(-p_unsub * -np.expm1(-seen_days[c, None, None, None] / (2 * tau))),
         )
         ll += (
             np.log(_EPS_P)[None, :, None]

@@ -345,6 +345,7 @@ def training_table_schema() -> StructType:
     from pyspark.sql.types import (
         BooleanType,
         ByteType,
+        DoubleType,
         FloatType,
         ShortType,
         StringType,
@@ -361,6 +362,7 @@ def training_table_schema() -> StructType:
     fields += [
         StructField("snapshot_age_days", ShortType()),
         StructField("label", ByteType()),
+        StructField("label_amount", DoubleType()),
         StructField("horizon_complete", BooleanType()),
     ]
     return StructType(fields)
@@ -427,5 +429,6 @@ def training_table_to_pandas(frame: DataFrame | pd.DataFrame) -> pd.DataFrame:
     table["as_of"] = pd.to_datetime(table["as_of"])
     table["snapshot_age_days"] = table["snapshot_age_days"].astype(np.int16)
     table["label"] = table["label"].astype("Int8")
+    table["label_amount"] = table["label_amount"].astype(float)
     table["horizon_complete"] = table["horizon_complete"].astype(bool)
     return table.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)

@@ -80,11 +80,14 @@ def label_snapshots(
 ) -> pd.DataFrame:
     """Label each snapshot from outcomes strictly after ``as_of`` and within the horizon.
 
-    Adds ``label`` (1/0, missing where the horizon is incomplete and no conversion was seen yet)
-    and ``horizon_complete``.
+    Adds ``label`` (1/0, missing where the horizon is incomplete and no conversion was seen yet),
+    ``label_amount`` (the opportunity's amount for a positive, 0 for a negative, missing where the
+    label or the amount is unknown: the revenue a score ranking finds) and ``horizon_complete``.
     """
     converted_by_lead = pd.Series(_converted_at(leads=leads, outcomes=outcomes), index=leads["lead_id"])
     converted_at = converted_by_lead.reindex(snapshots["lead_id"]).to_numpy()
+    amount_by_lead = _opportunity_amount(leads=leads, outcomes=outcomes)
+    amount = amount_by_lead.reindex(snapshots["lead_id"].astype(str).to_numpy()).to_numpy(dtype=float)
     as_of = snapshots["as_of"].to_numpy()
     horizon_end = as_of + np.timedelta64(policy.horizon_days, "D")
     positive = (converted_at > as_of) & (converted_at <= horizon_end)
@@ -93,6 +96,7 @@ def label_snapshots(
     label[~complete & ~positive] = pd.NA
     labelled = snapshots.copy()
     labelled["label"] = label
+    labelled["label_amount"] = np.where(positive, amount, np.where(complete, 0.0, np.nan))
     labelled["horizon_complete"] = complete
     return labelled
 
@@ -121,7 +125,12 @@ def build_training_table(
         labelled = labelled[labelled["horizon_complete"]].reset_index(drop=True)
     features = compute_features(leads=leads, activities=activities, snapshots=labelled, progress=progress)
     table = pd.concat(
-        [features, labelled[["snapshot_age_days", "label", "horizon_complete"]].reset_index(drop=True)],
+        [
+            features,
+            labelled[["snapshot_age_days", "label", "label_amount", "horizon_complete"]].reset_index(
+                drop=True
+            ),
+        ],
         axis=1,
     )
     log.info(
@@ -131,6 +140,17 @@ def build_training_table(
         float(table["label"].astype("Float64").mean()),
     )
     return table
+
+
+def _opportunity_amount(*, leads: pd.DataFrame, outcomes: pd.DataFrame) -> pd.Series:
+    """Each converted lead's opportunity amount by lead id (NaN where the export has none)."""
+    values = (
+        outcomes["opportunity_amount"].to_numpy(dtype=float, na_value=np.nan)
+        if "opportunity_amount" in outcomes
+        else np.full(len(outcomes), np.nan)
+    )
+    by_lead = pd.Series(values, index=outcomes["lead_id"].astype(str).to_numpy())
+    return by_lead.reindex(leads["lead_id"].astype(str).to_numpy())
 
 
 def _converted_at(*, leads: pd.DataFrame, outcomes: pd.DataFrame) -> np.ndarray:

@@ -9,9 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from leadscore.features.build import BuildFeaturesJob
-from leadscore.features.simulator import SimulatedCRM, simulate_crm, write_crm
-from leadscore.features.training_table import SnapshotPolicy
+from leadscore.features.build import simulate_and_build
+from leadscore.features.simulator import SimulatedCRM, simulate_crm
 from leadscore.training.config import BoosterConfig, TrackingConfig, TrainConfig
 from leadscore.training.train import TrainingResult, TrainJob
 
@@ -53,16 +52,8 @@ def trained(  # one trained, registered model shared by the training and explana
         patch.setenv("LEADSCORE_HOME", str(home))
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
         patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        crm = simulate_crm(n_leads=12_000, seed=5)
-        paths = write_crm(crm, out_dir=home / "crm")
-        table_path = home / "training_table.parquet"
-        BuildFeaturesJob(
-            leads=paths["leads"],
-            activities=paths["activities"],
-            outcomes=paths["outcomes"],
-            output=table_path,
-            policy=SnapshotPolicy(),
-        ).run()
+        export = simulate_and_build(n_leads=12_000, seed=5, out_dir=home)
+        crm, table_path = export.crm, export.training_table
         config = TrainConfig(
             training_table=table_path,
             booster=BoosterConfig(max_rounds=200),

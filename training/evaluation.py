@@ -131,6 +131,25 @@ def capture_rate_at(*, y_true: ArrayLike, y_prob: ArrayLike, fraction: float) ->
     return float(positives / total)
 
 
+def pipeline_capture_at(*, amounts: ArrayLike, y_prob: ArrayLike, fraction: float) -> float:
+    """Share of the opportunity value found in the top ``fraction`` of leads by score.
+
+    ``amounts`` holds each lead's opportunity amount if it converted and 0 if not; a lead whose
+    amount is unknown (NaN) still takes its place in the ranking but adds no value. NaN when no
+    value is known at all. Tells sales leaders how much pipeline, not just how many opportunities,
+    the top of the list holds.
+    """
+    values = np.asarray(amounts, dtype=np.float64)
+    scores = as_scores(y_prob, n=len(values), probabilities=False)
+    known = np.nan_to_num(values, nan=0.0)
+    total = known.sum()
+    if not total > 0:
+        return float("nan")
+    k = _top_count(len(values), fraction)
+    order = np.argsort(-scores, kind="stable")
+    return float(known[order[:k]].sum() / total)
+
+
 def classification_metrics(*, y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> dict[str, float]:
     """Ranking, calibration, lift and thresholded metrics of calibrated probabilities.
 
@@ -198,10 +217,13 @@ def compare_models(
     predictions: Mapping[str, ArrayLike],
     threshold_by_model: Mapping[str, float] | None = None,
     default_threshold: float = 0.5,
+    amounts: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """One row per model (index ``model``): :func:`classification_metrics` plus the ``threshold`` used.
 
-    A model missing from ``threshold_by_model`` is thresholded at ``default_threshold``.
+    A model missing from ``threshold_by_model`` is thresholded at ``default_threshold``. With
+    ``amounts`` (opportunity value per row, 0 for non-converters) each row also has
+    ``pipeline_capture_top10``/``pipeline_capture_top20`` (:func:`pipeline_capture_at`).
     """
     if not predictions:
         raise ValueError("predictions is empty")
@@ -214,6 +236,16 @@ def compare_models(
             y_true=y_true, y_prob=probs, threshold=thresholds.get(name, default_threshold)
         )
         | {"threshold": float(thresholds.get(name, default_threshold))}
+        | (
+            {}
+            if amounts is None
+            else {
+                f"pipeline_capture_top{int(100 * f)}": pipeline_capture_at(
+                    amounts=amounts, y_prob=probs, fraction=f
+                )
+                for f in (0.1, 0.2)
+            }
+        )
         for name, probs in predictions.items()
     }
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -250,4 +282,8 @@ def improvement_over(*, table: pd.DataFrame, reference: str, candidate: str) -> 
         "lift_top20_relative_gain": relative("lift_top20"),
         "capture_top10_gain": cand["capture_top10"] - ref["capture_top10"],
         "capture_top20_gain": cand["capture_top20"] - ref["capture_top20"],
-    }
+    } | (
+        {"pipeline_capture_top20_gain": cand["pipeline_capture_top20"] - ref["pipeline_capture_top20"]}
+        if "pipeline_capture_top20" in cand
+        else {}
+    )

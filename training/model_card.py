@@ -20,6 +20,20 @@ def _table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+_CALIBRATION_NAMES = {"isotonic": "isotonic regression", "sigmoid": "Platt scaling (sigmoid)"}
+
+
+def _pipeline_line(metrics: dict[str, float]) -> str:
+    """One sentence on how much opportunity value the top of the ranking holds, when amounts are known."""
+    top10, top20 = metrics.get("pipeline_capture_top10"), metrics.get("pipeline_capture_top20")
+    if top10 is None or top20 is None or not (np.isfinite(top10) and np.isfinite(top20)):
+        return "Opportunity amounts unknown: no pipeline-value capture reported."
+    return (
+        f"Pipeline value: the top 10% of test scores hold {top10:.0%} of the opportunity value, "
+        f"the top 20% hold {top20:.0%}."
+    )
+
+
 def render_model_card(
     *,
     model: LeadScoringModel,
@@ -36,7 +50,17 @@ def render_model_card(
     grouped = np.abs(contributions[:, :-1] @ model._grouping).mean(axis=0)
     top = sorted(zip([c.label for c in model.concepts], grouped, strict=True), key=lambda kv: -kv[1])[:10]
     policy = meta["snapshot_policy"]
-    columns = ["model", "roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top20"]
+    columns = [
+        "model",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+        "ece",
+        "lift_top10",
+        "capture_top20",
+        "pipeline_capture_top20",
+    ]
     return (
         f"""# Model card: {config.tracking.model_name}
 
@@ -59,7 +83,9 @@ Inputs never include PII (e-mail, names, phone are reduced to an e-mail domain t
 ## Test metrics vs baselines (newest period)
 {_table(comparison.loc[:, [c for c in columns if c in comparison.columns]])}
 
-Calibration: isotonic on the validation period; expected calibration error on test {metrics["ece"]:.4f}.
+Calibration: {_CALIBRATION_NAMES.get(str(getattr(config.calibration, "value", config.calibration)), config.calibration)}
+fitted on the validation rows; expected calibration error on test {metrics["ece"]:.4f}.
+{_pipeline_line(metrics)}
 
 ## Thresholds
 MQL >= {choice.mql_threshold:.3f}, SQL >= {choice.sql_threshold:.3f} ({choice.rule}).

@@ -48,6 +48,25 @@ class TrainingResult:
     comparison: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything one training run produced and logs to MLflow."""
+
+    model: LeadScoringModel
+    split: TimeSplit
+    table: pd.DataFrame
+    meta: dict[str, Any]
+    metrics: dict[str, float]
+    comparison: pd.DataFrame
+    predictions: dict[str, np.ndarray]
+    """Test-set probabilities per model (``lightgbm`` and the baselines)."""
+    y_test: np.ndarray
+    choice: Any
+    """The recommended thresholds (``recommend_thresholds``)."""
+    weeks: float
+    """Weeks of leads the test set covers (for per-week workloads)."""
+
+
 def read_table_metadata(table_path: Path) -> dict[str, Any]:
     """The sidecar written by build-features (snapshot policy, fingerprint, raw example)."""
     sidecar = table_path.with_suffix(".meta.json")
@@ -163,15 +182,22 @@ class TrainJob:
 
         baseline_predictions = self.fit_baselines(split)
         predictions = {"lightgbm": p_test, **baseline_predictions}
+        amounts = (
+            split.test["label_amount"].to_numpy(dtype=float) if "label_amount" in split.test.columns else None
+        )
         by_model = evaluation.compare_models(
             y_true=y_test,
             predictions=predictions,
             threshold_by_model={name: choice.sql_threshold for name in predictions},
+            amounts=amounts,
         )
         comparison = by_model.reset_index()
         metrics = evaluation.classification_metrics(
             y_true=y_test, y_prob=p_test, threshold=choice.sql_threshold
         )
+        for column in ("pipeline_capture_top10", "pipeline_capture_top20"):
+            if column in by_model.columns:
+                metrics[column] = float(by_model.loc["lightgbm", column])
         metrics["best_iteration"] = float(booster.best_iteration or booster.current_iteration())
         for name in baseline_predictions:
             for key, value in evaluation.improvement_over(
@@ -179,16 +205,18 @@ class TrainJob:
             ).items():
                 metrics[f"vs_{name}_{key}"] = float(value)
         run_id, version = self.log_run(
-            model=model,
-            split=split,
-            table=table,
-            meta=meta,
-            metrics=metrics,
-            comparison=comparison,
-            predictions=predictions,
-            y_test=y_test,
-            choice=choice,
-            weeks=weeks,
+            RunRecord(
+                model=model,
+                split=split,
+                table=table,
+                meta=meta,
+                metrics=metrics,
+                comparison=comparison,
+                predictions=predictions,
+                y_test=y_test,
+                choice=choice,
+                weeks=weeks,
+            )
         )
         return TrainingResult(
             model=model, run_id=run_id, model_version=version, metrics=metrics, comparison=comparison
@@ -286,20 +314,8 @@ class TrainJob:
         return max(1.0, span_days / 7.0) * max(1, n_ages)
 
     # --- tracking ------------------------------------------------------------------------------
-    def log_run(
-        self,
-        *,
-        model: LeadScoringModel,
-        split: TimeSplit,
-        table: pd.DataFrame,
-        meta: dict[str, Any],
-        metrics: dict[str, float],
-        comparison: pd.DataFrame,
-        predictions: dict[str, np.ndarray],
-        y_test: np.ndarray,
-        choice: Any,
-        weeks: float,
-    ) -> tuple[str, str | None]:
+    def log_run(self, record: RunRecord) -> tuple[str, str | None]:
+        """Log ``record`` as one MLflow run (a child run under ``mlflow run``); return run id and version."""
         config = self.config
         # under `mlflow run` (MLproject) the project's run is active: train as its child run
         with contextlib.ExitStack() as stack:
@@ -311,37 +327,14 @@ class TrainJob:
                 mlflow.start_run(run_name="train", nested=mlflow.active_run() is not None)
             )
             return self._log_into(
-                run=run,
-                out=Path(stack.enter_context(tempfile.TemporaryDirectory())),
-                model=model,
-                split=split,
-                table=table,
-                meta=meta,
-                metrics=metrics,
-                comparison=comparison,
-                predictions=predictions,
-                y_test=y_test,
-                choice=choice,
-                weeks=weeks,
+                run=run, out=Path(stack.enter_context(tempfile.TemporaryDirectory())), record=record
             )
 
-    def _log_into(
-        self,
-        *,
-        run: Any,
-        out: Path,
-        model: LeadScoringModel,
-        split: TimeSplit,
-        table: pd.DataFrame,
-        meta: dict[str, Any],
-        metrics: dict[str, float],
-        comparison: pd.DataFrame,
-        predictions: dict[str, np.ndarray],
-        y_test: np.ndarray,
-        choice: Any,
-        weeks: float,
-    ) -> tuple[str, str | None]:
+    def _log_into(self, *, run: Any, out: Path, record: RunRecord) -> tuple[str, str | None]:
         config = self.config
+        model, split, table, meta = record.model, record.split, record.table, record.meta
+        metrics, comparison, predictions = record.metrics, record.comparison, record.predictions
+        y_test, choice, weeks = record.y_test, record.choice, record.weeks
         mlflow.set_tags({"mlflow.source.git.commit": git_commit(), "leadscore.stage": "train"})
         mlflow.log_params(_flatten(config.model_dump(mode="json")))
         mlflow.log_params({f"split.{k}": v for k, v in split.describe().items()})
@@ -351,7 +344,16 @@ class TrainJob:
             mlflow.log_metrics(
                 {
                     f"{row['model']}_{k}": float(row[k])
-                    for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10")
+                    for k in (
+                        "roc_auc",
+                        "pr_auc",
+                        "log_loss",
+                        "brier",
+                        "ece",
+                        "lift_top10",
+                        "pipeline_capture_top20",
+                    )
+                    if k in row and np.isfinite(row[k])
                 }
             )
         fingerprint = {

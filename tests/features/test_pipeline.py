@@ -224,7 +224,7 @@ def test_labels_read_only_after_the_snapshot_and_within_the_horizon() -> None:
             "converted_at": pd.to_datetime(
                 ["2024-01-10", "2024-01-31", "2024-04-30", "2024-04-30 00:00:01"], format="ISO8601"
             ),
-            "opportunity_amount": [1.0, 1.0, 1.0, 1.0],
+            "opportunity_amount": [1.0, 1.0, 25_000.0, 9.0],
         }
     )
     activities = _activities([("never", "2024-01-02", "page_view", "blog")])
@@ -236,6 +236,18 @@ def test_labels_read_only_after_the_snapshot_and_within_the_horizon() -> None:
     # converted before or exactly at the snapshot (2024-01-31): excluded, never a feature row
     assert "before" not in labels and "at" not in labels
     assert labels == {"edge": 1, "late": 0, "never": 0}  # 'young' horizon not observed: excluded
+    # the revenue each label found: the opportunity's amount when inside the horizon, else 0
+    amounts = dict(zip(table["lead_id"], table["label_amount"], strict=True))
+    assert amounts == {"edge": 25_000.0, "late": 0.0, "never": 0.0}
+    no_amounts = build_training_table(
+        leads=leads,
+        activities=activities,
+        outcomes=outcomes.drop(columns="opportunity_amount"),
+        policy=policy,
+        until=pd.Timestamp("2024-07-01"),
+    )
+    unknown = no_amounts.set_index("lead_id")["label_amount"]  # a positive without an amount: unknown
+    assert np.isnan(unknown["edge"]) and unknown["late"] == 0.0 and unknown["never"] == 0.0
     kept = build_training_table(
         leads=leads,
         activities=activities,
@@ -245,6 +257,7 @@ def test_labels_read_only_after_the_snapshot_and_within_the_horizon() -> None:
     )
     young = kept[kept["lead_id"] == "young"]
     assert young["label"].isna().all() and not young["horizon_complete"].any()
+    assert young["label_amount"].isna().all()
 
 
 def test_training_table_shape_and_policy(small_crm: SimulatedCRM, table: pd.DataFrame) -> None:

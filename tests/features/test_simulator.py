@@ -408,6 +408,21 @@ def test_point_in_time_oracle_rejects_bad_input(small: SimulatedCRM) -> None:
     ok = snaps.assign(lead_id=small.leads["lead_id"].iloc[0])
     with pytest.raises(ValueError):
         point_in_time_oracle_probability(crm=small, snapshots=ok, horizon_days=0)
+    late = ok.assign(as_of=small.exported_at + pd.Timedelta(days=1))
+    with pytest.raises(ValueError, match="after the export"):
+        point_in_time_oracle_probability(crm=small, snapshots=late, horizon_days=30)
+
+
+def test_point_in_time_oracle_before_creation_is_the_prior(small: SimulatedCRM) -> None:
+    leads = small.leads.iloc[:200]
+    early = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": leads["created_at"] - pd.Timedelta(days=3)})
+    p = point_in_time_oracle_probability(crm=small, snapshots=early, horizon_days=30)
+    assert np.isfinite(p).all() and (p > 0).all()
+    # nothing is observed before creation: the prior mean of the latent oracle, lead by lead
+    no_history = replace(small, activities=small.activities.iloc[:0])
+    np.testing.assert_allclose(
+        p, point_in_time_oracle_probability(crm=no_history, snapshots=early, horizon_days=30)
+    )
 
 
 # --------------------------------------------------------------------------- I/O and progress

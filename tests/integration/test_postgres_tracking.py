@@ -21,9 +21,7 @@ import pandas as pd
 import pytest
 
 from leadscore.cli_scale import check_database, check_tracking_server, tracking_server_command
-from leadscore.features.build import BuildFeaturesJob
-from leadscore.features.simulator import simulate_crm, write_crm
-from leadscore.features.training_table import SnapshotPolicy
+from leadscore.features.build import simulate_and_build
 from leadscore.training import registry
 from leadscore.training.config import BoosterConfig, TrackingConfig, TrainConfig
 from leadscore.training.train import TrainJob
@@ -105,16 +103,7 @@ def test_train_promote_and_load_through_postgres_backed_server(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     check_tracking_server(tracking.server.uri, timeout=5)
 
-    crm = simulate_crm(n_leads=3_000, seed=21)
-    paths = write_crm(crm, out_dir=home / "crm")
-    table_path = home / "training_table.parquet"
-    BuildFeaturesJob(
-        leads=paths["leads"],
-        activities=paths["activities"],
-        outcomes=paths["outcomes"],
-        output=table_path,
-        policy=SnapshotPolicy(),
-    ).run()
+    table_path = simulate_and_build(n_leads=3_000, seed=21, out_dir=home).training_table
     config = TrainConfig(
         training_table=table_path,
         booster=BoosterConfig(max_rounds=60, early_stopping_rounds=20),

@@ -6,8 +6,7 @@ Run as a script so MLflow state stays out of the test process::
 
 It simulates a CRM export, builds the training table, trains, registers and promotes
 ``leadscore@champion`` in ``$HOME/mlflow.db``, and writes ``$HOME/sample_leads.json``: raw leads
-(the scoring API's format) for requests. Activities the simulator places before their lead's
-``created_at`` (a known simulator bug) are clamped to ``created_at``.
+(the scoring API's format) for requests.
 """
 
 from __future__ import annotations
@@ -38,30 +37,14 @@ def build(home: Path, *, n_leads: int, seed: int = 7, n_sample: int = 400) -> di
     import mlflow
     import pandas as pd
 
-    from leadscore.features.build import BuildFeaturesJob, raw_lead_records
+    from leadscore.features.build import raw_lead_records, simulate_and_build
     from leadscore.features.loading import load_crm_tables
-    from leadscore.features.simulator import simulate_crm, write_crm
-    from leadscore.features.training_table import SnapshotPolicy
     from leadscore.training import registry
     from leadscore.training.config import TrackingConfig, TrainConfig
     from leadscore.training.train import TrainJob
 
-    crm_dir = home / "data" / "crm"
-    crm = simulate_crm(n_leads=n_leads, seed=seed)
-    created = crm.leads.set_index("lead_id")["created_at"]
-    at_creation = crm.activities["lead_id"].map(created).to_numpy()
-    early = crm.activities["timestamp"].to_numpy() < at_creation
-    if early.any():
-        crm.activities.loc[early, "timestamp"] = at_creation[early]
-    paths = write_crm(crm, out_dir=crm_dir)
-    table_path = home / "data" / "training_table.parquet"
-    BuildFeaturesJob(
-        leads=paths["leads"],
-        activities=paths["activities"],
-        outcomes=paths["outcomes"],
-        output=table_path,
-        policy=SnapshotPolicy(),
-    ).run()
+    export = simulate_and_build(n_leads=n_leads, seed=seed, out_dir=home / "data")
+    crm, paths, table_path = export.crm, export.paths, export.training_table
     # The training job does not set an artifact location; without this MLflow would write ./mlruns.
     if mlflow.get_experiment_by_name("leadscore") is None:
         mlflow.create_experiment("leadscore", artifact_location=(home / "mlartifacts").as_uri())

@@ -24,6 +24,7 @@ from leadscore.training.evaluation import (
     expected_calibration_error,
     improvement_over,
     lift_at,
+    pipeline_capture_at,
 )
 from leadscore.training.thresholds import recommend_thresholds, threshold_table
 
@@ -76,6 +77,24 @@ def test_lift_and_capture_hand_made() -> None:
     with pytest.raises(ValueError, match="fraction"):
         lift_at(y_true=labels, y_prob=scores, fraction=0)
     assert math.isnan(lift_at(y_true=np.zeros(10), y_prob=scores, fraction=0.1))
+
+
+def test_pipeline_capture_weighs_converters_by_their_opportunity_value() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    # two converters: a small deal at the top, a big one 6th; one converter with an unknown amount
+    amounts = np.array([1_000.0, 0, 0, np.nan, 0, 9_000.0, 0, 0, 0, 0])
+    assert pipeline_capture_at(amounts=amounts, y_prob=scores, fraction=0.1) == pytest.approx(0.1)
+    assert pipeline_capture_at(amounts=amounts, y_prob=scores, fraction=0.6) == pytest.approx(1.0)
+    order = np.random.default_rng(0).permutation(10)
+    assert pipeline_capture_at(amounts=amounts[order], y_prob=scores[order], fraction=0.5) == pytest.approx(
+        0.1
+    )
+    assert math.isnan(pipeline_capture_at(amounts=np.zeros(10), y_prob=scores, fraction=0.1))
+    table = compare_models(y_true=(amounts != 0).astype(int), predictions={"m": scores}, amounts=amounts)
+    assert table.loc["m", "pipeline_capture_top10"] == pytest.approx(0.1)
+    assert "pipeline_capture_top10" not in compare_models(
+        y_true=(amounts != 0).astype(int), predictions={"m": scores}
+    )
 
 
 def test_lift_accepts_unbounded_scores() -> None:

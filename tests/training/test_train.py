@@ -78,6 +78,11 @@ def test_run_is_tracked_with_lineage_plots_and_card(trained: Trained) -> None:
     assert {"plots/calibration.png", "plots/gains.png", "plots/shap_beeswarm.png"} <= artifacts
     card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
     assert "Intended use" in card and "rule_points" in card
+    assert "isotonic regression" in card  # the calibration the config chose
+    # lead -> revenue: the top of the ranking holds far more than its share of opportunity value
+    top20 = trained.result.metrics["pipeline_capture_top20"]
+    assert top20 > 0.4 and run.data.metrics["lightgbm_pipeline_capture_top20"] == pytest.approx(top20)
+    assert f"the top 20% hold {top20:.0%} of the opportunity value" in card
 
 
 def test_logged_pyfunc_scores_raw_leads(trained: Trained) -> None:
