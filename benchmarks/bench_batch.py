@@ -134,6 +134,7 @@ def main() -> None:
     from leadscore.features.simulator import simulate_crm, write_crm
     from leadscore.training.batch import score_batch
 
+    code = git_state()  # the code that runs, not whatever is checked out when the run ends
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-batch-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -226,7 +227,7 @@ def main() -> None:
     payload = {
         "benchmark": "batch scoring with reasons (leadscore score-batch)",
         "machine": machine(),
-        "code": git_state(),
+        "code": code,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "leads": args.leads if args.data is None else None,
         "activities": n_activities,

@@ -133,8 +133,9 @@ class ScoreRequest(BaseModel):
     )
     explain: bool = Field(
         default=True,
-        description="Return grade and reasons. false skips the explanation (faster): grade, points "
-        "and reasons are then null/empty and the tier ignores the fit grade.",
+        description="Return grade and reasons. false skips the explanation (faster for leads at or "
+        "above the MQL threshold): grade, points and reasons are then null/empty; the tier is the same "
+        "either way.",
     )
     top_k: int = Field(default=5, ge=0, le=50, description="Reasons per direction (positive, negative).")
 
@@ -203,7 +204,12 @@ class LeadScore(BaseModel):
     score: float = Field(description="100 x probability, rounded to 0.1.")
     tier: Tier = Field(
         description="sales_ready (call now), marketing_qualified (warm), nurture, or not_a_fit "
-        "(fit grade D; needs explain=true)."
+        "(below the MQL threshold with fit grade D)."
+    )
+    follow_up: str | None = Field(
+        default=None,
+        description="Contact advice from the tier and the sales touches so far (leads usually need 5-10): "
+        "e.g. 'Sales-ready and not contacted yet: reach out today'; null when there is nothing to add.",
     )
     grade: str | None = Field(
         description="Fit letter A (best) to D and engagement digit 1 (most engaged) to 4, e.g. B2; "

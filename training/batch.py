@@ -40,6 +40,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "score",
     "tier",
     "grade",
+    "follow_up",
     "fit_points",
     "engagement_points",
     "base_score",
@@ -51,8 +52,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
 _REASONS = "array<struct<concept:string,sentence:string,impact:double,family:string>>"
 SPARK_RESULT_SCHEMA = (
     "lead_id string, as_of timestamp_ntz, probability double, score double, tier string, grade string, "
-    f"fit_points double, engagement_points double, base_score double, reasons_positive {_REASONS}, "
-    f"reasons_negative {_REASONS}, model_name string, model_version string"
+    "follow_up string, fit_points double, engagement_points double, base_score double, "
+    f"reasons_positive {_REASONS}, reasons_negative {_REASONS}, model_name string, model_version string"
 )
 
 
@@ -74,6 +75,7 @@ def result_schema() -> pa.Schema:
         "as_of": pa.timestamp("us"),
         "tier": pa.string(),
         "grade": pa.string(),
+        "follow_up": pa.string(),
         "reasons_positive": pa.list_(reason),
         "reasons_negative": pa.list_(reason),
         "model_name": pa.string(),

@@ -88,6 +88,8 @@ def print_card(card: LeadCard, *, console: Console) -> None:
         f"(fit {s['fit_points']:+.1f} pts, engagement {s['engagement_points']:+.1f} pts vs an average "
         f"lead at {s['base_score']:.0f})"
     )
+    if s.get("follow_up"):
+        body.add_row(f"[bold]Follow-up:[/] {escape(str(s['follow_up']))}")
     body.add_row(reasons)
     body.add_row("[bold]Next best action[/]\n" + (actions or "  no single action raises the score"))
     console.print(
@@ -136,6 +138,7 @@ ol{padding-left:22px}li{margin:3px 0}
   <div><span class="tier">{{ tier_label }}</span> &nbsp; <span class="grade">Grade <b>{{ s.grade }}</b></span>
    <span class="muted small">(fit A&ndash;D, engagement 1&ndash;4)</span></div>
   <div class="muted" style="margin-top:6px">{{ probability_text }} chance of an opportunity within {{ horizon }}</div>
+  {% if s.follow_up %}<div class="follow-up" style="margin-top:6px"><b>Follow-up:</b> {{ s.follow_up }}</div>{% endif %}
  </div>
 </div>
 

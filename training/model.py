@@ -20,6 +20,7 @@ from leadscore.features.contract import ActivityType
 from leadscore.features.mapping import FlatFeatureTransform
 from leadscore.features.pipeline import compute_features
 from leadscore.features.vocabulary import Tier
+from leadscore.training.cadence import follow_up
 from leadscore.training.calibration import PlattCalibrator
 from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.explain import (
@@ -191,6 +192,11 @@ class LeadScoringModel:
                 partial = self.contributions(features.iloc[below])[:, :-1] @ self._grouping
                 for row, value in zip(below, partial[:, self._fit_concepts].sum(axis=1), strict=True):
                     fit_grades[int(row)] = self.fit_grade(float(value))
+        touches = (
+            features["sales_touches_total"].to_numpy(dtype=float)
+            if "sales_touches_total" in features.columns
+            else np.full(len(features), np.nan)
+        )
         for i in range(len(features)):
             result: dict[str, object] = {
                 "lead_id": str(features["lead_id"].iat[i]) if "lead_id" in features else None,
@@ -221,6 +227,7 @@ class LeadScoringModel:
                 result.update(
                     tier=self.tier(float(probability[i]), fit_grade=fit_grades.get(i)).value, grade=None
                 )
+            result["follow_up"] = follow_up(tier=Tier(result["tier"]), sales_touches=float(touches[i]))
             results.append(result)
         return results
 

@@ -82,7 +82,7 @@ def test_run_is_tracked_with_lineage_plots_and_card(trained: Trained) -> None:
     # lead -> revenue: the top of the ranking holds far more than its share of opportunity value
     top20 = trained.result.metrics["pipeline_capture_top20"]
     assert top20 > 0.4 and run.data.metrics["lightgbm_pipeline_capture_top20"] == pytest.approx(top20)
-    assert f"the top 20% hold {top20:.0%} of the opportunity value" in card
+    assert f"the top 20% hold {top20:.0%}." in card
 
 
 def test_logged_pyfunc_scores_raw_leads(trained: Trained) -> None:
