@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         str(port),
     ]
     print("starting mlflow models serve ...", flush=True)
+    # mlflow execs `uvicorn` by name: put this interpreter's scripts first on PATH
+    env = {**env, "PATH": os.pathsep.join([str(Path(executable("mlflow")).parent), env.get("PATH", "")])}
     with running(command, env=env, ready_url=f"{url}/ping", log=logs / "peer.log") as process:
 
         def count_peer(payload: Any) -> int:

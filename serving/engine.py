@@ -13,6 +13,7 @@ request in flight finishes on the model it started with.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -115,6 +116,7 @@ class ModelHolder:
                 )
             loaded = self.load(version)
             self._current = loaded  # the swap: one reference assignment
+            freeze_long_lived_objects()
             if previous is not None:
                 logger.info("now serving %s version %s (was %s)", loaded.name, version, previous.version)
             return ReloadResponse(
@@ -124,6 +126,19 @@ class ModelHolder:
                 previous_version=previous.version if previous is not None else loaded.version,
                 pinned=self.pinned,
             )
+
+
+def freeze_long_lived_objects() -> None:
+    """Keep the garbage collector from re-scanning the model and imported libraries on every request.
+
+    After start-up or a reload, the heap holds ~400K long-lived objects (the model, pandas, MLflow,
+    BentoML); each full collection triggered by a request's allocations walks them all, ~20% of a
+    100-lead ``/score`` request (49 -> 39 ms in-process). ``gc.freeze`` moves them out of the
+    collector's reach; unfreezing first lets the previous model, now garbage, be collected.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _warm_up(model: LeadScoringModel) -> None:

@@ -187,6 +187,30 @@ def test_reload_swaps_atomically(service, serving_env) -> None:
         client.set_registered_model_alias("leadscore", "champion", before.version)
 
 
+def test_a_reload_freezes_the_new_model_and_frees_the_old_one(service, serving_env) -> None:
+    import gc
+    import weakref
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    before = service.holder.current
+    original = before.version
+    assert gc.get_freeze_count() > 0  # start-up froze the long-lived heap
+    old_model = weakref.ref(before.model)
+    new = mlflow.register_model(f"models:/leadscore/{before.version}", "leadscore")
+    client.set_registered_model_alias("leadscore", "champion", new.version)
+    try:
+        del before
+        assert service.reload().reloaded
+        gc.collect()
+        assert old_model() is None  # not pinned in the frozen generation: no leak per reload
+        assert gc.get_freeze_count() > 0
+    finally:
+        client.set_registered_model_alias("leadscore", "champion", original)
+        service.reload()
+
+
 def test_concurrent_reloads_and_scores_do_not_fail(service, serving_env) -> None:
     request = ScoreRequest.model_validate({"leads": serving_env.batch(3)})
     errors: list[BaseException] = []
