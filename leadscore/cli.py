@@ -296,7 +296,9 @@ def promote(
 @app.command()
 def evaluate(
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
-    alias: Annotated[str, typer.Option(help="Alias to evaluate.")] = "champion",
+    alias: Annotated[
+        str, typer.Option(help="Alias (champion, previous, ...) or version number.")
+    ] = "champion",
     table: Annotated[Path, typer.Option(help="Training table (Parquet) to evaluate on.")] = Path(
         ".leadscore/data/training_table.parquet"
     ),
@@ -307,20 +309,25 @@ def evaluate(
 
     from leadscore.training import evaluation, registry
 
-    version = registry.champion_version(model_name=model_name) if alias == "champion" else alias
+    version = registry.resolve_version(model_name=model_name, alias_or_version=alias)
     if version is None:
-        _fail(f"model '{model_name}' has no champion yet: run `leadscore promote`")
+        _fail(f"model '{model_name}' has no '{alias}' alias yet: run `leadscore promote`")
         return
     model = registry.load_scoring_model(model_name=model_name, version=version)
     frame = pd.read_parquet(table)
     frame = frame[frame["label"].notna()]
     cutoff = frame["as_of"].quantile(1 - newest_fraction)
     frame = frame[frame["as_of"] >= cutoff]
+    probability = model.predict_proba_features(frame)
     metrics = evaluation.classification_metrics(
-        y_true=frame["label"].astype(int).to_numpy(),
-        y_prob=model.predict_proba_features(frame),
-        threshold=model.thresholds.sql,
+        y_true=frame["label"].astype(int).to_numpy(), y_prob=probability, threshold=model.thresholds.sql
     )
+    if "label_amount" in frame.columns:  # lead -> revenue: the opportunity value the top of the list holds
+        for fraction in (0.1, 0.2):
+            metrics[f"pipeline_capture_top{int(100 * fraction)}"] = evaluation.pipeline_capture_at(
+                amounts=frame["label_amount"].to_numpy(dtype=float), y_prob=probability, fraction=fraction
+            )
+    console.print(f"{model_name} version {version} on {len(frame):,} snapshots from {cutoff}")
     for key, value in metrics.items():
         console.print(f"{key:>24}: {value:.4f}")
 

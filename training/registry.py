@@ -65,6 +65,16 @@ def champion_version(*, model_name: str) -> str | None:
         return None
 
 
+def resolve_version(*, model_name: str, alias_or_version: str) -> str | None:
+    """The version that a number or an alias (``champion``, ``previous``...) names; None if unset."""
+    if alias_or_version.isdigit():
+        return alias_or_version
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(model_name, alias_or_version).version)
+    except MlflowException:
+        return None
+
+
 def promote(
     *, model_name: str, version: str | None = None, force: bool = False, tolerance: float = 0.0
 ) -> PromotionDecision:

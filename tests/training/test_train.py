@@ -123,3 +123,20 @@ def test_promotion_gate_keeps_the_better_champion(trained: Trained) -> None:
     assert forced.promoted and registry.champion_version(model_name=name) == weak.model_version
     assert registry.rollback(model_name=name) == trained.result.model_version
     assert registry.champion_version(model_name=name) == trained.result.model_version
+
+
+def test_evaluate_cli_reports_metrics_and_pipeline_capture(trained: Trained) -> None:
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    version = str(trained.result.model_version)
+    args = ["evaluate", "--model-name", "leadscore-test", "--table", str(trained.table_path)]
+    result = CliRunner().invoke(app, [*args, "--alias", version])
+    assert result.exit_code == 0, result.output
+    assert f"version {version}" in result.output
+    lines = dict(line.split(":", 1) for line in result.output.splitlines() if ": " in line)
+    assert 0.5 < float(lines["roc_auc".rjust(24)]) <= 1.0
+    assert 0.0 < float(lines["pipeline_capture_top20".rjust(24)]) <= 1.0
+    unknown = CliRunner().invoke(app, [*args, "--alias", "no-such-alias"])
+    assert unknown.exit_code != 0 and "no 'no-such-alias' alias" in unknown.output
