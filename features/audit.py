@@ -97,20 +97,20 @@ def audit_columns(
     report = pd.DataFrame(rows)
     flags: list[list[str]] = []
     text_columns = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(cleaned[c].dtype)]
-    for row in report.itertuples(index=False):
+    for row in report.to_dict(orient="records"):
         found = []
-        if row.auc_alone >= max_auc:
+        if row["auc_alone"] >= max_auc:
             found.append("too_predictive")
-        if row.missingness_auc >= max_missing_auc:
+        if row["missingness_auc"] >= max_missing_auc:
             found.append("missingness_predicts_label")
-        if HINDSIGHT_WORDS.search(re.sub(r"[_\-.]", " ", str(row.column))):
+        if HINDSIGHT_WORDS.search(re.sub(r"[_\-.]", " ", str(row["column"]))):
             found.append("name_suggests_hindsight")
-        if row.column in text_columns and 2 <= row.distinct <= 200:
+        if row["column"] in text_columns and 2 <= row["distinct"] <= 200:
             for other in text_columns:
                 if (
-                    other != row.column
+                    other != row["column"]
                     and 2 <= cleaned[other].nunique() <= 200
-                    and (_cramers_v(cleaned[row.column], cleaned[other]) >= 0.9)
+                    and (_cramers_v(cleaned[row["column"]], cleaned[other]) >= 0.9)
                 ):
                     found.append(f"near_duplicate:{other}")
                     break

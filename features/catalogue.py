@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from leadscore.features.contract import ActivityType, PageCategory
+
+if TYPE_CHECKING:  # pandas is imported lazily at run time, for a light module
+    import pandas as pd
 
 
 class Family(StrEnum):
@@ -238,7 +242,7 @@ CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
 )
 
 
-def catalogue_frame() -> pd.DataFrame:  # noqa: F821  (pandas imported lazily for a light module)
+def catalogue_frame() -> pd.DataFrame:
     """The catalogue as a table (for docs and the MLflow artifact)."""
     import pandas as pd
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class ExportMapping(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExportMapping:
-        special = {self.id_column, self.label.column, self.created_at_column} - {None}
+        special = {c for c in (self.id_column, self.label.column, self.created_at_column) if c is not None}
         clash = sorted(special & set(self.columns))
         if clash:
             raise ValueError(f"columns {clash} are id/label/created-at columns and cannot also have a role")
@@ -213,13 +214,15 @@ class FlatFeatureTransform:
             text = values.astype("string").str.strip()
             is_missing = text.isna() | text.isin(placeholders)
             if self.mapping.columns[column].role is ColumnRole.CATEGORICAL:
-                out[name] = pd.Categorical(text.where(~is_missing).to_numpy(dtype=object, na_value=None))
+                out[name] = pd.Categorical(
+                    text.where(~is_missing).to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
+                )
             else:
                 numbers = pd.to_numeric(text.where(~is_missing), errors="coerce")
                 out[name] = numbers.to_numpy(dtype=np.float32, na_value=np.nan)
         return pd.DataFrame(out)
 
-    def sentence(self, concept: str, row: dict[str, object]) -> str:
+    def sentence(self, concept: str, row: Mapping[str, object]) -> str:
         """The reason text for one feature of one lead, from the mapping's templates."""
         column = self._by_feature[concept]
         m = self.mapping.columns[column]
@@ -245,6 +248,9 @@ class FlatFeatureTransform:
             if self.mapping.columns[column].role is ColumnRole.NUMERIC:
                 sample[column] = pd.to_numeric(sample[column], errors="coerce").astype(float)
         return [
-            {k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)) for k, v in row.items()}
+            {
+                str(k): (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
+                for k, v in row.items()
+            }
             for row in sample.to_dict(orient="records")
         ]

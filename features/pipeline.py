@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,7 @@ def email_domain_type(emails: pd.Series) -> pd.Series:
     """
     domain = emails.astype("string").str.strip().str.lower().str.rsplit("@", n=1).str[-1]
     has_at = emails.astype("string").str.contains("@", regex=False).fillna(False).to_numpy(dtype=bool)
-    domain_values = domain.to_numpy(dtype=object, na_value=None)
+    domain_values = domain.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
     result = np.full(len(emails), "corporate", dtype=object)
     is_free = np.fromiter((d in FREE_MAIL_DOMAINS for d in domain_values), dtype=bool, count=len(emails))
     is_edu = domain.str.endswith(".edu").fillna(False).to_numpy(dtype=bool) | domain.str.contains(
@@ -108,7 +109,7 @@ def _codes_in(values: pd.Series, vocabulary: Sequence[str] | pd.Index) -> np.nda
     try:
         text = pc.cast(pa.array(values, from_pandas=True), pa.large_string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return index.get_indexer(values.astype(str))
+        return index.get_indexer(pd.Index(values.astype(str)))
     value_set = pa.array([str(v) for v in index], type=pa.large_string())
     return (
         pc.index_in(text, value_set=value_set).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -251,7 +252,9 @@ def compute_features(
 
         # 4. aggregates over signals
         def total_over(names: Sequence[str], window: int) -> np.ndarray:
-            return np.sum([columns[window_count_name(s, window)] for s in names], axis=0, dtype=np.float32)
+            return np.asarray(
+                np.sum([columns[window_count_name(s, window)] for s in names], axis=0, dtype=np.float32)
+            )
 
         engagement_30d = total_over(ENGAGEMENT_SIGNALS, 30)
         engagement_90d = total_over(ENGAGEMENT_SIGNALS, 90)
@@ -260,8 +263,8 @@ def compute_features(
         columns["days_since_last_activity"] = _nanmin(
             [columns[days_since_name(s)] for s in ENGAGEMENT_SIGNALS]
         )
-        columns["sales_touches_total"] = np.sum(
-            [columns[total_count_name(s)] for s in SALES_SIGNALS], axis=0, dtype=np.float32
+        columns["sales_touches_total"] = np.asarray(
+            np.sum([columns[total_count_name(s)] for s in SALES_SIGNALS], axis=0, dtype=np.float32)
         )
         columns["days_since_last_sales_touch"] = _nanmin([columns[days_since_name(s)] for s in SALES_SIGNALS])
 
@@ -278,7 +281,7 @@ def compute_features(
         if advance:
             advance()  # type: ignore[operator]
         fit = leads.loc[:, [c for c in CATEGORICAL_FEATURES if c != "email_domain_type"]]
-        categorical: dict[str, pd.Categorical] = {}
+        categorical: dict[str, pd.Categorical[Any]] = {}
         for name in fit.columns:
             as_category = fit[name].astype("category")
             categorical[name] = pd.Categorical.from_codes(

@@ -91,7 +91,7 @@ def label_snapshots(
     as_of = snapshots["as_of"].to_numpy()
     horizon_end = as_of + np.timedelta64(policy.horizon_days, "D")
     positive = (converted_at > as_of) & (converted_at <= horizon_end)
-    complete = horizon_end <= np.datetime64(until)
+    complete = np.asarray(horizon_end <= np.datetime64(until), dtype=bool)
     label = pd.array(np.where(positive, 1, 0), dtype="Int8")
     label[~complete & ~positive] = pd.NA
     labelled = snapshots.copy()

@@ -191,18 +191,19 @@ def audit(
     for column in ("column", "role", "auc alone", "missing", "missingness auc", "flags"):
         table.add_column(column)
     warned = 0
-    for row in report.itertuples(index=False):
-        role = spec.columns[row.column].role.value if row.column in spec.columns else "unmapped"
-        is_feature = role in ("categorical", "numeric") and row.column not in spec.audit_allow
-        style = "bold red" if row.flagged and is_feature else ("yellow" if row.flagged else "")
-        warned += bool(row.flagged and is_feature)
+    for row in report.to_dict(orient="records"):
+        column = str(row["column"])
+        role = spec.columns[column].role.value if column in spec.columns else "unmapped"
+        is_feature = role in ("categorical", "numeric") and column not in spec.audit_allow
+        style = "bold red" if row["flagged"] and is_feature else ("yellow" if row["flagged"] else "")
+        warned += bool(row["flagged"] and is_feature)
         table.add_row(
-            str(row.column),
+            column,
             role,
-            f"{row.auc_alone:.3f}",
-            f"{row.missing_share:.0%}",
-            f"{row.missingness_auc:.3f}",
-            row.flags,
+            f"{row['auc_alone']:.3f}",
+            f"{row['missing_share']:.0%}",
+            f"{row['missingness_auc']:.3f}",
+            str(row["flags"]),
             style=style,
         )
     console.print(table)
@@ -237,24 +238,13 @@ def train(
     with console.status("training LightGBM, calibrating, evaluating, logging to MLflow"):
         result = TrainJob(cfg).run()
     table = Table(title=f"test period: run {result.run_id[:8]}, registered version {result.model_version}")
-    for column in ("model", "roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top20"):
+    columns = ["model", "roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top20"]
+    columns += [c for c in ("pipeline_capture_top20",) if c in result.comparison.columns]
+    for column in columns:
         table.add_column(column)
-    for row in result.comparison.itertuples(index=False):
-        values = row._asdict()
+    for values in result.comparison.to_dict(orient="records"):
         table.add_row(
-            *(
-                f"{values[c]:.4f}" if isinstance(values[c], float) else str(values[c])
-                for c in (
-                    "model",
-                    "roc_auc",
-                    "pr_auc",
-                    "log_loss",
-                    "brier",
-                    "ece",
-                    "lift_top10",
-                    "capture_top20",
-                )
-            )
+            *(f"{values[c]:.4f}" if isinstance(values[c], float) else str(values[c]) for c in columns)
         )
     console.print(table)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from leadscore.features.vocabulary import ActivityType
 from leadscore.serving.errors import ModelUnavailable, RequestInvalid, lead_hash
 from leadscore.serving.payload import PreparedLeads, now_utc, prepare_leads
 from leadscore.serving.schemas import (
@@ -153,7 +154,9 @@ def _warm_up(model: LeadScoringModel) -> None:
         lead_id="warm-up",
         created_at=(now - pd.Timedelta(days=3)).isoformat(),
         activities=[
-            Activity(timestamp=(now - pd.Timedelta(days=1)).isoformat(), activity_type="page_view"),
+            Activity(
+                timestamp=(now - pd.Timedelta(days=1)).isoformat(), activity_type=ActivityType.PAGE_VIEW
+            ),
         ],
     )
     prepared = prepare_leads([lead], as_of=None, now=now)

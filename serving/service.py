@@ -150,7 +150,7 @@ class LeadScoringService:
         """
         started = time.perf_counter()
         if len(request.leads) > self.settings.max_batch:
-            return _error(
+            return _error(  # type: ignore[return-value]  # BentoML sends a Response as is
                 413,
                 f"{len(request.leads)} leads in one request; the limit is {self.settings.max_batch} "
                 "(LEADSCORE_MAX_BATCH): split the batch",
@@ -159,9 +159,9 @@ class LeadScoringService:
             loaded = self.holder.current
             response = self.engine.score_request(loaded, request, self.settings)
         except RequestInvalid as invalid:
-            return self._invalid(invalid)
+            return self._invalid(invalid)  # type: ignore[return-value]  # BentoML sends a Response as is
         except ModelUnavailable as error:
-            return _error(503, str(error))
+            return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         metrics.observe_scores((r.score for r in response.results), (r.tier for r in response.results))
         logger.info(
             "scored %d lead(s) with %s v%s in %.1f ms (explain=%s)",
@@ -182,7 +182,7 @@ class LeadScoringService:
         """
         started = time.perf_counter()
         if len(request.records) > self.settings.max_batch:
-            return _error(
+            return _error(  # type: ignore[return-value]  # BentoML sends a Response as is
                 413,
                 f"{len(request.records)} records in one request; the limit is {self.settings.max_batch} "
                 "(LEADSCORE_MAX_BATCH): split the batch",
@@ -191,9 +191,9 @@ class LeadScoringService:
             loaded = self.holder.current
             response = self.engine.score_records_request(loaded, request)
         except RequestInvalid as invalid:
-            return self._invalid(invalid)
+            return self._invalid(invalid)  # type: ignore[return-value]  # BentoML sends a Response as is
         except ModelUnavailable as error:
-            return _error(503, str(error))
+            return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         metrics.observe_scores((r.score for r in response.results), (r.tier for r in response.results))
         logger.info(
             "scored %d record(s) with %s v%s in %.1f ms",
@@ -211,9 +211,9 @@ class LeadScoringService:
             loaded = self.holder.current
             response = self.engine.explain_request(loaded, request, self.settings)
         except RequestInvalid as invalid:
-            return self._invalid(invalid)
+            return self._invalid(invalid)  # type: ignore[return-value]  # BentoML sends a Response as is
         except ModelUnavailable as error:
-            return _error(503, str(error))
+            return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         metrics.observe_scores([response.score.score], [response.score.tier])
         logger.info(
             "explained lead %s with %s v%s", lead_hash(request.lead.lead_id), loaded.name, loaded.version
@@ -229,7 +229,7 @@ class LeadScoringService:
         try:
             outcome = self.holder.reload()
         except ModelUnavailable as error:
-            return _error(503, str(error))
+            return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         if outcome.reloaded:
             metrics.set_model_version(outcome.model_version)
         return outcome

@@ -66,7 +66,7 @@ class CategoryCodeEncoder(TransformerMixin, BaseEstimator):
             mapping = np.append(mapping, np.nan)  # code -1 (missing) takes the last slot
             return mapping[values.cat.codes.to_numpy()]
         as_text = values.astype("string")
-        result = known.get_indexer(as_text.fillna(OTHER)).astype(np.float64)
+        result = known.get_indexer(pd.Index(as_text.fillna(OTHER))).astype(np.float64)
         result[result < 0] = other
         result[as_text.isna().to_numpy()] = np.nan
         return result

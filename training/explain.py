@@ -241,5 +241,8 @@ class FeatureRow(Mapping[str, object]):
 
 def rows_as_records(frame: pd.DataFrame) -> list[FeatureRow]:
     """Feature rows as read-only mappings (categoricals as strings, missing as None)."""
-    columns = {name: frame[name].to_numpy(dtype=object, na_value=None) for name in frame.columns}
+    columns = {
+        name: frame[name].to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
+        for name in frame.columns
+    }
     return [FeatureRow(columns, i) for i in range(len(frame))]

@@ -9,6 +9,7 @@ TreeSHAP (LightGBM ``pred_contrib``) grouped into reasons.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import lightgbm as lgb
 import numpy as np
@@ -126,7 +127,8 @@ class LeadScoringModel:
 
     # --- scoring -------------------------------------------------------------------------------
     def encode(self, features: pd.DataFrame) -> pd.DataFrame:
-        return self.encoder.transform(features.loc[:, list(self.feature_names)])
+        # the encoder is configured for pandas output; sklearn's set_output typing says "or ndarray"
+        return cast(pd.DataFrame, self.encoder.transform(features.loc[:, list(self.feature_names)]))
 
     def raw_scores(self, features: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.booster.predict(self.encode(features), raw_score=True), dtype=np.float64)
@@ -227,7 +229,7 @@ class LeadScoringModel:
                 result.update(
                     tier=self.tier(float(probability[i]), fit_grade=fit_grades.get(i)).value, grade=None
                 )
-            result["follow_up"] = follow_up(tier=Tier(result["tier"]), sales_touches=float(touches[i]))
+            result["follow_up"] = follow_up(tier=Tier(str(result["tier"])), sales_touches=float(touches[i]))
             results.append(result)
         return results
 

@@ -11,10 +11,10 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types.schema import (
     AnyType,
     Array,
@@ -25,6 +25,7 @@ from mlflow.types.schema import (
     ParamSpec,
     Property,
     Schema,
+    TensorSpec,
 )
 
 from leadscore.features.contract import CATEGORICAL_FIT_COLUMNS, NUMERIC_FIT_COLUMNS
@@ -37,7 +38,7 @@ LEAD_TEXT_COLUMNS: tuple[str, ...] = ("job_title", *CATEGORICAL_FIT_COLUMNS, "em
 
 def flat_input_signature(flat: FlatFeatureTransform) -> ModelSignature:
     """The input schema of a flat-export model: the export's own id and feature columns."""
-    columns = [ColSpec(DataType.string, flat.mapping.id_column)]
+    columns: list[ColSpec | TensorSpec] = [ColSpec(DataType.string, flat.mapping.id_column)]
     for column, spec in zip(flat.columns, flat.catalogue, strict=True):
         # numbers arrive as ints or floats (JSON 674 vs 674.0); the transform coerces them itself
         kind = AnyType() if spec.kind.value == "numeric" else DataType.string
@@ -83,7 +84,7 @@ def split_raw_leads(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.S
     leads["created_at"] = _utc_naive(raw["created_at"]).to_numpy()
     for name in LEAD_TEXT_COLUMNS:  # blanks are missing, as the loaders and the service treat them
         text = raw[name].astype("string").str.strip() if name in raw else pd.Series([None] * len(raw))
-        leads[name] = text.mask(text == "").to_numpy(dtype=object, na_value=None)
+        leads[name] = text.mask(text == "").to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
     for name in NUMERIC_FIT_COLUMNS:
         leads[name] = (
             pd.to_numeric(raw[name], errors="coerce").to_numpy(dtype=float) if name in raw else np.nan
@@ -110,10 +111,10 @@ def split_raw_leads(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.S
     return leads, activities, as_of.reset_index(drop=True)
 
 
-class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):
+class LeadScoringPyfunc(PythonModel):
     """Pyfunc around a pickled :class:`LeadScoringModel`."""
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         with open(context.artifacts[MODEL_ARTIFACT], "rb") as handle:
             self.model: LeadScoringModel = pickle.load(handle)
 

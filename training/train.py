@@ -17,6 +17,7 @@ import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.data import pandas_dataset
 from sklearn.isotonic import IsotonicRegression
 
 from leadscore.features.build import file_sha256
@@ -195,9 +196,10 @@ class TrainJob:
         metrics = evaluation.classification_metrics(
             y_true=y_test, y_prob=p_test, threshold=choice.sql_threshold
         )
+        lightgbm_row = by_model.loc["lightgbm"].to_dict()
         for column in ("pipeline_capture_top10", "pipeline_capture_top20"):
-            if column in by_model.columns:
-                metrics[column] = float(by_model.loc["lightgbm", column])
+            if column in lightgbm_row:
+                metrics[column] = float(lightgbm_row[column])
         metrics["best_iteration"] = float(booster.best_iteration or booster.current_iteration())
         for name in baseline_predictions:
             for key, value in evaluation.improvement_over(
@@ -280,10 +282,11 @@ class TrainJob:
         fit_part = grouped[:, model._fit_concepts].sum(axis=1)
         engagement_part = grouped[:, model._engagement_concepts].sum(axis=1)
         q = [0.25, 0.5, 0.75]
+        fit_q, engagement_q = np.quantile(fit_part, q), np.quantile(engagement_part, q)
         return GradeCutoffs(
-            tuple(float(v) for v in np.quantile(fit_part, q)),  # type: ignore[arg-type]
-            tuple(float(v) for v in np.quantile(engagement_part, q)),
-        )  # type: ignore[arg-type]
+            (float(fit_q[0]), float(fit_q[1]), float(fit_q[2])),
+            (float(engagement_q[0]), float(engagement_q[1]), float(engagement_q[2])),
+        )
 
     def fit_baselines(self, split: TimeSplit) -> dict[str, np.ndarray]:
         y_train = split.train["label"].astype(int).to_numpy()
@@ -361,7 +364,7 @@ class TrainJob:
             "table_rows": len(table),
             "table_sha256": file_sha256(config.training_table),
         }
-        dataset = mlflow.data.from_pandas(
+        dataset = pandas_dataset.from_pandas(
             table.loc[:, ["lead_id", "as_of", "label"]].head(100_000),
             source=str(config.training_table),
             name="training_table",
