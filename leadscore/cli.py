@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -237,14 +238,30 @@ def train(
     cfg = _config(TrainConfig, config or CONFIG_DIR / "train.yaml", set_)
     with console.status("training LightGBM, calibrating, evaluating, logging to MLflow"):
         result = TrainJob(cfg).run()
-    table = Table(title=f"test period: run {result.run_id[:8]}, registered version {result.model_version}")
-    columns = ["model", "roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top20"]
-    columns += [c for c in ("pipeline_capture_top20",) if c in result.comparison.columns]
+    table = Table(
+        title=f"test period: run {result.run_id[:8]}, registered version {result.model_version}",
+        box=box.SIMPLE_HEAD,
+    )
+    headers = {
+        "model": "model",
+        "roc_auc": "ROC AUC",
+        "pr_auc": "PR AUC",
+        "log_loss": "log loss",
+        "brier": "Brier",
+        "ece": "ECE",
+        "lift_top10": "lift top 10%",
+        "capture_top20": "found top 20%",
+        "pipeline_capture_top20": "value top 20%",
+    }
+    columns = [c for c in headers if c in result.comparison.columns]
     for column in columns:
-        table.add_column(column)
+        if column == "model":
+            table.add_column(headers[column], no_wrap=True, min_width=11)
+        else:
+            table.add_column(headers[column], justify="right")
     for values in result.comparison.to_dict(orient="records"):
         table.add_row(
-            *(f"{values[c]:.4f}" if isinstance(values[c], float) else str(values[c]) for c in columns)
+            *(f"{values[c]:.3f}" if isinstance(values[c], float) else str(values[c]) for c in columns)
         )
     console.print(table)
 
