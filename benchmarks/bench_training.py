@@ -92,6 +92,9 @@ def main() -> None:
         "latent_oracle_roc_auc": round(latent_auc, 4),
         "latent_oracle_gap": round(latent_auc - result.metrics["roc_auc"], 4),
         "test_ece": round(result.metrics["ece"], 4),
+        "pipeline_capture_top20": {
+            m: round(float(comparison.loc[m, "pipeline_capture_top20"]), 4) for m in comparison.index
+        },
         "baselines_roc_auc": {m: round(float(comparison.loc[m, "roc_auc"]), 4) for m in comparison.index},
         "baselines_ece": {m: round(float(comparison.loc[m, "ece"]), 4) for m in comparison.index},
     }
