@@ -53,21 +53,32 @@ class BoosterConfig(Strict):
 
 
 class ThresholdConfig(Strict):
-    """How MQL/SQL thresholds are chosen (give capacity or precision for each, not both)."""
+    """How MQL/SQL thresholds are chosen: per level at most one rule (capacity, precision or agreed score)."""
 
     sql_capacity_per_week: float | None = Field(default=None, gt=0)
     sql_target_precision: float | None = Field(default=None, gt=0, lt=1)
+    sql_min_score: float | None = Field(
+        default=None, gt=0, lt=100, description="The SQL score (0-100) marketing and sales agreed on."
+    )
     mql_capacity_per_week: float | None = Field(default=None, gt=0)
     mql_target_precision: float | None = Field(default=None, gt=0, lt=1)
+    mql_min_score: float | None = Field(
+        default=None, gt=0, lt=100, description="The MQL score (0-100) marketing and sales agreed on."
+    )
 
     @model_validator(mode="after")
     def _one_rule_each(self) -> ThresholdConfig:
         for name in ("sql", "mql"):
-            if (
-                getattr(self, f"{name}_capacity_per_week") is not None
-                and getattr(self, f"{name}_target_precision") is not None
-            ):
-                raise ValueError(f"give {name}_capacity_per_week or {name}_target_precision, not both")
+            rules = [
+                f"{name}_{rule}"
+                for rule in ("capacity_per_week", "target_precision", "min_score")
+                if getattr(self, f"{name}_{rule}") is not None
+            ]
+            if len(rules) > 1:
+                raise ValueError(f"give one rule for {name.upper()}, not {' and '.join(rules)}")
+        agreed = (self.mql_min_score, self.sql_min_score)
+        if agreed[0] is not None and agreed[1] is not None and agreed[0] > agreed[1]:
+            raise ValueError("mql_min_score must not be above sql_min_score")
         return self
 
 

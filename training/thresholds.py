@@ -134,13 +134,21 @@ def _choose(
     capacity: float | None,
     target_precision: float | None,
     default_fraction: float,
+    min_score: float | None = None,
 ) -> tuple[float, str]:
     key = level.lower()
-    if capacity is not None and target_precision is not None:
-        raise ValueError(
-            f"give either {key}_capacity_per_week or {key}_target_precision, not both "
-            f"(got {key}_capacity_per_week={capacity}, {key}_target_precision={target_precision})"
-        )
+    given = {
+        f"{key}_capacity_per_week": capacity,
+        f"{key}_target_precision": target_precision,
+        f"{key}_min_score": min_score,
+    }
+    chosen = {name: value for name, value in given.items() if value is not None}
+    if len(chosen) > 1:
+        raise ValueError(f"give one rule for {level}, not {len(chosen)}: {chosen}")
+    if min_score is not None:
+        if not 0 < min_score < 100:
+            raise ValueError(f"{key}_min_score must be between 0 and 100 (a score), got {min_score}")
+        return min_score / 100.0, f"{level}: agreed score >= {min_score:g}"
     if capacity is not None:
         if not capacity > 0:
             raise ValueError(f"{key}_capacity_per_week must be positive, got {capacity}")
@@ -163,12 +171,16 @@ def recommend_thresholds(
     sql_target_precision: float | None = None,
     mql_target_precision: float | None = None,
     mql_capacity_per_week: float | None = None,
+    sql_min_score: float | None = None,
+    mql_min_score: float | None = None,
 ) -> ThresholdChoice:
     """Choose MQL and SQL probability thresholds on an evaluation set spanning ``weeks`` weeks.
 
-    Per level give a capacity (at most that many leads/week reach it) or a target precision (the
-    lowest threshold whose observed precision reaches it), not both. With neither, SQL is the
-    top 10 % of leads and MQL the top 30 %. Raises ``ValueError`` if the rules put MQL above SQL.
+    Per level give at most one rule: a capacity (at most that many leads/week reach it), a target
+    precision (the lowest threshold whose observed precision reaches it) or the score (0-100)
+    marketing and sales agreed on. With none, SQL is the top 10 % of leads and MQL the top 30 %.
+    Either way the choice reports what it means on the evaluation set: leads per week, expected
+    conversions, precision and recall. Raises ``ValueError`` if the rules put MQL above SQL.
     """
     labels, probs = _check_inputs(y_true, y_prob, weeks)
     sql_threshold, sql_rule = _choose(
@@ -179,6 +191,7 @@ def recommend_thresholds(
         capacity=sql_capacity_per_week,
         target_precision=sql_target_precision,
         default_fraction=DEFAULT_SQL_FRACTION,
+        min_score=sql_min_score,
     )
     mql_threshold, mql_rule = _choose(
         level="MQL",
@@ -188,6 +201,7 @@ def recommend_thresholds(
         capacity=mql_capacity_per_week,
         target_precision=mql_target_precision,
         default_fraction=DEFAULT_MQL_FRACTION,
+        min_score=mql_min_score,
     )
     if mql_threshold > sql_threshold:
         raise ValueError(

@@ -164,6 +164,8 @@ class TrainJob:
             sql_target_precision=t.sql_target_precision,
             mql_capacity_per_week=t.mql_capacity_per_week,
             mql_target_precision=t.mql_target_precision,
+            sql_min_score=t.sql_min_score,
+            mql_min_score=t.mql_min_score,
         )
         model = LeadScoringModel(
             encoder=encoder,

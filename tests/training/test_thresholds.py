@@ -166,3 +166,45 @@ def test_capacity_property(probs, capacity, weeks, seed) -> None:
     assert (probs >= choice.mql_threshold).sum() / weeks <= 2 * capacity + 1e-9
     assert choice.mql_threshold <= choice.sql_threshold
     assert math.isclose(choice.sql_leads_per_week, (probs >= choice.sql_threshold).sum() / weeks)
+
+
+def test_agreed_scores_are_used_as_given_and_described(scored) -> None:
+    labels, probs = scored
+    choice = recommend_thresholds(
+        y_true=labels, y_prob=probs, weeks=WEEKS, sql_min_score=30, mql_min_score=12.5
+    )
+    assert choice.sql_threshold == pytest.approx(0.30) and choice.mql_threshold == pytest.approx(0.125)
+    assert "SQL: agreed score >= 30" in choice.rule and "MQL: agreed score >= 12.5" in choice.rule
+    # what the agreement means on the evaluation period: workload and hit rate at those scores
+    sql = _selected(probs, 0.30)
+    assert choice.sql_leads_per_week == pytest.approx(sql.sum() / WEEKS)
+    assert choice.sql_precision == pytest.approx(labels[sql].mean())
+    # one level agreed, the other recommended
+    mixed = recommend_thresholds(y_true=labels, y_prob=probs, weeks=WEEKS, sql_min_score=40)
+    assert mixed.sql_threshold == pytest.approx(0.40) and "MQL: top 30% of leads" in mixed.rule
+
+
+def test_agreed_score_rules_are_checked(scored) -> None:
+    labels, probs = scored
+    with pytest.raises(ValueError, match="one rule for SQL"):
+        recommend_thresholds(
+            y_true=labels, y_prob=probs, weeks=WEEKS, sql_min_score=30, sql_capacity_per_week=50
+        )
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        recommend_thresholds(y_true=labels, y_prob=probs, weeks=WEEKS, mql_min_score=100)
+    with pytest.raises(ValueError, match="above SQL threshold"):
+        recommend_thresholds(y_true=labels, y_prob=probs, weeks=WEEKS, sql_min_score=10, mql_min_score=20)
+
+
+def test_threshold_config_takes_one_rule_per_level() -> None:
+    from pydantic import ValidationError
+
+    from leadscore.training.config import ThresholdConfig
+
+    assert ThresholdConfig(sql_min_score=30, mql_capacity_per_week=200).sql_min_score == 30
+    with pytest.raises(ValidationError, match="sql_capacity_per_week and sql_min_score"):
+        ThresholdConfig(sql_capacity_per_week=50, sql_min_score=30)
+    with pytest.raises(ValidationError, match="mql_min_score must not be above sql_min_score"):
+        ThresholdConfig(sql_min_score=20, mql_min_score=30)
+    with pytest.raises(ValidationError, match="less than 100"):
+        ThresholdConfig(sql_min_score=120)

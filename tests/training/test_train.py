@@ -140,3 +140,22 @@ def test_evaluate_cli_reports_metrics_and_pipeline_capture(trained: Trained) -> 
     assert 0.0 < float(lines["pipeline_capture_top20".rjust(24)]) <= 1.0
     unknown = CliRunner().invoke(app, [*args, "--alias", "no-such-alias"])
     assert unknown.exit_code != 0 and "no 'no-such-alias' alias" in unknown.output
+
+
+def test_agreed_scores_become_the_model_thresholds_and_the_card_says_so(trained: Trained) -> None:
+    from leadscore.training.config import ThresholdConfig
+
+    config = trained.config.model_copy(
+        update={
+            "booster": BoosterConfig(max_rounds=30),
+            "thresholds": ThresholdConfig(sql_min_score=40, mql_min_score=15),
+            "tracking": trained.config.tracking.model_copy(update={"register_model": False}),
+        }
+    )
+    result = TrainJob(config).run()
+    assert result.model.thresholds.sql == pytest.approx(
+        0.40
+    ) and result.model.thresholds.mql == pytest.approx(0.15)
+    assert result.model_version is None
+    card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/model_card.md")
+    assert "SQL: agreed score >= 40" in card and "MQL: agreed score >= 15" in card
