@@ -51,7 +51,7 @@ def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.8))
 
 
 def _ranked_capture(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(share of leads contacted, share of conversions captured), best-scored first, from (0, 0)."""
+    """(share of leads contacted, share of conversions or value captured), best first, from (0, 0)."""
     order = np.argsort(-scores, kind="stable")
     captured = np.concatenate([[0.0], np.cumsum(labels[order])]) / max(labels.sum(), 1)
     contacted = np.arange(len(labels) + 1) / len(labels)
@@ -118,6 +118,36 @@ def gains_chart(
         xlabel="Share of leads contacted",
         ylabel="Share of conversions captured",
         title="Cumulative gains",
+    )
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def pipeline_gains_chart(
+    *, amounts: npt.ArrayLike, scores: Mapping[str, npt.ArrayLike], ax: Axes | None = None
+) -> Figure:
+    """Cumulative share of opportunity value captured vs share of leads contacted, best first.
+
+    ``amounts``: each lead's opportunity amount if it converted, 0 if not, NaN if unknown (counted
+    as 0). The revenue view of the gains chart: a model can find many small deals and miss the big ones.
+    """
+    fig, ax = _figure_and_axes(ax)
+    value = np.nan_to_num(np.asarray(amounts, dtype=np.float64), nan=0.0)
+    for name, values in scores.items():
+        score = as_scores(values, n=len(value), probabilities=False, name=f"scores[{name!r}]")
+        contacted, captured = _ranked_capture(value, score)
+        ax.plot(contacted, captured, label=name)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
+    if value.sum() > 0:
+        contacted, captured = _ranked_capture(value, value)
+        ax.plot(contacted, captured, linestyle=":", color="black", label="perfect")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        xlabel="Share of leads contacted",
+        ylabel="Share of opportunity value captured",
+        title="Pipeline-value gains",
     )
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)

@@ -453,6 +453,10 @@ class TrainJob:
             "score_distribution.png": plots.score_distribution(y_true=y_test, y_prob=predictions["lightgbm"]),
             "thresholds.png": plots.threshold_tradeoff_plot(table=thresholds, choice=choice),
         }
+        if "label_amount" in split.test.columns and np.nansum(split.test["label_amount"].to_numpy(float)) > 0:
+            figures["pipeline_gains.png"] = plots.pipeline_gains_chart(
+                amounts=split.test["label_amount"].to_numpy(dtype=float), scores=predictions
+            )
         sample = split.test.sample(
             n=min(len(split.test), self.config.shap_sample), random_state=self.config.seed
         )
@@ -484,8 +488,10 @@ def shap_figures(*, model: LeadScoringModel, features: pd.DataFrame) -> dict[str
     explanation = shap.Explanation(
         values=grouped, base_values=contributions[:, -1], data=encoded, feature_names=labels
     )
+    # shap draws on pyplot's current figure: give it its own, or it paints over the last plot made
+    beeswarm = plt.figure()
     shap.plots.beeswarm(explanation, max_display=15, show=False)
-    beeswarm = plt.gcf()
+    assert plt.gcf() is beeswarm
     beeswarm.suptitle("Grouped SHAP contributions (log-odds)")
     importance = pd.Series(np.abs(grouped).mean(axis=0), index=labels).sort_values().tail(15)
     figure, ax = plt.subplots(figsize=(7, 5))

@@ -232,3 +232,25 @@ def test_importing_plots_selects_no_backend_and_plotting_selects_agg() -> None:
     env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert [word.lower() for word in result.stdout.split()] == ["none", "agg"]
+
+
+def test_pipeline_gains_curve_is_the_capture_of_opportunity_value(calibrated) -> None:
+    import matplotlib.pyplot as plt
+
+    labels, probs = calibrated
+    labels, probs = labels[:2000], probs[:2000]
+    rng = np.random.default_rng(3)
+    amounts = np.where(labels == 1, rng.lognormal(9, 1, len(labels)), 0.0)
+    amounts[rng.random(len(labels)) < 0.01] = np.nan  # unknown amounts add no value
+    fig = plots.pipeline_gains_chart(amounts=amounts, scores={"model": probs})
+    try:
+        model, random, perfect = fig.axes[0].get_lines()[:3]
+        x, y = model.get_xdata(), model.get_ydata()
+        assert (x[0], y[0]) == (0.0, 0.0) and y[-1] == pytest.approx(1.0)
+        # at 20% of leads the curve reads what pipeline_capture_at computes
+        k = int(np.ceil(0.2 * len(labels)))
+        assert y[k] == pytest.approx(pipeline_capture_at(amounts=amounts, y_prob=probs, fraction=0.2))
+        assert np.all(perfect.get_ydata() >= y - 1e-12)  # nothing beats ranking by the value itself
+        assert random.get_ydata().tolist() == [0, 1]
+    finally:
+        plt.close(fig)

@@ -133,3 +133,21 @@ def test_sentences_read_naturally() -> None:
         "No activity for 63 days"
     )
     assert concept_sentence("sales_touches_total", {"sales_touches_total": 1.0}) == "1 sales touch so far"
+
+
+def test_shap_figures_never_draw_over_other_plots(model: LeadScoringModel, newest: pd.DataFrame) -> None:
+    import matplotlib.pyplot as plt
+
+    from leadscore.training import plots
+    from leadscore.training.train import shap_figures
+
+    y = np.arange(len(newest)) % 7 == 0
+    before = plots.gains_chart(y_true=y, scores={"m": np.linspace(0, 1, len(newest))})  # the current figure
+    axes_before = len(before.axes)
+    try:
+        figures = shap_figures(model=model, features=newest.head(300))
+        assert all(figure is not before for figure in figures.values())
+        assert len(before.axes) == axes_before  # the gains chart is untouched
+        assert before.axes[0].get_title() == "Cumulative gains"
+    finally:
+        plt.close("all")
