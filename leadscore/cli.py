@@ -330,10 +330,9 @@ def evaluate(
         y_true=frame["label"].astype(int).to_numpy(), y_prob=probability, threshold=model.thresholds.sql
     )
     if "label_amount" in frame.columns:  # lead -> revenue: the opportunity value the top of the list holds
-        for fraction in (0.1, 0.2):
-            metrics[f"pipeline_capture_top{int(100 * fraction)}"] = evaluation.pipeline_capture_at(
-                amounts=frame["label_amount"].to_numpy(dtype=float), y_prob=probability, fraction=fraction
-            )
+        metrics |= evaluation.pipeline_capture(
+            amounts=frame["label_amount"].to_numpy(dtype=float), y_prob=probability
+        )
     console.print(f"{model_name} version {version} on {len(frame):,} snapshots from {cutoff}")
     for key, value in metrics.items():
         console.print(f"{key:>24}: {value:.4f}")

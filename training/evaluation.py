@@ -150,6 +150,16 @@ def pipeline_capture_at(*, amounts: ArrayLike, y_prob: ArrayLike, fraction: floa
     return float(known[order[:k]].sum() / total)
 
 
+def pipeline_capture(*, amounts: ArrayLike, y_prob: ArrayLike) -> dict[str, float]:
+    """``pipeline_capture_top10`` and ``pipeline_capture_top20`` (:func:`pipeline_capture_at`)."""
+    return {
+        f"pipeline_capture_top{round(100 * fraction)}": pipeline_capture_at(
+            amounts=amounts, y_prob=y_prob, fraction=fraction
+        )
+        for fraction in (0.1, 0.2)
+    }
+
+
 def classification_metrics(*, y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> dict[str, float]:
     """Ranking, calibration, lift and thresholded metrics of calibrated probabilities.
 
@@ -236,16 +246,7 @@ def compare_models(
             y_true=y_true, y_prob=probs, threshold=thresholds.get(name, default_threshold)
         )
         | {"threshold": float(thresholds.get(name, default_threshold))}
-        | (
-            {}
-            if amounts is None
-            else {
-                f"pipeline_capture_top{int(100 * f)}": pipeline_capture_at(
-                    amounts=amounts, y_prob=probs, fraction=f
-                )
-                for f in (0.1, 0.2)
-            }
-        )
+        | ({} if amounts is None else pipeline_capture(amounts=amounts, y_prob=probs))
         for name, probs in predictions.items()
     }
     table = pd.DataFrame.from_dict(rows, orient="index")

@@ -22,7 +22,7 @@ from leadscore.features.mapping import FlatFeatureTransform
 from leadscore.features.pipeline import compute_features
 from leadscore.features.vocabulary import Tier
 from leadscore.training.cadence import follow_up
-from leadscore.training.calibration import PlattCalibrator
+from leadscore.training.calibration import IsotonicCalibrator, PlattCalibrator
 from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.explain import (
     Concept,
@@ -94,7 +94,7 @@ class LeadScoringModel:
 
     encoder: CategoryCodeEncoder
     booster: lgb.Booster
-    calibrator: IsotonicRegression | PlattCalibrator
+    calibrator: IsotonicCalibrator | PlattCalibrator | IsotonicRegression  # the last: models saved earlier
     feature_names: tuple[str, ...]
     thresholds: TierThresholds
     grade_cutoffs: GradeCutoffs

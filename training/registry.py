@@ -59,10 +59,8 @@ def comparability_problem(*, candidate: LeadScoringModel, champion: LeadScoringM
 
 
 def champion_version(*, model_name: str) -> str | None:
-    try:
-        return str(mlflow.MlflowClient().get_model_version_by_alias(model_name, CHAMPION).version)
-    except MlflowException:
-        return None
+    """The version the ``champion`` alias points at; None before the first promotion."""
+    return resolve_version(model_name=model_name, alias_or_version=CHAMPION)
 
 
 def resolve_version(*, model_name: str, alias_or_version: str) -> str | None:

@@ -18,7 +18,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.data import pandas_dataset
-from sklearn.isotonic import IsotonicRegression
 
 from leadscore.features.build import file_sha256
 from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, Family, catalogue_frame
@@ -26,7 +25,7 @@ from leadscore.features.mapping import ExportMapping, FlatFeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
 from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
-from leadscore.training.calibration import PlattCalibrator, fit_calibrator
+from leadscore.training.calibration import IsotonicCalibrator, PlattCalibrator, fit_calibrator
 from leadscore.training.config import TrainConfig
 from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.model import GradeCutoffs, LeadScoringModel, TierThresholds
@@ -271,7 +270,7 @@ class TrainJob:
 
     def fit_calibrator(
         self, encoder: CategoryCodeEncoder, booster: lgb.Booster, validation: pd.DataFrame
-    ) -> IsotonicRegression | PlattCalibrator:
+    ) -> IsotonicCalibrator | PlattCalibrator:
         raw = booster.predict(encoder.transform(validation.loc[:, list(self.feature_names)]), raw_score=True)
         return fit_calibrator(
             method=self.config.calibration, raw=np.asarray(raw), y=validation["label"].astype(int).to_numpy()
@@ -491,7 +490,6 @@ def shap_figures(*, model: LeadScoringModel, features: pd.DataFrame) -> dict[str
     # shap draws on pyplot's current figure: give it its own, or it paints over the last plot made
     beeswarm = plt.figure()
     shap.plots.beeswarm(explanation, max_display=15, show=False)
-    assert plt.gcf() is beeswarm
     beeswarm.suptitle("Grouped SHAP contributions (log-odds)")
     importance = pd.Series(np.abs(grouped).mean(axis=0), index=labels).sort_values().tail(15)
     figure, ax = plt.subplots(figsize=(7, 5))
