@@ -98,29 +98,32 @@ def calibration_plot(
     return fig
 
 
+def _gains(
+    ax: Axes, *, weights: np.ndarray, scores: Mapping[str, npt.ArrayLike], ylabel: str, title: str
+) -> None:
+    """Share of ``weights`` (conversions or value) captured vs share of leads contacted, per model."""
+    for name, values in scores.items():
+        score = as_scores(values, n=len(weights), probabilities=False, name=f"scores[{name!r}]")
+        contacted, captured = _ranked_capture(weights, score)
+        ax.plot(contacted, captured, label=name)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
+    if weights.sum() > 0:  # ranking by the outcome itself
+        contacted, captured = _ranked_capture(weights, weights)
+        ax.plot(contacted, captured, linestyle=":", color="black", label="perfect")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="Share of leads contacted", ylabel=ylabel, title=title)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+
+
 def gains_chart(
     *, y_true: npt.ArrayLike, scores: Mapping[str, npt.ArrayLike], ax: Axes | None = None
 ) -> Figure:
     """Cumulative gains: share of conversions captured vs share of leads contacted, best first."""
     fig, ax = _figure_and_axes(ax)
     labels = as_labels(y_true)
-    for name, values in scores.items():
-        score = as_scores(values, n=len(labels), probabilities=False, name=f"scores[{name!r}]")
-        contacted, captured = _ranked_capture(labels, score)
-        ax.plot(contacted, captured, label=name)
-    base_rate = labels.mean() if len(labels) else 0.0
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
-    if base_rate > 0:
-        ax.plot([0, base_rate, 1], [0, 1, 1], linestyle=":", color="black", label="perfect")
-    ax.set(
-        xlim=(0, 1),
-        ylim=(0, 1.02),
-        xlabel="Share of leads contacted",
-        ylabel="Share of conversions captured",
-        title="Cumulative gains",
+    _gains(
+        ax, weights=labels, scores=scores, ylabel="Share of conversions captured", title="Cumulative gains"
     )
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
     return fig
 
 
@@ -134,23 +137,13 @@ def pipeline_gains_chart(
     """
     fig, ax = _figure_and_axes(ax)
     value = np.nan_to_num(np.asarray(amounts, dtype=np.float64), nan=0.0)
-    for name, values in scores.items():
-        score = as_scores(values, n=len(value), probabilities=False, name=f"scores[{name!r}]")
-        contacted, captured = _ranked_capture(value, score)
-        ax.plot(contacted, captured, label=name)
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
-    if value.sum() > 0:
-        contacted, captured = _ranked_capture(value, value)
-        ax.plot(contacted, captured, linestyle=":", color="black", label="perfect")
-    ax.set(
-        xlim=(0, 1),
-        ylim=(0, 1.02),
-        xlabel="Share of leads contacted",
+    _gains(
+        ax,
+        weights=value,
+        scores=scores,
         ylabel="Share of opportunity value captured",
         title="Pipeline-value gains",
     )
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
     return fig
 
 
