@@ -46,12 +46,11 @@ from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
 from leadscore.features.build import simulate_and_build
-from leadscore.features.training_table import SnapshotPolicy, observed_until
+from leadscore.features.training_table import observed_until
 from leadscore.training.cards import LeadCard, render_html_card
 from leadscore.training.config import BoosterConfig, TrainConfig
-from leadscore.training.model import GradeCutoffs, LeadScoringModel, TierThresholds
+from leadscore.training.model import LeadScoringModel
 from leadscore.training.split import TimeSplit
-from leadscore.training.thresholds import recommend_thresholds
 from leadscore.training.train import TrainJob
 
 DEFAULT_SETTINGS = ("3,8,150", "4,15,300", "6,31,400", "8,63,800", "10,127,1000")
@@ -87,37 +86,10 @@ def best_time(function: Callable[[], Any], repeats: int, budget_seconds: float =
     return Timing(min(walls), min(cpus))
 
 
-def train_model(split: TimeSplit, config: TrainConfig, *, horizon: int, n_ages: int) -> LeadScoringModel:
-    """A deployable model built from TrainJob's own steps (no MLflow, plots or baselines)."""
-    job = TrainJob(config)
-    features = job.feature_names
-    encoder, booster = job.fit_booster(split)
-    calibrator = job.fit_calibrator(encoder, booster, split.validation)
-    draft = LeadScoringModel(
-        encoder=encoder,
-        booster=booster,
-        calibrator=calibrator,
-        feature_names=features,
-        flat=job.flat_transform,
-        thresholds=TierThresholds(0.0, 1.0),
-        grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0)),
-        horizon_days=horizon,
-    )
-    choice = recommend_thresholds(
-        y_true=split.validation["label"].astype(int).to_numpy(),
-        y_prob=draft.predict_proba_features(split.validation),
-        weeks=TrainJob.weeks_covered(split.validation, n_ages=n_ages),
-    )
-    return LeadScoringModel(
-        encoder=encoder,
-        booster=booster,
-        calibrator=calibrator,
-        feature_names=features,
-        flat=job.flat_transform,
-        thresholds=TierThresholds(choice.mql_threshold, choice.sql_threshold, choice.rule),
-        grade_cutoffs=job.grade_cutoffs(draft, split.train),
-        horizon_days=horizon,
-    )
+def train_model(split: TimeSplit, config: TrainConfig) -> LeadScoringModel:
+    """A deployable model built by TrainJob's own step (no MLflow, plots or baselines)."""
+    model, _ = TrainJob(config).fit_model(split)
+    return model
 
 
 def tree_shape(model: LeadScoringModel) -> tuple[int, float, float]:
@@ -157,7 +129,6 @@ def main() -> None:
     # build_training_table through BuildFeaturesJob, which also writes the sidecar TrainJob reads
     export = simulate_and_build(n_leads=args.leads, seed=args.seed, out_dir=home)
     crm, table_path = export.crm, export.training_table
-    policy = SnapshotPolicy()
     until = observed_until(leads=crm.leads, activities=crm.activities, outcomes=crm.outcomes)
     table = pd.read_parquet(table_path)
     base = TrainConfig(training_table=table_path)
@@ -185,7 +156,7 @@ def main() -> None:
         booster = BoosterConfig(max_depth=depth, num_leaves=leaves, max_rounds=rounds)
         config = base.model_copy(update={"booster": booster})
         fit_start = time.perf_counter()
-        model = train_model(split, config, horizon=policy.horizon_days, n_ages=len(policy.ages_days))
+        model = train_model(split, config)
         fit_seconds = time.perf_counter() - fit_start
         trees, mean_leaves, mean_depth = tree_shape(model)
         auc = float(roc_auc_score(y_test, model.predict_proba_features(split.test)))

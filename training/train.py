@@ -32,7 +32,7 @@ from leadscore.training.model import GradeCutoffs, LeadScoringModel, TierThresho
 from leadscore.training.model_card import render_model_card
 from leadscore.training.pyfunc import MODEL_ARTIFACT, LeadScoringPyfunc, input_signature, save_model_pickle
 from leadscore.training.split import TimeSplit, stratified_split, time_ordered_split
-from leadscore.training.thresholds import recommend_thresholds, threshold_table
+from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds, threshold_table
 
 log = logging.getLogger(__name__)
 TEST_FEATURES_ARTIFACT = "evaluation/test_features.parquet"
@@ -133,54 +133,14 @@ class TrainJob:
         config = self.config
         table = pd.read_parquet(config.training_table)
         meta = self.meta
-        horizon = int(meta["snapshot_policy"]["horizon_days"])
         split = self.split(table)
         log.info("split: %s", split.describe())
 
-        encoder, booster = self.fit_booster(split)
-        calibrator = self.fit_calibrator(encoder, booster, split.validation)
-        draft = LeadScoringModel(
-            encoder=encoder,
-            booster=booster,
-            calibrator=calibrator,
-            feature_names=self.feature_names,
-            flat=self.flat_transform,
-            thresholds=TierThresholds(0.0, 1.0),
-            grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0)),
-            horizon_days=horizon,
-        )
-        cutoffs = self.grade_cutoffs(draft, split.train)
+        model, choice = self.fit_model(split)
         y_test = split.test["label"].astype(int).to_numpy()
-        p_test = draft.predict_proba_features(split.test)
+        p_test = model.predict_proba_features(split.test)
         n_ages = len(meta["snapshot_policy"]["ages_days"])
         weeks = self.weeks_covered(split.test, n_ages=n_ages) if self.has_time else 1.0
-        t = config.thresholds
-        choice = recommend_thresholds(
-            y_true=split.validation["label"].astype(int).to_numpy(),
-            y_prob=draft.predict_proba_features(split.validation),
-            weeks=self.weeks_covered(split.validation, n_ages=n_ages) if self.has_time else 1.0,
-            sql_capacity_per_week=t.sql_capacity_per_week,
-            sql_target_precision=t.sql_target_precision,
-            mql_capacity_per_week=t.mql_capacity_per_week,
-            mql_target_precision=t.mql_target_precision,
-            sql_min_score=t.sql_min_score,
-            mql_min_score=t.mql_min_score,
-        )
-        model = LeadScoringModel(
-            encoder=encoder,
-            booster=booster,
-            calibrator=calibrator,
-            feature_names=self.feature_names,
-            flat=self.flat_transform,
-            thresholds=TierThresholds(choice.mql_threshold, choice.sql_threshold, choice.rule),
-            grade_cutoffs=cutoffs,
-            horizon_days=horizon,
-            metadata={
-                "model_name": config.tracking.model_name,
-                "trained_on": str(config.training_table),
-                "test_start": str(split.test_start),
-            },
-        )
 
         baseline_predictions = self.fit_baselines(split)
         predictions = {"lightgbm": p_test, **baseline_predictions}
@@ -201,6 +161,7 @@ class TrainJob:
         for column in ("pipeline_capture_top10", "pipeline_capture_top20"):
             if column in lightgbm_row:
                 metrics[column] = float(lightgbm_row[column])
+        booster = model.booster
         metrics["best_iteration"] = float(booster.best_iteration or booster.current_iteration())
         for name in baseline_predictions:
             for key, value in evaluation.improvement_over(
@@ -226,6 +187,48 @@ class TrainJob:
         )
 
     # --- steps ---------------------------------------------------------------------------------
+    def fit_model(self, split: TimeSplit) -> tuple[LeadScoringModel, ThresholdChoice]:
+        """The deployable model: booster, calibrator, grade cut-offs and MQL/SQL thresholds."""
+        config = self.config
+        meta = self.meta
+        encoder, booster = self.fit_booster(split)
+        calibrator = self.fit_calibrator(encoder, booster, split.validation)
+        parts: dict[str, Any] = {
+            "encoder": encoder,
+            "booster": booster,
+            "calibrator": calibrator,
+            "feature_names": self.feature_names,
+            "flat": self.flat_transform,
+            "horizon_days": int(meta["snapshot_policy"]["horizon_days"]),
+        }
+        draft = LeadScoringModel(
+            **parts, thresholds=TierThresholds(0.0, 1.0), grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0))
+        )
+        n_ages = len(meta["snapshot_policy"]["ages_days"])
+        t = config.thresholds
+        choice = recommend_thresholds(
+            y_true=split.validation["label"].astype(int).to_numpy(),
+            y_prob=draft.predict_proba_features(split.validation),
+            weeks=self.weeks_covered(split.validation, n_ages=n_ages) if self.has_time else 1.0,
+            sql_capacity_per_week=t.sql_capacity_per_week,
+            sql_target_precision=t.sql_target_precision,
+            mql_capacity_per_week=t.mql_capacity_per_week,
+            mql_target_precision=t.mql_target_precision,
+            sql_min_score=t.sql_min_score,
+            mql_min_score=t.mql_min_score,
+        )
+        model = LeadScoringModel(
+            **parts,
+            thresholds=TierThresholds(choice.mql_threshold, choice.sql_threshold, choice.rule),
+            grade_cutoffs=self.grade_cutoffs(draft, split.train),
+            metadata={
+                "model_name": config.tracking.model_name,
+                "trained_on": str(config.training_table),
+                "test_start": str(split.test_start),
+            },
+        )
+        return model, choice
+
     def fit_booster(self, split: TimeSplit) -> tuple[CategoryCodeEncoder, lgb.Booster]:
         b = self.config.booster
         encoder = CategoryCodeEncoder(columns=list(self.categorical_features), min_frequency=20)
