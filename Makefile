@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-integration lint bench bench-batch typecheck
+.PHONY: setup demo test test-integration lint imports bench bench-batch typecheck pkgview
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,11 +35,18 @@ bench: setup
 bench-batch: setup
 	$(BIN)/python benchmarks/bench_batch.py
 
-## mypy cannot follow setuptools' editable import hook, so type-check a symlinked view of the package
-typecheck: setup
-	rm -rf build/typecheck && mkdir -p build/typecheck/leadscore
-	cp -rs $(CURDIR)/leadscore/. build/typecheck/leadscore/
-	ln -s $(CURDIR)/features build/typecheck/leadscore/features
-	ln -s $(CURDIR)/training build/typecheck/leadscore/training
-	ln -s $(CURDIR)/serving build/typecheck/leadscore/serving
-	cd build/typecheck && $(CURDIR)/$(BIN)/mypy -p leadscore --config-file $(CURDIR)/pyproject.toml
+## mypy and import-linter read files, not setuptools' editable import hook (features/ training/ serving/
+## are mapped to leadscore.*): both read a symlinked view of the package
+pkgview: setup
+	rm -rf build/pkgview && mkdir -p build/pkgview/leadscore
+	cp -rs $(CURDIR)/leadscore/. build/pkgview/leadscore/
+	ln -s $(CURDIR)/features build/pkgview/leadscore/features
+	ln -s $(CURDIR)/training build/pkgview/leadscore/training
+	ln -s $(CURDIR)/serving build/pkgview/leadscore/serving
+
+typecheck: pkgview
+	cd build/pkgview && $(CURDIR)/$(BIN)/mypy -p leadscore --config-file $(CURDIR)/pyproject.toml
+
+## the import contract (pyproject.toml [tool.importlinter]): features < training < serving < cli
+imports: pkgview
+	cd build/pkgview && PYTHONPATH=$(CURDIR)/build/pkgview $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml

@@ -13,7 +13,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from leadscore.settings import DEFAULT_MODEL_NAME, PROJECT_ROOT, apply_environment_defaults, state_dir
+from leadscore.settings import (
+    DEFAULT_MODEL_NAME,
+    PROJECT_ROOT,
+    apply_environment_defaults,
+    quiet_known_third_party_noise,
+    state_dir,
+)
 
 app = typer.Typer(
     help="Calibrated, leakage-safe, explainable lead scoring.",
@@ -29,6 +35,7 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
     apply_environment_defaults()
+    quiet_known_third_party_noise()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -457,7 +464,7 @@ def demo(
         as_of=None,
         html=state_dir() / "cards",
     )
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri {state_dir() / 'mlflow.db'}")
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}")
 
 
 from leadscore.cli_scale import score_batch, tracking_server  # noqa: E402  (cheap: no pyspark import)

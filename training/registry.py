@@ -12,9 +12,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import roc_auc_score
 
+from leadscore.training.artifacts import TEST_FEATURES_ARTIFACT
 from leadscore.training.model import LeadScoringModel
 from leadscore.training.pyfunc import MODEL_ARTIFACT
-from leadscore.training.train import TEST_FEATURES_ARTIFACT
 
 CHAMPION = "champion"
 PREVIOUS = "previous"

@@ -24,6 +24,7 @@ from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, Fa
 from leadscore.features.mapping import ExportMapping, FlatFeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
+from leadscore.training.artifacts import TEST_FEATURES_ARTIFACT
 from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
 from leadscore.training.calibration import IsotonicCalibrator, PlattCalibrator, fit_calibrator
 from leadscore.training.config import TrainConfig
@@ -35,7 +36,6 @@ from leadscore.training.split import TimeSplit, stratified_split, time_ordered_s
 from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds, threshold_table
 
 log = logging.getLogger(__name__)
-TEST_FEATURES_ARTIFACT = "evaluation/test_features.parquet"
 MAX_LOGGED_TEST_ROWS = 200_000
 
 
@@ -402,8 +402,9 @@ class TrainJob:
             choice=choice,
         )
         test_rows = split.test.head(MAX_LOGGED_TEST_ROWS)
-        test_rows.to_parquet(out / "test_features.parquet", index=False)
-        mlflow.log_artifact(str(out / "test_features.parquet"), "evaluation")
+        test_artifact = Path(TEST_FEATURES_ARTIFACT)
+        test_rows.to_parquet(out / test_artifact.name, index=False)
+        mlflow.log_artifact(str(out / test_artifact.name), str(test_artifact.parent))
 
         model.metadata["run_id"] = run.info.run_id
         pickle_path = save_model_pickle(model, out / "scoring_model.pkl")
