@@ -2,5 +2,52 @@
 
 from __future__ import annotations
 
+import importlib
+import re
+import shutil
+import sys
+from pathlib import Path
+
 TEST_FEATURES_ARTIFACT = "evaluation/test_features.parquet"
 """The candidate's test rows (features + label), read by the promotion gate to compare models."""
+
+
+def scoring_code_dir(destination: Path) -> Path:
+    """Copy the importable ``leadscore`` package (with its features/training/serving rooms) to
+    ``destination/leadscore`` and return that folder: logged as the MLflow model's ``code_paths``,
+    so the model scores anywhere its requirements install, without leadscore on an index."""
+    import leadscore
+
+    target = destination / "leadscore"
+    if target.exists():
+        shutil.rmtree(target)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    (root,) = leadscore.__path__
+    shutil.copytree(root, target, ignore=ignore)
+    for room in ("features", "training", "serving"):
+        module = importlib.import_module(f"leadscore.{room}")
+        (source,) = module.__path__
+        shutil.rmtree(target / room, ignore_errors=True)
+        shutil.copytree(source, target / room, ignore=ignore)
+    return target
+
+
+def scoring_requirements() -> list[str]:
+    """Pinned versions of leadscore's own dependencies imported in this process once the scoring model
+    (``leadscore.training.pyfunc``) is loaded: the MLflow model's requirements.txt. In a training
+    process that includes a few training-only packages (plots, SHAP): a superset, still installable."""
+    import importlib.metadata as metadata
+
+    importlib.import_module("leadscore.training.pyfunc")
+    loaded = {name.split(".")[0] for name in sys.modules}
+    provides = metadata.packages_distributions()
+    imported = {dist.lower() for top in loaded for dist in provides.get(top, ())}
+    declared = metadata.requires("leadscore") or []
+    names = sorted(
+        {
+            re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]
+            for requirement in declared
+            if "extra ==" not in requirement
+        }
+    )
+    return [f"{name}=={metadata.version(name)}" for name in names if name.lower() in imported]

@@ -21,10 +21,11 @@ from mlflow.data import pandas_dataset
 
 from leadscore.features.build import file_sha256
 from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, Family, catalogue_frame
-from leadscore.features.mapping import ExportMapping, FlatFeatureTransform
+from leadscore.features.contract import PII_COLUMNS
+from leadscore.features.mapping import ColumnRole, ExportMapping, FlatFeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
-from leadscore.training.artifacts import TEST_FEATURES_ARTIFACT
+from leadscore.training.artifacts import TEST_FEATURES_ARTIFACT, scoring_code_dir, scoring_requirements
 from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
 from leadscore.training.calibration import IsotonicCalibrator, PlattCalibrator, fit_calibrator
 from leadscore.training.config import TrainConfig
@@ -418,15 +419,16 @@ class TrainJob:
             config=config,
         )
         mlflow.log_text(card, "model_card.md")
-        example = pd.DataFrame(meta["raw_example"]) if meta.get("raw_example") else None
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=LeadScoringPyfunc(),
             artifacts={MODEL_ARTIFACT: str(pickle_path)},
             signature=input_signature(self.flat_transform),
-            input_example=example,
+            input_example=self.input_example_without_pii(),
             registered_model_name=config.tracking.model_name if config.tracking.register_model else None,
-            pip_requirements=["leadscore"],
+            # the model carries its own code and pins what it imports: it rebuilds anywhere
+            code_paths=[str(scoring_code_dir(out / "code"))],
+            pip_requirements=scoring_requirements(),
         )
         version = None
         if config.tracking.register_model and info.registered_model_version is not None:
@@ -437,6 +439,16 @@ class TrainJob:
                 config.tracking.model_name, version, "roc_auc", f"{metrics['roc_auc']:.4f}"
             )
         return run.info.run_id, version
+
+    def input_example_without_pii(self) -> pd.DataFrame | None:
+        """The table's raw example leads for the MLflow model, without any personal data."""
+        if not self.meta.get("raw_example"):
+            return None
+        example = pd.DataFrame(self.meta["raw_example"])
+        pii = set(PII_COLUMNS)
+        if self.flat_transform is not None:
+            pii |= set(self.flat_transform.mapping.columns_with(ColumnRole.PII))
+        return example.drop(columns=[c for c in example.columns if c in pii])
 
     def log_plots(
         self,

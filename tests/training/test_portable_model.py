@@ -1,0 +1,69 @@
+"""The logged MLflow model scores from its own folder alone: its code and its pinned requirements."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import Trained
+
+pytestmark = pytest.mark.slow
+
+
+def test_logged_model_scores_in_a_fresh_venv_without_leadscore(
+    trained: Trained, tmp_path: Path
+) -> None:
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    model_dir = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"runs:/{trained.result.run_id}/model", dst_path=str(tmp_path / "model")
+        )
+    )
+    requirements = (model_dir / "requirements.txt").read_text().split()
+    assert all("==" in line for line in requirements if not line.startswith("-")), requirements
+    assert not any(line.startswith("leadscore") for line in requirements), "leadscore is on no index"
+    example = json.loads((model_dir / "input_example.json").read_text())
+    assert not {"email", "first_name", "last_name", "phone"} & set(example["columns"]), "PII in the example"
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # third-party packages from the test environment (standing in for `pip install -r requirements.txt`);
+    # a plain path entry, so the test environment's editable leadscore is NOT importable
+    Path(site, "requirements-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    script = f"""
+import json, sys
+import mlflow.pyfunc, pandas as pd
+try:
+    import leadscore
+    raise SystemExit("leadscore importable before loading the model: " + leadscore.__file__)
+except ImportError:
+    pass
+model = mlflow.pyfunc.load_model({str(model_dir)!r})
+example = json.load(open({str(model_dir / "input_example.json")!r}))
+frame = pd.DataFrame(example["data"], columns=example["columns"])
+scores = model.predict(frame)
+import leadscore
+print(json.dumps({{"where": leadscore.__file__, "p": [float(x) for x in scores["probability"]]}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH"}}
+    run = subprocess.run(
+        [str(python), "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["where"].startswith(str(model_dir / "code")), result["where"]
+    assert result["p"] and all(0.0 < p < 1.0 for p in result["p"])
