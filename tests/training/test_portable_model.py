@@ -17,9 +17,7 @@ from tests.conftest import Trained
 pytestmark = pytest.mark.slow
 
 
-def test_logged_model_scores_in_a_fresh_venv_without_leadscore(
-    trained: Trained, tmp_path: Path
-) -> None:
+def test_logged_model_scores_in_a_fresh_venv_without_leadscore(trained: Trained, tmp_path: Path) -> None:
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     model_dir = Path(
         mlflow.artifacts.download_artifacts(
