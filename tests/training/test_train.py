@@ -46,10 +46,29 @@ def test_time_ordered_split_never_trains_on_the_future(trained: Trained) -> None
 
 def test_calibrated_on_held_out_data(trained: Trained) -> None:
     split = time_ordered_split(trained.table, config=SplitConfig(), horizon_days=90)
-    probability = trained.result.model.predict_proba_features(split.test)
+    assert trained.result.evaluated is not None  # the pre-test refit: test rows are held out from it
+    probability = trained.result.evaluated.predict_proba_features(split.test)
     ece = expected_calibration_error(y_true=split.test["label"].astype(int).to_numpy(), y_prob=probability)
     assert ece < 0.05
     assert trained.result.metrics["ece"] == pytest.approx(ece, abs=1e-9)
+
+
+def test_evaluated_model_is_refit_on_all_pre_test_rows_and_the_registered_one_on_all(trained: Trained) -> None:
+    split = time_ordered_split(trained.table, config=SplitConfig(), horizon_days=90)
+    evaluated, deployed = trained.result.evaluated, trained.result.model
+    assert evaluated is not None and evaluated is not deployed
+    assert evaluated.metadata["trained_until"] == str(split.earlier["as_of"].max())
+    assert pd.Timestamp(str(evaluated.metadata["trained_until"])) < split.test_start
+    assert deployed.metadata["trained_until"] == str(split.test["as_of"].max())
+    # rounds scale with rows: the refit on more rows boosts at least as long as the pre-test refit
+    assert int(deployed.metadata["boosting_rounds"]) >= int(evaluated.metadata["boosting_rounds"])
+    # the calibrated score keeps the raw ranking: as many distinct probabilities as raw scores
+    raw = evaluated.raw_scores(split.test)
+    probability = evaluated.predict_proba_features(split.test)
+    assert len(np.unique(probability)) == len(np.unique(raw))
+    assert "refit on all labelled" in mlflow.artifacts.load_text(
+        f"runs:/{trained.result.run_id}/model_card.md"
+    )
 
 
 def test_model_beats_the_rule_based_baseline_and_nears_the_oracle(trained: Trained) -> None:
