@@ -290,11 +290,19 @@ def tune(
 def promote(
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
     version: Annotated[str | None, typer.Option(help="Version to promote (default: latest).")] = None,
-    force: Annotated[bool, typer.Option(help="Promote even if worse than the champion.")] = False,
-    tolerance: Annotated[float, typer.Option(help="Allowed AUC drop vs the champion.")] = 0.0,
+    force: Annotated[
+        bool, typer.Option(help="Promote even if a gate check fails or the champion is not comparable.")
+    ] = False,
+    tolerance: Annotated[
+        float, typer.Option(help="Allowed drop vs the champion (AUC, capture; added to the ECE slack).")
+    ] = 0.0,
     rollback: Annotated[bool, typer.Option(help="Point champion back at the previous champion.")] = False,
 ) -> None:
-    """Move the 'champion' alias to a candidate that is not worse on the same test data."""
+    """Move 'champion' to a candidate that beats both baselines and is not worse than the champion.
+
+    Judged on the candidate's held-out test period by paired bootstrap 95% intervals on ROC AUC,
+    ECE and the (pipeline) capture of the top 20%; every check is printed.
+    """
     from leadscore.training import registry
 
     if rollback:
@@ -302,6 +310,10 @@ def promote(
         return
     decision = registry.promote(model_name=model_name, version=version, force=force, tolerance=tolerance)
     verb = "promoted" if decision.promoted else "kept champion; not promoted"
+    for check in decision.checks:
+        console.print(
+            ("  " if check.passed else "  [bold red]") + check.line() + ("" if check.passed else "[/]")
+        )
     console.print(f"{verb}: version {decision.candidate_version} ({decision.reason})")
     if not decision.promoted and decision.reason != "already the champion":
         raise typer.Exit(code=1)
@@ -443,7 +455,10 @@ def demo(
         ],
     )
     train(config=None, set_=[f"training_table={state_dir() / 'data' / 'training_table.parquet'}"])
-    promote(model_name=DEFAULT_MODEL_NAME, version=None, force=False, tolerance=0.0, rollback=False)
+    try:
+        promote(model_name=DEFAULT_MODEL_NAME, version=None, force=False, tolerance=0.0, rollback=False)
+    except typer.Exit:
+        console.print("demo: the promotion gate refused this model (checks above); explaining it unpromoted")
     from leadscore.training import registry
 
     # show the hottest open lead at the end of the data: the one a rep should call first

@@ -8,8 +8,21 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 TEST_FEATURES_ARTIFACT = "evaluation/test_features.parquet"
 """The candidate's test rows (features + label), read by the promotion gate to compare models."""
+TEST_PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
+"""Held-out test-period scores of the evaluated model and its baselines: the promotion gate's evidence."""
+
+
+def log_parquet(frame: pd.DataFrame, *, artifact: str, out: Path) -> None:
+    """Write ``frame`` under ``out`` and log it to the active MLflow run at the path ``artifact``."""
+    import mlflow
+
+    target = Path(artifact)
+    frame.to_parquet(out / target.name, index=False)
+    mlflow.log_artifact(str(out / target.name), str(target.parent))
 
 
 def scoring_code_dir(destination: Path) -> Path:

@@ -25,7 +25,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, RobustScaler
 from sklearn.utils.validation import check_is_fitted
 
 from leadscore.features.catalogue import (
@@ -237,21 +237,57 @@ def categories_as_strings(X: Any) -> np.ndarray:
     return frame.map(str).to_numpy(dtype=object)
 
 
+class TrainingRangeClipper(BaseEstimator):
+    """Clips each column to its training quantiles ``[q, 1 - q]`` (NaN kept).
+
+    A value past the training range (a market index at a new high, a count no lead reached before)
+    then scores like the most extreme value seen, instead of extrapolating the linear log-odds into
+    certainty: the main reason plain logistic regression collapses under drift.
+    """
+
+    def __init__(self, quantile: float = 0.005) -> None:
+        self.quantile = quantile
+
+    def fit(self, X: Any, y: Any = None) -> TrainingRangeClipper:
+        values = np.asarray(X, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self.low_ = np.nanquantile(values, self.quantile, axis=0)
+                self.high_ = np.nanquantile(values, 1 - self.quantile, axis=0)
+        self.n_features_in_ = values.shape[1]
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        values = np.asarray(X, dtype=np.float64)
+        low = np.where(np.isnan(self.low_), -np.inf, self.low_)
+        high = np.where(np.isnan(self.high_), np.inf, self.high_)
+        return np.where(np.isnan(values), np.nan, np.clip(values, low, high))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(input_features if input_features is not None else [], dtype=object)
+
+
 def make_logistic_baseline(
     *,
     seed: int,
     categorical_features: Sequence[str] = CATEGORICAL_FEATURES,
     numeric_features: Sequence[str] | None = None,
     min_frequency: int = 20,
-    C: float = 1.0,
+    C: float = 0.1,
     max_iter: int = 2000,
 ) -> Pipeline:
-    """Logistic regression on the feature frame (numerics default to every non-categorical feature).
+    """A logistic regression on the feature frame that cannot collapse under drift.
 
     Categoricals: strings (missing as its own value) → one-hot, categories seen fewer than
-    ``min_frequency`` times grouped, unknown ones ignored. Numerics: signed log1p → median
-    imputation with missing indicators → standard scaling. No class weighting, so the
-    probabilities stay calibrated-ish.
+    ``min_frequency`` times grouped, unknown ones ignored. Numerics: signed log1p → clipped to the
+    training range (0.5-99.5 % quantiles, so new extremes do not extrapolate) → median imputation
+    with missing indicators → robust scaling (median/IQR). L2 regularisation ``C`` (0.1: dozens of
+    one-hot columns per feature on a few thousand rows). No class weighting, so the probabilities
+    stay calibrated-ish. Numerics default to every non-categorical feature.
     """
     numeric = (
         [name for name in FEATURE_NAMES if name not in set(categorical_features)]
@@ -270,8 +306,9 @@ def make_logistic_baseline(
     numeric_steps = Pipeline(
         [
             ("signed_log1p", FunctionTransformer(signed_log1p, feature_names_out="one-to-one")),
+            ("clip", TrainingRangeClipper()),
             ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-            ("scale", StandardScaler()),
+            ("scale", RobustScaler(quantile_range=(5.0, 95.0), unit_variance=True)),
         ]
     )
     features = ColumnTransformer(
@@ -287,10 +324,19 @@ class EngagementPointsScorer(ClassifierMixin, BaseEstimator):
 
     Each engagement column earns 0-10 points by where the lead stands among training leads (its
     percentile); points add up; an isotonic map turns points into a probability.
+
+    When the export has no numeric engagement column, ``fallback_columns`` (categorical fit fields
+    such as channel or landing page) earn the points instead: 0-10 by the smoothed training
+    conversion rate of the lead's value (a fit grade as marketing tools learn it from history;
+    rare values shrink to the overall rate). ``basis_`` says which was used.
     """
 
-    def __init__(self, columns: Sequence[str] = ()) -> None:
+    def __init__(
+        self, columns: Sequence[str] = (), fallback_columns: Sequence[str] = (), smoothing: float = 20.0
+    ) -> None:
         self.columns = columns
+        self.fallback_columns = fallback_columns
+        self.smoothing = smoothing
 
     def fit(self, X: pd.DataFrame, y: npt.ArrayLike) -> EngagementPointsScorer:
         labels = np.asarray(y).astype(int)
@@ -299,6 +345,24 @@ class EngagementPointsScorer(ClassifierMixin, BaseEstimator):
             c: np.sort(pd.to_numeric(X[c], errors="coerce").dropna().to_numpy(dtype=float))
             for c in self.columns
         }
+        self.category_points_: dict[str, dict[str, float]] = {}
+        if not self.columns:
+            prior = float(labels.mean()) if len(labels) else 0.0
+            for column in self.fallback_columns:
+                values = X[column].astype("string").fillna("(missing)").to_numpy(dtype=object)
+                frame = pd.DataFrame({"v": values, "y": labels})
+                stats = frame.groupby("v")["y"].agg(["sum", "count"])
+                rate = (stats["sum"] + self.smoothing * prior) / (stats["count"] + self.smoothing)
+                top = float(rate.max()) if len(rate) else 1.0
+                self.category_points_[column] = (10.0 * rate / max(top, 1e-12)).to_dict()
+                self.category_points_[column]["__prior__"] = 10.0 * prior / max(top, 1e-12)
+        self.basis_ = (
+            f"engagement percentiles of {list(self.columns)}"
+            if self.columns
+            else f"smoothed conversion rate of {list(self.fallback_columns)} (no numeric engagement column)"
+            if self.fallback_columns
+            else "constant (no engagement or categorical column)"
+        )
         self.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4)
         self.isotonic_.fit(self.decision_function(X), labels)
         return self
@@ -312,6 +376,10 @@ class EngagementPointsScorer(ClassifierMixin, BaseEstimator):
                 1, len(values)
             )
             points += 10.0 * share
+        for column, table in self.category_points_.items():
+            values = X[column].astype("string").fillna("(missing)").to_numpy(dtype=object)
+            prior = table["__prior__"]
+            points += np.array([table.get(v, prior) for v in values], dtype=float)
         return points
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

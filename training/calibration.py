@@ -13,8 +13,10 @@ from leadscore.training.config import CalibrationMethod
 class PlattCalibrator(BaseEstimator):
     """Platt scaling: a logistic curve on the raw score; steadier than isotonic on small data."""
 
-    def fit(self, raw: np.ndarray, y: np.ndarray) -> PlattCalibrator:
-        self.model_ = LogisticRegression(C=1e6).fit(np.asarray(raw, dtype=float).reshape(-1, 1), y)
+    def fit(self, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> PlattCalibrator:
+        self.model_ = LogisticRegression(C=1e6).fit(
+            np.asarray(raw, dtype=float).reshape(-1, 1), y, sample_weight=sample_weight
+        )
         return self
 
     def predict(self, raw: np.ndarray) -> np.ndarray:
@@ -22,42 +24,77 @@ class PlattCalibrator(BaseEstimator):
 
 
 def fit_calibrator(
-    *, method: CalibrationMethod, raw: np.ndarray, y: np.ndarray
+    *, method: CalibrationMethod, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
 ) -> IsotonicCalibrator | PlattCalibrator:
-    """Fit the configured calibrator on held-out raw scores and labels."""
+    """Fit the configured calibrator on held-out raw scores and labels (optionally weighted)."""
     if method is CalibrationMethod.SIGMOID:
-        return PlattCalibrator().fit(raw, y)
-    return IsotonicCalibrator().fit(raw, y)
+        return PlattCalibrator().fit(raw, y, sample_weight=sample_weight)
+    return IsotonicCalibrator().fit(raw, y, sample_weight=sample_weight)
 
 
 class IsotonicCalibrator(BaseEstimator):
-    """Isotonic calibration whose end steps never claim certainty their data cannot back.
+    """Isotonic calibration that keeps the raw model's ranking and never claims certainty.
 
-    Plain isotonic regression gives its highest step the raw rate of the top block of held-out
-    leads: 30 converters out of 30 becomes "100 %", which no rep should read. Here the top step is
-    lowered to its Laplace estimate ``(k + 1) / (m + 2)`` for ``k`` converters among the ``m`` leads
-    of the block (30/30 -> 97 %) and the bottom step raised to its own (0/5,000 -> 0.02 %), but
-    neither past its neighbouring step, so the ranking is kept; every other step is unchanged.
+    Plain isotonic regression maps every raw score of a block to one step (a few dozen distinct
+    scores: the ranking collapses into ties) and gives its top block the raw rate of its leads
+    (30 converters out of 30 becomes "100 %"). Here each block becomes one knot at its mean raw
+    score with its conversion rate; the end blocks are lowered/raised to their Laplace estimate
+    ``(k + 1) / (m + 2)`` (never past the neighbouring block). Between knots the log-odds are
+    interpolated linearly; beyond the end knots they continue with the slope of a Platt fit. The
+    map is strictly increasing, so calibrated scores rank leads exactly as the raw scores do.
     """
 
-    def fit(self, raw: np.ndarray, y: np.ndarray) -> IsotonicCalibrator:
+    def fit(
+        self, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> IsotonicCalibrator:
         raw = np.asarray(raw, dtype=float)
         y = np.asarray(y, dtype=float)
-        plain = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+        w = np.ones_like(raw) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        plain = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y, sample_weight=w)
         fitted = plain.predict(raw)
-        x_knots = np.asarray(plain.X_thresholds_, dtype=float)
-        y_knots = np.asarray(plain.y_thresholds_, dtype=float).copy()
-        steps = np.unique(y_knots)
+        steps, block = np.unique(fitted, return_inverse=True)
+        weight = np.bincount(block, weights=w, minlength=steps.size)
+        positives = np.bincount(block, weights=w * y, minlength=steps.size)
+        centres = np.bincount(block, weights=w * raw, minlength=steps.size) / np.maximum(weight, 1e-12)
+        values = steps.copy()
         if steps.size >= 2:
-            top, bottom = fitted == steps[-1], fitted == steps[0]
-            top_bound = (y[top].sum() + 1.0) / (top.sum() + 2.0)
-            bottom_bound = (y[bottom].sum() + 1.0) / (bottom.sum() + 2.0)
-            y_knots[y_knots == steps[-1]] = max(min(steps[-1], top_bound), steps[-2])
-            y_knots[y_knots == steps[0]] = min(max(steps[0], bottom_bound), steps[1])
-        self.x_knots_ = x_knots
-        self.y_knots_ = np.maximum.accumulate(y_knots)
+            top = (positives[-1] + 1.0) / (weight[-1] + 2.0)
+            bottom = (positives[0] + 1.0) / (weight[0] + 2.0)
+            values[-1] = max(min(values[-1], top), values[-2])
+            values[0] = min(max(values[0], bottom), values[1])
+        else:
+            values[0] = (positives[0] + 1.0) / (weight[0] + 2.0)
+        # blocks are ordered by raw score; an end block bounded onto its neighbour merges with it
+        keep_x, keep_v, keep_w = [centres[0]], [values[0]], [weight[0]]
+        for x, v, m in zip(centres[1:], values[1:], weight[1:], strict=True):
+            if v <= keep_v[-1] or x <= keep_x[-1]:
+                total = keep_w[-1] + m
+                keep_x[-1] = (keep_x[-1] * keep_w[-1] + x * m) / total
+                keep_v[-1] = (keep_v[-1] * keep_w[-1] + v * m) / total
+                keep_w[-1] = total
+            else:
+                keep_x.append(x)
+                keep_v.append(v)
+                keep_w.append(m)
+        self.x_knots_ = np.asarray(keep_x)
+        self.logit_knots_ = _logit(np.asarray(keep_v))
+        platt = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), y.astype(int), sample_weight=w)
+        self.tail_slope_ = float(max(platt.coef_[0, 0], 1e-3))
         return self
 
     def predict(self, raw: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (linear between knots, clipped to the end steps outside them)."""
-        return np.interp(np.asarray(raw, dtype=float), self.x_knots_, self.y_knots_)
+        """Calibrated probabilities, strictly increasing in the raw score."""
+        raw = np.asarray(raw, dtype=float)
+        if not hasattr(self, "logit_knots_"):  # a calibrator pickled before strict ranking: plain steps
+            return np.asarray(np.interp(raw, self.x_knots_, self.y_knots_), dtype=float)
+        x, z = self.x_knots_, self.logit_knots_
+        inside = np.interp(raw, x, z)
+        below = z[0] + self.tail_slope_ * (raw - x[0])
+        above = z[-1] + self.tail_slope_ * (raw - x[-1])
+        logit = np.where(raw < x[0], below, np.where(raw > x[-1], above, inside))
+        return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=float)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(p / (1 - p)), dtype=float)

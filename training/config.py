@@ -43,6 +43,15 @@ class BoosterConfig(Strict):
     bagging_fraction: float = Field(default=0.8, gt=0, le=1)
     bagging_freq: int = Field(default=1, ge=0)
     lambda_l2: float = Field(default=1.0, ge=0)
+    cat_smooth: float = Field(
+        default=10.0, ge=0, description="Shrinks each category's rate towards the prior (rare categories)."
+    )
+    min_data_per_group: int = Field(
+        default=100, ge=1, description="Fewest rows a category group needs to get its own split."
+    )
+    linear_tree: bool = Field(
+        default=False, description="Linear models in the leaves: trends continue past the training range."
+    )
     max_rounds: int = Field(default=400, ge=1)
     early_stopping_rounds: int = Field(default=40, ge=1)
     balance_classes: bool = Field(
@@ -82,6 +91,30 @@ class ThresholdConfig(Strict):
         return self
 
 
+class RefitConfig(Strict):
+    """Refit for deployment: rounds chosen on validation, then every labelled row is used."""
+
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Refit on train + validation (scaled rounds) for the test evaluation, and on all labelled rows "
+            "for the registered model; calibrate on time-blocked out-of-time scores. False: the model fitted "
+            "on the training period and calibrated on the validation period is evaluated and registered."
+        ),
+    )
+    calibration_blocks: int = Field(
+        default=5,
+        ge=2,
+        le=20,
+        description="Time blocks for cross-fitted calibration: block k is scored by a model of blocks < k.",
+    )
+    recency_half_life_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Weight rows by 0.5 ** (age / half-life) when fitting and calibrating (timestamps only).",
+    )
+
+
 class TrackingConfig(Strict):
     experiment: str = "leadscore"
     model_name: str = "leadscore"
@@ -96,6 +129,7 @@ class TrainConfig(Strict):
     split: SplitConfig = SplitConfig()
     booster: BoosterConfig = BoosterConfig()
     calibration: CalibrationMethod = CalibrationMethod.ISOTONIC
+    refit: RefitConfig = RefitConfig()
     thresholds: ThresholdConfig = ThresholdConfig()
     tracking: TrackingConfig = TrackingConfig()
     shap_sample: int = Field(default=2000, ge=100, description="Rows for the SHAP summary plot.")

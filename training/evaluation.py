@@ -72,11 +72,38 @@ def _top_count(n: int, fraction: float) -> int:
     return max(1, math.ceil(fraction * n - 1e-9))
 
 
-def _top_positives(labels: np.ndarray, scores: np.ndarray, fraction: float) -> tuple[int, int]:
-    """(positives among the top ``fraction`` by score, size of that top). Ties keep input order."""
+def top_share(*, values: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Sum of ``values`` over the ``k`` highest scores, tie-aware.
+
+    Rows tied at the cut-off share it: each gets the fraction of the remaining slots over the tied
+    group (the expected value when ties are broken at random), so the result never depends on row
+    order.
+    """
+    if k <= 0:
+        return 0.0
+    if k >= len(scores):
+        return float(values.sum())
+    cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+    above = scores > cut
+    tied = scores == cut
+    remaining = k - int(above.sum())
+    return float(values[above].sum() + values[tied].sum() * remaining / int(tied.sum()))
+
+
+def tie_averaged(*, values: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``values`` with each group of tied scores replaced by its mean (random tie-breaking, expected).
+
+    Cumulative sums over a score ranking of these values do not depend on row order.
+    """
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=np.asarray(values, dtype=np.float64), minlength=len(counts))
+    return np.asarray((sums / counts)[inverse], dtype=np.float64)
+
+
+def _top_positives(labels: np.ndarray, scores: np.ndarray, fraction: float) -> tuple[float, int]:
+    """(expected positives among the top ``fraction`` by score, size of that top); ties shared."""
     k = _top_count(len(labels), fraction)
-    order = np.argsort(-scores, kind="stable")
-    return int(labels[order[:k]].sum()), k
+    return top_share(values=labels.astype(np.float64), scores=scores, k=k), k
 
 
 def expected_calibration_error(
@@ -146,8 +173,7 @@ def pipeline_capture_at(*, amounts: ArrayLike, y_prob: ArrayLike, fraction: floa
     if not total > 0:
         return float("nan")
     k = _top_count(len(values), fraction)
-    order = np.argsort(-scores, kind="stable")
-    return float(known[order[:k]].sum() / total)
+    return top_share(values=known, scores=scores, k=k) / float(total)
 
 
 def pipeline_capture(*, amounts: ArrayLike, y_prob: ArrayLike) -> dict[str, float]:

@@ -43,6 +43,7 @@ def render_model_card(
     comparison: pd.DataFrame,
     choice: Any,
     config: Any,
+    drift: Any = None,
 ) -> str:
     """Data window, metrics vs baselines, calibration, top features and intended use."""
     sample = split.test.head(2000)
@@ -50,6 +51,25 @@ def render_model_card(
     grouped = np.abs(contributions[:, :-1] @ model._grouping).mean(axis=0)
     top = sorted(zip([c.label for c in model.concepts], grouped, strict=True), key=lambda kv: -kv[1])[:10]
     policy = meta["snapshot_policy"]
+    horizon = policy.get("horizon_days")
+    horizon_text = f"**{horizon} days**" if horizon else "the export's label window (horizon not declared)"
+    refit = getattr(getattr(config, "refit", None), "enabled", False)
+    fitting = (
+        f"Boosting rounds chosen by early stopping on the validation period, then refit on train + validation "
+        f"(rounds scaled by rows) for the test metrics below. **The registered model is refit on all labelled "
+        f"rows, test period included** ({model.metadata.get('boosting_rounds', '?')} rounds, data until "
+        f"{model.metadata.get('trained_until', '?')}): the test metrics come from the pre-test refit."
+        if refit
+        else "Fitted on the training period, early-stopped and calibrated on the validation period; the "
+        "registered model is this model."
+    )
+    calibration_text = (
+        f"fitted on time-blocked out-of-time scores ({config.refit.calibration_blocks} blocks: each block "
+        "scored by a model of the blocks before it), keeping the raw ranking"
+        if refit
+        else "fitted on the validation rows"
+    )
+    drift_text = drift.markdown() if drift is not None else "Not computed."
     columns = [
         "model",
         "roc_auc",
@@ -66,7 +86,7 @@ def render_model_card(
 
 ## Intended use
 Ranks open leads by the calibrated probability that they become a sales opportunity within
-**{policy["horizon_days"]} days** of the moment they are scored. Use the tier to decide who a rep calls now
+{horizon_text} of the moment they are scored. Use the tier to decide who a rep calls now
 (sales-ready), who marketing keeps warming (marketing-qualified / nurture) and who is not a fit.
 Not for: credit, employment or any decision about a person outside sales prioritisation.
 Inputs never include PII (e-mail, names, phone are reduced to an e-mail domain type, then dropped).
@@ -76,16 +96,22 @@ Inputs never include PII (e-mail, names, phone are reduced to an e-mail domain t
 - Snapshots at ages {policy["ages_days"]} days after creation; label = opportunity within the horizon after
   the snapshot; converted-before-snapshot and incomplete horizons excluded.
 - {"**Split: STRATIFIED RANDOM, because the export has no timestamps.** Test metrics do not show how the model does on future leads." if pd.isna(split.test_start) else "Time-ordered split (below)."}
-- Time-ordered split: train before {split.validation_start}, validation until {split.test_start},
-  test from {split.test_start} ({len(split.train)} / {len(split.validation)} / {len(split.test)} rows;
-  {split.purged_rows} rows purged because their label was not yet known at the test start).
+- Time-ordered split ({getattr(getattr(split, "time_axis", None), "value", "timestamp")} axis): train before
+  {split.validation_start}, validation until {split.test_start}, test from {split.test_start}
+  ({len(split.train)} / {len(split.validation)} / {len(split.test)} rows; realised test share
+  {getattr(split, "test_share", float("nan")):.1%}; {split.purged_rows} rows purged because their label was not
+  yet known at the test start).
+- {fitting}
 
 ## Test metrics vs baselines (newest period)
 {_table(comparison.loc[:, [c for c in columns if c in comparison.columns]])}
 
 Calibration: {_CALIBRATION_NAMES.get(str(getattr(config.calibration, "value", config.calibration)), config.calibration)}
-fitted on the validation rows; expected calibration error on test {metrics["ece"]:.4f}.
+{calibration_text}; expected calibration error on test {metrics["ece"]:.4f}.
 {_pipeline_line(metrics)}
+
+## Drift: the newest period vs the data the model learnt from
+{drift_text}
 
 ## Thresholds
 MQL >= {choice.mql_threshold:.3f}, SQL >= {choice.sql_threshold:.3f} ({choice.rule}).

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from leadscore.training.evaluation import as_labels, as_scores, expected_calibration_error
+from leadscore.training.evaluation import as_labels, as_scores, expected_calibration_error, tie_averaged
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -53,7 +53,8 @@ def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.8))
 def _ranked_capture(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(share of leads contacted, share of conversions or value captured), best first, from (0, 0)."""
     order = np.argsort(-scores, kind="stable")
-    captured = np.concatenate([[0.0], np.cumsum(labels[order])]) / max(labels.sum(), 1)
+    shared = tie_averaged(values=labels, scores=scores)  # tied scores share their conversions
+    captured = np.concatenate([[0.0], np.cumsum(shared[order])]) / max(labels.sum(), 1)
     contacted = np.arange(len(labels) + 1) / len(labels)
     return contacted, captured
 
@@ -167,7 +168,8 @@ def lift_chart(
         decile = np.empty(n, dtype=np.int64)
         decile[order] = np.arange(n) * n_bins // max(n, 1)
         counts = np.bincount(decile, minlength=n_bins)
-        conversions = np.bincount(decile, weights=labels, minlength=n_bins)
+        shared = tie_averaged(values=labels, scores=score)  # ties share conversions: order-free
+        conversions = np.bincount(decile, weights=shared, minlength=n_bins)
         with np.errstate(invalid="ignore", divide="ignore"):
             lift = np.where(counts > 0, conversions / np.maximum(counts, 1), np.nan) / base_rate
         offset = (index - (len(scores) - 1) / 2) * width

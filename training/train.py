@@ -25,15 +25,22 @@ from leadscore.features.contract import PII_COLUMNS
 from leadscore.features.mapping import ColumnRole, ExportMapping, FlatFeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
-from leadscore.training.artifacts import TEST_FEATURES_ARTIFACT, scoring_code_dir, scoring_requirements
+from leadscore.training.artifacts import (
+    TEST_FEATURES_ARTIFACT,
+    TEST_PREDICTIONS_ARTIFACT,
+    log_parquet,
+    scoring_code_dir,
+    scoring_requirements,
+)
 from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
 from leadscore.training.calibration import IsotonicCalibrator, PlattCalibrator, fit_calibrator
 from leadscore.training.config import TrainConfig
+from leadscore.training.drift import DriftReport, drift_report
 from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.model import GradeCutoffs, LeadScoringModel, TierThresholds
 from leadscore.training.model_card import render_model_card
 from leadscore.training.pyfunc import MODEL_ARTIFACT, LeadScoringPyfunc, input_signature, save_model_pickle
-from leadscore.training.split import TimeSplit, stratified_split, time_ordered_split
+from leadscore.training.split import TimeAxis, TimeSplit, stratified_split, time_blocks, time_ordered_split
 from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds, threshold_table
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,9 @@ class TrainingResult:
     model_version: str | None
     metrics: dict[str, float]
     comparison: pd.DataFrame
+    evaluated: LeadScoringModel | None = None
+    """The pre-test refit whose test-period scores gave ``metrics`` (``model`` is refit on every row)."""
+    drift: DriftReport | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class RunRecord:
     """The recommended thresholds (``recommend_thresholds``)."""
     weeks: float
     """Weeks of leads the test set covers (for per-week workloads)."""
+    drift: DriftReport | None = None
 
 
 def read_table_metadata(table_path: Path) -> dict[str, Any]:
@@ -74,6 +85,31 @@ def read_table_metadata(table_path: Path) -> dict[str, Any]:
     if not sidecar.exists():
         raise FileNotFoundError(f"{sidecar} is missing: build the table with `leadscore build-features`")
     return json.loads(sidecar.read_text())
+
+
+def table_time_axis(meta: dict[str, Any]) -> TimeAxis:
+    """The sidecar's time axis (old sidecars: timestamps when ``has_time``, else none)."""
+    declared = meta.get("time_axis")
+    if declared in {axis.value for axis in TimeAxis}:
+        return TimeAxis(declared)
+    return TimeAxis.TIMESTAMP if meta.get("has_time", True) else TimeAxis.NONE
+
+
+def table_horizon_days(meta: dict[str, Any]) -> int | None:
+    """The declared label horizon; None when unknown (absent, null, or the 0 older flat sidecars wrote)."""
+    value = (meta.get("snapshot_policy") or {}).get("horizon_days")
+    try:
+        days = int(value) if value is not None else 0
+    except (TypeError, ValueError):
+        return None
+    return days if days > 0 else None
+
+
+def _time_text(frame: pd.DataFrame, axis: TimeAxis) -> str:
+    """The newest time value of ``frame`` as text ('' without a time axis)."""
+    if axis is TimeAxis.NONE or frame.empty:
+        return ""
+    return str(frame[axis.column].max())
 
 
 def git_commit() -> str:
@@ -116,17 +152,43 @@ class TrainJob:
         return FlatFeatureTransform(ExportMapping.model_validate(self.meta["mapping"]))
 
     @property
+    def time_axis(self) -> TimeAxis:
+        return table_time_axis(self.meta)
+
+    @property
     def has_time(self) -> bool:
-        return bool(self.meta.get("has_time", True))
+        """Whether the rows have a time order (timestamps or row order)."""
+        return self.time_axis is not TimeAxis.NONE
+
+    @property
+    def horizon_days(self) -> int | None:
+        """The label horizon in days; None when the export did not declare it."""
+        return table_horizon_days(self.meta)
 
     def split(self, table: pd.DataFrame) -> TimeSplit:
-        """Time-ordered split, or a loudly reported stratified split when the export has no timestamps."""
+        """Time-ordered split, or a loudly reported stratified split when the export has no time order."""
         if self.has_time:
-            horizon = int(self.meta["snapshot_policy"]["horizon_days"])
-            return time_ordered_split(table, config=self.config.split, horizon_days=horizon)
+            if self.time_axis is TimeAxis.TIMESTAMP and self.horizon_days is None:
+                log.warning(
+                    "label horizon unknown: training rows whose outcome may not have been known at the test "
+                    "start cannot be purged; declare the horizon in the mapping"
+                )
+            split = time_ordered_split(
+                table, config=self.config.split, horizon_days=self.horizon_days, time_axis=self.time_axis
+            )
+            if abs(split.test_share - self.config.split.test_fraction) > 0.05:
+                log.warning(
+                    "coarse time axis: the test period starts at a period boundary (%s) and holds %.0f%% of "
+                    "the labelled rows (%.0f%% requested)",
+                    split.test_start,
+                    100 * split.test_share,
+                    100 * self.config.split.test_fraction,
+                )
+            return split
         log.warning(
-            "NO TIMESTAMPS in this export: falling back to a stratified random split. Test metrics do not "
-            "show how the model does on future leads; add a created-at column to the mapping if you can."
+            "NO TIME ORDER in this export: falling back to a stratified random split. Test metrics do not "
+            "show how the model does on future leads; add a created-at column to the mapping, or declare "
+            "that the rows are in time order, if you can."
         )
         return stratified_split(table, config=self.config.split, seed=self.config.seed)
 
@@ -140,8 +202,9 @@ class TrainJob:
         model, choice = self.fit_model(split)
         y_test = split.test["label"].astype(int).to_numpy()
         p_test = model.predict_proba_features(split.test)
-        n_ages = len(meta["snapshot_policy"]["ages_days"])
-        weeks = self.weeks_covered(split.test, n_ages=n_ages) if self.has_time else 1.0
+        n_ages = len(meta["snapshot_policy"].get("ages_days") or [0])
+        weeks = self.weeks_covered(split.test, n_ages=n_ages) if self.time_axis is TimeAxis.TIMESTAMP else 1.0
+        drift = self.drift(reference=split.earlier, current=split.test)
 
         baseline_predictions = self.fit_baselines(split)
         predictions = {"lightgbm": p_test, **baseline_predictions}
@@ -162,16 +225,18 @@ class TrainJob:
         for column in ("pipeline_capture_top10", "pipeline_capture_top20"):
             if column in lightgbm_row:
                 metrics[column] = float(lightgbm_row[column])
-        booster = model.booster
-        metrics["best_iteration"] = float(booster.best_iteration or booster.current_iteration())
+        metrics["best_iteration"] = float(model.metadata.get("boosting_rounds", 0))
+        metrics["test_share_realised"] = float(split.test_share)
+        metrics |= drift.metrics()
         for name in baseline_predictions:
             for key, value in evaluation.improvement_over(
                 table=by_model, reference=name, candidate="lightgbm"
             ).items():
                 metrics[f"vs_{name}_{key}"] = float(value)
+        deployed = self.fit_deployment_model(split, evaluated=model)
         run_id, version = self.log_run(
             RunRecord(
-                model=model,
+                model=deployed,
                 split=split,
                 table=table,
                 meta=meta,
@@ -181,36 +246,133 @@ class TrainJob:
                 y_test=y_test,
                 choice=choice,
                 weeks=weeks,
+                drift=drift,
             )
         )
         return TrainingResult(
-            model=model, run_id=run_id, model_version=version, metrics=metrics, comparison=comparison
+            model=deployed,
+            run_id=run_id,
+            model_version=version,
+            metrics=metrics,
+            comparison=comparison,
+            evaluated=model,
+            drift=drift,
         )
+
+    def drift(self, *, reference: pd.DataFrame, current: pd.DataFrame) -> DriftReport:
+        """Drift of ``current`` against ``reference``; each warning is logged for the CLI."""
+        categorical = set(self.categorical_features)
+        report = drift_report(
+            reference=reference,
+            current=current,
+            numeric_features=[n for n in self.feature_names if n not in categorical],
+            categorical_features=[n for n in self.feature_names if n in categorical],
+            time_axis=self.time_axis,
+        )
+        for warning in report.warnings:
+            log.warning("drift: %s", warning)
+        return report
 
     # --- steps ---------------------------------------------------------------------------------
     def fit_model(self, split: TimeSplit) -> tuple[LeadScoringModel, ThresholdChoice]:
-        """The deployable model: booster, calibrator, grade cut-offs and MQL/SQL thresholds."""
+        """The model evaluated on test: rounds chosen on validation, refit on all pre-test rows."""
+        if not self.config.refit.enabled:
+            encoder, booster = self.fit_booster(split)
+            self._rounds_per_row = booster.current_iteration() / max(1, len(split.train))
+            calibrator = self.fit_calibrator(encoder, booster, split.validation)
+            newest, newest_p = split.validation, None
+        else:
+            rounds = self.choose_rounds(split)
+            encoder, booster, calibrator, newest, newest_p = self.fit_refit(
+                split.earlier, rounds=rounds, reference_rows=len(split.train)
+            )
+        return self.assemble(
+            encoder=encoder,
+            booster=booster,
+            calibrator=calibrator,
+            newest=newest,
+            newest_probability=newest_p,
+            grade_rows=split.train,
+            fitted_on=split.earlier if self.config.refit.enabled else split.train,
+            scope="train + validation (pre-test refit)" if self.config.refit.enabled else "train",
+            test_start=split.test_start,
+        )
+
+    def fit_deployment_model(self, split: TimeSplit, *, evaluated: LeadScoringModel) -> LeadScoringModel:
+        """The registered model: the same recipe refit on every labelled row, test period included."""
+        if not self.config.refit.enabled:
+            return evaluated
+        everything = pd.concat([split.earlier, split.test], ignore_index=True)
+        column = split.time_axis.column
+        if split.time_axis is not TimeAxis.NONE:
+            everything = everything.sort_values(column, kind="stable").reset_index(drop=True)
+        rounds = int(evaluated.metadata.get("rounds_per_train_row_x1e6", 0)) / 1e6 * len(split.train)
+        encoder, booster, calibrator, _, _ = self.fit_refit(
+            everything, rounds=max(1, round(rounds)), reference_rows=len(split.train)
+        )
+        parts = {
+            "encoder": encoder,
+            "booster": booster,
+            "calibrator": calibrator,
+            "feature_names": self.feature_names,
+            "flat": self.flat_transform,
+            "horizon_days": self.horizon_days or 0,
+        }
+        draft = LeadScoringModel(
+            **parts,
+            thresholds=evaluated.thresholds,
+            grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0)),
+        )
+        metadata = dict(evaluated.metadata)
+        metadata |= {
+            "fitted_on": (
+                "all labelled rows (train + validation + test); test metrics come from the pre-test refit"
+            ),
+            "trained_until": _time_text(everything, split.time_axis),
+            "boosting_rounds": booster.current_iteration(),
+        }
+        return LeadScoringModel(
+            **parts,
+            thresholds=evaluated.thresholds,
+            grade_cutoffs=self.grade_cutoffs(draft, everything),
+            metadata=metadata,
+        )
+
+    def assemble(
+        self,
+        *,
+        encoder: CategoryCodeEncoder,
+        booster: lgb.Booster,
+        calibrator: Any,
+        newest: pd.DataFrame,
+        newest_probability: np.ndarray | None,
+        grade_rows: pd.DataFrame,
+        fitted_on: pd.DataFrame,
+        scope: str,
+        test_start: Any,
+    ) -> tuple[LeadScoringModel, ThresholdChoice]:
+        """Thresholds (from held-out probabilities of the newest pre-test rows) and grade cut-offs."""
         config = self.config
-        meta = self.meta
-        encoder, booster = self.fit_booster(split)
-        calibrator = self.fit_calibrator(encoder, booster, split.validation)
         parts: dict[str, Any] = {
             "encoder": encoder,
             "booster": booster,
             "calibrator": calibrator,
             "feature_names": self.feature_names,
             "flat": self.flat_transform,
-            "horizon_days": int(meta["snapshot_policy"]["horizon_days"]),
+            "horizon_days": self.horizon_days or 0,
         }
         draft = LeadScoringModel(
             **parts, thresholds=TierThresholds(0.0, 1.0), grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0))
         )
-        n_ages = len(meta["snapshot_policy"]["ages_days"])
+        n_ages = len(self.meta["snapshot_policy"].get("ages_days") or [0])
         t = config.thresholds
+        probability = (
+            draft.predict_proba_features(newest) if newest_probability is None else newest_probability
+        )
         choice = recommend_thresholds(
-            y_true=split.validation["label"].astype(int).to_numpy(),
-            y_prob=draft.predict_proba_features(split.validation),
-            weeks=self.weeks_covered(split.validation, n_ages=n_ages) if self.has_time else 1.0,
+            y_true=newest["label"].astype(int).to_numpy(),
+            y_prob=probability,
+            weeks=self.weeks_covered(newest, n_ages=n_ages) if self.time_axis is TimeAxis.TIMESTAMP else 1.0,
             sql_capacity_per_week=t.sql_capacity_per_week,
             sql_target_precision=t.sql_target_precision,
             mql_capacity_per_week=t.mql_capacity_per_week,
@@ -218,25 +380,28 @@ class TrainJob:
             sql_min_score=t.sql_min_score,
             mql_min_score=t.mql_min_score,
         )
+        rounds = booster.current_iteration()
         model = LeadScoringModel(
             **parts,
             thresholds=TierThresholds(choice.mql_threshold, choice.sql_threshold, choice.rule),
-            grade_cutoffs=self.grade_cutoffs(draft, split.train),
+            grade_cutoffs=self.grade_cutoffs(draft, grade_rows),
             metadata={
                 "model_name": config.tracking.model_name,
                 "trained_on": str(config.training_table),
-                "test_start": str(split.test_start),
+                "test_start": str(test_start),
+                "time_axis": self.time_axis.value,
+                "fitted_on": scope,
+                "trained_until": _time_text(fitted_on, self.time_axis),
+                "boosting_rounds": rounds,
+                "rounds_per_train_row_x1e6": round(1e6 * self._rounds_per_row) if self._rounds_per_row else 0,
             },
         )
         return model, choice
 
-    def fit_booster(self, split: TimeSplit) -> tuple[CategoryCodeEncoder, lgb.Booster]:
+    _rounds_per_row: float = 0.0
+
+    def booster_params(self, *, y: np.ndarray) -> dict[str, Any]:
         b = self.config.booster
-        encoder = CategoryCodeEncoder(columns=list(self.categorical_features), min_frequency=20)
-        x_train = encoder.fit_transform(split.train.loc[:, list(self.feature_names)])
-        x_valid = encoder.transform(split.validation.loc[:, list(self.feature_names)])
-        y_train = split.train["label"].astype(int).to_numpy()
-        y_valid = split.validation["label"].astype(int).to_numpy()
         params: dict[str, Any] = {
             "objective": "binary",
             "metric": ["auc", "binary_logloss"],
@@ -252,16 +417,109 @@ class TrainJob:
             "deterministic": True,
             "verbosity": -1,
             "num_threads": b.num_threads,
-            "cat_smooth": 10,
+            "cat_smooth": b.cat_smooth,
+            "min_data_per_group": b.min_data_per_group,
             "max_cat_to_onehot": 8,
+            "linear_tree": b.linear_tree,
         }
+        if b.linear_tree:
+            params["linear_lambda"] = 1.0
         if b.balance_classes:
-            params["scale_pos_weight"] = float((y_train == 0).sum() / max(1, (y_train == 1).sum()))
-        categorical = [i for i, name in enumerate(self.feature_names) if name in self.categorical_features]
-        train_set = lgb.Dataset(x_train, y_train, categorical_feature=categorical, free_raw_data=True)
+            params["scale_pos_weight"] = float((y == 0).sum() / max(1, (y == 1).sum()))
+        return params
+
+    @property
+    def _categorical_positions(self) -> list[int]:
+        return [i for i, name in enumerate(self.feature_names) if name in self.categorical_features]
+
+    def recency_weights(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """0.5 ** (age / half-life) relative to the newest row, when configured and timestamps exist."""
+        half_life = self.config.refit.recency_half_life_days
+        if half_life is None or self.time_axis is not TimeAxis.TIMESTAMP:
+            return None
+        age = (frame["as_of"].max() - frame["as_of"]) / pd.Timedelta(days=1)
+        return np.asarray(0.5 ** (age.to_numpy(dtype=float) / half_life))
+
+    def train_booster(self, frame: pd.DataFrame, *, rounds: int) -> tuple[CategoryCodeEncoder, lgb.Booster]:
+        """Encoder + booster fitted on ``frame`` for exactly ``rounds`` rounds (no early stopping)."""
+        encoder = CategoryCodeEncoder(columns=list(self.categorical_features), min_frequency=20)
+        x = encoder.fit_transform(frame.loc[:, list(self.feature_names)])
+        y = frame["label"].astype(int).to_numpy()
+        data = lgb.Dataset(
+            x, y, weight=self.recency_weights(frame), categorical_feature=self._categorical_positions
+        )
+        return encoder, lgb.train(self.booster_params(y=y), data, num_boost_round=max(1, rounds))
+
+    def choose_rounds(self, split: TimeSplit) -> int:
+        """Boosting rounds by early stopping on validation (remembered per training row for refits)."""
+        _, booster = self.fit_booster(split)
+        rounds = int(booster.current_iteration())
+        self._rounds_per_row = rounds / max(1, len(split.train))
+        return rounds
+
+    def fit_refit(
+        self, frame: pd.DataFrame, *, rounds: int, reference_rows: int
+    ) -> tuple[CategoryCodeEncoder, lgb.Booster, Any, pd.DataFrame, np.ndarray]:
+        """Booster on all of ``frame`` and a calibrator on its time-blocked out-of-time scores.
+
+        Rounds scale with the rows each fit sees (``rounds`` were right for ``reference_rows``).
+        Returns encoder, booster, calibrator and the newest scored block with its held-out
+        calibrated probabilities (for thresholds).
+        """
+        per_row = rounds / max(1, reference_rows)
+        encoder, booster = self.train_booster(frame, rounds=max(1, round(per_row * len(frame))))
+        raw_parts, index_parts = [], []
+        for fit_rows, score_rows in time_blocks(
+            frame,
+            n_blocks=self.config.refit.calibration_blocks,
+            horizon_days=self.horizon_days,
+            time_axis=self.time_axis,
+        ):
+            part = frame.iloc[fit_rows]
+            block_encoder, block_booster = self.train_booster(part, rounds=max(1, round(per_row * len(part))))
+            scored = frame.iloc[score_rows]
+            raw_parts.append(
+                block_booster.predict(
+                    block_encoder.transform(scored.loc[:, list(self.feature_names)]), raw_score=True
+                )
+            )
+            index_parts.append(score_rows)
+        if not raw_parts:
+            raise ValueError(
+                "too little data for out-of-time calibration: every time block before the newest one has "
+                "fewer than 50 rows or one class; lower refit.calibration_blocks or add data"
+            )
+        raw = np.concatenate(raw_parts)
+        held_out = frame.iloc[np.concatenate(index_parts)]
+        calibrator = fit_calibrator(
+            method=self.config.calibration,
+            raw=raw,
+            y=held_out["label"].astype(int).to_numpy(),
+            sample_weight=self.recency_weights(held_out),
+        )
+        last = index_parts[-1]
+        newest = frame.iloc[last]
+        return encoder, booster, calibrator, newest, np.asarray(calibrator.predict(raw_parts[-1]))
+
+    def fit_booster(self, split: TimeSplit) -> tuple[CategoryCodeEncoder, lgb.Booster]:
+        """Booster fitted on the training period, early-stopped on the validation period."""
+        b = self.config.booster
+        encoder = CategoryCodeEncoder(columns=list(self.categorical_features), min_frequency=20)
+        x_train = encoder.fit_transform(split.train.loc[:, list(self.feature_names)])
+        x_valid = encoder.transform(split.validation.loc[:, list(self.feature_names)])
+        y_train = split.train["label"].astype(int).to_numpy()
+        y_valid = split.validation["label"].astype(int).to_numpy()
+        categorical = self._categorical_positions
+        train_set = lgb.Dataset(
+            x_train,
+            y_train,
+            weight=self.recency_weights(split.train),
+            categorical_feature=categorical,
+            free_raw_data=True,
+        )
         valid_set = lgb.Dataset(x_valid, y_valid, categorical_feature=categorical, reference=train_set)
         booster = lgb.train(
-            params,
+            self.booster_params(y=y_train),
             train_set,
             num_boost_round=b.max_rounds,
             valid_sets=[valid_set],
@@ -294,8 +552,10 @@ class TrainJob:
         )
 
     def fit_baselines(self, split: TimeSplit) -> dict[str, np.ndarray]:
-        y_train = split.train["label"].astype(int).to_numpy()
-        x_train = split.train.loc[:, list(self.feature_names)]
+        """Baselines fitted on the same rows as the evaluated model, scored on the test period."""
+        fit_rows = split.earlier if self.config.refit.enabled else split.train
+        y_train = fit_rows["label"].astype(int).to_numpy()
+        x_train = fit_rows.loc[:, list(self.feature_names)]
         x_test = split.test.loc[:, list(self.feature_names)]
         flat = self.flat_transform
         if flat is None:
@@ -304,8 +564,11 @@ class TrainJob:
             engagement = [
                 f.name for f in flat.catalogue if f.family is not Family.FIT and f.kind.value == "numeric"
             ]
-            rule = EngagementPointsScorer(columns=engagement).fit(x_train, y_train)
-        sample = split.train.sample(n=min(len(split.train), 200_000), random_state=self.config.seed)
+            fallback = [f.name for f in flat.catalogue if f.kind.value == "categorical"]
+            rule = EngagementPointsScorer(columns=engagement, fallback_columns=fallback).fit(x_train, y_train)
+            if not engagement:
+                log.warning("points baseline: %s", rule.basis_)
+        sample = fit_rows.sample(n=min(len(fit_rows), 200_000), random_state=self.config.seed)
         numeric = [n for n in self.feature_names if n not in set(self.categorical_features)]
         logistic = make_logistic_baseline(
             seed=self.config.seed, categorical_features=self.categorical_features, numeric_features=numeric
@@ -384,7 +647,7 @@ class TrainJob:
         )
         catalogue.to_csv(out / "feature_catalogue.csv", index=False)
         if not self.has_time:
-            mlflow.set_tag("leadscore.split", "STRATIFIED: export has no timestamps, not a time-ordered test")
+            mlflow.set_tag("leadscore.split", "STRATIFIED: export has no time order, not a time-ordered test")
         if self.meta.get("audit_flagged_features"):
             mlflow.set_tag("leadscore.audit_flagged", ", ".join(self.meta["audit_flagged_features"]))
         mlflow.log_artifact(str(out / "feature_catalogue.csv"), "data")
@@ -403,9 +666,29 @@ class TrainJob:
             choice=choice,
         )
         test_rows = split.test.head(MAX_LOGGED_TEST_ROWS)
-        test_artifact = Path(TEST_FEATURES_ARTIFACT)
-        test_rows.to_parquet(out / test_artifact.name, index=False)
-        mlflow.log_artifact(str(out / test_artifact.name), str(test_artifact.parent))
+        log_parquet(test_rows, artifact=TEST_FEATURES_ARTIFACT, out=out)
+        # held-out test-period scores of the evaluated model and the baselines: the promotion gate's evidence
+        scored = test_rows.loc[
+            :, [c for c in ("lead_id", "as_of", "row_order", "label", "label_amount") if c in test_rows]
+        ]
+        for name, values in predictions.items():
+            scored[f"p_{name}"] = values[: len(scored)]
+        log_parquet(scored, artifact=TEST_PREDICTIONS_ARTIFACT, out=out)
+        drift = record.drift
+        if drift is not None:
+            mlflow.set_tag("leadscore.drift_warnings", str(len(drift.warnings)))
+            if drift.warnings:
+                mlflow.set_tag("leadscore.drift", " | ".join(drift.warnings)[:4900])
+            drift.features.to_csv(out / "drift_features.csv", index=False)
+            drift.base_rate.to_csv(out / "base_rate_by_period.csv", index=False)
+            mlflow.log_artifact(str(out / "drift_features.csv"), "drift")
+            mlflow.log_artifact(str(out / "base_rate_by_period.csv"), "drift")
+        mlflow.set_tags(
+            {
+                "leadscore.time_axis": split.time_axis.value,
+                "leadscore.registered_model_fitted_on": str(model.metadata.get("fitted_on", "")),
+            }
+        )
 
         model.metadata["run_id"] = run.info.run_id
         pickle_path = save_model_pickle(model, out / "scoring_model.pkl")
@@ -417,6 +700,7 @@ class TrainJob:
             comparison=comparison,
             choice=choice,
             config=config,
+            drift=record.drift,
         )
         mlflow.log_text(card, "model_card.md")
         info = mlflow.pyfunc.log_model(

@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from leadscore.features.simulator import oracle_probability, point_in_time_oracle_probability
 from leadscore.training import registry
-from leadscore.training.config import BoosterConfig, SplitConfig
+from leadscore.training.config import BoosterConfig, SplitConfig, TrackingConfig
 from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.evaluation import expected_calibration_error
 from leadscore.training.split import time_ordered_split
@@ -46,10 +46,29 @@ def test_time_ordered_split_never_trains_on_the_future(trained: Trained) -> None
 
 def test_calibrated_on_held_out_data(trained: Trained) -> None:
     split = time_ordered_split(trained.table, config=SplitConfig(), horizon_days=90)
-    probability = trained.result.model.predict_proba_features(split.test)
+    assert trained.result.evaluated is not None  # the pre-test refit: test rows are held out from it
+    probability = trained.result.evaluated.predict_proba_features(split.test)
     ece = expected_calibration_error(y_true=split.test["label"].astype(int).to_numpy(), y_prob=probability)
     assert ece < 0.05
     assert trained.result.metrics["ece"] == pytest.approx(ece, abs=1e-9)
+
+
+def test_evaluated_model_is_refit_on_all_pre_test_rows_and_the_registered_one_on_all(trained: Trained) -> None:
+    split = time_ordered_split(trained.table, config=SplitConfig(), horizon_days=90)
+    evaluated, deployed = trained.result.evaluated, trained.result.model
+    assert evaluated is not None and evaluated is not deployed
+    assert evaluated.metadata["trained_until"] == str(split.earlier["as_of"].max())
+    assert pd.Timestamp(str(evaluated.metadata["trained_until"])) < split.test_start
+    assert deployed.metadata["trained_until"] == str(split.test["as_of"].max())
+    # rounds scale with rows: the refit on more rows boosts at least as long as the pre-test refit
+    assert int(deployed.metadata["boosting_rounds"]) >= int(evaluated.metadata["boosting_rounds"])
+    # the calibrated score keeps the raw ranking: as many distinct probabilities as raw scores
+    raw = evaluated.raw_scores(split.test)
+    probability = evaluated.predict_proba_features(split.test)
+    assert len(np.unique(probability)) == len(np.unique(raw))
+    assert "refit on all labelled" in mlflow.artifacts.load_text(
+        f"runs:/{trained.result.run_id}/model_card.md"
+    )
 
 
 def test_model_beats_the_rule_based_baseline_and_nears_the_oracle(trained: Trained) -> None:
@@ -112,18 +131,52 @@ def test_logged_pyfunc_scores_raw_leads(trained: Trained) -> None:
 
 def test_promotion_gate_keeps_the_better_champion(trained: Trained) -> None:
     name = trained.config.tracking.model_name
-    first = registry.promote(model_name=name, version=trained.result.model_version)
+    # the first champion is forced: on this small simulated CRM logistic regression may rank as well
+    # as LightGBM, and then the gate rightly refuses (its checks say against which baseline)
+    first = registry.promote(model_name=name, version=trained.result.model_version, force=True)
     assert first.promoted and registry.champion_version(model_name=name) == trained.result.model_version
+    assert all(c.passed for c in first.checks if c.reference == "rule_points")
     weak = TrainJob(
         trained.config.model_copy(update={"booster": BoosterConfig(max_rounds=1, num_leaves=2)})
     ).run()
     blocked = registry.promote(model_name=name, version=weak.model_version)
     assert not blocked.promoted and blocked.candidate_auc < (blocked.champion_auc or 0)
+    champion_checks = [c for c in blocked.checks if c.reference.startswith("champion")]
+    assert champion_checks and not next(c for c in champion_checks if c.metric == "roc_auc").passed
     assert registry.champion_version(model_name=name) == trained.result.model_version
     forced = registry.promote(model_name=name, version=weak.model_version, force=True)
     assert forced.promoted and registry.champion_version(model_name=name) == weak.model_version
     assert registry.rollback(model_name=name) == trained.result.model_version
     assert registry.champion_version(model_name=name) == trained.result.model_version
+
+
+def test_promote_refuses_a_model_worse_than_a_baseline(trained: Trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    # the same table with labels shuffled: the model learns nothing, the baselines fitted on the
+    # candidate's own rows do no better, and the gate must not call that a win
+    table = trained.table.copy()
+    table["label"] = np.random.default_rng(0).permutation(table["label"].to_numpy())
+    shuffled = tmp_path / "shuffled.parquet"
+    table.to_parquet(shuffled, index=False)
+    shuffled.with_suffix(".meta.json").write_text(trained.table_path.with_suffix(".meta.json").read_text())
+    name = "leadscore-shuffled"
+    config = trained.config.model_copy(
+        update={"training_table": shuffled, "tracking": TrackingConfig(experiment="test", model_name=name)}
+    )
+    weak = TrainJob(config).run()
+    decision = registry.promote(model_name=name, version=weak.model_version)
+    assert not decision.promoted and registry.champion_version(model_name=name) is None
+    failed = [c for c in decision.checks if not c.passed]
+    assert failed and {c.reference for c in failed} & {"logistic", "rule_points"}
+    assert "gate check(s) failed" in decision.reason
+    # the CLI prints every check with its numbers and exits non-zero
+    result = CliRunner().invoke(app, ["promote", "--model-name", name, "--version", str(weak.model_version)])
+    assert result.exit_code == 1 and "FAIL" in result.output and "95% CI" in result.output
+    forced = registry.promote(model_name=name, version=weak.model_version, force=True)
+    assert forced.promoted and forced.reason.startswith("forced")
 
 
 def test_evaluate_cli_reports_metrics_and_pipeline_capture(trained: Trained) -> None:
