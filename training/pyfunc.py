@@ -124,6 +124,8 @@ class LeadScoringPyfunc(PythonModel):
         params = params or {}
         if self.model.flat is not None:
             features = self.model.features_from_export(model_input)
+        elif getattr(self.model, "events", None) is not None:  # an event mapping's own names
+            features = self.model.events.features_from_records(model_input)  # type: ignore[union-attr]
         else:
             leads, activities, as_of = split_raw_leads(model_input)
             features = self.model.features(leads=leads, activities=activities, as_of=as_of)

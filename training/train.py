@@ -21,6 +21,7 @@ from mlflow.data import pandas_dataset
 
 from leadscore.features.build import file_sha256
 from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, Family, catalogue_frame
+from leadscore.features.events import EventFeatureTransform, EventMapping
 from leadscore.features.mapping import ExportMapping, FlatFeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
@@ -114,6 +115,13 @@ class TrainJob:
             return None
         return FlatFeatureTransform(ExportMapping.model_validate(self.meta["mapping"]))
 
+    @functools.cached_property
+    def event_transform(self) -> EventFeatureTransform | None:
+        """An event mapping's transform (own column and activity names), carried by the model."""
+        if self.meta.get("mode") != "events":
+            return None
+        return EventFeatureTransform(EventMapping.model_validate(self.meta["mapping"]))
+
     @property
     def has_time(self) -> bool:
         return bool(self.meta.get("has_time", True))
@@ -121,7 +129,7 @@ class TrainJob:
     def split(self, table: pd.DataFrame) -> TimeSplit:
         """Time-ordered split, or a loudly reported stratified split when the export has no timestamps."""
         if self.has_time:
-            horizon = int(self.meta["snapshot_policy"]["horizon_days"])
+            horizon = int(self.meta["snapshot_policy"]["horizon_days"] or 0)
             return time_ordered_split(table, config=self.config.split, horizon_days=horizon)
         log.warning(
             "NO TIMESTAMPS in this export: falling back to a stratified random split. Test metrics do not "
@@ -199,8 +207,10 @@ class TrainJob:
             "calibrator": calibrator,
             "feature_names": self.feature_names,
             "flat": self.flat_transform,
-            "horizon_days": int(meta["snapshot_policy"]["horizon_days"]),
+            "horizon_days": int(meta["snapshot_policy"]["horizon_days"] or 0),  # null: not declared
         }
+        if self.event_transform is not None:
+            parts["events"] = self.event_transform
         draft = LeadScoringModel(
             **parts, thresholds=TierThresholds(0.0, 1.0), grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0))
         )
@@ -296,7 +306,7 @@ class TrainJob:
         y_train = split.train["label"].astype(int).to_numpy()
         x_train = split.train.loc[:, list(self.feature_names)]
         x_test = split.test.loc[:, list(self.feature_names)]
-        flat = self.flat_transform
+        flat = self.flat_transform or self.event_transform
         if flat is None:
             rule: Any = RuleBasedScorer().fit(x_train, y_train)
         else:
@@ -376,11 +386,8 @@ class TrainJob:
         )
         mlflow.log_input(dataset, context="training")
         mlflow.log_dict(fingerprint, "data/fingerprint.json")
-        catalogue = (
-            catalogue_frame()
-            if self.flat_transform is None
-            else pd.DataFrame([f.as_dict() for f in self.flat_transform.catalogue])
-        )
+        own = self.flat_transform or self.event_transform
+        catalogue = catalogue_frame() if own is None else pd.DataFrame([f.as_dict() for f in own.catalogue])
         catalogue.to_csv(out / "feature_catalogue.csv", index=False)
         if not self.has_time:
             mlflow.set_tag("leadscore.split", "STRATIFIED: export has no timestamps, not a time-ordered test")
@@ -422,7 +429,7 @@ class TrainJob:
             name="model",
             python_model=LeadScoringPyfunc(),
             artifacts={MODEL_ARTIFACT: str(pickle_path)},
-            signature=input_signature(self.flat_transform),
+            signature=input_signature(self.flat_transform) if self.event_transform is None else None,
             input_example=example,
             registered_model_name=config.tracking.model_name if config.tracking.register_model else None,
             pip_requirements=["leadscore"],
