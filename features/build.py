@@ -635,7 +635,13 @@ class EventBuildJob:
         for table, frame in (("activities", activities), ("outcomes", outcomes)):
             if frame is None or not gone:
                 continue
-            mask = frame["lead_id"].astype("string").isin(list(gone)).fillna(False).to_numpy(dtype=bool)
+            mask = (
+                frame["lead_id"]
+                .astype("string")
+                .isin(list(gone))
+                .fillna(False)
+                .to_numpy(dtype=bool, copy=True)
+            )
             mask[rejected[table]] = False
             cascade = row_problem(
                 table, "lead_id", "its lead was rejected (see the leads rows)", mask, source=paths[table]
@@ -701,7 +707,9 @@ class EventBuildJob:
             )
         # -- leakage audit: lead columns plus every deal column joined to its lead -----------------
         audit = self._audit(mapping, raw, leads, keep, clean, table)
-        feature_columns = set(transform.attributes) | set(spec.leads.rename)
+        feature_columns = set(transform.attributes) | {
+            c for c, t in spec.leads.rename.items() if t.value in transform.feature_names
+        }
         flagged, to_confirm = audited_features(audit, features=feature_columns, allow=mapping.audit_allow)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(self.output, index=False)
@@ -947,7 +955,7 @@ def _renamed_back(problem: ContractProblem, mapping: Any) -> ContractProblem:
         if spec.amount_column:
             names["opportunity_amount"] = spec.amount_column
     column = names.get(problem.column, problem.column)
-    text = problem.problem.replace(problem.column, column) if problem.column != column else problem.problem
+    text = problem.problem.replace(problem.column, column, 1) if problem.column != column else problem.problem
     return dataclasses.replace(problem, column=column, problem=text)
 
 

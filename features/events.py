@@ -357,7 +357,8 @@ class EventFeatureTransform:
             for signal_name in used:
                 names += [window_count_name(signal_name, d) for d in WINDOWS_DAYS]
                 names += [total_count_name(signal_name), days_since_name(signal_name)]
-        specs = [FEATURES_BY_NAME[n] for n in names]
+        order = {name: i for i, name in enumerate(FEATURES_BY_NAME)}
+        specs = [FEATURES_BY_NAME[n] for n in sorted(set(names), key=order.__getitem__)]  # catalogue order
         for stem, spec in self.new_types.items():
             family = Family(spec.family)
             concept_label = spec.label[:1].upper() + spec.label[1:]
