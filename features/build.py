@@ -204,8 +204,9 @@ def write_rejects(output: Path, frame: pd.DataFrame) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     by_problem = frame.groupby(["table", "problem"], sort=False).size()
-    for (table, problem), n in by_problem.items():
-        log.warning("rejected %d %s row(s): %s (see %s)", n, table, problem, path)
+    for key, n in by_problem.items():
+        pair: tuple[str, str] = key  # type: ignore[assignment]  # a (table, problem) pair
+        log.warning("rejected %d %s row(s): %s (see %s)", n, pair[0], pair[1], path)
     return path
 
 
@@ -474,25 +475,27 @@ class FlatBuildJob:
         audit.to_csv(self.output.with_suffix(".audit.csv"), index=False)
         has_time = mapping.created_at_column is not None
         positive_rate = float(label.astype(float).mean())
-        meta = TableMetadata(
-            mode="flat",
-            time_axis=mapping.time_axis,
-            has_time=has_time,
-            snapshot_policy=SnapshotMeta(horizon_days=mapping.label_horizon_days, ages_days=(0,)),
-            source={"export": str(source), "mapping": str(self.mapping_path)},
-            mapping=mapping.model_dump(mode="json"),
-            feature_names=list(transform.feature_names),
-            categorical_features=list(transform.categorical_features),
-            audit_flagged_features=suspicious,
-            audit_to_confirm=to_confirm,
-            unmapped_columns=unmapped,
-            rejected_rows=int((~keep).sum()),
-            fingerprint={
-                "rows": len(table),
-                "positive_rate": positive_rate,
-                "export_sha256": file_sha256(source),
-            },
-            raw_example=transform.raw_records(frame, n=RAW_EXAMPLE_LEADS),
+        meta = TableMetadata.model_validate(
+            dict(
+                mode="flat",
+                time_axis=mapping.time_axis,
+                has_time=has_time,
+                snapshot_policy=SnapshotMeta(horizon_days=mapping.label_horizon_days, ages_days=(0,)),
+                source={"export": str(source), "mapping": str(self.mapping_path)},
+                mapping=mapping.model_dump(mode="json"),
+                feature_names=list(transform.feature_names),
+                categorical_features=list(transform.categorical_features),
+                audit_flagged_features=suspicious,
+                audit_to_confirm=to_confirm,
+                unmapped_columns=unmapped,
+                rejected_rows=int((~keep).sum()),
+                fingerprint={
+                    "rows": len(table),
+                    "positive_rate": positive_rate,
+                    "export_sha256": file_sha256(source),
+                },
+                raw_example=transform.raw_records(frame, n=RAW_EXAMPLE_LEADS),
+            )
         )
         write_table_metadata(self.output, meta, table=table)
         return BuildFeaturesResult(
@@ -722,32 +725,34 @@ class EventBuildJob:
             if id_col
             else raw["leads"].tail(RAW_EXAMPLE_LEADS)
         )
-        meta = TableMetadata(
-            mode="events",
-            time_axis="timestamp",
-            has_time=True,
-            snapshot_policy=SnapshotMeta(**policy.model_dump(mode="json")),
-            source={"mapping": str(self.mapping_path), **{t: str(p) for t, p in paths.items()}},
-            mapping=mapping.model_dump(mode="json"),
-            feature_names=list(transform.feature_names),
-            categorical_features=list(transform.categorical_features),
-            audit_flagged_features=flagged,
-            audit_to_confirm=to_confirm,
-            columns=columns_report,
-            ignored_activity_types={str(k): int(v) for k, v in ignored_types.items()},
-            rejected_rows={t: len(rejected[t]) for t in tables},
-            observed_until=str(until),
-            fingerprint={
-                **{t: len(raw[t]) for t in tables},
-                "snapshots": len(table),
-                "positive_rate": positive_rate,
-                "as_of_min": str(table["as_of"].min()),
-                "as_of_max": str(table["as_of"].max()),
-                "leads_sha256": file_sha256(paths["leads"]),
-            },
-            raw_example=transform.raw_records(
-                leads=example_leads, activities=raw.get("activities"), n=RAW_EXAMPLE_LEADS
-            ),
+        meta = TableMetadata.model_validate(
+            dict(
+                mode="events",
+                time_axis="timestamp",
+                has_time=True,
+                snapshot_policy=SnapshotMeta(**policy.model_dump(mode="json")),
+                source={"mapping": str(self.mapping_path), **{t: str(p) for t, p in paths.items()}},
+                mapping=mapping.model_dump(mode="json"),
+                feature_names=list(transform.feature_names),
+                categorical_features=list(transform.categorical_features),
+                audit_flagged_features=flagged,
+                audit_to_confirm=to_confirm,
+                columns=columns_report,
+                ignored_activity_types={str(k): int(v) for k, v in ignored_types.items()},
+                rejected_rows={t: len(rejected[t]) for t in tables},
+                observed_until=str(until),
+                fingerprint={
+                    **{t: len(raw[t]) for t in tables},
+                    "snapshots": len(table),
+                    "positive_rate": positive_rate,
+                    "as_of_min": str(table["as_of"].min()),
+                    "as_of_max": str(table["as_of"].max()),
+                    "leads_sha256": file_sha256(paths["leads"]),
+                },
+                raw_example=transform.raw_records(
+                    leads=example_leads, activities=raw.get("activities"), n=RAW_EXAMPLE_LEADS
+                ),
+            )
         )
         write_table_metadata(self.output, meta, table=table)
         log.info("wrote %s (%d rows)", self.output, len(table))

@@ -499,7 +499,9 @@ class EventFeatureTransform:
         features = compute_features(
             leads=full, activities=usable, snapshots=snapshots, extra_signals=self.extra_signals
         )
-        position = pd.Index(full["lead_id"].astype(str)).get_indexer(snapshots["lead_id"].astype(str))
+        position = pd.Index(full["lead_id"].astype(str)).get_indexer(
+            pd.Index(snapshots["lead_id"].astype(str))
+        )
         for column in self.attributes:
             values = full[column].to_numpy()[position]
             name = feature_name(column)
@@ -616,23 +618,19 @@ def _clean(values: pd.Series, missing: set[str]) -> pd.Series:
         return values
     text = values.astype("string").str.strip()
     drop = text.isna() | text.isin([*missing, ""])
-    return pd.Series(
-        text.where(~drop).to_numpy(dtype=object, na_value=None),  # type: ignore[call-overload]  # stubs reject na_value=None
-        index=values.index,
-        dtype=object,
-    )
+    kept: np.ndarray = text.where(~drop).to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
+    return pd.Series(kept, index=values.index, dtype="object")
 
 
 def _dates(values: pd.Series | None, options: ReadOptions, n: int, index: pd.Index) -> pd.Series:
     """Dates as the loader expects them: with a ``date_format``, parsed values become ISO text and
     unparsable ones stay as they are (so the contract reports them with the value)."""
     if values is None:
-        return pd.Series([None] * n, index=index, dtype=object)
+        return pd.Series([None] * n, index=index, dtype="object")
     if options.date_format is None or pd.api.types.is_datetime64_any_dtype(values.dtype):
         return values
     text = values.astype("string").str.strip()
     parsed = pd.to_datetime(text, format=options.date_format, errors="coerce")
     iso = parsed.dt.strftime("%Y-%m-%dT%H:%M:%S")
-    return pd.Series(
-        np.where(parsed.notna(), iso, text.to_numpy(dtype=object, na_value=None)), index=index, dtype=object
-    )  # type: ignore[call-overload]
+    original: np.ndarray = text.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
+    return pd.Series(np.where(parsed.notna(), iso, original), index=index, dtype="object")

@@ -498,7 +498,7 @@ def _field_lines(model: type[BaseModel], indent: str, seen: set[str]) -> list[st
                 seen.add(inner.__name__)
                 doc = " ".join((inner.__doc__ or "").split())
                 lines.append(f"{indent}    {inner.__name__}: {doc}")
-                lines += _field_lines(inner, indent + "    ", seen)
+                lines += _field_lines(inner, indent + "    ", seen)  # type: ignore[arg-type]
     return lines
 
 
