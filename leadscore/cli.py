@@ -69,7 +69,9 @@ def _config(model: Any, path: Path, overrides: list[str] | None) -> Any:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code=2)
 
 
