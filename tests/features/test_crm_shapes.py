@@ -23,7 +23,9 @@ def build_shape(crm: SimulatedCRM, shape: CrmShape, folder: Path) -> Path:
     write_shape(crm, shape=shape, out_dir=folder / shape.value, file_format="csv", seed=1)
     output = folder / f"{shape.value}.parquet"
     EventBuildJob(
-        mapping_path=PROJECT_ROOT / "examples" / f"{shape.value}.yaml", output=output, data_dir=folder / shape.value
+        mapping_path=PROJECT_ROOT / "examples" / f"{shape.value}.yaml",
+        output=output,
+        data_dir=folder / shape.value,
     ).run()
     return output
 
@@ -32,7 +34,11 @@ def build_native(crm: SimulatedCRM, folder: Path) -> Path:
     paths = write_crm(crm, out_dir=folder / "native", file_format="csv")
     output = folder / "native.parquet"
     BuildFeaturesJob(
-        leads=paths["leads"], activities=paths["activities"], outcomes=paths["outcomes"], output=output, policy=POLICY
+        leads=paths["leads"],
+        activities=paths["activities"],
+        outcomes=paths["outcomes"],
+        output=output,
+        policy=POLICY,
     ).run()
     return output
 
@@ -99,6 +105,9 @@ def test_shapes_train_within_0005_auc_of_native_and_score_raw_rows(
             model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
             scored = model.predict(pd.DataFrame(meta["raw_example"]))
             assert len(scored) == len(meta["raw_example"]) and scored["probability"].between(0, 1).all()
-            assert all(len(r) > 0 for r in scored["reasons"])
+            assert all(
+                len(p) + len(n) > 0
+                for p, n in zip(scored["reasons_positive"], scored["reasons_negative"], strict=True)
+            )
     assert abs(aucs["salesforce"] - aucs["native"]) <= 0.005, aucs
     assert abs(aucs["hubspot"] - aucs["native"]) <= 0.005, aucs

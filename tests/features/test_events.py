@@ -212,7 +212,9 @@ def test_unmapped_activity_type_is_named_with_a_hint_and_stops_above_the_share(t
     with pytest.raises(TooManyRejects) as excinfo:
         EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "t.parquet").run()
     message = str(excinfo.value)
-    assert "activities.What" in message and "'Website Visit'" in message and "activity_types" in message
+    assert (
+        "activities.What" in message and "'Website Visit'" in message and "tables.activities.types" in message
+    )
     assert str(paths["activities"]) in message
     # declared as ignorable, the same export builds and the ignored rows are counted
     path = write_mapping(tmp_path, **{"tables.activities.unmapped_types": "ignore"})
@@ -291,3 +293,42 @@ def test_olist_example_builds_from_the_raw_files(tmp_path: Path) -> None:
     meta = read_table_metadata_model(result.output).model_dump()
     assert not meta["audit_flagged_features"]
     assert meta["snapshot_policy"]["horizon_days"] == 90
+
+
+@pytest.mark.slow
+@pytest.mark.dataset
+@pytest.mark.skipif(
+    not OLIST.exists(), reason=f"Olist data not found at {OLIST} (set LEADSCORE_DATASETS_DIR)"
+)
+def test_olist_trains_after_build_and_scores_its_own_rows(tmp_path: Path, isolated_state: Path) -> None:
+    import mlflow
+
+    from leadscore.training.config import TrainConfig, load_config
+    from leadscore.training.train import TrainJob
+
+    table = tmp_path / "olist.parquet"
+    EventBuildJob(mapping_path=PROJECT_ROOT / "examples" / "olist.yaml", output=table).run()
+    config = load_config(
+        TrainConfig,
+        PROJECT_ROOT / "leadscore" / "configs" / "train.yaml",
+        {"training_table": str(table), "tracking.model_name": "olist"},
+    )
+    result = TrainJob(config).run()
+    assert result.metrics["roc_auc"] > 0.6  # landing page and channel carry signal (README: ~0.66)
+    assert result.model.events is not None and "landing_page_id" in result.model.feature_names
+    # the service's and pyfunc's input: the export's own lead columns
+    raw = pd.DataFrame(
+        [
+            {
+                "mql_id": "x1",
+                "first_contact_date": "2018-05-01",
+                "landing_page_id": "b76ef37428e6799c421989521c0e5077",
+                "origin": "organic_search",
+            }
+        ]
+    )
+    scored = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model").predict(raw)
+    direct = result.model.score_features(result.model.features(leads=raw, activities=None))
+    assert scored["probability"].iloc[0] == pytest.approx(direct[0]["probability"])
+    reasons = [*scored["reasons_positive"].iloc[0], *scored["reasons_negative"].iloc[0]]
+    assert any("landing page" in r["sentence"] or "channel" in r["sentence"] for r in reasons), reasons
