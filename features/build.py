@@ -522,7 +522,7 @@ class EventBuildJob:
         return self.data_dir / path.name if self.data_dir is not None else path
 
     def run(self) -> BuildFeaturesResult:
-        from leadscore.features.events import EventFeatureTransform, load_event_mapping
+        from leadscore.features.events import EventFeatureTransform, load_event_mapping, parse_dates_text
         from leadscore.features.loading import located, read_export_file, validate_crm_tables
         from leadscore.features.mapping import ColumnRole, not_numbers, parse_numbers
 
@@ -593,12 +593,12 @@ class EventBuildJob:
             is_outcome = status.isin(list(outcomes_spec.positive_values)).fillna(False).to_numpy(dtype=bool)
             log.info("outcomes: %d of %d rows have a positive status", int(is_outcome.sum()), len(out_raw))
         opts = mapping.read_options("outcomes")
-        from leadscore.features.events import _dates
-
         outcomes = pd.DataFrame(
             {
                 "lead_id": out_raw[outcomes_spec.lead_id_column],
-                "converted_at": _dates(out_raw[outcomes_spec.date_column], opts, len(out_raw), out_raw.index),
+                "converted_at": parse_dates_text(
+                    out_raw[outcomes_spec.date_column], opts, len(out_raw), out_raw.index
+                ),
             }
         )
         if outcomes_spec.amount_column is not None:

@@ -16,6 +16,7 @@ at training, in batch, in the pyfunc and in the service.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -272,7 +273,7 @@ class EventMapping(BaseModel):
         from leadscore.settings import datasets_dir
 
         spec = getattr(self.tables, table)
-        env = {**__import__("os").environ, "LEADSCORE_DATASETS_DIR": str(datasets_dir())}
+        env = {**os.environ, "LEADSCORE_DATASETS_DIR": str(datasets_dir())}
         expanded = re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), m.group(0)), spec.path)
         path = Path(expanded)
         return path if path.is_absolute() or base is None else (base / path)
@@ -428,7 +429,7 @@ class EventFeatureTransform:
             out["lead_id"] = raw[spec.id_column]
         else:
             out["lead_id"] = [f"row-{i + 2}" for i in range(len(raw))]
-        out["created_at"] = _dates(raw.get(spec.created_at_column), options, len(raw), raw.index)
+        out["created_at"] = parse_dates_text(raw.get(spec.created_at_column), options, len(raw), raw.index)
         for column, target in spec.rename.items():
             values = raw[column] if column in raw.columns else pd.Series([None] * len(raw), index=raw.index)
             out[target.value] = _clean(values, set(self.mapping.missing_values))
@@ -458,7 +459,7 @@ class EventFeatureTransform:
         options = self.mapping.read_options("activities")
         out = pd.DataFrame(index=raw.index)
         out["lead_id"] = raw[spec.lead_id_column] if spec.lead_id_column in raw.columns else None
-        out["timestamp"] = _dates(raw.get(spec.timestamp_column), options, len(raw), raw.index)
+        out["timestamp"] = parse_dates_text(raw.get(spec.timestamp_column), options, len(raw), raw.index)
         types = _clean(raw.get(spec.type_column, pd.Series([None] * len(raw), index=raw.index)), set())
         out["activity_type"] = types.map(lambda t: self.type_map.get(t, t) if isinstance(t, str) else t)
         if spec.page_column is not None and spec.page_column in raw.columns:
@@ -622,7 +623,7 @@ def _clean(values: pd.Series, missing: set[str]) -> pd.Series:
     return pd.Series(kept, index=values.index, dtype="object")
 
 
-def _dates(values: pd.Series | None, options: ReadOptions, n: int, index: pd.Index) -> pd.Series:
+def parse_dates_text(values: pd.Series | None, options: ReadOptions, n: int, index: pd.Index) -> pd.Series:
     """Dates as the loader expects them: with a ``date_format``, parsed values become ISO text and
     unparsable ones stay as they are (so the contract reports them with the value)."""
     if values is None:

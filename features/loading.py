@@ -605,7 +605,8 @@ def _describe_check(column: str, check: str, values: pd.Series) -> str:
 
 def _expected_values(column: str) -> str:
     if column == "activity_type":
-        return ", ".join(t.value for t in ActivityType) + " (or map it in an event mapping's tables.activities.types)"
+        known = ", ".join(t.value for t in ActivityType)
+        return f"{known} (or map it in an event mapping's tables.activities.types)"
     return "the allowed values"
 
 
