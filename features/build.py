@@ -250,15 +250,55 @@ class BuildFeaturesJob:
         outcomes: Path | None,
         output: Path,
         policy: SnapshotPolicy,
+        max_reject_share: float = 0.01,
     ) -> None:
         self.leads = leads
         self.activities = activities
         self.outcomes = outcomes
         self.output = output
         self.policy = policy
+        self.max_reject_share = max_reject_share
+
+    def load(self) -> CrmTables:
+        """The validated tables; rows breaking the contract go to the rejects file while they stay
+        at or under ``max_reject_share`` of each file (a rejected lead takes its events along)."""
+        from leadscore.features.loading import read_table, validate_crm_tables
+
+        try:
+            tables = load_crm_tables(leads=self.leads, activities=self.activities, outcomes=self.outcomes)
+            write_rejects(self.output, rejects_frame([], values={}))
+            return tables
+        except DataContractError as error:
+            problems = error.problems
+        paths = {"leads": self.leads, "activities": self.activities, "outcomes": self.outcomes}
+        raw = {t: read_table(p) for t, p in paths.items() if p is not None}
+        rejected = rejected_rows(
+            problems, sizes={t: len(f) for t, f in raw.items()}, max_share=self.max_reject_share
+        )
+        gone = set(raw["leads"]["lead_id"].astype("string").iloc[rejected["leads"]].dropna())
+        for table in ("activities", "outcomes"):
+            if table not in raw or not gone:
+                continue
+            mask = raw[table]["lead_id"].astype("string").isin(list(gone)).fillna(False).to_numpy(copy=True)
+            mask[rejected[table]] = False
+            cascade = row_problem(
+                table,
+                "lead_id",
+                "its lead was rejected (see the leads rows)",
+                mask,
+                source=Path(paths[table]),  # type: ignore[arg-type]
+            )
+            if cascade is not None and cascade.all_rows is not None:
+                problems = [*problems, cascade]
+                rejected[table] = np.union1d(rejected[table], cascade.all_rows)
+        write_rejects(self.output, rejects_frame(problems, values=raw))
+        kept = {t: f.drop(index=f.index[rejected[t]]).reset_index(drop=True) for t, f in raw.items()}
+        return validate_crm_tables(
+            leads=kept["leads"], activities=kept.get("activities"), outcomes=kept.get("outcomes")
+        )
 
     def run(self, *, progress: bool = False) -> BuildFeaturesResult:
-        tables = load_crm_tables(leads=self.leads, activities=self.activities, outcomes=self.outcomes)
+        tables = self.load()
         until = observed_until(leads=tables.leads, activities=tables.activities, outcomes=tables.outcomes)
         table = build_training_table(
             leads=tables.leads,

@@ -332,3 +332,30 @@ def test_olist_trains_after_build_and_scores_its_own_rows(tmp_path: Path, isolat
     assert scored["probability"].iloc[0] == pytest.approx(direct[0]["probability"])
     reasons = [*scored["reasons_positive"].iloc[0], *scored["reasons_negative"].iloc[0]]
     assert any("landing page" in r["sentence"] or "channel" in r["sentence"] for r in reasons), reasons
+
+
+def test_native_contract_rejects_a_deal_before_its_lead_and_goes_on(tmp_path: Path) -> None:
+    from leadscore.features.build import BuildFeaturesJob
+    from leadscore.features.simulator import simulate_crm, write_crm
+    from leadscore.features.training_table import SnapshotPolicy
+
+    crm = simulate_crm(n_leads=800, seed=5)
+    paths = write_crm(crm, out_dir=tmp_path / "crm", file_format="csv")
+    outcomes = pd.read_csv(paths["outcomes"], dtype={"lead_id": str})
+    created = crm.leads.set_index(crm.leads["lead_id"].astype(str))["created_at"]
+    early = created[outcomes.loc[2, "lead_id"]] - pd.Timedelta(days=2)
+    outcomes.loc[2, "converted_at"] = early.isoformat()
+    outcomes.to_csv(paths["outcomes"], index=False)
+    job = BuildFeaturesJob(
+        leads=paths["leads"],
+        activities=paths["activities"],
+        outcomes=paths["outcomes"],
+        output=tmp_path / "t.parquet",
+        policy=SnapshotPolicy(),
+    )
+    result = job.run()
+    rejects = pd.read_csv(tmp_path / "t.rejects.csv")
+    assert rejects[["table", "line", "problem"]].values.tolist() == [
+        ["outcomes", 4, "conversion before the lead was created"]
+    ]
+    assert result.rows > 0
