@@ -525,9 +525,12 @@ class EventFeatureTransform:
         contract = self.contract_leads(leads)
         acts = self.contract_activities(activities if activities is not None else pd.DataFrame())
         if len(acts):
+            acts = acts.assign(timestamp=naive_utc(acts["timestamp"]))
             acts = acts[acts["timestamp"].notna() & acts["lead_id"].notna()]
             acts = acts.assign(lead_id=acts["lead_id"].astype(str))
-        contract = contract.assign(lead_id=contract["lead_id"].astype(str))
+        contract = contract.assign(
+            lead_id=contract["lead_id"].astype(str), created_at=naive_utc(contract["created_at"])
+        )
         when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
         snapshots = pd.DataFrame({"lead_id": contract["lead_id"].to_numpy()})
         snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when
@@ -621,6 +624,21 @@ def _clean(values: pd.Series, missing: set[str]) -> pd.Series:
     drop = text.isna() | text.isin([*missing, ""])
     kept: np.ndarray = text.where(~drop).to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
     return pd.Series(kept, index=values.index, dtype="object")
+
+
+def naive_utc(values: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC, as the loader reads them (ISO 8601 with or without an offset)."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = pd.to_datetime(values)
+    else:
+        text = values.astype("string")
+        parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        failed = parsed.isna() & text.notna()
+        if failed.any():
+            parsed[failed] = pd.to_datetime(text[failed], utc=True, format="mixed", errors="coerce")
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.astype("datetime64[ns]")
 
 
 def parse_dates_text(values: pd.Series | None, options: ReadOptions, n: int, index: pd.Index) -> pd.Series:

@@ -111,3 +111,28 @@ def test_shapes_train_within_0005_auc_of_native_and_score_raw_rows(
             )
     assert abs(aucs["salesforce"] - aucs["native"]) <= 0.005, aucs
     assert abs(aucs["hubspot"] - aucs["native"]) <= 0.005, aucs
+
+
+@pytest.mark.parametrize("shape", [CrmShape.SALESFORCE, CrmShape.HUBSPOT])
+def test_scoring_raw_shape_rows_gives_the_training_rows(
+    small_crm: SimulatedCRM, tmp_path: Path, shape: CrmShape
+) -> None:
+    from leadscore.features.events import EventFeatureTransform, load_event_mapping
+
+    table = pd.read_parquet(build_shape(small_crm, shape, tmp_path))
+    transform = EventFeatureTransform(load_event_mapping(PROJECT_ROOT / "examples" / f"{shape.value}.yaml"))
+    folder = tmp_path / shape.value
+    if shape is CrmShape.SALESFORCE:
+        leads, acts = pd.read_csv(folder / "Lead.csv", dtype=str), pd.read_csv(folder / "Task.csv", dtype=str)
+        id_column = "Id"
+    else:
+        leads = pd.read_csv(folder / "contacts.csv", sep=";", dtype=str)
+        acts = pd.read_csv(folder / "engagements.csv", sep=";", dtype=str)
+        id_column = "Record ID"
+    sample = table.sample(30, random_state=1)
+    raw = leads.set_index(id_column).loc[sample["lead_id"]].reset_index()
+    scored = transform.features(leads=raw, activities=acts, as_of=pd.Series(sample["as_of"].to_numpy()))
+    names = list(transform.feature_names)
+    pd.testing.assert_frame_equal(
+        scored[names].astype(str), sample[names].reset_index(drop=True).astype(str), check_categorical=False
+    )
