@@ -18,6 +18,8 @@ No row is ever dropped: a row that breaks the contract is an error, not a silent
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import logging
 import warnings
 from collections.abc import Iterable
@@ -77,19 +79,33 @@ class ContractProblem:
     """0-based data-row numbers of the first (at most 10) offending rows."""
     count: int
     """How many rows have the problem (for a missing column: every row of the table)."""
+    source: str | None = None
+    """The file the table was read from, when it was read from a file."""
+    first_line: int | None = None
+    """The file's line number of data row 0 (2 for a CSV with a header); None: rows are 0-based."""
+    all_rows: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    """Every offending 0-based row (``rows`` shows the first 10); None for table-level problems."""
+
+    def lines(self) -> tuple[int, ...]:
+        """The example rows as the file's own line numbers (0-based rows when not from a CSV)."""
+        return tuple(r + (self.first_line or 0) for r in self.rows)
 
     def describe(self) -> str:
         """One line naming table, column, problem, row count and example rows."""
         where = self.table if self.column is None else f"{self.table}.{self.column}"
+        if self.source is not None:
+            where = f"{where} [{self.source}]"
         noun = "row" if self.count == 1 else "rows"
+        at = "" if self.first_line is None else (" at line" if len(self.rows) == 1 else " at lines")
+        shown = ", ".join(map(str, self.lines()))
         if self.problem == "missing column":
             detail = "required by the contract"
         elif not self.rows:
             detail = f"{self.count} {noun}"
         elif self.count > len(self.rows):
-            detail = f"{self.count} {noun}, first {len(self.rows)}: {', '.join(map(str, self.rows))}"
+            detail = f"{self.count} {noun}, first {len(self.rows)}{at}: {shown}"
         else:
-            detail = f"{self.count} {noun}: {', '.join(map(str, self.rows))}"
+            detail = f"{self.count} {noun}{at}: {shown}"
         return f"{where}: {self.problem} ({detail})"
 
 
@@ -103,9 +119,14 @@ class DataContractError(ValueError):
     def __str__(self) -> str:
         n = len(self.problems)
         tables = sorted({p.table for p in self.problems}, key=_table_order)
+        numbering = (
+            "line numbers are the file's own"
+            if all(p.first_line is not None for p in self.problems)
+            else "row numbers are 0-based data rows"
+        )
         head = (
             f"The CRM data does not meet the data contract: {n} problem{'s' if n != 1 else ''} "
-            f"in {', '.join(tables)} (row numbers are 0-based data rows):"
+            f"in {', '.join(tables)} ({numbering}):"
         )
         return "\n".join([head, *(f"  - {p.describe()}" for p in self.problems)])
 
@@ -153,13 +174,34 @@ def load_crm_tables(
     outcomes: Path | None = None,
     now: pd.Timestamp | None = None,
 ) -> CrmTables:
-    """Read the CRM files with :func:`read_table` and validate them with :func:`validate_crm_tables`."""
-    return validate_crm_tables(
-        leads=read_table(leads),
-        activities=None if activities is None else read_table(activities),
-        outcomes=None if outcomes is None else read_table(outcomes),
-        now=now,
-    )
+    """Read the CRM files with :func:`read_table` and validate them with :func:`validate_crm_tables`.
+
+    Problems name the file, and rows are the file's own line numbers for CSV files.
+    """
+    paths = {"leads": leads, "activities": activities, "outcomes": outcomes}
+    try:
+        return validate_crm_tables(
+            leads=read_table(leads),
+            activities=None if activities is None else read_table(activities),
+            outcomes=None if outcomes is None else read_table(outcomes),
+            now=now,
+        )
+    except DataContractError as error:
+        sources = {t: Path(p) for t, p in paths.items() if p is not None}
+        raise DataContractError(located(error.problems, sources)) from None
+
+
+def located(problems: Iterable[ContractProblem], sources: dict[str, Path]) -> list[ContractProblem]:
+    """Problems naming their file, with CSV rows as the file's line numbers (header = line 1)."""
+    out = []
+    for problem in problems:
+        path = sources.get(problem.table)
+        if path is None:
+            out.append(problem)
+            continue
+        is_csv = not Path(path).name.lower().endswith((".parquet", ".pq"))
+        out.append(dataclasses.replace(problem, source=str(path), first_line=2 if is_csv else None))
+    return out
 
 
 def validate_crm_tables(
@@ -168,11 +210,14 @@ def validate_crm_tables(
     activities: pd.DataFrame | None = None,
     outcomes: pd.DataFrame | None = None,
     now: pd.Timestamp | None = None,
+    activity_types: Iterable[str] | None = None,
 ) -> CrmTables:
     """Coerce and validate the tables against the contract, including cross-table consistency.
 
     ``now`` bounds timestamps ("in the future" means after it); it defaults to the current UTC
-    time. Raises :class:`DataContractError` listing every problem of every table.
+    time. ``activity_types`` replaces the allowed activity types (an event mapping's own, declared
+    types next to the known ones). Raises :class:`DataContractError` listing every problem of every
+    table.
     """
     cutoff = _naive_utc_now() if now is None else _to_naive_utc(pd.Timestamp(now))
     report = _Report()
@@ -182,7 +227,15 @@ def validate_crm_tables(
         "outcomes": empty_outcomes() if outcomes is None else outcomes,
     }
     prepared = {table: _prepare(table, frame, report) for table, frame in frames.items()}
-    validated = {table: _run_schema(table, frame, report) for table, frame in prepared.items()}
+    schemas = {table: _schema(table) for table in TABLES}
+    if activity_types is not None:
+        allowed = sorted(set(activity_types))
+        schemas["activities"] = schemas["activities"].update_column(
+            "activity_type", checks=[pda.Check.isin(allowed)]
+        )
+    validated = {
+        table: _run_schema(table, frame, report, schema=schemas[table]) for table, frame in prepared.items()
+    }
     _cross_table_checks(prepared, cutoff, report)
     if report.problems:
         raise DataContractError(report.sorted_problems())
@@ -223,6 +276,7 @@ class _Report:
                 problem=problem,
                 rows=tuple(int(r) for r in rows[:MAX_EXAMPLE_ROWS]),
                 count=int(rows.size),
+                all_rows=rows,
             )
         )
 
@@ -500,9 +554,11 @@ def _coerce_text(table: str, name: str, s: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------------------------- #
 
 
-def _run_schema(table: str, df: pd.DataFrame, report: _Report) -> pd.DataFrame:
+def _run_schema(
+    table: str, df: pd.DataFrame, report: _Report, *, schema: pda.DataFrameSchema | None = None
+) -> pd.DataFrame:
     try:
-        return _schema(table).validate(df, lazy=True)
+        return (schema or _schema(table)).validate(df, lazy=True)
     except pda.errors.SchemaErrors as err:
         _translate_failures(table, err.failure_cases, report, n_rows=len(df))
         return df
@@ -549,7 +605,8 @@ def _describe_check(column: str, check: str, values: pd.Series) -> str:
 
 def _expected_values(column: str) -> str:
     if column == "activity_type":
-        return ", ".join(t.value for t in ActivityType)
+        known = ", ".join(t.value for t in ActivityType)
+        return f"{known} (or map it in an event mapping's tables.activities.types)"
     return "the allowed values"
 
 
@@ -609,3 +666,110 @@ def _naive_utc_now() -> pd.Timestamp:
 
 def _to_naive_utc(ts: pd.Timestamp) -> pd.Timestamp:
     return ts if ts.tzinfo is None else ts.tz_convert("UTC").tz_localize(None)
+
+
+# --------------------------------------------------------------------------------------------- #
+# Reading an export file as it comes: separator, encoding, decimal mark; errors that name the file
+# --------------------------------------------------------------------------------------------- #
+
+SEPARATORS: tuple[str, ...] = (",", ";", "\t", "|")
+_SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "a tab ('\\t')", "|": "'|'"}
+
+
+class ExportReadError(ValueError):
+    """An export file cannot be read as configured; the message names the file and the fix."""
+
+
+def sniff_separator(header: str) -> str | None:
+    """The separator that splits a header line into the most fields (None when none does)."""
+    counts = {sep: header.count(sep) for sep in SEPARATORS}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] > 0 else None
+
+
+def read_export_file(
+    path: Path,
+    *,
+    file_format: str = "auto",
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+    decimal: str = ".",
+    thousands: str | None = None,
+    text_columns: Iterable[str] = (),
+    expected_columns: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Read one CSV or Parquet export; ``delimiter=None`` sniffs it from the header line.
+
+    ``text_columns`` are read as text (ids keep leading zeros); everything else as pandas infers
+    it with the given decimal mark. Raises :class:`ExportReadError` naming the file for an empty
+    file, a header-only file, bad encoding, or a separator that leaves expected columns unsplit.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"export not found: {path} (set LEADSCORE_DATASETS_DIR or pass --data)")
+    kind = file_format
+    if kind == "auto":
+        kind = "parquet" if path.name.lower().endswith((".parquet", ".pq")) else "csv"
+    if kind == "parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            raise ExportReadError(f"{path}: cannot read as Parquet ({error})") from None
+        if frame.empty:
+            raise ExportReadError(f"{path} has a header but no data rows")
+        return frame
+    compression = "gzip" if path.name.lower().endswith(".gz") else None
+    with gzip.open(path, "rb") if compression else open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    try:
+        text = head.decode(encoding)
+    except UnicodeDecodeError as error:
+        if len(head) == 1 << 16 and error.start >= len(head) - 4:  # a character cut at the block end
+            text = head[: error.start].decode(encoding)
+        else:
+            raise ExportReadError(
+                f"{path} is not valid {encoding} (byte {error.start}); set read.encoding, "
+                "e.g. 'latin-1' or 'cp1252' for exports from Excel"
+            ) from None
+    except LookupError:
+        raise ExportReadError(f"{path}: unknown encoding '{encoding}' in read.encoding") from None
+    if not text.strip():
+        raise ExportReadError(f"{path} is empty: no header and no data rows")
+    header = text.lstrip("\ufeff").splitlines()[0]
+    sniffed = sniff_separator(header)
+    sep = delimiter or sniffed or ","
+    expected = list(expected_columns)
+    if sep not in header and sniffed is not None and sniffed != sep:
+        raise ExportReadError(
+            f"{path} reads as one column with the separator {_SEPARATOR_NAMES.get(sep, repr(sep))}: its "
+            f"header is split by {_SEPARATOR_NAMES[sniffed]}; set read.delimiter: {sniffed!r} in the mapping"
+        )
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            encoding=encoding,
+            decimal=decimal,
+            thousands=thousands,
+            dtype=dict.fromkeys(text_columns, str),
+            low_memory=False,
+            encoding_errors="strict",
+        )
+    except pd.errors.EmptyDataError:
+        raise ExportReadError(f"{path} is empty: no header and no data rows") from None
+    except UnicodeDecodeError as error:
+        raise ExportReadError(
+            f"{path} is not valid {encoding} (byte {error.start}); set read.encoding, e.g. 'latin-1'"
+        ) from None
+    except pd.errors.ParserError as error:
+        raise ExportReadError(f"{path}: cannot parse as CSV with separator {sep!r} ({error})") from None
+    frame.columns = [str(c).lstrip("\ufeff").strip() for c in frame.columns]
+    missing = [c for c in expected if c not in frame.columns]
+    if missing and len(frame.columns) == 1 and sniffed not in (None, sep):
+        raise ExportReadError(
+            f"{path} reads as one column with the separator {sep!r}; its header looks "
+            f"{_SEPARATOR_NAMES[sniffed]}-separated: set read.delimiter: {sniffed!r}"
+        )
+    if frame.empty:
+        raise ExportReadError(f"{path} has a header but no data rows")
+    return frame

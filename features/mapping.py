@@ -1,10 +1,21 @@
-"""Bring your own CRM export: a validated YAML mapping and the flat (pre-aggregated) transform.
+"""Bring your own CRM export: validated YAML mappings and the flat (pre-aggregated) transform.
 
-A mapping says, for one export: where the file is, which column is the lead id and which is the
-label (and its positive values), an optional created-at column, the role of every column
-(categorical or numeric feature, PII to drop, leaky/post-outcome to exclude, ignore), the values
-that mean "missing" (e.g. ``Select``), and for each feature its family and the human label and
-sentence used in reasons. ``leadscore mapping-schema`` prints its JSON schema.
+Two kinds of mapping, told apart by the ``tables`` key:
+
+* a **flat** mapping (:class:`ExportMapping`) for one row per lead with a label column: where the
+  file is, which column is the lead id and which is the label (and its positive values), an
+  optional created-at column (or an order column / "rows are in time order"), the role of every
+  column (categorical or numeric feature, PII to drop, leaky/post-outcome to exclude, ignore), the
+  values that mean "missing" (e.g. ``Select``), and for each feature its family and the human label
+  and sentence used in reasons;
+* an **event** mapping (:class:`EventMapping`, see :mod:`leadscore.features.events`) for separate
+  leads, activities and outcomes/deals files: column renames per table, the label from dates, custom
+  lead attributes and the export's own activity types.
+
+Sentence templates take ``{value}`` (with a format, e.g. ``{value:.0f}``) and plural forms written
+``[singular|plural]``: ``"Visited {value:.0f} [time|times]"`` reads "Visited 1 time" and "Visited 3
+times" (singular when the value is 1). ``leadscore mapping-schema`` prints the JSON schema with a
+description of every field.
 
 :class:`FlatFeatureTransform` turns the export's own rows (its own column names) into model
 features; it is carried inside the deployable model, so training, the pyfunc and the service
@@ -23,9 +34,50 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from leadscore.features.catalogue import Family, FeatureKind, FeatureSpec
+
+_PLURAL = re.compile(r"\[([^\[\]|]*)\|([^\[\]|]*)\]")
+
+
+def render_sentence(template: str, value: object, **fields: object) -> str:
+    """Fill a reason template: ``{value}`` (formats allowed) and ``[singular|plural]`` forms."""
+    text = template.format(value=value, **fields)
+    try:
+        one = round(float(value), 6) == 1.0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        one = False
+    return _PLURAL.sub(lambda m: m.group(1) if one else m.group(2), text)
+
+
+class ReadOptions(BaseModel):
+    """How to read a CSV export (ignored for Parquet, except ``format``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: str = Field(
+        default="auto", pattern="^(auto|csv|parquet)$", description="csv, parquet or auto (by file suffix)."
+    )
+    delimiter: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1,
+        description="Field separator, e.g. ';'. Left out: sniffed from the header line (, ; tab |).",
+    )
+    encoding: str = Field(default="utf-8", description="Text encoding, e.g. utf-8, latin-1, cp1252.")
+    decimal: str = Field(
+        default=".",
+        pattern="^[.,]$",
+        description="Decimal mark of numbers: '.' or ',' (1,5 = one and a half).",
+    )
+    thousands: str | None = Field(
+        default=None, max_length=1, description="Thousands separator inside numbers, e.g. '.' in 1.234,5."
+    )
+    date_format: str | None = Field(
+        default=None,
+        description="strftime format of dates, e.g. '%d/%m/%Y'. Left out: ISO 8601, else inferred.",
+    )
 
 
 class ColumnRole(StrEnum):
@@ -37,16 +89,28 @@ class ColumnRole(StrEnum):
 
 
 class ColumnMapping(BaseModel):
-    """The role of one export column, and how a reason about it reads."""
+    """The role of one export column, and how a reason about it reads.
+
+    ``role``: categorical or numeric (a feature), pii (dropped on load), leaky (recorded after the
+    outcome: excluded), ignore (not useful). ``family``: fit (who the lead is), engagement (what it
+    did) or sales (what the team did)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    role: ColumnRole
-    family: Family = Family.FIT
+    role: ColumnRole = Field(
+        description="categorical or numeric: a feature; pii: identifies a person, dropped on load; "
+        "leaky: set after the outcome, excluded; ignore: not useful (a second id, a constant)."
+    )
+    family: Family = Field(
+        default=Family.FIT,
+        description="fit (who the lead is), engagement (what it did) or sales (what the team did): "
+        "groups reasons and the fit/engagement grades.",
+    )
     label: str | None = Field(default=None, description="Human name, e.g. 'Time on the website'.")
     sentence: str | None = Field(
         default=None,
-        description="Reason text with {value}, e.g. 'Spent {value:.0f} minutes on the website'.",
+        description="Reason text with {value} and [singular|plural] forms, e.g. "
+        "'Spent {value:.0f} [minute|minutes] on the website'.",
     )
     sentences: dict[str, str] = Field(
         default_factory=dict,
@@ -54,20 +118,32 @@ class ColumnMapping(BaseModel):
     )
     display_scale: float = Field(default=1.0, gt=0, description="Multiply the value before showing it.")
     missing_sentence: str | None = Field(default=None, description="Reason text when the value is missing.")
+    missing_values: tuple[str, ...] = Field(
+        default=(),
+        description="Extra values meaning 'missing' in this column only, e.g. ['999'] for 'never contacted'.",
+    )
 
 
 class LabelMapping(BaseModel):
+    """The label column of a flat export and the values that mean "converted"."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    column: str
-    positive_values: tuple[str | int | float | bool, ...] = (1,)
+    column: str = Field(description="The column holding the outcome.")
+    positive_values: tuple[str | int | float | bool, ...] = Field(
+        default=(1,), description="Values meaning converted; numbers compare as numbers ('1.0' == 1)."
+    )
 
 
 class SourceMapping(BaseModel):
+    """Where a flat export's file is."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str = Field(description="File path; ${LEADSCORE_DATASETS_DIR} and other env vars are expanded.")
-    format: str = Field(default="auto", pattern="^(auto|csv|parquet)$")
+    format: str = Field(
+        default="auto", pattern="^(auto|csv|parquet)$", description="csv, parquet or auto (by suffix)."
+    )
 
 
 class ExportMapping(BaseModel):
@@ -75,26 +151,76 @@ class ExportMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    source: SourceMapping
-    id_column: str
-    label: LabelMapping
-    created_at_column: str | None = None
-    missing_values: tuple[str, ...] = ("", "Select", "N/A", "NULL", "null")
-    columns: dict[str, ColumnMapping]
+    name: str = Field(description="A short name for the export (used in file and model names).")
+    source: SourceMapping = Field(description="Where the export file is.")
+    read: ReadOptions = Field(default_factory=ReadOptions, description="How to read the CSV file.")
+    id_column: str | None = Field(
+        default=None,
+        description="The lead id column. Left out: synthetic ids 'row-<line>' from the file's line "
+        "numbers (logged).",
+    )
+    label: LabelMapping = Field(description="The label column and its positive values.")
+    created_at_column: str | None = Field(
+        default=None, description="When the lead was created: enables the time-ordered split."
+    )
+    order_column: str | None = Field(
+        default=None,
+        description="Without dates: a column that orders leads in time (a sequence number, an "
+        "increasing id); the split then trains on the earlier rows and tests on the later ones.",
+    )
+    rows_in_time_order: bool = Field(
+        default=False, description="Without dates: the file's rows are in the order the leads arrived."
+    )
+    label_horizon_days: PositiveInt | None = Field(
+        default=None,
+        description="How many days after the lead's creation the label looks (e.g. 90): used by "
+        "the split's purge and shown in the model card. Left out: unknown.",
+    )
+    missing_values: tuple[str, ...] = Field(
+        default=("", "Select", "N/A", "NULL", "null"),
+        description="Values meaning 'missing' in every column (a column may add its own).",
+    )
+    columns: dict[str, ColumnMapping] = Field(description="The role of every other column, by name.")
     audit_allow: tuple[str, ...] = Field(
         default=(), description="Feature columns the leakage audit may flag but a person has cleared."
+    )
+    max_reject_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Rows that break the contract go to a rejects file while their share stays at or "
+        "under this; above it the build stops and lists every problem.",
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> ExportMapping:
-        special = {c for c in (self.id_column, self.label.column, self.created_at_column) if c is not None}
+        special = {
+            c
+            for c in (self.id_column, self.label.column, self.created_at_column, self.order_column)
+            if c is not None
+        }
         clash = sorted(special & set(self.columns))
         if clash:
-            raise ValueError(f"columns {clash} are id/label/created-at columns and cannot also have a role")
+            raise ValueError(
+                f"columns {clash} are id/label/created-at/order columns and cannot also have a role"
+            )
         if not self.feature_columns:
             raise ValueError("no column has a feature role (categorical or numeric)")
+        axes = [self.created_at_column is not None, self.order_column is not None, self.rows_in_time_order]
+        if sum(axes) > 1:
+            raise ValueError("give at most one of created_at_column, order_column, rows_in_time_order")
         return self
+
+    @property
+    def time_axis(self) -> str:
+        """``timestamp``, ``row_order`` or ``none``: what orders this export's leads in time."""
+        if self.created_at_column is not None:
+            return "timestamp"
+        return "row_order" if self.order_column is not None or self.rows_in_time_order else "none"
+
+    def missing_for(self, column: str) -> set[str]:
+        extra = self.columns[column].missing_values if column in self.columns else ()
+        return {*self.missing_values, *extra}
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
@@ -119,14 +245,59 @@ class ExportMapping(BaseModel):
         return path if path.is_absolute() or base is None else (base / path)
 
 
-def load_mapping(path: Path) -> ExportMapping:
-    """Read and validate a mapping YAML file (errors name the field)."""
+def _mapping_data(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a mapping is a YAML object (key: value lines)")
+    return data
+
+
+def is_event_mapping(path: Path) -> bool:
+    """Whether a mapping file is an event mapping (it has ``tables``)."""
+    return "tables" in _mapping_data(path)
+
+
+def load_mapping(path: Path) -> ExportMapping:
+    """Read and validate a flat mapping YAML file (errors name the field)."""
+    data = _mapping_data(path)
+    if "tables" in data:
+        raise ValueError(f"{path} is an event mapping (it has 'tables'); this step takes a flat mapping")
     return ExportMapping.model_validate(data)
 
 
 def mapping_json_schema() -> dict[str, Any]:
-    return ExportMapping.model_json_schema()
+    """JSON schema of both mapping kinds, every field described."""
+    from leadscore.features.events import EventMapping
+
+    return {
+        "title": "leadscore export mapping",
+        "description": "A flat mapping (one row per lead, a label column) or an event mapping "
+        "(leads, activities and outcomes/deals files; it has 'tables').",
+        "anyOf": [ExportMapping.model_json_schema(), EventMapping.model_json_schema()],
+    }
+
+
+def parse_numbers(values: pd.Series, *, decimal: str = ".", thousands: str | None = None) -> pd.Series:
+    """Numbers from export values (text or numbers); unparsable text becomes NaN (check it first
+    with :func:`not_numbers`)."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype(float)
+    text = values.astype("string").str.strip()
+    if thousands:
+        text = text.str.replace(thousands, "", regex=False)
+    if decimal != ".":
+        text = text.str.replace(decimal, ".", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype(float)
+
+
+def not_numbers(
+    values: pd.Series, *, missing: set[str], decimal: str = ".", thousands: str | None = None
+) -> np.ndarray:
+    """Rows holding a value that is neither missing nor a number (e.g. "ten")."""
+    text = values.astype("string").str.strip()
+    present = (text.notna() & ~text.isin(list(missing))).to_numpy(dtype=bool)
+    numbers = parse_numbers(values, decimal=decimal, thousands=thousands).to_numpy(dtype=float)
+    return present & np.isnan(numbers)
 
 
 def feature_name(column: str) -> str:
@@ -138,15 +309,36 @@ def feature_name(column: str) -> str:
 def read_export(
     path: Path, *, file_format: str = "auto", mapping: ExportMapping | None = None
 ) -> pd.DataFrame:
-    """Read a flat export; with a mapping, the id and categorical columns are read as text, so
-    ids keep leading zeros and a category "01" stays "01" (as it arrives at serving)."""
-    kind = (
-        file_format if file_format != "auto" else ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
+    """Read a flat export with the mapping's read options; with a mapping, the id and categorical
+    columns are read as text, so ids keep leading zeros and a category "01" stays "01" (as it
+    arrives at serving). Errors name the file (empty, header only, wrong separator, encoding)."""
+    from leadscore.features.loading import read_export_file
+
+    options = mapping.read if mapping is not None else ReadOptions()
+    text = (
+        ()
+        if mapping is None
+        else tuple(c for c in (mapping.id_column, *mapping.text_columns) if c is not None)
     )
-    if kind == "parquet":
-        return pd.read_parquet(path)
-    text = {} if mapping is None else {c: str for c in (mapping.id_column, *mapping.text_columns)}
-    return pd.read_csv(path, low_memory=False, dtype=text)
+    expected = () if mapping is None else (mapping.label.column, *mapping.feature_columns)
+    return read_export_file(
+        Path(path),
+        file_format=file_format if file_format != "auto" else options.format,
+        delimiter=options.delimiter,
+        encoding=options.encoding,
+        decimal=options.decimal,
+        thousands=options.thousands,
+        text_columns=text,
+        expected_columns=expected,
+    )
+
+
+SYNTHETIC_ID_COLUMN = "__row_id__"
+
+
+def synthetic_ids(n_rows: int, *, first_line: int = 2) -> np.ndarray:
+    """Ids for an export without an id column: ``row-<the file's line number>``."""
+    return np.array([f"row-{first_line + i}" for i in range(n_rows)], dtype=object)
 
 
 def label_values(series: pd.Series, *, positive_values: tuple[object, ...]) -> pd.Series:
@@ -182,9 +374,14 @@ class FlatFeatureTransform:
         kind = FeatureKind.CATEGORICAL if m.role is ColumnRole.CATEGORICAL else FeatureKind.NUMERIC
         return FeatureSpec(feature_name(column), m.family, kind, feature_name(column), label, label)
 
+    @property
+    def id_column(self) -> str:
+        """The id column (a synthetic one, added on read, when the export has none)."""
+        return self.mapping.id_column or SYNTHETIC_ID_COLUMN
+
     def missing_columns(self, frame: pd.DataFrame) -> list[str]:
         wanted = (
-            self.mapping.id_column,
+            self.id_column,
             *self.columns,
             *([self.mapping.created_at_column] if self.mapping.created_at_column else []),
         )
@@ -193,10 +390,13 @@ class FlatFeatureTransform:
     def features(self, frame: pd.DataFrame, *, as_of: pd.Series | pd.Timestamp | None = None) -> pd.DataFrame:
         """Feature rows (lead_id, as_of, features) for export rows; PII and leaky columns are never read."""
         missing = [c for c in self.columns if c not in frame.columns]
-        if self.mapping.id_column not in frame.columns:
+        if self.id_column in frame.columns:
+            ids = frame[self.id_column].astype(str).to_numpy()
+        elif self.mapping.id_column is None:
+            ids = synthetic_ids(len(frame))
+        else:
             raise KeyError(f"the id column '{self.mapping.id_column}' is missing")
-        placeholders = set(self.mapping.missing_values)
-        out: dict[str, Any] = {"lead_id": frame[self.mapping.id_column].astype(str).to_numpy()}
+        out: dict[str, Any] = {"lead_id": ids}
         if isinstance(as_of, pd.Series):
             out["as_of"] = pd.to_datetime(as_of).to_numpy()
         elif as_of is not None:
@@ -212,41 +412,34 @@ class FlatFeatureTransform:
                 frame[column] if column not in missing else pd.Series([None] * len(frame), index=frame.index)
             )
             text = values.astype("string").str.strip()
-            is_missing = text.isna() | text.isin(placeholders)
+            is_missing = text.isna() | text.isin(list(self.mapping.missing_for(column)))
             if self.mapping.columns[column].role is ColumnRole.CATEGORICAL:
                 out[name] = pd.Categorical(
                     text.where(~is_missing).to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
                 )
             else:
-                numbers = pd.to_numeric(text.where(~is_missing), errors="coerce")
+                numbers = parse_numbers(
+                    values.where(~is_missing.to_numpy(dtype=bool)),
+                    decimal=self.mapping.read.decimal,
+                    thousands=self.mapping.read.thousands,
+                )
                 out[name] = numbers.to_numpy(dtype=np.float32, na_value=np.nan)
         return pd.DataFrame(out)
 
     def sentence(self, concept: str, row: Mapping[str, object]) -> str:
         """The reason text for one feature of one lead, from the mapping's templates."""
         column = self._by_feature[concept]
-        m = self.mapping.columns[column]
-        label = m.label or column
-        value = row.get(concept)
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return m.missing_sentence or f"{label}: not given"
-        if m.role is ColumnRole.CATEGORICAL:
-            text = str(value)
-            if text in m.sentences:
-                return m.sentences[text]
-            return (m.sentence or f"{label}: {{value}}").format(value=text)
-        number = float(value) * m.display_scale  # type: ignore[arg-type]
-        if m.sentence:
-            return m.sentence.format(value=number)
-        return f"{label}: {number:,.4g}"
+        return column_sentence(column, self.mapping.columns[column], row.get(concept))
 
     def raw_records(self, frame: pd.DataFrame, *, n: int) -> list[dict[str, Any]]:
         """A few export rows (id + feature columns only) as API/pyfunc examples."""
-        keep = [self.mapping.id_column, *[c for c in self.columns if c in frame.columns]]
+        keep = [self.id_column, *[c for c in self.columns if c in frame.columns]]
         sample = frame.loc[:, keep].head(n).copy()
         for column in keep[1:]:
             if self.mapping.columns[column].role is ColumnRole.NUMERIC:
-                sample[column] = pd.to_numeric(sample[column], errors="coerce").astype(float)
+                sample[column] = parse_numbers(
+                    sample[column], decimal=self.mapping.read.decimal, thousands=self.mapping.read.thousands
+                )
         return [
             {
                 str(k): (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
@@ -254,3 +447,92 @@ class FlatFeatureTransform:
             }
             for row in sample.to_dict(orient="records")
         ]
+
+
+def column_sentence(column: str, m: ColumnMapping, value: object) -> str:
+    """The reason text for one column's value, from its mapping's templates."""
+    label = m.label or column
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return m.missing_sentence or f"{label}: not given"
+    if m.role is ColumnRole.CATEGORICAL:
+        text = str(value)
+        if text in m.sentences:
+            return m.sentences[text]
+        return render_sentence(m.sentence or f"{label}: {{value}}", text)
+    number = float(value) * m.display_scale  # type: ignore[arg-type]
+    if m.sentence:
+        return render_sentence(m.sentence, number)
+    return f"{label}: {number:,.4g}"
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "")
+    for prefix in (
+        "leadscore.features.mapping.",
+        "leadscore.features.events.",
+        "leadscore.features.catalogue.",
+    ):
+        text = text.replace(prefix, "")
+    return re.sub(r"<(?:class|enum) '([^']+)'>", r"\1", text)
+
+
+def _field_lines(model: type[BaseModel], indent: str, seen: set[str]) -> list[str]:
+    from enum import Enum
+
+    lines: list[str] = []
+    for name, info in model.model_fields.items():
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        shown = "the fields below" if isinstance(default, BaseModel) else repr(default)
+        required = "required" if info.is_required() else f"default {shown}"
+        lines.append(f"{indent}{name} ({_type_name(info.annotation)}; {required})")
+        description = info.description or (
+            info.annotation.__doc__ if isinstance(info.annotation, type) else None
+        )
+        if not description:
+            raise ValueError(f"{model.__name__}.{name} has no description")  # every field is documented
+        lines.append(f"{indent}    {' '.join(description.split())}")
+        for inner in _nested_models(info.annotation):
+            if issubclass(inner, Enum):
+                lines.append(f"{indent}    values: {', '.join(str(v.value) for v in inner)}")
+            elif inner.__name__ not in seen:
+                seen.add(inner.__name__)
+                doc = " ".join((inner.__doc__ or "").split())
+                lines.append(f"{indent}    {inner.__name__}: {doc}")
+                lines += _field_lines(inner, indent + "    ", seen)  # type: ignore[arg-type]
+    return lines
+
+
+def _nested_models(annotation: Any) -> list[type]:
+    from enum import Enum
+    from typing import get_args
+
+    found: list[type] = []
+    stack = [annotation]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, type) and (issubclass(item, BaseModel) or issubclass(item, Enum)):
+            found.append(item)
+        stack.extend(get_args(item))
+    return found
+
+
+def mapping_field_docs() -> str:
+    """Every field of both mapping kinds with its type, default and description (plain text)."""
+    from leadscore.features.events import EventMapping
+
+    parts = []
+    for title, model in (
+        ("FLAT MAPPING: one row per lead with a label column (examples/xeducation.yaml)", ExportMapping),
+        (
+            "EVENT MAPPING (it has 'tables'): leads, activities, outcomes/deals files (examples/olist.yaml)",
+            EventMapping,
+        ),
+    ):
+        parts.append(title)
+        parts += _field_lines(model, "  ", set())
+        parts.append("")
+    parts.append(
+        "Sentence templates: {value} with an optional format ({value:.0f}); plural forms as "
+        "[singular|plural], chosen by whether the value is 1: 'Visited {value:.0f} [time|times]'."
+    )
+    return "\n".join(parts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,18 @@ KEY_COLUMNS = ("lead_id", "as_of")
 assert len(SIGNALS) < 2**_SIGNAL_BITS
 
 
+@dataclass(frozen=True)
+class ExtraSignal:
+    """An export's own activity type, counted like a catalogue signal (declared in an event mapping).
+
+    Its features are ``{name}_{days}d`` per window, ``{name}_total`` and ``days_since_{name}``.
+    """
+
+    name: str
+    activity_type: str
+    windows_days: tuple[int, ...] = WINDOWS_DAYS
+
+
 def email_domain_type(emails: pd.Series) -> pd.Series:
     """Classify e-mail addresses as ``corporate``, ``free``, ``education`` or ``missing``.
 
@@ -120,8 +133,9 @@ def _epoch_microseconds(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     return np.asarray(values, dtype="datetime64[us]").view(np.int64)
 
 
-def _signal_codes(activities: pd.DataFrame) -> np.ndarray:
-    """Signal index for every activity row (-1 for activity types the pipeline does not know)."""
+def _signal_codes(activities: pd.DataFrame, extra: Sequence[ExtraSignal] = ()) -> np.ndarray:
+    """Signal index for every activity row (-1 for activity types the pipeline does not know);
+    ``extra`` signals follow the catalogue's, in their order."""
     types = [t.value for t in ActivityType]
     pages = [p.value for p in PageCategory]
     type_code = _codes_in(activities["activity_type"], types)
@@ -138,7 +152,11 @@ def _signal_codes(activities: pd.DataFrame) -> np.ndarray:
             signal_of_page[pages.index(signal.page_category.value)] = index
     signal_of_page[-1] = signal_of_page[pages.index(PageCategory.OTHER.value)]
     is_page_view = type_code == types.index(ActivityType.PAGE_VIEW.value)
-    return np.where(is_page_view, signal_of_page[page_code], signal_of_type[type_code])
+    codes = np.where(is_page_view, signal_of_page[page_code], signal_of_type[type_code])
+    if extra:
+        extra_code = _codes_in(activities["activity_type"], [e.activity_type for e in extra])
+        codes = np.where(extra_code >= 0, len(SIGNALS) + extra_code, codes)
+    return codes
 
 
 @contextmanager
@@ -160,13 +178,15 @@ def compute_features(
     snapshots: pd.DataFrame,
     windows_days: tuple[int, ...] = WINDOWS_DAYS,
     progress: bool = False,
+    extra_signals: Sequence[ExtraSignal] = (),
 ) -> pd.DataFrame:
     """Feature rows for each snapshot (``lead_id``, ``as_of``) from data at or before ``as_of``.
 
     ``leads`` and ``activities`` follow the data contract; activities of leads that are not in
     ``leads`` and activity types the pipeline does not know are ignored (the loaders report them).
     Returns ``lead_id``, ``as_of`` and the catalogue's features, in catalogue order, one row per
-    snapshot in the snapshots' order.
+    snapshot in the snapshots' order; then the features of ``extra_signals`` (an export's own
+    activity types), computed by the same point-in-time code.
     """
     if windows_days != WINDOWS_DAYS:
         raise ValueError(f"windows_days must match the feature catalogue {WINDOWS_DAYS}")
@@ -178,33 +198,35 @@ def compute_features(
         unknown = snapshots["lead_id"][snapshot_lead < 0].astype(str).unique()[:5].tolist()
         raise ValueError(f"snapshots name leads that are not in the leads table: {unknown}")
 
+    signal_bits = max(_SIGNAL_BITS, (len(SIGNALS) + len(extra_signals)).bit_length())
+    all_windows = tuple(sorted({*windows_days, *(d for e in extra_signals for d in e.windows_days)}))
     as_of_us = _epoch_microseconds(snapshots["as_of"])
     as_of_s = np.floor_divide(as_of_us, 1_000_000)
     with _progress(progress, total=len(SIGNALS) + 3, description="Computing features") as advance:
         # 1. encode activities as one sorted key: lead | time (s) | signal
         activity_lead = _codes_in(activities["lead_id"], lead_index)
-        signal = _signal_codes(activities)
+        signal = _signal_codes(activities, extra_signals)
         keep = (activity_lead >= 0) & (signal >= 0)
         event_s = -np.floor_divide(-_epoch_microseconds(activities["timestamp"]), 1_000_000)  # ceil
         if keep.any():
             first_second = min(int(event_s[keep].min()), int(as_of_s.min()) if len(as_of_s) else 0)
         else:
             first_second = int(as_of_s.min()) if len(as_of_s) else 0
-        origin = first_second - max(windows_days) * SECONDS_PER_DAY - 1
+        origin = first_second - max(all_windows) * SECONDS_PER_DAY - 1
         last_second = max(
             int(event_s[keep].max()) if keep.any() else origin, int(as_of_s.max()) if len(as_of_s) else origin
         )
         time_bits = max(1, int(last_second - origin + 1).bit_length())
-        if len(lead_index).bit_length() + time_bits + _SIGNAL_BITS > 62:
+        if len(lead_index).bit_length() + time_bits + signal_bits > 62:
             raise ValueError("time range x number of leads is too large for one sort key; split the batch")
-        shift = np.int64(time_bits + _SIGNAL_BITS)
+        shift = np.int64(time_bits + signal_bits)
         keys = (
             (activity_lead[keep].astype(np.int64) << shift)
-            | ((event_s[keep] - origin).astype(np.int64) << _SIGNAL_BITS)
+            | ((event_s[keep] - origin).astype(np.int64) << signal_bits)
             | signal[keep].astype(np.int64)
         )
         keys.sort()
-        event_signal = (keys & (2**_SIGNAL_BITS - 1)).astype(np.int8)
+        event_signal = (keys & (2**signal_bits - 1)).astype(np.int16)
         if advance:
             advance()  # type: ignore[operator]
 
@@ -216,37 +238,40 @@ def compute_features(
         relative_as_of = (as_of_s - origin)[order]
 
         def events_up_to(relative_second: np.ndarray) -> np.ndarray:
-            bound = lead_key | (relative_second.astype(np.int64) << _SIGNAL_BITS) | (2**_SIGNAL_BITS - 1)
+            bound = lead_key | (relative_second.astype(np.int64) << signal_bits) | (2**signal_bits - 1)
             return np.searchsorted(keys, bound, side="right")
 
         start = np.searchsorted(keys, lead_key, side="left")
         upper = events_up_to(relative_as_of)
-        lowers = {days: events_up_to(relative_as_of - days * SECONDS_PER_DAY) for days in windows_days}
+        lowers = {days: events_up_to(relative_as_of - days * SECONDS_PER_DAY) for days in all_windows}
         if advance:
             advance()  # type: ignore[operator]
 
         # 3. per-signal counts and recency
         n = len(snapshots)
         columns: dict[str, np.ndarray] = {}
-        for index, spec in enumerate(SIGNALS):
+        counted = [(s.name, windows_days) for s in SIGNALS] + [
+            (e.name, e.windows_days) for e in extra_signals
+        ]
+        for index, (signal_name, signal_windows) in enumerate(counted):
             is_signal = event_signal == index
             cumulative = np.zeros(len(keys) + 1, dtype=np.int32)
             np.cumsum(is_signal, out=cumulative[1:])
             seen_before_upper = cumulative[upper]
-            for days in windows_days:
-                columns[window_count_name(spec.name, days)] = (
+            for days in signal_windows:
+                columns[window_count_name(signal_name, days)] = (
                     seen_before_upper - cumulative[lowers[days]]
                 ).astype(np.float32)
             total = seen_before_upper - cumulative[start]
-            columns[total_count_name(spec.name)] = total.astype(np.float32)
+            columns[total_count_name(signal_name)] = total.astype(np.float32)
             days_since = np.full(n, np.nan, dtype=np.float32)
             has_any = total > 0
             if has_any.any():
                 positions = np.flatnonzero(is_signal)
                 last_key = keys[positions[seen_before_upper[has_any] - 1]]
-                last_second = (last_key >> _SIGNAL_BITS) & (2**time_bits - 1)
+                last_second = (last_key >> signal_bits) & (2**time_bits - 1)
                 days_since[has_any] = (relative_as_of[has_any] - last_second) / SECONDS_PER_DAY
-            columns[days_since_name(spec.name)] = days_since
+            columns[days_since_name(signal_name)] = days_since
             if advance:
                 advance()  # type: ignore[operator]
 
@@ -303,8 +328,20 @@ def compute_features(
             "as_of": pd.to_datetime(snapshots["as_of"]).to_numpy(),
         }
     )
+    extra_names = [
+        name
+        for e in extra_signals
+        for name in (
+            *(window_count_name(e.name, d) for d in e.windows_days),
+            total_count_name(e.name),
+            days_since_name(e.name),
+        )
+    ]
     features = pd.DataFrame(
-        {name: categorical[name] if name in categorical else columns[name] for name in FEATURE_NAMES}
+        {
+            name: categorical[name] if name in categorical else columns[name]
+            for name in (*FEATURE_NAMES, *extra_names)
+        }
     )
     return pd.concat([frame, features], axis=1)
 

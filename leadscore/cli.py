@@ -76,7 +76,9 @@ def _config(model: Any, path: Path, overrides: list[str] | None) -> Any:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code=2)
 
 
@@ -86,17 +88,31 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path(".leadscore/data/crm"),
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    shape: Annotated[
+        str,
+        typer.Option(
+            help="native (the data contract), salesforce (Lead/Task/Opportunity) or hubspot "
+            "(contacts/engagements/deals): the same leads in a real CRM's object, field and activity names."
+        ),
+    ] = "native",
 ) -> None:
     """Write a realistic simulated CRM export (leads, activities, outcomes, truth)."""
+    from leadscore.features.crm_shapes import CrmShape, write_shape
     from leadscore.features.simulator import simulate_crm, write_crm
 
     if file_format not in ("parquet", "csv"):
         _fail(f"--format must be parquet or csv, got '{file_format}'")
+    if shape not in [s.value for s in CrmShape]:
+        _fail(f"--shape must be one of {', '.join(s.value for s in CrmShape)}, got '{shape}'")
     crm = simulate_crm(n_leads=leads, seed=seed, progress=True)
-    paths = write_crm(crm, out_dir=out, file_format=file_format)  # type: ignore[arg-type]
+    if shape == CrmShape.NATIVE:
+        paths = write_crm(crm, out_dir=out, file_format=file_format)  # type: ignore[arg-type]
+    else:
+        paths = write_shape(crm, shape=CrmShape(shape), out_dir=out, file_format=file_format, seed=seed)
     console.print(
         f"wrote {len(crm.leads):,} leads, {len(crm.activities):,} activities, "
         f"{len(crm.outcomes):,} outcomes to {out} ({', '.join(p.name for p in paths.values())})"
+        + (f"; map it with examples/{shape}.yaml" if shape != CrmShape.NATIVE else "")
     )
 
 
@@ -105,10 +121,17 @@ def build_features(
     config: Annotated[Path | None, typer.Option(help="YAML job config.")] = None,
     mapping: Annotated[
         Path | None,
-        typer.Option(help="Mapping YAML of your own flat CRM export (see examples/xeducation.yaml)."),
+        typer.Option(
+            help="Mapping YAML of your own CRM export: flat (examples/xeducation.yaml) or event-level "
+            "(leads + activities + deals files, examples/olist.yaml). Fields: `leadscore mapping-schema`."
+        ),
     ] = None,
     data: Annotated[
-        Path | None, typer.Option(help="With --mapping: the export file (default: the mapping's).")
+        Path | None,
+        typer.Option(
+            help="With --mapping: the export file (flat) or the folder holding its files (event mapping); "
+            "default: the mapping's paths."
+        ),
     ] = None,
     output: Annotated[Path | None, typer.Option(help="With --mapping: where to write the table.")] = None,
     set_: Annotated[
@@ -145,23 +168,35 @@ def build_features(
 
 
 def _build_flat(*, mapping: Path, data: Path | None, output: Path) -> None:
+    import yaml
     from pydantic import ValidationError
 
-    from leadscore.features.build import FlatBuildJob
+    from leadscore.features.build import EventBuildJob, FlatBuildJob
     from leadscore.features.loading import DataContractError
+    from leadscore.features.mapping import is_event_mapping
 
     try:
-        result = FlatBuildJob(mapping_path=mapping, output=output, data=data).run()
+        if is_event_mapping(mapping):
+            result = EventBuildJob(mapping_path=mapping, output=output, data_dir=data).run()
+            what = "snapshots"
+        else:
+            result = FlatBuildJob(mapping_path=mapping, output=output, data=data).run()
+            what = "leads"
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
         _fail(f"invalid mapping {mapping}: {problems}")
         return
-    except (DataContractError, FileNotFoundError) as error:
+    except (DataContractError, FileNotFoundError, OSError, ValueError, yaml.YAMLError) as error:
         _fail(str(error))
         return
     console.print(
-        f"feature table: {result.rows:,} leads, positive rate {result.positive_rate:.3f} -> {result.output}"
+        f"feature table: {result.rows:,} {what}, positive rate {result.positive_rate:.3f} -> {result.output}"
         f"\nleakage audit: {result.output.with_suffix('.audit.csv')}"
+        + (
+            f"\nrejected rows: {result.rejected:,} -> {result.rejects_file}"
+            if result.rejects_file is not None
+            else ""
+        )
     )
 
 
@@ -176,8 +211,17 @@ def audit(
 ) -> None:
     """Leakage audit: how well each column alone predicts the label, and which look like hindsight."""
     from leadscore.features.audit import audit_columns
-    from leadscore.features.mapping import ColumnRole, label_values, load_mapping, read_export
+    from leadscore.features.mapping import (
+        ColumnRole,
+        is_event_mapping,
+        label_values,
+        load_mapping,
+        read_export,
+    )
 
+    if is_event_mapping(mapping):
+        _audit_events(mapping=mapping, data=data)
+        return
     spec = load_mapping(mapping)
     source = data or spec.source_path(base=mapping.parent)
     if not source.exists():
@@ -196,7 +240,7 @@ def audit(
         max_missing_auc=max_missing_auc,
     )
     table = Table(title=f"leakage audit of {source.name} ({len(frame):,} rows)")
-    for column in ("column", "role", "auc alone", "missing", "missingness auc", "flags"):
+    for column in ("column", "role", "auc alone", "missing", "missingness auc", "tier", "flags"):
         table.add_column(column)
     warned = 0
     for row in report.to_dict(orient="records"):
@@ -211,6 +255,7 @@ def audit(
             f"{row['auc_alone']:.3f}",
             f"{row['missing_share']:.0%}",
             f"{row['missingness_auc']:.3f}",
+            {"flag": "FLAG", "confirm": "suspicious: confirm"}.get(str(row["tier"]), ""),
             str(row["flags"]),
             style=style,
         )
@@ -223,12 +268,51 @@ def audit(
     )
 
 
-@app.command("mapping-schema")
-def mapping_schema() -> None:
-    """Print the JSON schema of export mapping files."""
-    from leadscore.features.mapping import mapping_json_schema
+def _audit_events(*, mapping: Path, data: Path | None) -> None:
+    import tempfile
 
-    console.print_json(json.dumps(mapping_json_schema()))
+    import pandas as pd
+
+    from leadscore.features.build import EventBuildJob
+    from leadscore.features.loading import DataContractError
+
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "audit.parquet"
+        try:
+            EventBuildJob(mapping_path=mapping, output=output, data_dir=data).run()
+        except (DataContractError, FileNotFoundError, ValueError) as error:
+            _fail(str(error))
+            return
+        report = pd.read_csv(output.with_suffix(".audit.csv"))
+    table = Table(
+        title=f"leakage audit of {mapping.name} (lead and deal columns, label at the first snapshot)"
+    )
+    for column in ("column", "auc alone", "missing", "tier", "flags"):
+        table.add_column(column)
+    for row in report.fillna("").to_dict(orient="records"):
+        style = "bold red" if row["tier"] == "flag" else ("yellow" if row["tier"] == "confirm" else "")
+        table.add_row(
+            str(row["column"]),
+            f"{row['auc_alone']:.3f}",
+            f"{row['missing_share']:.0%}",
+            {"flag": "FLAG", "confirm": "suspicious: confirm"}.get(str(row["tier"]), ""),
+            str(row["flags"]),
+            style=style,
+        )
+    console.print(table)
+
+
+@app.command("mapping-schema")
+def mapping_schema(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON schema instead.")] = False,
+) -> None:
+    """Document every field of export mapping files (flat and event mappings)."""
+    from leadscore.features.mapping import mapping_field_docs, mapping_json_schema
+
+    if as_json:
+        console.print_json(json.dumps(mapping_json_schema()))
+        return
+    typer.echo(mapping_field_docs())
 
 
 @app.command()

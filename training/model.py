@@ -18,6 +18,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from leadscore.features.catalogue import FEATURE_CATALOGUE, SIGNALS, Family
 from leadscore.features.contract import ActivityType
+from leadscore.features.events import EventFeatureTransform
 from leadscore.features.mapping import FlatFeatureTransform
 from leadscore.features.pipeline import compute_features
 from leadscore.features.vocabulary import Tier
@@ -101,6 +102,7 @@ class LeadScoringModel:
     horizon_days: int
     metadata: dict[str, object] = field(default_factory=dict)
     flat: FlatFeatureTransform | None = None  # set for flat (pre-aggregated) exports
+    events: EventFeatureTransform | None = None  # set for event-mapping exports (own names and types)
 
     def __post_init__(self) -> None:
         self._prepare()
@@ -114,8 +116,11 @@ class LeadScoringModel:
 
     def _prepare(self) -> None:
         """Load-time work, kept off the request path."""
-        catalogue = self.flat.catalogue if self.flat is not None else FEATURE_CATALOGUE
-        self._sentence = self.flat.sentence if self.flat is not None else concept_sentence
+        events = self.__dict__.get("events")  # models pickled before event mappings have none
+        self.events = events
+        own = self.flat if self.flat is not None else events
+        catalogue = own.catalogue if own is not None else FEATURE_CATALOGUE
+        self._sentence = own.sentence if own is not None else concept_sentence
         self._concepts, self._grouping = concepts_for(self.feature_names, catalogue)
         families = np.array([c.family for c in self._concepts])
         self._fit_concepts = families == Family.FIT
@@ -146,6 +151,8 @@ class LeadScoringModel:
         """Feature rows for each lead as of ``as_of`` (default: now, UTC)."""
         if self.flat is not None:
             raise ValueError("this model scores flat export rows: use features_from_export()")
+        if self.events is not None:  # the export's own column and activity names
+            return self.events.features(leads=leads, activities=activities, as_of=as_of)
         when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
         snapshots = pd.DataFrame({"lead_id": leads["lead_id"].astype(str).to_numpy()})
         snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when

@@ -38,7 +38,9 @@ LEAD_TEXT_COLUMNS: tuple[str, ...] = ("job_title", *CATEGORICAL_FIT_COLUMNS, "em
 
 def flat_input_signature(flat: FlatFeatureTransform) -> ModelSignature:
     """The input schema of a flat-export model: the export's own id and feature columns."""
-    columns: list[ColSpec | TensorSpec] = [ColSpec(DataType.string, flat.mapping.id_column)]
+    columns: list[ColSpec | TensorSpec] = (
+        [] if flat.mapping.id_column is None else [ColSpec(DataType.string, flat.mapping.id_column)]
+    )  # an export without ids gets synthetic ones
     for column, spec in zip(flat.columns, flat.catalogue, strict=True):
         # numbers arrive as ints or floats (JSON 674 vs 674.0); the transform coerces them itself
         kind = AnyType() if spec.kind.value == "numeric" else DataType.string
@@ -124,6 +126,8 @@ class LeadScoringPyfunc(PythonModel):
         params = params or {}
         if self.model.flat is not None:
             features = self.model.features_from_export(model_input)
+        elif getattr(self.model, "events", None) is not None:  # an event mapping's own names
+            features = self.model.events.features_from_records(model_input)  # type: ignore[union-attr]
         else:
             leads, activities, as_of = split_raw_leads(model_input)
             features = self.model.features(leads=leads, activities=activities, as_of=as_of)

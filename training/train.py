@@ -22,6 +22,7 @@ from mlflow.data import pandas_dataset
 from leadscore.features.build import file_sha256
 from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, Family, catalogue_frame
 from leadscore.features.contract import PII_COLUMNS
+from leadscore.features.events import EventFeatureTransform, EventMapping
 from leadscore.features.mapping import ColumnRole, ExportMapping, FlatFeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
@@ -150,6 +151,13 @@ class TrainJob:
         if self.meta.get("mode") != "flat":
             return None
         return FlatFeatureTransform(ExportMapping.model_validate(self.meta["mapping"]))
+
+    @functools.cached_property
+    def event_transform(self) -> EventFeatureTransform | None:
+        """An event mapping's transform (own column and activity names), carried by the model."""
+        if self.meta.get("mode") != "events":
+            return None
+        return EventFeatureTransform(EventMapping.model_validate(self.meta["mapping"]))
 
     @property
     def time_axis(self) -> TimeAxis:
@@ -361,6 +369,8 @@ class TrainJob:
             "flat": self.flat_transform,
             "horizon_days": self.horizon_days or 0,
         }
+        if self.event_transform is not None:
+            parts["events"] = self.event_transform
         draft = LeadScoringModel(
             **parts, thresholds=TierThresholds(0.0, 1.0), grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0))
         )
@@ -557,7 +567,7 @@ class TrainJob:
         y_train = fit_rows["label"].astype(int).to_numpy()
         x_train = fit_rows.loc[:, list(self.feature_names)]
         x_test = split.test.loc[:, list(self.feature_names)]
-        flat = self.flat_transform
+        flat = self.flat_transform or self.event_transform
         if flat is None:
             rule: Any = RuleBasedScorer().fit(x_train, y_train)
         else:
@@ -640,11 +650,8 @@ class TrainJob:
         )
         mlflow.log_input(dataset, context="training")
         mlflow.log_dict(fingerprint, "data/fingerprint.json")
-        catalogue = (
-            catalogue_frame()
-            if self.flat_transform is None
-            else pd.DataFrame([f.as_dict() for f in self.flat_transform.catalogue])
-        )
+        own = self.flat_transform or self.event_transform
+        catalogue = catalogue_frame() if own is None else pd.DataFrame([f.as_dict() for f in own.catalogue])
         catalogue.to_csv(out / "feature_catalogue.csv", index=False)
         if not self.has_time:
             mlflow.set_tag("leadscore.split", "STRATIFIED: export has no time order, not a time-ordered test")
@@ -707,7 +714,7 @@ class TrainJob:
             name="model",
             python_model=LeadScoringPyfunc(),
             artifacts={MODEL_ARTIFACT: str(pickle_path)},
-            signature=input_signature(self.flat_transform),
+            signature=input_signature(self.flat_transform) if self.event_transform is None else None,
             input_example=self.input_example_without_pii(),
             registered_model_name=config.tracking.model_name if config.tracking.register_model else None,
             # the model carries its own code and pins what it imports: it rebuilds anywhere

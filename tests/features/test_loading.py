@@ -511,7 +511,7 @@ def test_file_round_trip(tmp_path: Path, suffix: str) -> None:
     assert loaded.leads["phone"].iloc[0] == "0612345678"
 
 
-def test_csv_problems_use_data_row_numbers(tmp_path: Path) -> None:
+def test_csv_problems_name_the_file_and_its_own_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "leads.csv"
     leads = make_leads().astype({"created_at": "str"})
     leads.loc[3, "created_at"] = "not a date"
@@ -520,9 +520,13 @@ def test_csv_problems_use_data_row_numbers(tmp_path: Path) -> None:
     with pytest.raises(DataContractError) as excinfo:
         load_crm_tables(leads=path, now=NOW)
 
-    assert problems_of(excinfo) == [
-        ContractProblem("leads", "created_at", "wrong type: expected datetime, got 'not a date'", (3,), 1)
-    ]
+    problem = problems_of(excinfo)[0]
+    assert (problem.table, problem.column, problem.rows, problem.count) == ("leads", "created_at", (3,), 1)
+    assert problem.source == str(path) and problem.lines() == (5,)  # header is line 1, row 3 is line 5
+    assert path.read_text().splitlines()[4].count("not a date") == 1
+    message = str(excinfo.value)
+    assert f"leads.created_at [{path}]" in message and "at line: 5" in message
+    assert "line numbers are the file's own" in message
 
 
 def test_csv_with_a_short_row_is_still_read(tmp_path: Path) -> None:

@@ -1,0 +1,361 @@
+"""Event mappings: leads + activities + deals files with their own names, types and dirty rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from leadscore.features.build import EventBuildJob, TooManyRejects, read_table_metadata_model
+from leadscore.features.events import EventFeatureTransform, EventMapping, load_event_mapping
+from leadscore.features.loading import DataContractError
+from leadscore.settings import PROJECT_ROOT, datasets_dir
+
+N_LEADS = 600
+
+
+def make_event_export(folder: Path, *, seed: int = 0) -> dict[str, Path]:
+    """A small CRM export in its own words: 'Page View', 'Trial Login' (a new type), deals."""
+    rng = np.random.default_rng(seed)
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(
+        np.sort(rng.integers(0, 300 * 86400, N_LEADS)), unit="s"
+    )
+    intent = rng.random(N_LEADS)
+    leads = pd.DataFrame(
+        {
+            "Contact": [f"C{i:04d}" for i in range(N_LEADS)],
+            "Signed Up": created.strftime("%d/%m/%Y %H:%M"),
+            "Lead Source": rng.choice(["Web", "Ads", "Event"], N_LEADS),
+            "Plan Interest": np.where(intent > 0.5, "pro", "free"),
+            "Seats": rng.integers(1, 50, N_LEADS).astype(str),
+            "Owner": rng.choice(["ann", "bob"], N_LEADS),
+        }
+    )
+    rows = []
+    for i in range(N_LEADS):
+        for _ in range(rng.poisson(1 + 6 * intent[i])):
+            rows.append(
+                (
+                    leads["Contact"][i],
+                    created[i] + pd.Timedelta(days=float(rng.uniform(0, 40))),
+                    "Trial Login",
+                )
+            )
+        for _ in range(rng.poisson(2)):
+            rows.append(
+                (leads["Contact"][i], created[i] + pd.Timedelta(days=float(rng.uniform(0, 40))), "Page View")
+            )
+    activities = pd.DataFrame(rows, columns=["Contact", "When", "What"])
+    activities["When"] = activities["When"].dt.strftime("%d/%m/%Y %H:%M")
+    converts = rng.random(N_LEADS) < 0.05 + 0.4 * intent
+    deal_at = created + pd.to_timedelta(rng.integers(10, 60, N_LEADS), unit="D")
+    deals = pd.DataFrame(
+        {
+            "Contact": leads["Contact"][converts].to_numpy(),
+            "Won": deal_at[converts].strftime("%d/%m/%Y %H:%M"),
+            "Stage": "Closed Won",
+            "Rep": "sam",
+        }
+    )
+    paths = {
+        "leads": folder / "leads.csv",
+        "activities": folder / "activities.csv",
+        "outcomes": folder / "deals.csv",
+    }
+    leads.to_csv(paths["leads"], index=False, sep=";")
+    activities.to_csv(paths["activities"], index=False, sep=";")
+    deals.to_csv(paths["outcomes"], index=False, sep=";")
+    return paths
+
+
+def mapping_data(**changes: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": "trial",
+        "read": {"date_format": "%d/%m/%Y %H:%M"},  # the separator is sniffed
+        "tables": {
+            "leads": {
+                "path": "leads.csv",
+                "id_column": "Contact",
+                "created_at_column": "Signed Up",
+                "rename": {"Lead Source": "channel"},
+                "attributes": {
+                    "Plan Interest": {
+                        "role": "categorical",
+                        "label": "Plan of interest",
+                        "sentence": "Interested in {value}",
+                    },
+                    "Seats": {
+                        "role": "numeric",
+                        "label": "Seats",
+                        "sentence": "Needs {value:.0f} [seat|seats]",
+                    },
+                    "Owner": {"role": "leaky"},
+                },
+            },
+            "activities": {
+                "path": "activities.csv",
+                "lead_id_column": "Contact",
+                "timestamp_column": "When",
+                "type_column": "What",
+                "types": {
+                    "Page View": "page_view",
+                    "Trial Login": {
+                        "name": "trial_login",
+                        "label": "trial logins",
+                        "sentence": "Logged in to the trial {value:.0f} [time|times]",
+                        "actionable": False,
+                        "windows_days": [7, 30],
+                    },
+                },
+            },
+            "outcomes": {
+                "path": "deals.csv",
+                "lead_id_column": "Contact",
+                "date_column": "Won",
+                "status_column": "Stage",
+                "positive_values": ["Closed Won"],
+                "columns": {"Rep": "leaky"},
+            },
+        },
+        "label": {"horizon_days": 60, "ages_days": [1, 7]},
+    }
+    for dotted, value in changes.items():
+        target = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            target = target[part]  # type: ignore[assignment]
+        target[last] = value  # type: ignore[index]
+    return data
+
+
+def write_mapping(folder: Path, **changes: object) -> Path:
+    path = folder / "mapping.yaml"
+    path.write_text(yaml.safe_dump(mapping_data(**changes), sort_keys=False))
+    return path
+
+
+def test_new_activity_type_becomes_catalogue_features_and_reasons() -> None:
+    transform = EventFeatureTransform(EventMapping.model_validate(mapping_data()))
+    names = set(transform.feature_names)
+    assert {"trial_login_7d", "trial_login_30d", "trial_login_total", "days_since_trial_login"} <= names
+    assert "trial_login_90d" not in names
+    assert {
+        "page_other_7d",
+        "engagement_events_30d",
+        "channel",
+        "plan_interest",
+        "seats",
+        "lead_age_days",
+    } <= names
+    assert "owner" not in names and "page_pricing_7d" not in names  # no page column: page_other only
+    spec = {f.name: f for f in transform.catalogue}["trial_login_7d"]
+    assert spec.label == "Trial logins in the last 7 days" and spec.concept == "trial_login"
+    assert transform.sentence("trial_login", {"trial_login_total": 1.0}) == "Logged in to the trial 1 time"
+    assert transform.sentence("trial_login", {"trial_login_total": 4.0}) == "Logged in to the trial 4 times"
+    assert transform.sentence("seats", {"seats": 1.0}) == "Needs 1 seat"
+
+
+def test_build_uses_the_same_point_in_time_features_as_scoring(tmp_path: Path) -> None:
+    paths = make_event_export(tmp_path)
+    result = EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "t.parquet").run()
+    table = pd.read_parquet(result.output)
+    meta = read_table_metadata_model(result.output)
+    assert meta.mode == "events" and meta.time_axis == "timestamp" and meta.snapshot_policy.horizon_days == 60
+    assert table["trial_login_total"].sum() > 0 and table["label"].astype(int).sum() > 10
+    # scoring: the export's own rows and names, as of each snapshot, through the transform the model carries
+    transform = EventFeatureTransform(load_event_mapping(tmp_path / "mapping.yaml"))
+    leads = pd.read_csv(paths["leads"], sep=";", dtype=str)
+    activities = pd.read_csv(paths["activities"], sep=";", dtype=str)
+    sample = table.sample(40, random_state=0)
+    raw_leads = leads.set_index("Contact").loc[sample["lead_id"]].reset_index()
+    scored = transform.features(
+        leads=raw_leads, activities=activities, as_of=pd.Series(sample["as_of"].to_numpy())
+    )
+    expected = sample.loc[:, list(transform.feature_names)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        scored.loc[:, list(transform.feature_names)].astype(str),
+        expected.astype(str),
+        check_categorical=False,
+    )
+    # point-in-time: no login after the snapshot is counted
+    one = sample.iloc[0]
+    mine = activities[(activities["Contact"] == one["lead_id"]) & (activities["What"] == "Trial Login")]
+    when = pd.to_datetime(mine["When"], format="%d/%m/%Y %H:%M")
+    assert one["trial_login_total"] == (when <= one["as_of"]).sum()
+
+
+def test_deal_dated_before_its_lead_is_rejected_and_the_build_goes_on(tmp_path: Path) -> None:
+    paths = make_event_export(tmp_path)
+    deals = pd.read_csv(paths["outcomes"], sep=";", dtype=str)
+    contact = deals["Contact"].iloc[3]
+    leads = pd.read_csv(paths["leads"], sep=";", dtype=str)
+    signed = pd.to_datetime(leads.set_index("Contact").loc[contact, "Signed Up"], format="%d/%m/%Y %H:%M")
+    deals.loc[3, "Won"] = (signed - pd.Timedelta(days=2)).strftime("%d/%m/%Y %H:%M")
+    deals.to_csv(paths["outcomes"], sep=";", index=False)
+    lines = paths["outcomes"].read_text().splitlines()
+    result = EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "t.parquet").run()
+    rejects = pd.read_csv(result.rejects_file)
+    assert len(rejects) == 1
+    row = rejects.iloc[0]
+    assert row["table"] == "outcomes" and row["line"] == 5 and row["column"] == "Won"
+    assert row["problem"] == "conversion before the lead was created" and contact in lines[4]
+
+
+def test_unmapped_activity_type_is_named_with_a_hint_and_stops_above_the_share(tmp_path: Path) -> None:
+    paths = make_event_export(tmp_path)
+    activities = pd.read_csv(paths["activities"], sep=";", dtype=str)
+    activities.loc[activities["What"] == "Page View", "What"] = "Website Visit"
+    activities.to_csv(paths["activities"], sep=";", index=False)
+    with pytest.raises(TooManyRejects) as excinfo:
+        EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "t.parquet").run()
+    message = str(excinfo.value)
+    assert (
+        "activities.What" in message and "'Website Visit'" in message and "tables.activities.types" in message
+    )
+    assert str(paths["activities"]) in message
+    # declared as ignorable, the same export builds and the ignored rows are counted
+    path = write_mapping(tmp_path, **{"tables.activities.unmapped_types": "ignore"})
+    result = EventBuildJob(mapping_path=path, output=tmp_path / "t.parquet").run()
+    meta = read_table_metadata_model(result.output).model_dump()
+    assert meta["ignored_activity_types"] == {
+        "Website Visit": int((activities["What"] == "Website Visit").sum())
+    }
+
+
+def test_non_numeric_attribute_and_unmapped_columns_are_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    paths = make_event_export(tmp_path)
+    leads = pd.read_csv(paths["leads"], sep=";", dtype=str)
+    leads.loc[9, "Seats"] = "ten"
+    leads["Favourite Colour"] = "blue"
+    leads.to_csv(paths["leads"], sep=";", index=False)
+    with caplog.at_level("WARNING"):
+        result = EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "t.parquet").run()
+    rejects = pd.read_csv(result.rejects_file)
+    lead_rows = rejects[rejects["table"] == "leads"]
+    assert lead_rows["line"].tolist() == [11] and "not a number, got 'ten'" in lead_rows["problem"].iloc[0]
+    assert set(rejects.loc[rejects["table"] != "leads", "problem"]) <= {
+        "its lead was rejected (see the leads rows)"
+    }
+    assert leads.loc[9, "Contact"] not in set(pd.read_parquet(result.output)["lead_id"])
+    assert any("Favourite Colour" in r.message and "not in the mapping" in r.message for r in caplog.records)
+    columns = read_table_metadata_model(result.output).model_dump()["columns"]
+    assert {
+        "table": "leads",
+        "column": "Owner",
+        "mapping": "leaky",
+        "action": "excluded from features, audited",
+    } in columns
+
+
+def test_empty_deals_file_is_named(tmp_path: Path) -> None:
+    paths = make_event_export(tmp_path)
+    paths["outcomes"].write_text("")
+    with pytest.raises(ValueError, match=str(paths["outcomes"]) + " is empty"):
+        EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "t.parquet").run()
+
+
+def test_missing_mapped_column_is_a_whole_file_problem(tmp_path: Path) -> None:
+    make_event_export(tmp_path)
+    path = write_mapping(tmp_path, **{"tables.outcomes.date_column": "Closed On"})
+    with pytest.raises(DataContractError, match=r"outcomes\.Closed On"):
+        EventBuildJob(mapping_path=path, output=tmp_path / "t.parquet").run()
+
+
+OLIST = datasets_dir() / "olist"
+
+
+@pytest.mark.dataset
+@pytest.mark.skipif(
+    not OLIST.exists(), reason=f"Olist data not found at {OLIST} (set LEADSCORE_DATASETS_DIR)"
+)
+def test_olist_example_builds_from_the_raw_files(tmp_path: Path) -> None:
+    result = EventBuildJob(
+        mapping_path=PROJECT_ROOT / "examples" / "olist.yaml", output=tmp_path / "olist.parquet"
+    ).run()
+    table = pd.read_parquet(result.output)
+    assert {"landing_page_id", "channel"} <= set(table.columns) and len(table) == 8000
+    rejects = pd.read_csv(result.rejects_file)  # the deal dated 2 days before its lead
+    assert len(rejects) == 1 and rejects["problem"].iloc[0] == "conversion before the lead was created"
+    deals = pd.read_csv(OLIST / "olist_closed_deals_dataset.csv")
+    line = int(rejects["line"].iloc[0])
+    assert (
+        deals["mql_id"].iloc[line - 2] == rejects["value"].iloc[0] or rejects["column"].iloc[0] == "won_date"
+    )
+    audit = pd.read_csv(result.output.with_suffix(".audit.csv")).set_index("column")
+    for column in ("seller_id", "sdr_id", "business_segment", "lead_type", "declared_monthly_revenue"):
+        assert audit.loc[column, "tier"] == "flag", column
+    assert not audit.loc["landing_page_id", "flagged"]
+    meta = read_table_metadata_model(result.output).model_dump()
+    assert not meta["audit_flagged_features"]
+    assert meta["snapshot_policy"]["horizon_days"] == 90
+
+
+@pytest.mark.slow
+@pytest.mark.dataset
+@pytest.mark.skipif(
+    not OLIST.exists(), reason=f"Olist data not found at {OLIST} (set LEADSCORE_DATASETS_DIR)"
+)
+def test_olist_trains_after_build_and_scores_its_own_rows(tmp_path: Path, isolated_state: Path) -> None:
+    import mlflow
+
+    from leadscore.training.config import TrainConfig, load_config
+    from leadscore.training.train import TrainJob
+
+    table = tmp_path / "olist.parquet"
+    EventBuildJob(mapping_path=PROJECT_ROOT / "examples" / "olist.yaml", output=table).run()
+    config = load_config(
+        TrainConfig,
+        PROJECT_ROOT / "leadscore" / "configs" / "train.yaml",
+        {"training_table": str(table), "tracking.model_name": "olist"},
+    )
+    result = TrainJob(config).run()
+    assert result.metrics["roc_auc"] > 0.6  # landing page and channel carry signal (README: ~0.66)
+    assert result.model.events is not None and "landing_page_id" in result.model.feature_names
+    # the service's and pyfunc's input: the export's own lead columns
+    raw = pd.DataFrame(
+        [
+            {
+                "mql_id": "x1",
+                "first_contact_date": "2018-05-01",
+                "landing_page_id": "b76ef37428e6799c421989521c0e5077",
+                "origin": "organic_search",
+            }
+        ]
+    )
+    scored = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model").predict(raw)
+    direct = result.model.score_features(result.model.features(leads=raw, activities=None))
+    assert scored["probability"].iloc[0] == pytest.approx(direct[0]["probability"])
+    reasons = [*scored["reasons_positive"].iloc[0], *scored["reasons_negative"].iloc[0]]
+    assert any("landing page" in r["sentence"] or "channel" in r["sentence"] for r in reasons), reasons
+
+
+def test_native_contract_rejects_a_deal_before_its_lead_and_goes_on(tmp_path: Path) -> None:
+    from leadscore.features.build import BuildFeaturesJob
+    from leadscore.features.simulator import simulate_crm, write_crm
+    from leadscore.features.training_table import SnapshotPolicy
+
+    crm = simulate_crm(n_leads=800, seed=5)
+    paths = write_crm(crm, out_dir=tmp_path / "crm", file_format="csv")
+    outcomes = pd.read_csv(paths["outcomes"], dtype={"lead_id": str})
+    created = crm.leads.set_index(crm.leads["lead_id"].astype(str))["created_at"]
+    early = created[outcomes.loc[2, "lead_id"]] - pd.Timedelta(days=2)
+    outcomes.loc[2, "converted_at"] = early.isoformat()
+    outcomes.to_csv(paths["outcomes"], index=False)
+    job = BuildFeaturesJob(
+        leads=paths["leads"],
+        activities=paths["activities"],
+        outcomes=paths["outcomes"],
+        output=tmp_path / "t.parquet",
+        policy=SnapshotPolicy(),
+    )
+    result = job.run()
+    rejects = pd.read_csv(tmp_path / "t.rejects.csv")
+    assert rejects[["table", "line", "problem"]].values.tolist() == [
+        ["outcomes", 4, "conversion before the lead was created"]
+    ]
+    assert result.rows > 0

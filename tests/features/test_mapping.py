@@ -1,0 +1,251 @@
+"""Flat mappings on exports as they come: separators, encodings, decimal marks, dirty rows, time axes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from leadscore.features.build import (
+    FlatBuildJob,
+    TableMetadata,
+    TooManyRejects,
+    read_table_metadata_model,
+)
+from leadscore.features.loading import ExportReadError
+from leadscore.features.mapping import (
+    ColumnMapping,
+    ColumnRole,
+    ExportMapping,
+    FlatFeatureTransform,
+    column_sentence,
+    read_export,
+    render_sentence,
+)
+
+
+def make_export(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    visits = rng.poisson(3, n)
+    converted = (rng.random(n) < 0.2 + 0.05 * np.minimum(visits, 6)).astype(int)
+    return pd.DataFrame(
+        {
+            "Lead Id": [f"{i:05d}" for i in range(n)],
+            "Source": rng.choice(["web", "ads", "event"], n),
+            "Visits": visits.astype(float),
+            "Economy": rng.normal(-1.5, 1.0, n).round(2),  # negative numbers are fine
+            "Calls": rng.choice([0, 1, 2, 999], n),  # 999 = never contacted
+            "Notes": rng.choice(["a", "b"], n),
+            "Converted": converted,
+        }
+    )
+
+
+def write_mapping(folder: Path, export: Path, **extra: object) -> Path:
+    mapping: dict[str, object] = {
+        "name": "test",
+        "source": {"path": str(export)},
+        "id_column": "Lead Id",
+        "label": {"column": "Converted", "positive_values": [1]},
+        "columns": {
+            "Source": {"role": "categorical", "label": "Source"},
+            "Visits": {
+                "role": "numeric",
+                "family": "engagement",
+                "sentence": "Visited {value:.0f} [time|times]",
+            },
+            "Economy": {"role": "numeric", "family": "fit"},
+            "Calls": {"role": "numeric", "family": "sales", "missing_values": ["999"]},
+        },
+    }
+    mapping.update(extra)
+    path = folder / "mapping.yaml"
+    path.write_text(yaml.safe_dump(mapping, sort_keys=False))
+    return path
+
+
+def test_plural_forms_in_sentence_templates() -> None:
+    assert render_sentence("Visited {value:.0f} [time|times]", 1.0) == "Visited 1 time"
+    assert render_sentence("Visited {value:.0f} [time|times]", 3.0) == "Visited 3 times"
+    assert render_sentence("{value:.0f} [webinar|webinars] attended", 0.0) == "0 webinars attended"
+    m = ColumnMapping(role=ColumnRole.NUMERIC, sentence="Made {value:.0f} [contact|contacts]")
+    assert column_sentence("Contacts", m, 1.0) == "Made 1 contact"
+
+
+def test_semicolon_export_read_with_default_options_names_file_and_separator(tmp_path: Path) -> None:
+    export = tmp_path / "leads.csv"
+    make_export().to_csv(export, sep=";", index=False)
+    mapping_path = write_mapping(tmp_path, export, read={"delimiter": ","})
+    with pytest.raises(ExportReadError) as excinfo:
+        FlatBuildJob(mapping_path=mapping_path, output=tmp_path / "t.parquet").run()
+    message = str(excinfo.value)
+    assert str(export) in message and "read.delimiter: ';'" in message
+
+
+def test_semicolon_and_decimal_comma_are_sniffed_and_read(tmp_path: Path) -> None:
+    export = tmp_path / "leads.csv"
+    frame = make_export()
+    frame.to_csv(export, sep=";", decimal=",", index=False)
+    mapping_path = write_mapping(tmp_path, export, read={"decimal": ","})
+    result = FlatBuildJob(mapping_path=mapping_path, output=tmp_path / "t.parquet").run()
+    table = pd.read_parquet(result.output)
+    assert result.rows == len(frame) and result.rejected == 0
+    np.testing.assert_allclose(table["economy"].to_numpy(), frame["Economy"].to_numpy(), rtol=1e-6)
+    assert (table["economy"] < 0).any()
+    # per-column placeholder: 999 means "never contacted" in Calls only
+    assert table["calls"].isna().sum() == (frame["Calls"] == 999).sum()
+    assert table["calls"].max() == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", "is empty"),
+        ("Lead Id,Source,Visits,Economy,Calls,Converted\n", "has a header but no data rows"),
+    ],
+)
+def test_empty_and_header_only_files_are_named(tmp_path: Path, content: str, expected: str) -> None:
+    export = tmp_path / "leads.csv"
+    export.write_text(content)
+    with pytest.raises(ExportReadError) as excinfo:
+        FlatBuildJob(mapping_path=write_mapping(tmp_path, export), output=tmp_path / "t.parquet").run()
+    assert str(export) in str(excinfo.value) and expected in str(excinfo.value)
+
+
+def test_latin1_export_gets_an_encoding_hint(tmp_path: Path) -> None:
+    export = tmp_path / "leads.csv"
+    frame = make_export(50)
+    frame["Source"] = "Säo Paulo"
+    frame.to_csv(export, index=False, encoding="latin-1")
+    with pytest.raises(ExportReadError, match="latin-1"):
+        read_export(export)
+    mapping = ExportMapping.model_validate(
+        yaml.safe_load(write_mapping(tmp_path, export, read={"encoding": "latin-1"}).read_text())
+    )
+    assert read_export(export, mapping=mapping)["Source"].iloc[0] == "Säo Paulo"
+
+
+def test_dirty_rows_go_to_rejects_with_line_numbers_and_reason(tmp_path: Path) -> None:
+    export = tmp_path / "leads.csv"
+    frame = make_export(400).astype({"Visits": object})
+    frame.loc[7, "Visits"] = "ten"  # line 9 of the file
+    frame.loc[20, "Converted"] = None  # line 22
+    frame.to_csv(export, index=False)
+    mapping_path = write_mapping(tmp_path, export)
+    result = FlatBuildJob(mapping_path=mapping_path, output=tmp_path / "t.parquet").run()
+    assert result.rows == 398 and result.rejected == 2
+    rejects = pd.read_csv(result.rejects_file)
+    lines = export.read_text().splitlines()
+    by_line = {int(r["line"]): r for r in rejects.to_dict(orient="records")}
+    assert set(by_line) == {9, 22}
+    assert "not a number, got 'ten'" in by_line[9]["problem"] and by_line[9]["value"] == "ten"
+    assert "ten" in lines[9 - 1] and by_line[22]["problem"] == "missing label"
+    assert "00007" not in set(pd.read_parquet(result.output)["lead_id"])
+
+
+def test_too_many_dirty_rows_stop_the_build_listing_every_problem(tmp_path: Path) -> None:
+    export = tmp_path / "leads.csv"
+    frame = make_export(200).astype({"Visits": object})
+    frame.loc[[3, 4, 5], "Visits"] = "ten"
+    frame.loc[10, "Lead Id"] = frame.loc[11, "Lead Id"]
+    frame.to_csv(export, index=False)
+    with pytest.raises(TooManyRejects) as excinfo:
+        FlatBuildJob(mapping_path=write_mapping(tmp_path, export), output=tmp_path / "t.parquet").run()
+    message = str(excinfo.value)
+    assert "export 2.5%" in message and "1.0%" in message
+    assert (
+        "duplicate id" in message and "not a number, got 'ten'" in message and "at lines: 5, 6, 7" in message
+    )
+    # a higher allowed share lets the same file through
+    path = write_mapping(tmp_path, export, max_reject_share=0.05)
+    assert FlatBuildJob(mapping_path=path, output=tmp_path / "t.parquet").run().rejected == 5
+
+
+def test_export_without_id_column_gets_synthetic_line_ids(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    export = tmp_path / "leads.csv"
+    make_export(100).drop(columns=["Lead Id"]).to_csv(export, index=False)
+    mapping = yaml.safe_load(write_mapping(tmp_path, export).read_text())
+    del mapping["id_column"]
+    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump(mapping))
+    with caplog.at_level("WARNING"):
+        result = FlatBuildJob(mapping_path=tmp_path / "mapping.yaml", output=tmp_path / "t.parquet").run()
+    table = pd.read_parquet(result.output)
+    assert table["lead_id"].iloc[0] == "row-2" and table["lead_id"].iloc[-1] == "row-101"
+    assert any("synthetic ids" in r.message for r in caplog.records)
+
+
+def test_unmapped_columns_are_listed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    export = tmp_path / "leads.csv"
+    make_export(100).to_csv(export, index=False)
+    with caplog.at_level("WARNING"):
+        FlatBuildJob(mapping_path=write_mapping(tmp_path, export), output=tmp_path / "t.parquet").run()
+    assert any("Notes" in r.message and "not in the mapping" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("extra", "axis", "horizon"),
+    [
+        ({}, "none", None),
+        ({"rows_in_time_order": True, "label_horizon_days": 30}, "row_order", 30),
+        ({"order_column": "Seq"}, "row_order", None),
+    ],
+)
+def test_time_axis_and_horizon_in_the_table_metadata(
+    tmp_path: Path, extra: dict[str, object], axis: str, horizon: int | None
+) -> None:
+    export = tmp_path / "leads.csv"
+    frame = make_export(120)
+    frame["Seq"] = np.arange(120)[::-1] * 10  # the file is newest first
+    frame.to_csv(export, index=False)
+    result = FlatBuildJob(
+        mapping_path=write_mapping(tmp_path, export, **extra), output=tmp_path / "t.parquet"
+    ).run()
+    meta = read_table_metadata_model(result.output)
+    raw = json.loads(result.output.with_suffix(".meta.json").read_text())
+    assert meta.time_axis == axis == raw["time_axis"]
+    assert raw["snapshot_policy"]["horizon_days"] == horizon  # never 0
+    table = pd.read_parquet(result.output)
+    if axis == "row_order":
+        assert pd.api.types.is_integer_dtype(table["row_order"].dtype)
+        expected = np.arange(120)[::-1] if "order_column" in extra else np.arange(120)
+        np.testing.assert_array_equal(table["row_order"].to_numpy(), expected)
+    else:
+        assert "row_order" not in table.columns
+
+
+def test_metadata_model_rejects_contradictions() -> None:
+    with pytest.raises(ValueError, match="contradicts"):
+        TableMetadata(
+            mode="flat", time_axis="row_order", has_time=True, snapshot_policy={"horizon_days": None}
+        )
+    with pytest.raises(ValueError):
+        TableMetadata(mode="flat", time_axis="none", has_time=False, snapshot_policy={"horizon_days": 0})
+
+
+def test_mapping_rejects_two_time_axes(tmp_path: Path) -> None:
+    export = tmp_path / "leads.csv"
+    data = yaml.safe_load(
+        write_mapping(tmp_path, export, rows_in_time_order=True, order_column="Seq").read_text()
+    )
+    with pytest.raises(ValueError, match="at most one"):
+        ExportMapping.model_validate(data)
+
+
+def test_flat_transform_keeps_negative_numbers_and_decimal_comma_at_scoring(tmp_path: Path) -> None:
+    export = tmp_path / "leads.csv"
+    data = yaml.safe_load(write_mapping(tmp_path, export, read={"decimal": ","}).read_text())
+    transform = FlatFeatureTransform(ExportMapping.model_validate(data))
+    rows = pd.DataFrame(
+        {"Lead Id": ["1"], "Source": ["web"], "Visits": ["1,5"], "Economy": [-2.25], "Calls": [999]}
+    )
+    features = transform.features(rows)
+    assert features["visits"].iloc[0] == pytest.approx(1.5)
+    assert features["economy"].iloc[0] == pytest.approx(-2.25)
+    assert np.isnan(features["calls"].iloc[0])
+    assert transform.sentence("visits", {"visits": 1.0}) == "Visited 1 time"
