@@ -79,13 +79,21 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path(".leadscore/data/crm"),
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift",
+            help="A drifting funnel: the base rate climbs, the channel mix shifts and a market index "
+            "(written as market.<format>) leaves its earlier range.",
+        ),
+    ] = False,
 ) -> None:
     """Write a realistic simulated CRM export (leads, activities, outcomes, truth)."""
     from leadscore.features.simulator import simulate_crm, write_crm
 
     if file_format not in ("parquet", "csv"):
         _fail(f"--format must be parquet or csv, got '{file_format}'")
-    crm = simulate_crm(n_leads=leads, seed=seed, progress=True)
+    crm = simulate_crm(n_leads=leads, seed=seed, drift=drift, progress=True)
     paths = write_crm(crm, out_dir=out, file_format=file_format)  # type: ignore[arg-type]
     console.print(
         f"wrote {len(crm.leads):,} leads, {len(crm.activities):,} activities, "
