@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import lightgbm as lgb
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,7 +64,9 @@ def form_fill_units(crm: object, *, min_days_before_export: float = 150.0) -> pd
     demo = units["lead_id"].map(first["demo"])
     touch = units["lead_id"].map(first["touch"])
     exported = crm.exported_at  # type: ignore[attr-defined]
-    units = units[~(demo <= units["as_of"]) & (units["as_of"] <= exported - pd.Timedelta(days=min_days_before_export))]
+    units = units[
+        ~(demo <= units["as_of"]) & (units["as_of"] <= exported - pd.Timedelta(days=min_days_before_export))
+    ]
     demo, touch = demo.loc[units.index], touch.loc[units.index]
     units = units.assign(
         treated=(touch.notna() & ~(demo < touch)).astype(int).to_numpy(),
@@ -105,7 +106,9 @@ def main() -> None:
     cut = int(len(units) * 0.6)  # fit on the older 60 %, rank the newest 40 %
     fit, test = slice(0, cut), slice(cut, None)
 
-    learner = DRLearner(seed=args.seed).fit(X.iloc[fit], units["treated"].iloc[fit], units["converted"].iloc[fit])
+    learner = DRLearner(seed=args.seed).fit(
+        X.iloc[fit], units["treated"].iloc[fit], units["converted"].iloc[fit]
+    )
     dr = learner.predict(X.iloc[test])
 
     # the lead-score model, trained on the point-in-time table of leads created before the test units
@@ -154,7 +157,8 @@ def main() -> None:
         },
         "from_outcomes": {
             name: {
-                k: round(v, 5) for k, v in qini_from_outcomes(uplift=r, treatment=t_test, outcome=y_test).items()
+                k: round(v, 5)
+                for k, v in qini_from_outcomes(uplift=r, treatment=t_test, outcome=y_test).items()
             }
             for name, r in rankings.items()
         },

@@ -274,23 +274,24 @@ _WEBINAR_THEMES = ["AI Lead Scoring", "Pipeline Analytics", "Customer Onboarding
 # Conversion-logit coefficients (see _conversion_logits).
 _BASE_INTERCEPT = -2.6
 _BASE_DRIFT = -0.6
-#: with ``drift=True`` the base rate climbs instead: ``_BASE_INTERCEPT + _DRIFT_BASE_OFFSET + _DRIFT_BASE_SLOPE * u``
+#: with ``drift=True`` the base rate climbs instead:
+#: ``_BASE_INTERCEPT + _DRIFT_BASE_OFFSET + _DRIFT_BASE_SLOPE * u``
 _DRIFT_BASE_OFFSET, _DRIFT_BASE_SLOPE = -0.55, 0.9
 _FIT_FREEMAIL = -0.7
 _FIT_PURCHASED = -0.9
 #: company size: a threshold step function of the employee count (lowest count of each band, logit)
 _SIZE_BANDS = np.array([0.0, 10.0, 50.0, 200.0, 2000.0, 10_000.0])
-_SIZE_FIT = np.array([-0.7, -0.2, 0.25, 0.55, 0.35, -0.1])
+_SIZE_FIT = np.array([-1.4, -0.4, 0.5, 1.0, 0.6, -0.3])
 #: seniority x department: the buying centre. Senior people in IT/engineering buy, technical
 #: individual contributors read the docs but do not; rows in _SENIORITIES order, columns in _DEPARTMENTS
 _SEN_DEPT_FIT = np.array(
     [
         # sales marketing  it   eng  finance ops   hr   other
-        [0.20, 0.20, 0.70, 0.70, -0.20, 0.00, -0.50, -0.20],  # c_level
-        [0.20, 0.20, 0.70, 0.70, -0.20, 0.00, -0.50, -0.20],  # vp
-        [0.10, 0.10, 0.60, 0.60, -0.20, 0.00, -0.50, -0.20],  # director
-        [0.00, 0.00, 0.25, 0.25, -0.10, 0.00, -0.20, -0.10],  # manager
-        [0.00, 0.00, -0.20, -0.20, 0.00, 0.00, 0.00, 0.00],  # individual_contributor
+        [0.40, 0.40, 1.20, 1.20, -0.40, 0.00, -1.00, -0.40],  # c_level
+        [0.40, 0.40, 1.20, 1.20, -0.40, 0.00, -1.00, -0.40],  # vp
+        [0.20, 0.20, 1.00, 1.00, -0.40, 0.00, -1.00, -0.40],  # director
+        [0.00, 0.00, 0.40, 0.40, -0.20, 0.00, -0.40, -0.20],  # manager
+        [0.00, 0.00, -0.40, -0.40, 0.00, 0.00, 0.00, 0.00],  # individual_contributor
         [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00],  # student
         [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00],  # other
     ]
@@ -298,8 +299,8 @@ _SEN_DEPT_FIT = np.array(
 #: buying intent counts fully only for in-profile leads (manager or above, corporate e-mail); for the
 #: rest engagement says little about conversion. Its effect saturates: ``coef * S * tanh(intent / S)``.
 _PROFILE_SENIORITIES = np.array([True, True, True, True, False, False, False])
-_INTENT_EFFECT_IN_PROFILE = 2.0
-_INTENT_EFFECT_OUT_OF_PROFILE = 0.6
+_INTENT_EFFECT_IN_PROFILE = 2.2
+_INTENT_EFFECT_OUT_OF_PROFILE = 0.2
 _INTENT_SATURATION = 2.5
 
 # Causal effects of sales touches on the conversion logit (see _touch_effects). A follow-up of a form
@@ -674,7 +675,9 @@ def true_form_follow_up_effect(*, crm: SimulatedCRM, snapshots: pd.DataFrame) ->
     def converts(p: np.ndarray) -> np.ndarray:
         return p * (1 - f_now) / (1 - p * f_now)
 
-    p0, p_form, p_demo = (truth[c].to_numpy(dtype=float) for c in ("p_untouched", "p_form_follow_up", "p_demo_follow_up"))
+    p0, p_form, p_demo = (
+        truth[c].to_numpy(dtype=float) for c in ("p_untouched", "p_form_follow_up", "p_demo_follow_up")
+    )
     demo_later = truth["has_demo_request"].to_numpy(dtype=bool)
     without = np.where(
         demo_later, _DEMO_FOLLOW_UP * converts(p_demo) + (1 - _DEMO_FOLLOW_UP) * converts(p0), converts(p0)
@@ -983,7 +986,9 @@ def _follow_up_weights(
         form_open, (1 - p_form) * _DEMO_FOLLOW_UP * demo_later, np.broadcast_to(follow["w_demo"][ex], shape)
     )
     w_none = np.where(
-        form_open, (1 - p_form) * (1 - _DEMO_FOLLOW_UP * demo_later), np.broadcast_to(follow["w_none"][ex], shape)
+        form_open,
+        (1 - p_form) * (1 - _DEMO_FOLLOW_UP * demo_later),
+        np.broadcast_to(follow["w_none"][ex], shape),
     )
     # neither trigger yet: which comes first, if any
     some = 1.0 - no_trigger
@@ -1312,14 +1317,14 @@ def _conversion_logits(
       period; with ``--drift`` ``-3.15 + 0.9 * u + 0.03 * (market_index - 100)`` (the base rate climbs
       and follows the market index of the creation day)
     * ``logit_fit = seniority[c_level .5, vp .6, director .45, manager .25, ic 0, student -1.5,
-      other -.3] + seniority x department (_SEN_DEPT_FIT: senior people in IT/engineering +.6/.7, in
-      HR -.5; technical individual contributors -.2) + company-size band (_SIZE_BANDS/_SIZE_FIT: <10
-      -.7, 10-49 -.2, 50-199 .25, 200-1999 .55, 2000-9999 .35, 10000+ -.1) + industry[software .35,
+      other -.3] + seniority x department (_SEN_DEPT_FIT: senior people in IT/engineering +1/+1.2,
+      in HR -1; technical individual contributors -.4) + company-size band (_SIZE_BANDS/_SIZE_FIT:
+      <10 -1.4, 10-49 -.4, 50-199 .5, 200-1999 1.0, 2000-9999 .6, 10000+ -.3) + industry[software .35,
       financial .25, healthcare .1, manufacturing 0, retail -.1, education -.4, government -.3, media
       -.05, telecom .15, other -.15] - 0.7 * freemail - 0.9 * purchased_list`` (true values, not the
       export's missing ones)
-    * ``logit_intent = coef * 2.5 * tanh(intent / 2.5)`` with ``coef`` 2.0 for in-profile leads
-      (manager or above with a corporate e-mail) and 0.6 for the rest: buying intent drives conversion
+    * ``logit_intent = coef * 2.5 * tanh(intent / 2.5)`` with ``coef`` 2.2 for in-profile leads
+      (manager or above with a corporate e-mail) and 0.2 for the rest: buying intent drives conversion
       and saturates; engagement (pricing views, demo requests, webinars, unsubscribes, careers
       visits) is how intent shows, not a cause, and it matters much more in profile
     * ``logit_touch``: the causal effect of the sales follow-up the lead gets (``_touch_effects``):

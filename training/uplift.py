@@ -222,4 +222,7 @@ def qini_from_outcomes(
         gain.append(float(cy1[k - 1] - (cy0[k - 1] * n1 / n0 if n0 > 0 else 0.0)))
     curve = np.array(gain) / n
     line = np.linspace(0.0, curve[-1], bins + 1)
-    return {"qini_coefficient": float(np.trapezoid(curve - line, dx=1.0 / bins)), "incremental_total": curve[-1]}
+    return {
+        "qini_coefficient": float(np.trapezoid(curve - line, dx=1.0 / bins)),
+        "incremental_total": curve[-1],
+    }
