@@ -20,19 +20,35 @@ Generative model (times in days since ``start``; ``exported_at = end``):
   A webinar takes place 7 days after each registration, attended with ``sigmoid(-0.2 + 0.8 intent)``;
   unsubscribes (``sigmoid(-3 - 1.2 intent)``) and bounces stop e-mail engagement.
 * Sales touches follow a lead's first form fill (by seniority and company size) or its demo request
-  (92 %), decided on what sales can see at that moment, 1-10 touches over days to weeks.
-* ``logit = logit_base + logit_fit + 1.5 * intent`` (formulas in ``_conversion_logits``):
-  engagement *reveals* intent rather than causing conversion. ``true_probability = sigmoid(logit)``,
+  (92 %), decided on what sales can see at that moment, 1-10 touches over days to weeks. The
+  follow-up *causes* a change in conversion, different per lead: an early one (after a form fill)
+  puts executives and low-intent leads off and helps engaged managers; one after a demo request
+  helps nearly everyone. ``truth`` records each lead's potential probabilities (``p_untouched``,
+  ``p_form_follow_up``, ``p_demo_follow_up``), the follow-up it got and its propensity.
+* ``logit = logit_base + logit_fit + logit_intent + logit_touch`` (formulas in
+  ``_conversion_logits``), built to test what trees add: intent counts fully only for in-profile
+  leads (manager or above, corporate e-mail) and saturates; seniority x department and company-size
+  bands (a threshold step, best at 200-1999 employees) in the fit. Engagement *reveals* intent
+  rather than causing conversion. ``true_probability = sigmoid(logit)``,
   ``converts ~ Bernoulli(true_probability)`` and ``converted_at = created_at + delay`` with
   ``delay ~ Gamma(shape=2, scale=14 days)`` drawn independently of everything else. Conversions after
   ``exported_at`` are censored (no outcome row); the export drops every activity after
-  ``converted_at`` or ``exported_at``.
+  ``converted_at`` or ``exported_at``. The follow-up changes *whether* a lead converts, not when
+  (a simplification: the delay stays independent, so the effect also applies to leads that
+  converted before their follow-up would have come).
+* ``drift=True`` (``leadscore simulate --drift``): the base rate climbs over the period
+  (``-3.15 + 0.9 u`` instead of ``-2.6 - 0.6 u``), the channel mix moves (paid search and social
+  grow, web forms and trade shows shrink), and a market index shared by every lead created on a day
+  (``SimulatedCRM.market``, written as ``market.parquet``; also ``truth.market_index``) cycles
+  around 100 +- 4, then climbs out of that range in the last quarter (to ~112), moving the logit by
+  ``0.03 * (index - 100)``.
 
 Two oracles score snapshots ``(lead_id, as_of)`` for "converts within the horizon":
 
 * ``point_in_time_oracle_probability``: the Bayes-optimal probability given the lead's export up to
   ``as_of`` (exact: the latent grids are finite and the engagement volume integrates out). This is
   the best any point-in-time model can do, and the yardstick for "the model is within 0.01 AUC".
+  It conditions on the sales follow-up seen by ``as_of`` and integrates over the one still to come.
 * ``oracle_probability``: knows the latent intent (``true_probability``): an information ceiling.
 """
 
@@ -62,6 +78,7 @@ __all__ = [
     "oracle_probability",
     "point_in_time_oracle_probability",
     "simulate_crm",
+    "true_form_follow_up_effect",
     "write_crm",
 ]
 
@@ -257,10 +274,51 @@ _WEBINAR_THEMES = ["AI Lead Scoring", "Pipeline Analytics", "Customer Onboarding
 # Conversion-logit coefficients (see _conversion_logits).
 _BASE_INTERCEPT = -2.6
 _BASE_DRIFT = -0.6
-_FIT_SIZE = 0.25
+#: with ``drift=True`` the base rate climbs instead:
+#: ``_BASE_INTERCEPT + _DRIFT_BASE_OFFSET + _DRIFT_BASE_SLOPE * u``
+_DRIFT_BASE_OFFSET, _DRIFT_BASE_SLOPE = -0.55, 0.9
 _FIT_FREEMAIL = -0.7
 _FIT_PURCHASED = -0.9
-_INTENT_EFFECT = 1.5
+#: company size: a threshold step function of the employee count (lowest count of each band, logit)
+_SIZE_BANDS = np.array([0.0, 10.0, 50.0, 200.0, 2000.0, 10_000.0])
+_SIZE_FIT = np.array([-1.4, -0.4, 0.5, 1.0, 0.6, -0.3])
+#: seniority x department: the buying centre. Senior people in IT/engineering buy, technical
+#: individual contributors read the docs but do not; rows in _SENIORITIES order, columns in _DEPARTMENTS
+_SEN_DEPT_FIT = np.array(
+    [
+        # sales marketing  it   eng  finance ops   hr   other
+        [0.40, 0.40, 1.20, 1.20, -0.40, 0.00, -1.00, -0.40],  # c_level
+        [0.40, 0.40, 1.20, 1.20, -0.40, 0.00, -1.00, -0.40],  # vp
+        [0.20, 0.20, 1.00, 1.00, -0.40, 0.00, -1.00, -0.40],  # director
+        [0.00, 0.00, 0.40, 0.40, -0.20, 0.00, -0.40, -0.20],  # manager
+        [0.00, 0.00, -0.40, -0.40, 0.00, 0.00, 0.00, 0.00],  # individual_contributor
+        [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00],  # student
+        [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00],  # other
+    ]
+)
+#: buying intent counts fully only for in-profile leads (manager or above, corporate e-mail); for the
+#: rest engagement says little about conversion. Its effect saturates: ``coef * S * tanh(intent / S)``.
+_PROFILE_SENIORITIES = np.array([True, True, True, True, False, False, False])
+_INTENT_EFFECT_IN_PROFILE = 2.2
+_INTENT_EFFECT_OUT_OF_PROFILE = 0.2
+_INTENT_SATURATION = 2.5
+
+# Causal effects of sales touches on the conversion logit (see _touch_effects). A follow-up of a form
+# fill comes early (before the lead asked for a demo): it puts off executives and low-intent leads and
+# helps engaged mid-level buyers; a follow-up of a demo request helps nearly everyone.
+_TOUCH_FORM_BASE = np.array([-0.9, -0.7, -0.2, 0.3, 0.2, -0.4, -0.1])
+_TOUCH_FORM_INTENT = 0.4
+_TOUCH_DEMO_BASE = np.array([0.7, 0.7, 0.6, 0.5, 0.4, 0.1, 0.3])
+_TOUCH_DEMO_INTENT = 0.2
+#: sales follows a demo request up with this probability; the first touch comes 0.02 + Exp(1) days
+#: after the trigger
+_DEMO_FOLLOW_UP = 0.92
+_FIRST_TOUCH_MIN_DAYS = 0.02
+
+# --drift: the channel mix moves (log-weight change per unit of period position, _CHANNELS order) and a
+# market index shared by all leads shifts the conversion logit by _MARKET_EFFECT * (index - 100).
+_DRIFT_CHANNEL_SHIFT = np.array([-0.8, 1.0, 0.3, 0.0, -0.8, 0.3, -0.5, -0.3, 1.2, 0.5])
+_MARKET_EFFECT = 0.03
 
 # Latent state grids: the simulator draws from them, so the point-in-time oracle's sums are exact.
 #: intent noise: 15 points on [-3, 3] with normal weights (sd ~1)
@@ -298,6 +356,8 @@ class SimulatedCRM:
     """Per lead: ``true_probability``, ``converts``, latent intent, logit parts and their inputs."""
     exported_at: pd.Timestamp
     """Export time: no timestamp in any observed table is after it."""
+    market: pd.DataFrame | None = None
+    """With ``drift``: the daily market index (``date``, ``market_index``), shared by all leads."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -410,11 +470,14 @@ def simulate_crm(
     seed: int,
     start: str | pd.Timestamp = "2024-01-01",
     end: str | pd.Timestamp = "2025-12-31",
+    drift: bool = False,
     progress: bool = False,
 ) -> SimulatedCRM:
     """Simulate a CRM export of ``n_leads`` leads created in ``[start, end)``, exported at ``end``.
 
     Deterministic for a given ``seed``; ``progress`` shows a rich progress bar over the stages.
+    ``drift`` makes the funnel move over time: the base rate climbs, the channel mix shifts and a
+    market index (``SimulatedCRM.market``) leaves its earlier range in the last quarter of the period.
     """
     if n_leads < 1:
         raise ValueError("n_leads must be at least 1")
@@ -433,7 +496,7 @@ def simulate_crm(
         quarter_starts, campaign_names = _quarters(start_ts, end_ts)
 
         step("people and companies")
-        people = _people(rng, n=n)
+        people = _people(rng, n=n, u_period=u_period, drift=drift)
 
         step("engagement events")
         ev, feats = _engagement(rng, people=people, created=created, quarter_starts=quarter_starts)
@@ -441,11 +504,15 @@ def simulate_crm(
         step("sales touches")
         touches = _sales_touches(rng, people=people, feats=feats)
         feats["n_sales_touches"] = touches.pop("count")
+        follow_up = {k: touches.pop(k) for k in ("form_first", "form_touched", "demo_touched", "p_form")}
 
         step("conversion")
-        parts = _conversion_logits(people=people, u_period=u_period)
+        market = _market_index(created, span=span, seed=seed) if drift else None
+        parts = _conversion_logits(people=people, u_period=u_period, market=market, touches=follow_up)
         logit = np.add.reduce(list(parts.values()))
         prob = _sigmoid(logit)
+        untouched = logit - parts["logit_touch"]
+        effect_form, effect_demo = _touch_effects(intent=people["intent"], seniority=people["seniority"])
         converts = rng.random(n) < prob
         delay = CONVERSION_DELAY.rvs(size=n, random_state=rng)  # independent of everything else
         conv_t = np.where(converts, created + delay, np.inf)
@@ -493,6 +560,7 @@ def simulate_crm(
                 **parts,
                 "logit": logit,
                 "intent": people["intent"],
+                "intent_coefficient": _intent_coefficient(people),
                 "intent_prior_mean": people["intent_prior_mean"],
                 "job_seeker": people["job_seeker"],
                 "job_seeker_prior": people["job_seeker_prior"],
@@ -503,6 +571,16 @@ def simulate_crm(
                 "n_webinars_attended": feats["n_attended"],
                 "has_demo_request": feats["has_demo"],
                 "n_sales_touches": feats["n_sales_touches"],
+                "form_first": follow_up["form_first"],
+                "form_follow_up_probability": follow_up["p_form"],
+                "followed_up": np.where(
+                    follow_up["form_touched"], "form", np.where(follow_up["demo_touched"], "demo", "none")
+                ),
+                "effect_form_follow_up": effect_form,
+                "effect_demo_follow_up": effect_demo,
+                "p_untouched": _sigmoid(untouched),
+                "p_form_follow_up": _sigmoid(untouched + effect_form),
+                "p_demo_follow_up": _sigmoid(untouched + effect_demo),
                 "n_careers_views": feats["n_careers"],
                 "unsubscribed": feats["unsubscribed"],
                 "bounced": feats["bounced"],
@@ -510,21 +588,38 @@ def simulate_crm(
                 "converted_at": np.where(converts, conv_ns, np.iinfo(np.int64).min).view("datetime64[ns]"),
             }
         )
+        market_table = None
+        if market is not None:
+            truth["market_index"] = market
+            days = np.arange(int(np.ceil(span)) + 1)
+            market_table = pd.DataFrame(
+                {
+                    "date": (start_ns + days * DAY_NS).view("datetime64[ns]"),
+                    "market_index": np.round(_market_index(days.astype(float), span=span, seed=seed), 6),
+                }
+            )
     return SimulatedCRM(
-        leads=leads, activities=activities, outcomes=outcomes, truth=truth, exported_at=end_ts.as_unit("ns")
+        leads=leads,
+        activities=activities,
+        outcomes=outcomes,
+        truth=truth,
+        exported_at=end_ts.as_unit("ns"),
+        market=market_table,
     )
 
 
 def write_crm(
     crm: SimulatedCRM, *, out_dir: Path, file_format: Literal["parquet", "csv"] = "parquet"
 ) -> dict[str, Path]:
-    """Write ``leads``, ``activities``, ``outcomes`` and ``truth`` to ``out_dir``; return their paths."""
+    """Write ``leads``, ``activities``, ``outcomes``, ``truth`` (and ``market`` when simulated with drift)
+    to ``out_dir``; return their paths."""
     if file_format not in ("parquet", "csv"):
         raise ValueError(f"unknown file_format {file_format!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    for name in ("leads", "activities", "outcomes", "truth"):
+    names = ("leads", "activities", "outcomes", "truth") + (("market",) if crm.market is not None else ())
+    for name in names:
         frame: pd.DataFrame = getattr(crm, name)
         path = out_dir / f"{name}.{file_format}"
         if file_format == "parquet":
@@ -559,6 +654,37 @@ def oracle_probability(
     return np.clip(p * (f_end - f_now) / (1.0 - p * f_now), 0.0, 1.0)
 
 
+def true_form_follow_up_effect(*, crm: SimulatedCRM, snapshots: pd.DataFrame) -> np.ndarray:
+    """True effect of following up a lead's form fill now, per snapshot (``lead_id``, ``as_of``).
+
+    ``P(converts | followed up) - P(converts | not followed up)`` for a lead not converted by
+    ``as_of``, from its latent state: without the form follow-up the lead may still get the demo
+    follow-up later (with the sales rule's 92 % if it ever requests a demo). This is the individual
+    effect an uplift model of "follow up this form fill" should rank by.
+    """
+    ids = snapshots["lead_id"].to_numpy()
+    t_pos = pd.Index(crm.truth["lead_id"]).get_indexer(ids)
+    l_pos = pd.Index(crm.leads["lead_id"]).get_indexer(ids)
+    if (t_pos < 0).any() or (l_pos < 0).any():
+        raise KeyError("snapshots reference lead_ids missing from truth or leads")
+    truth = crm.truth.iloc[t_pos]
+    created = crm.leads["created_at"].to_numpy("datetime64[ns]")[l_pos]
+    s = (pd.to_datetime(snapshots["as_of"]).to_numpy("datetime64[ns]") - created).astype(np.int64) / DAY_NS
+    f_now = CONVERSION_DELAY.cdf(np.maximum(s, 0.0))
+
+    def converts(p: np.ndarray) -> np.ndarray:
+        return p * (1 - f_now) / (1 - p * f_now)
+
+    p0, p_form, p_demo = (
+        truth[c].to_numpy(dtype=float) for c in ("p_untouched", "p_form_follow_up", "p_demo_follow_up")
+    )
+    demo_later = truth["has_demo_request"].to_numpy(dtype=bool)
+    without = np.where(
+        demo_later, _DEMO_FOLLOW_UP * converts(p_demo) + (1 - _DEMO_FOLLOW_UP) * converts(p0), converts(p0)
+    )
+    return np.asarray(converts(p_form) - without)
+
+
 _CREATION_CHANNELS = np.array(
     [_CH[c] for c in ("web_form", "content_download", "webinar", "paid_search", "organic_search", "social")]
 )
@@ -575,9 +701,14 @@ def point_in_time_oracle_probability(
     (intent noise x job seeker x engagement time scale, each drawn from a finite grid) weighted by
     prior x likelihood of the lead's exported activities up to ``as_of`` (event counts and times per
     kind, webinar attendance, unsubscribe, e-mail stop), integrates the engagement volume out
-    analytically (Gamma-Poisson) and conditions on "not converted by ``as_of``". Sales touches and
-    bounces carry no information about the latent state and cancel. It does know the true fit
-    values where the export lost them (e.g. a missing industry), which a model cannot.
+    analytically (Gamma-Poisson) and conditions on "not converted by ``as_of``". The sales follow-up
+    changes the conversion probability, so the sum also runs over the follow-up path (none, after
+    the form fill, after the demo request): a touch seen by ``as_of`` fixes it (its delay, kinds and
+    count tell the two triggers apart), a trigger not yet followed up leaves it pending, and a lead
+    with no trigger yet gets the chance that one comes (form fill or demo request first) and is
+    followed up. Bounces carry no information and cancel. It does know the true fit values where
+    the export lost them (e.g. a missing industry) and the follow-up propensity, which a model
+    cannot. Exact up to the export's whole-second timestamps.
 
     Compare with ``oracle_probability``, which knows the latent intent itself (an information ceiling
     that no model of the export can reach).
@@ -643,8 +774,18 @@ def point_in_time_oracle_probability(
     prior_mean = truth["intent_prior_mean"].to_numpy(dtype=float)[t_pos]
     seeker_prior = truth["job_seeker_prior"].to_numpy(dtype=float)[t_pos]
     fixed_logit = (truth["logit_base"] + truth["logit_fit"]).to_numpy(dtype=float)[t_pos]
+    intent_coef = truth["intent_coefficient"].to_numpy(dtype=float)[t_pos]
     f_now = CONVERSION_DELAY.cdf(s)
     f_end = CONVERSION_DELAY.cdf(s + float(horizon_days))
+    follow = _follow_up_evidence(
+        kind=kind,
+        t=t,
+        sid=sid,
+        n_snap=n_snap,
+        s=s,
+        web_form=channel == _CH["web_form"],
+        p_form=truth["form_follow_up_probability"].to_numpy(dtype=float)[t_pos],
+    )
 
     out = np.empty(n_snap)
     seeker = np.array([0.0, 1.0])
@@ -691,11 +832,174 @@ def point_in_time_oracle_probability(
             + np.log(np.stack([1 - seeker_prior[c], seeker_prior[c]], -1))[:, None, :]
         )[..., None]
         w = np.exp(ll - ll.reshape(m, -1).max(axis=1)[:, None, None, None])
-        p_conv = _sigmoid(fixed_logit[c, None, None] + _INTENT_EFFECT * z)[..., None]
-        num = (w * p_conv).reshape(m, -1).sum(axis=1) * (f_end[c] - f_now[c])
-        den = (w * (1.0 - p_conv * f_now[c, None, None, None])).reshape(m, -1).sum(axis=1)
-        out[c] = num / den
+        # which follow-up (none, form, demo) the lead gets: P(touch evidence, follow-up | latent state)
+        mu = np.exp(log_mu)[..., None]
+        a_post, r_post = _G_SHAPE + nb, _G_RATE + mu * unit  # posterior of the engagement volume
+        remaining = np.exp(-seen_days[c, None, None, None] / tau)  # scale 1: forms and demos alike
+        c_form = mu * np.exp(logp[..., _K_FORM])[..., None] * remaining
+        c_demo = mu * np.exp(logp[..., _K_DEMO])[..., None] * remaining
+        w_none, w_form, w_demo = _follow_up_weights(
+            follow={k: v[c] for k, v in follow.items()},
+            no_demo=np.exp(-a_post * np.log1p(c_demo / r_post)),
+            no_trigger=np.exp(-a_post * np.log1p((c_form + c_demo) / r_post)),
+            form_share=c_form / (c_form + c_demo),
+        )
+        base = fixed_logit[c, None, None] + _intent_logit(intent=z, coef=intent_coef[c, None, None])
+        effect_form, effect_demo = _touch_effects(intent=z, seniority=seniority[c, None, None])
+        fn = f_now[c, None, None, None]
+        num = np.zeros(m)
+        den = np.zeros(m)
+        for weight, logit in ((w_none, base), (w_form, base + effect_form), (w_demo, base + effect_demo)):
+            p_conv = _sigmoid(logit)[..., None]
+            num += (w * weight * p_conv).reshape(m, -1).sum(axis=1)
+            den += (w * weight * (1.0 - p_conv * fn)).reshape(m, -1).sum(axis=1)
+        out[c] = num * (f_end[c] - f_now[c]) / den
     return np.clip(out, 0.0, 1.0)
+
+
+_TOUCH_KIND_P = {  # P(call, e-mail, meeting) of every touch of a form-led and a demo-led follow-up
+    "form": np.array([0.40, 0.52, 0.08]),
+    "demo": np.array([0.35, 0.40, 0.25]),
+}
+_TOUCH_EXTRA_MEAN = {"form": 1.8, "demo": 3.5}  # touches per follow-up: min(1 + Poisson(mean), 10)
+_MAX_TOUCHES = 10
+_LATER_TOUCH_GAP_DAYS = 4.0
+_SECOND = 1.0 / 86_400
+assert _MIX_SCALE[_K_FORM] == _MIX_SCALE[_K_DEMO] == 1.0  # the oracle's "which trigger comes first"
+
+
+def _first_gap_density(touch: np.ndarray, trigger: np.ndarray) -> np.ndarray:
+    """Density of the first touch's delay after its trigger (0.02 + Exp(1) days); whole-second slack."""
+    both = np.isfinite(touch) & np.isfinite(trigger)
+    gap = np.where(both, touch, 0.0) - np.where(both, trigger, 0.0)
+    ok = both & (gap >= _FIRST_TOUCH_MIN_DAYS - 2 * _SECOND)
+    return np.where(ok, np.exp(-np.maximum(gap - _FIRST_TOUCH_MIN_DAYS, 0.0)), 0.0)
+
+
+def _no_touch_yet(elapsed: np.ndarray) -> np.ndarray:
+    """P(the first touch comes more than ``elapsed`` days after its trigger)."""
+    return np.exp(-np.maximum(elapsed - _FIRST_TOUCH_MIN_DAYS, 0.0))
+
+
+def _touch_sequence_likelihood(
+    *, path: str, n_touch: np.ndarray, kind_counts: np.ndarray, since_last: np.ndarray
+) -> np.ndarray:
+    """P(touch kinds seen and no further touch by as_of | follow-up path), up to path-free factors."""
+    probs = _TOUCH_KIND_P[path]
+    kinds = np.exp(kind_counts @ np.log(probs))
+    k = np.clip(n_touch, 1, _MAX_TOUCHES).astype(int)
+    extra = stats.poisson(_TOUCH_EXTRA_MEAN[path])
+    pmf = np.where(k < _MAX_TOUCHES, extra.pmf(k - 1), extra.sf(_MAX_TOUCHES - 2))
+    more = np.where(k < _MAX_TOUCHES, extra.sf(k - 1), 0.0)
+    return kinds * (pmf + more * np.exp(-since_last / _LATER_TOUCH_GAP_DAYS))
+
+
+def _follow_up_evidence(
+    *,
+    kind: np.ndarray,
+    t: np.ndarray,
+    sid: np.ndarray,
+    n_snap: int,
+    s: np.ndarray,
+    web_form: np.ndarray,
+    p_form: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per snapshot, what the export shows of the sales follow-up by as_of, as path weights.
+
+    Returns the case (``touched``: a follow-up is seen; ``form_open``: a form fill came first, no
+    demo request and no touch yet; ``no_trigger``: neither a form fill nor a demo request yet; else
+    a trigger without a touch yet) and the weights of the paths that do not depend on the latent
+    state. A web-form lead's first form fill is its creation, known even before it.
+    """
+    t_form = _group_min(t[kind == _K_FORM], sid[kind == _K_FORM], n_snap)
+    t_form = np.where(web_form, np.minimum(t_form, 0.0), t_form)
+    t_demo = _group_min(t[kind == _K_DEMO], sid[kind == _K_DEMO], n_snap)
+    sales = (kind == _K_CALL) | (kind == _K_SALES_EMAIL) | (kind == _K_MEETING)
+    t_touch = _group_min(t[sales], sid[sales], n_snap)
+    t_last = -_group_min(-t[sales], sid[sales], n_snap)
+    n_touch = np.bincount(sid[sales], minlength=n_snap)
+    kind_counts = np.stack(
+        [np.bincount(sid[kind == k], minlength=n_snap) for k in (_K_CALL, _K_SALES_EMAIL, _K_MEETING)], 1
+    ).astype(float)
+    form_first = np.isfinite(t_form) & (t_form < t_demo)
+    demo_first = np.isfinite(t_demo) & ~form_first
+    touched = np.isfinite(t_touch)
+    demo_seen = np.isfinite(t_demo)
+    since_last = np.where(touched, s - t_last, 0.0)
+
+    w_none, w_form, w_demo = np.zeros(n_snap), np.zeros(n_snap), np.zeros(n_snap)
+    # a touch is seen: it follows the form fill or the demo request (both possible when the demo
+    # request came between the form fill and the first touch)
+    seq = {
+        path: _touch_sequence_likelihood(
+            path=path, n_touch=n_touch, kind_counts=kind_counts, since_last=since_last
+        )
+        for path in ("form", "demo")
+    }
+    lf = p_form * _first_gap_density(t_touch, t_form) * seq["form"]
+    ld = (1 - p_form) * _DEMO_FOLLOW_UP * _first_gap_density(t_touch, t_demo) * seq["demo"]
+    tf = touched & form_first
+    scale = np.where(tf, lf + ld, 1.0)
+    scale = np.where(scale > 0, scale, 1.0)
+    w_form = np.where(tf, lf / scale, w_form)
+    w_demo = np.where(tf, ld / scale, w_demo)
+    w_demo = np.where(touched & demo_first, 1.0, w_demo)
+    w_none = np.where(touched & ~form_first & ~demo_first, 1.0, w_none)
+    # no touch yet after a trigger
+    open_form = ~touched & form_first
+    pending_form = p_form * _no_touch_yet(s - t_form)
+    w_form = np.where(open_form, pending_form, w_form)
+    both = open_form & demo_seen
+    w_demo = np.where(both, (1 - p_form) * _DEMO_FOLLOW_UP * _no_touch_yet(s - t_demo), w_demo)
+    w_none = np.where(both, (1 - p_form) * (1 - _DEMO_FOLLOW_UP), w_none)
+    open_demo = ~touched & demo_first
+    w_demo = np.where(open_demo, _DEMO_FOLLOW_UP * _no_touch_yet(s - t_demo), w_demo)
+    w_none = np.where(open_demo, 1 - _DEMO_FOLLOW_UP, w_none)
+    return {
+        "form_open": (open_form & ~demo_seen).astype(float),
+        "no_trigger": (~touched & ~form_first & ~demo_first).astype(float),
+        "p_form": p_form,
+        "w_none": w_none,
+        "w_form": w_form,
+        "w_demo": w_demo,
+    }
+
+
+def _follow_up_weights(
+    *, follow: dict[str, np.ndarray], no_demo: np.ndarray, no_trigger: np.ndarray, form_share: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(touch evidence, follow-up path | latent state) for the paths none, form, demo.
+
+    ``no_demo`` / ``no_trigger``: posterior P(no demo request / neither trigger after as_of) given
+    the latent state (engagement volume integrated out); ``form_share``: P(the next trigger is a
+    form fill). Leads whose trigger is still to come get the sales rule's probabilities.
+    """
+    shape = no_demo.shape
+    ex = (slice(None), None, None, None)
+    p_form = follow["p_form"][ex]
+    form_open = follow["form_open"][ex] > 0
+    none_yet = follow["no_trigger"][ex] > 0
+    # a form fill came first, no demo request yet: one may still come and be followed up
+    demo_later = 1.0 - no_demo
+    w_form = np.broadcast_to(follow["w_form"][ex], shape).copy()
+    w_demo = np.where(
+        form_open, (1 - p_form) * _DEMO_FOLLOW_UP * demo_later, np.broadcast_to(follow["w_demo"][ex], shape)
+    )
+    w_none = np.where(
+        form_open,
+        (1 - p_form) * (1 - _DEMO_FOLLOW_UP * demo_later),
+        np.broadcast_to(follow["w_none"][ex], shape),
+    )
+    # neither trigger yet: which comes first, if any
+    some = 1.0 - no_trigger
+    form_then = some * form_share
+    form_then_no_demo = no_demo - no_trigger
+    f0 = p_form * form_then
+    d0 = _DEMO_FOLLOW_UP * (some * (1 - form_share) + (1 - p_form) * (form_then - form_then_no_demo))
+    w_form = np.where(none_yet, f0, w_form)
+    w_demo = np.where(none_yet, d0, w_demo)
+    w_none = np.where(none_yet, 1.0 - f0 - d0, w_none)
+    return w_none, w_form, w_demo
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -719,9 +1023,19 @@ def _creation_times(
     return created, created / span
 
 
-def _people(rng: np.random.Generator, *, n: int) -> dict[str, np.ndarray]:
-    """Latent per-lead attributes (true values, before export missingness)."""
-    channel = rng.choice(len(_CHANNELS), size=n, p=_CHANNEL_P).astype(np.int8)
+def _people(rng: np.random.Generator, *, n: int, u_period: np.ndarray, drift: bool) -> dict[str, np.ndarray]:
+    """Latent per-lead attributes (true values, before export missingness).
+
+    With ``drift`` the channel mix moves over the period (``_DRIFT_CHANNEL_SHIFT``): paid search and
+    social grow, web forms, trade shows and referrals shrink.
+    """
+    if drift:
+        logw = np.log(_CHANNEL_P)[None, :] + _DRIFT_CHANNEL_SHIFT[None, :] * u_period[:, None]
+        p = np.exp(logw - logw.max(axis=1, keepdims=True))
+        cum = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+        channel = _sample_rows(rng, cum, np.arange(n))
+    else:
+        channel = rng.choice(len(_CHANNELS), size=n, p=_CHANNEL_P).astype(np.int8)
     seniority = rng.choice(len(_SENIORITIES), size=n, p=_SENIORITY_P).astype(np.int8)
     department = rng.choice(len(_DEPARTMENTS), size=n, p=_DEPARTMENT_P).astype(np.int8)
     student = seniority == _SEN["student"]
@@ -918,11 +1232,10 @@ def _sales_touches(
     n = people["intent"].shape[0]
     has_demo = feats["has_demo"]
     has_form = np.isfinite(feats["first_form_t"])
-    size_z = np.clip(np.log10(people["employee_count"]) - 2.0, -2.0, 2.5)
-    p_form = _sigmoid(-0.5 + 0.5 * _SENIORITY_SALES[people["seniority"]] + 0.3 * size_z)
+    p_form = _form_follow_up_probability(people)
     form_first = has_form & (feats["first_form_t"] < feats["first_demo_t"])
     form_touched = form_first & (rng.random(n) < p_form)
-    demo_touched = has_demo & ~form_touched & (rng.random(n) < 0.92)
+    demo_touched = has_demo & ~form_touched & (rng.random(n) < _DEMO_FOLLOW_UP)
     touched = form_touched | demo_touched
     extra = rng.poisson(np.where(demo_touched, 3.5, 1.8), n)
     count = np.where(touched, np.minimum(1 + extra, 10), 0)
@@ -934,7 +1247,7 @@ def _sales_touches(
     nz = count > 0
     starts = (np.cumsum(count) - count)[nz]
     first[starts] = True
-    gap = np.where(first, 0.02 + rng.exponential(1.0, m), rng.exponential(4.0, m))
+    gap = np.where(first, _FIRST_TOUCH_MIN_DAYS + rng.exponential(1.0, m), rng.exponential(4.0, m))
     cs = np.cumsum(gap)
     offset = np.repeat(cs[starts] - gap[starts], count[nz])
     t = trigger[lead] + (cs - offset)
@@ -943,32 +1256,111 @@ def _sales_touches(
     kind = (_K_CALL + (u > np.where(demo_led, 0.35, 0.40)) + (u > np.where(demo_led, 0.75, 0.92))).astype(
         np.int8
     )
-    return {"lead": lead, "t": t, "kind": kind, "count": count}
+    return {
+        "lead": lead,
+        "t": t,
+        "kind": kind,
+        "count": count,
+        "form_first": form_first,
+        "form_touched": form_touched,
+        "demo_touched": demo_touched,
+        "p_form": p_form,
+    }
 
 
-def _conversion_logits(*, people: dict[str, np.ndarray], u_period: np.ndarray) -> dict[str, np.ndarray]:
+def _form_follow_up_probability(people: dict[str, np.ndarray]) -> np.ndarray:
+    """P(sales follows up a lead's first form fill): by seniority and (true) company size."""
+    size_z = np.clip(np.log10(people["employee_count"]) - 2.0, -2.0, 2.5)
+    return _sigmoid(-0.5 + 0.5 * _SENIORITY_SALES[people["seniority"]] + 0.3 * size_z)
+
+
+def _market_index(days: np.ndarray, *, span: float, seed: int) -> np.ndarray:
+    """The market index on each day (``--drift``): shared by every lead created that day.
+
+    A yearly cycle around 100 (+-4) with a small seeded wobble for the first 75 % of the period, then
+    a climb of 60 points per period that takes it out of its earlier range (about 112 at the end).
+    """
+    n_days = int(np.ceil(span)) + 1
+    wobble = np.cumsum(np.random.default_rng([seed, 20_251_126]).normal(0.0, 0.15, n_days))
+    wobble -= np.linspace(0.0, 1.0, n_days) * wobble[-1]  # a bridge: no trend from the noise
+    day = np.clip(np.floor(days).astype(np.int64), 0, n_days - 1)
+    u = day / max(span, 1.0)
+    return 100.0 + 4.0 * np.sin(2 * np.pi * day / 365.25) + wobble[day] + 60.0 * np.maximum(u - 0.75, 0.0)
+
+
+def _intent_logit(*, intent: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """The intent part of the conversion logit: saturating, scaled by the lead's profile."""
+    return coef * _INTENT_SATURATION * np.tanh(intent / _INTENT_SATURATION)
+
+
+def _touch_effects(*, intent: np.ndarray, seniority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Causal logit effects of a sales follow-up of a form fill and of a demo request."""
+    form = _TOUCH_FORM_BASE[seniority] + _TOUCH_FORM_INTENT * intent
+    demo = _TOUCH_DEMO_BASE[seniority] + _TOUCH_DEMO_INTENT * intent
+    return form, demo
+
+
+def _size_fit(employee_count: np.ndarray) -> np.ndarray:
+    return _SIZE_FIT[np.searchsorted(_SIZE_BANDS, employee_count, side="right") - 1]
+
+
+def _conversion_logits(
+    *,
+    people: dict[str, np.ndarray],
+    u_period: np.ndarray,
+    market: np.ndarray | None,
+    touches: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
     """The additive parts of each lead's conversion logit.
 
-    * ``logit_base = -2.6 - 0.6 * u`` with ``u`` in [0, 1] the position of ``created_at`` in the period
+    * ``logit_base = -2.6 - 0.6 * u`` with ``u`` in [0, 1] the position of ``created_at`` in the
+      period; with ``--drift`` ``-3.15 + 0.9 * u + 0.03 * (market_index - 100)`` (the base rate climbs
+      and follows the market index of the creation day)
     * ``logit_fit = seniority[c_level .5, vp .6, director .45, manager .25, ic 0, student -1.5,
-      other -.3] + 0.25 * clip(log10(employees) - 2, -2, 2.5) + industry[software .35, financial
-      .25, healthcare .1, manufacturing 0, retail -.1, education -.4, government -.3, media -.05,
-      telecom .15, other -.15] - 0.7 * freemail - 0.9 * purchased_list`` (true values, not the
+      other -.3] + seniority x department (_SEN_DEPT_FIT: senior people in IT/engineering +1/+1.2,
+      in HR -1; technical individual contributors -.4) + company-size band (_SIZE_BANDS/_SIZE_FIT:
+      <10 -1.4, 10-49 -.4, 50-199 .5, 200-1999 1.0, 2000-9999 .6, 10000+ -.3) + industry[software .35,
+      financial .25, healthcare .1, manufacturing 0, retail -.1, education -.4, government -.3, media
+      -.05, telecom .15, other -.15] - 0.7 * freemail - 0.9 * purchased_list`` (true values, not the
       export's missing ones)
-    * ``logit_intent = 1.5 * intent``: buying intent drives conversion; engagement (pricing views,
-      demo requests, webinars, unsubscribes, careers visits) is how intent shows, not a cause
+    * ``logit_intent = coef * 2.5 * tanh(intent / 2.5)`` with ``coef`` 2.2 for in-profile leads
+      (manager or above with a corporate e-mail) and 0.2 for the rest: buying intent drives conversion
+      and saturates; engagement (pricing views, demo requests, webinars, unsubscribes, careers
+      visits) is how intent shows, not a cause, and it matters much more in profile
+    * ``logit_touch``: the causal effect of the sales follow-up the lead gets (``_touch_effects``):
+      after a form fill ``form_base[seniority] + 0.4 * intent`` (executives and low intent are put
+      off by an early call), after a demo request ``demo_base[seniority] + 0.2 * intent``. The
+      effect is on whether the lead converts, not when (the delay stays independent).
     """
-    size_z = np.clip(np.log10(people["employee_count"]) - 2.0, -2.0, 2.5)
+    seniority = people["seniority"]
     purchased = people["channel"] == _CH["purchased_list"]
+    if market is None:
+        base = _BASE_INTERCEPT + _BASE_DRIFT * u_period
+    else:
+        base = (
+            _BASE_INTERCEPT
+            + _DRIFT_BASE_OFFSET
+            + _DRIFT_BASE_SLOPE * u_period
+            + _MARKET_EFFECT * (market - 100.0)
+        )
+    effect_form, effect_demo = _touch_effects(intent=people["intent"], seniority=seniority)
     return {
-        "logit_base": _BASE_INTERCEPT + _BASE_DRIFT * u_period,
-        "logit_fit": _SENIORITY_FIT[people["seniority"]]
-        + _FIT_SIZE * size_z
+        "logit_base": base,
+        "logit_fit": _SENIORITY_FIT[seniority]
+        + _SEN_DEPT_FIT[seniority, people["department"]]
+        + _size_fit(people["employee_count"])
         + _INDUSTRY_FIT[people["industry"]]
         + _FIT_FREEMAIL * people["freemail"]
         + _FIT_PURCHASED * purchased,
-        "logit_intent": _INTENT_EFFECT * people["intent"],
+        "logit_intent": _intent_logit(intent=people["intent"], coef=_intent_coefficient(people)),
+        "logit_touch": np.where(touches["form_touched"], effect_form, 0.0)
+        + np.where(touches["demo_touched"], effect_demo, 0.0),
     }
+
+
+def _intent_coefficient(people: dict[str, np.ndarray]) -> np.ndarray:
+    in_profile = _PROFILE_SENIORITIES[people["seniority"]] & ~people["freemail"]
+    return np.where(in_profile, _INTENT_EFFECT_IN_PROFILE, _INTENT_EFFECT_OUT_OF_PROFILE)
 
 
 def _quarters(start_ts: pd.Timestamp, end_ts: pd.Timestamp) -> tuple[np.ndarray, list[str]]:

@@ -95,6 +95,14 @@ def simulate(
             "(contacts/engagements/deals): the same leads in a real CRM's object, field and activity names."
         ),
     ] = "native",
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift",
+            help="A drifting funnel: the base rate climbs, the channel mix shifts and a market index "
+            "(written as market.<format>) leaves its earlier range.",
+        ),
+    ] = False,
 ) -> None:
     """Write a realistic simulated CRM export (leads, activities, outcomes, truth)."""
     from leadscore.features.crm_shapes import CrmShape, write_shape
@@ -104,7 +112,7 @@ def simulate(
         _fail(f"--format must be parquet or csv, got '{file_format}'")
     if shape not in [s.value for s in CrmShape]:
         _fail(f"--shape must be one of {', '.join(s.value for s in CrmShape)}, got '{shape}'")
-    crm = simulate_crm(n_leads=leads, seed=seed, progress=True)
+    crm = simulate_crm(n_leads=leads, seed=seed, drift=drift, progress=True)
     if shape == CrmShape.NATIVE:
         paths = write_crm(crm, out_dir=out, file_format=file_format)  # type: ignore[arg-type]
     else:

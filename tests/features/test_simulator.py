@@ -30,7 +30,7 @@ from leadscore.features.simulator import (
 
 N = 20_000
 SALES = {t.value for t in SALES_TOUCH_TYPES}
-LOGIT_PARTS = ["logit_base", "logit_fit", "logit_intent"]
+LOGIT_PARTS = ["logit_base", "logit_fit", "logit_intent", "logit_touch"]
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +148,14 @@ def test_truth_probability_is_sigmoid_of_logit_parts(crm: SimulatedCRM) -> None:
     logit = crm.truth[LOGIT_PARTS].sum(axis=1).to_numpy()
     np.testing.assert_allclose(crm.truth["true_probability"], 1 / (1 + np.exp(-logit)), rtol=1e-10)
     np.testing.assert_allclose(crm.truth["logit"], logit, rtol=1e-10)
-    np.testing.assert_allclose(crm.truth["logit_intent"], 1.5 * crm.truth["intent"], rtol=1e-12)
+    # intent counts 2.2 in profile (manager or above, corporate e-mail), 0.2 outside it, saturating
+    truth = crm.truth
+    in_profile = crm.leads["seniority"].isin(["c_level", "vp", "director", "manager"]) & ~truth["freemail"]
+    coef = np.where(in_profile, 2.2, 0.2)
+    np.testing.assert_allclose(truth["intent_coefficient"], coef)
+    np.testing.assert_allclose(truth["logit_intent"], coef * 2.5 * np.tanh(truth["intent"] / 2.5), rtol=1e-12)
     # intent (what engagement reveals) varies more than fit; the base rate drifts down
-    assert crm.truth["logit_intent"].std() > 1.3 * crm.truth["logit_fit"].std()
+    assert crm.truth["logit_intent"].std() > 1.1 * crm.truth["logit_fit"].std()
     created = crm.leads["created_at"].astype("int64")
     assert np.corrcoef(created, crm.truth["logit_base"])[0, 1] < -0.99
 
@@ -288,6 +293,119 @@ def test_lead_columns_are_realistic(crm: SimulatedCRM) -> None:
     assert (year == 2025).sum() > 1.3 * (year == 2024).sum()
 
 
+# --------------------------------------------------------------------------- what trees add
+def test_engagement_counts_only_in_profile(crm: SimulatedCRM) -> None:
+    # a demo request (high intent) lifts conversion far more for in-profile leads than for the rest
+    demo = _leads_with(crm, "demo_request").to_numpy()
+    in_profile = (crm.truth["intent_coefficient"] == 2.2).to_numpy()
+    p = crm.truth["true_probability"].to_numpy()
+
+    def log_odds(mask: np.ndarray) -> float:
+        return float(np.log(p[mask].mean() / (1 - p[mask].mean())))
+
+    lift_in = log_odds(demo & in_profile) - log_odds(~demo & in_profile)
+    lift_out = log_odds(demo & ~in_profile) - log_odds(~demo & ~in_profile)
+    assert lift_in > lift_out + 0.4
+
+
+def test_fit_has_interactions_and_thresholds(crm: SimulatedCRM) -> None:
+    leads, fit = crm.leads, crm.truth["logit_fit"]
+
+    # seniority x department: IT vs HR matters for directors, hardly (and the other way) for contributors
+    def mean_fit(seniority: str, department: str) -> float:
+        mask = (leads["seniority"] == seniority) & (leads["department"] == department)
+        return float(fit[mask.to_numpy()].mean())
+
+    senior_gap = mean_fit("director", "it") - mean_fit("director", "hr")
+    junior_gap = mean_fit("individual_contributor", "it") - mean_fit("individual_contributor", "hr")
+    assert senior_gap > 0.6 and junior_gap < 0.2
+    # company size: a band, not a line: mid-size companies beat both the smallest and the largest
+    size = leads["employee_count"]
+    rate = [
+        _rate(size.lt(10), crm),
+        _rate(size.between(200, 1999), crm),
+        _rate(size.ge(10_000), crm),
+    ]
+    assert rate[1] > 1.5 * rate[0] and rate[1] > 1.2 * rate[2]
+
+
+# --------------------------------------------------------------------------- sales follow-up (causal)
+def test_follow_up_is_decided_on_what_sales_sees(crm: SimulatedCRM) -> None:
+    truth = crm.truth
+    form_first = truth["form_first"].to_numpy()
+    by_form = truth["followed_up"].to_numpy()[form_first] == "form"
+    propensity = truth["form_follow_up_probability"].to_numpy()[form_first]
+    se = np.sqrt(np.sum(propensity * (1 - propensity))) / propensity.shape[0]
+    assert abs(by_form.mean() - propensity.mean()) < 4 * se
+    # given the propensity, the decision ignores the latent intent
+    residual = by_form - propensity
+    assert abs(np.corrcoef(residual, truth["intent"].to_numpy()[form_first])[0, 1]) < 0.05
+    # the export shows a touch for every followed-up lead whose first touch came before conversion
+    touched_ids = set(crm.activities.loc[crm.activities["activity_type"].isin(SALES), "lead_id"])
+    assert touched_ids <= set(truth.loc[truth["followed_up"] != "none", "lead_id"])
+
+
+def test_follow_up_effects_are_heterogeneous_and_recorded(crm: SimulatedCRM) -> None:
+    truth = crm.truth
+    untouched = truth["logit"] - truth["logit_touch"]
+    np.testing.assert_allclose(truth["p_untouched"], 1 / (1 + np.exp(-untouched)), rtol=1e-10)
+    np.testing.assert_allclose(
+        truth["p_form_follow_up"], 1 / (1 + np.exp(-untouched - truth["effect_form_follow_up"])), rtol=1e-10
+    )
+    effect = np.select(
+        [truth["followed_up"] == "form", truth["followed_up"] == "demo"],
+        [truth["effect_form_follow_up"], truth["effect_demo_follow_up"]],
+        0.0,
+    )
+    np.testing.assert_allclose(truth["logit_touch"], effect, rtol=1e-12)
+    uplift = truth["p_form_follow_up"] - truth["p_untouched"]
+    # some leads respond to an early call, some are put off (executives, low intent)
+    assert (uplift > 0.01).mean() > 0.1 and (uplift < -0.01).mean() > 0.1
+    executives = crm.leads["seniority"].isin(["c_level", "vp"]).to_numpy()
+    assert uplift[executives].mean() < 0 < uplift[crm.leads["seniority"].eq("manager").to_numpy()].mean()
+    # a demo request's follow-up helps more than the early one, for everyone
+    assert (truth["effect_demo_follow_up"] > truth["effect_form_follow_up"]).mean() > 0.8
+
+
+# --------------------------------------------------------------------------- drift
+@pytest.fixture(scope="module")
+def drifting() -> SimulatedCRM:
+    return simulate_crm(n_leads=20_000, seed=9, drift=True)
+
+
+def test_drift_moves_base_rate_channel_mix_and_market(drifting: SimulatedCRM) -> None:
+    leads, truth, market = drifting.leads, drifting.truth, drifting.market
+    assert market is not None and list(market.columns) == ["date", "market_index"]
+    assert market["date"].is_monotonic_increasing and market["date"].iloc[0] == pd.Timestamp("2024-01-01")
+    # the market index leaves its earlier range in the last quarter of the period
+    position = np.arange(len(market)) / (len(market) - 1)
+    earlier = market.loc[position < 0.75, "market_index"]
+    assert market["market_index"].iloc[-30:].min() > earlier.max() + 3
+    # every lead carries the index of its creation day, and the logit follows it
+    day = ((leads["created_at"] - pd.Timestamp("2024-01-01")) // pd.Timedelta(days=1)).to_numpy()
+    np.testing.assert_allclose(truth["market_index"], market["market_index"].to_numpy()[day], atol=1e-5)
+    span = (drifting.exported_at - pd.Timestamp("2024-01-01")) / pd.Timedelta(days=1)
+    u = ((leads["created_at"] - pd.Timestamp("2024-01-01")) / pd.Timedelta(days=1) / span).to_numpy()
+    expected = -3.15 + 0.9 * u + 0.03 * (truth["market_index"].to_numpy() - 100)
+    np.testing.assert_allclose(truth["logit_base"], expected, atol=1e-4)
+    # the base rate climbs and the channel mix moves
+    first, last = u < 0.25, u > 0.75
+    assert truth["converts"][last].mean() > 1.2 * truth["converts"][first].mean()
+    paid = leads["channel"].isin(["paid_search", "social"]).to_numpy()
+    assert paid[last].mean() > paid[first].mean() + 0.08
+    web = (leads["channel"] == "web_form").to_numpy()
+    assert web[last].mean() < web[first].mean() - 0.04
+
+
+def test_no_drift_writes_no_market_and_drift_does(
+    small: SimulatedCRM, drifting: SimulatedCRM, tmp_path: Path
+) -> None:
+    assert small.market is None
+    assert "market" not in write_crm(small, out_dir=tmp_path / "a")
+    paths = write_crm(drifting, out_dir=tmp_path / "b")
+    pd.testing.assert_frame_equal(pd.read_parquet(paths["market"]), drifting.market)
+
+
 # --------------------------------------------------------------------------- oracle
 def _snapshots_and_labels(
     crm: SimulatedCRM, as_of: pd.Series, horizon: int
@@ -399,6 +517,64 @@ def test_point_in_time_oracle_never_reads_after_as_of(crm: SimulatedCRM, at_ages
     no_history = replace(crm, activities=crm.activities.iloc[:0])
     blind = point_in_time_oracle_probability(crm=no_history, snapshots=keys, horizon_days=60)
     assert np.abs(blind - snaps["point_in_time"].to_numpy()).mean() > 0.01
+
+
+def _follow_up_state(crm: SimulatedCRM, snaps: pd.DataFrame) -> pd.DataFrame:
+    acts = crm.activities
+    state = {}
+    for name, types in [("touch", SALES), ("form", {"form_fill"}), ("demo", {"demo_request"})]:
+        first = acts[acts["activity_type"].isin(types)].groupby("lead_id")["timestamp"].min()
+        state[name] = (snaps["lead_id"].map(first) <= snaps["as_of"]).to_numpy()
+    return pd.DataFrame(state, index=snaps.index)
+
+
+def test_point_in_time_oracle_is_calibrated_by_follow_up_evidence(
+    crm: SimulatedCRM, at_ages: pd.DataFrame
+) -> None:
+    # what sales did by as_of (a touch, or a form fill / demo request not yet followed up) enters the
+    # oracle through the follow-up rule; each observable state must be calibrated on its own
+    state = _follow_up_state(crm, at_ages)
+    groups = at_ages.groupby([state["touch"], state["form"], state["demo"]])
+    table = groups.agg(p=("point_in_time", "mean"), y=("label", "mean"), n=("label", "size"))
+    table = table[table["n"] > 300]
+    assert len(table) >= 5
+    # snapshots of one lead at 3 ages are correlated: allow a wider band than independent rows
+    se = np.sqrt(table["p"] * (1 - table["p"]) / table["n"])
+    assert ((table["y"] - table["p"]).abs() < 5 * se + 0.003).all(), table
+
+
+def test_point_in_time_oracle_averages_to_the_latent_oracle(crm: SimulatedCRM) -> None:
+    # the law of total expectation: the latent oracle knows more (intent, the follow-up to come), so
+    # over any observable group the Bayes posterior must average to it. No Bernoulli noise: a tight
+    # check of the prior and of the follow-up rule. Before creation and 10 days after it.
+    leads = crm.leads
+    conv = leads["lead_id"].map(crm.outcomes.set_index("lead_id")["converted_at"])
+    for age in (-2, 10):
+        as_of = leads["created_at"] + pd.Timedelta(days=age)
+        keep = ~(conv <= as_of) & (as_of + pd.Timedelta(days=60) <= crm.exported_at)
+        snaps = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": as_of})[keep.to_numpy()]
+        pit = point_in_time_oracle_probability(crm=crm, snapshots=snaps, horizon_days=60)
+        latent = oracle_probability(truth=crm.truth, leads=leads, snapshots=snaps, horizon_days=60)
+        groups = leads.loc[snaps.index, "seniority"].to_numpy()
+        for group in np.unique(groups):
+            diff = (pit - latent)[groups == group]
+            assert abs(diff.mean()) < 4 * diff.std() / np.sqrt(diff.shape[0]) + 1e-4, (age, group)
+
+
+@pytest.mark.parametrize("age", [7, 21])
+def test_point_in_time_oracle_is_calibrated_under_drift(drifting: SimulatedCRM, age: int) -> None:
+    snaps, label = _snapshots_and_labels(drifting, drifting.leads["created_at"] + pd.Timedelta(days=age), 60)
+    p = point_in_time_oracle_probability(crm=drifting, snapshots=snaps, horizon_days=60)
+    decile = pd.qcut(p, 5, labels=False)
+    frame = pd.DataFrame({"p": p, "y": label, "d": decile})
+    table = frame.groupby("d").agg(p=("p", "mean"), y=("y", "mean"), n=("y", "size"))
+    se = np.sqrt(table["p"] * (1 - table["p"]) / table["n"])
+    assert ((table["y"] - table["p"]).abs() < 4 * se + 0.002).all(), table
+    # and over time: the oracle follows the climbing base rate (first and last third of the period)
+    third = pd.qcut(snaps["as_of"].astype("int64"), 3, labels=False).to_numpy()
+    for k in (0, 2):
+        se_k = np.sqrt(np.sum(p[third == k] * (1 - p[third == k]))) / (third == k).sum()
+        assert abs(p[third == k].mean() - label[third == k].mean()) < 4 * se_k
 
 
 def test_point_in_time_oracle_rejects_bad_input(small: SimulatedCRM) -> None:
