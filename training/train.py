@@ -20,7 +20,14 @@ import pandas as pd
 from mlflow.data import pandas_dataset
 
 from leadscore.features.build import file_sha256
-from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, Family, catalogue_frame
+from leadscore.features.catalogue import (
+    CATEGORICAL_FEATURES,
+    FEATURE_CATALOGUE,
+    FEATURE_NAMES,
+    Family,
+    catalogue_frame,
+    monotone_constraints,
+)
 from leadscore.features.mapping import ExportMapping, FlatFeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
@@ -33,6 +40,7 @@ from leadscore.training.model_card import render_model_card
 from leadscore.training.pyfunc import MODEL_ARTIFACT, LeadScoringPyfunc, input_signature, save_model_pickle
 from leadscore.training.split import TimeSplit, stratified_split, time_ordered_split
 from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds, threshold_table
+from leadscore.training.uncertainty import ScoreUncertainty
 
 log = logging.getLogger(__name__)
 TEST_FEATURES_ARTIFACT = "evaluation/test_features.parquet"
@@ -193,6 +201,12 @@ class TrainJob:
         meta = self.meta
         encoder, booster = self.fit_booster(split)
         calibrator = self.fit_calibrator(encoder, booster, split.validation)
+        raw_calibration = booster.predict(
+            encoder.transform(split.validation.loc[:, list(self.feature_names)]), raw_score=True
+        )
+        uncertainty = ScoreUncertainty.fit(  # per-lead intervals from the calibration set (issue 16)
+            raw=np.asarray(raw_calibration), y=split.validation["label"].astype(int).to_numpy()
+        )
         parts: dict[str, Any] = {
             "encoder": encoder,
             "booster": booster,
@@ -200,6 +214,7 @@ class TrainJob:
             "feature_names": self.feature_names,
             "flat": self.flat_transform,
             "horizon_days": int(meta["snapshot_policy"]["horizon_days"]),
+            "uncertainty": uncertainty,
         }
         draft = LeadScoringModel(
             **parts, thresholds=TierThresholds(0.0, 1.0), grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0))
@@ -253,6 +268,11 @@ class TrainJob:
             "num_threads": b.num_threads,
             "cat_smooth": 10,
             "max_cat_to_onehot": 8,
+            # signals whose direction is known (catalogue ``monotone``) never move the score the wrong way
+            "monotone_constraints": monotone_constraints(
+                self.feature_names,
+                self.flat_transform.catalogue if self.flat_transform is not None else FEATURE_CATALOGUE,
+            ),
         }
         if b.balance_classes:
             params["scale_pos_weight"] = float((y_train == 0).sum() / max(1, (y_train == 1).sum()))
