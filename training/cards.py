@@ -104,7 +104,7 @@ def explain_leads(
     scored = model.score_features(features, explain=True, top_k=5, states=states)
     actions = model.next_best_actions(leads=leads, activities=mine, as_of=as_of, states=states)
     version = str(model.metadata.get("version", ""))
-    people = [lead_identity(row) for row in leads.to_dict(orient="records")]
+    people = [lead_identity({str(k): v for k, v in row.items()}) for row in leads.to_dict(orient="records")]
     return [
         LeadCard(s["lead_id"], str(as_of), s, a, version, model.horizon_days, who)  # type: ignore[arg-type]
         for s, a, who in zip(scored, actions, people, strict=True)

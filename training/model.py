@@ -128,7 +128,7 @@ def lead_states(
     when = (
         pd.to_datetime(as_of).to_numpy(dtype="datetime64[us]")
         if isinstance(as_of, pd.Series)
-        else np.full(n, np.datetime64(pd.Timestamp(as_of).to_datetime64(), "us"))
+        else np.full(n, pd.Timestamp(as_of).to_datetime64().astype("datetime64[us]"))
     )
     ids = leads["lead_id"].astype(str)
 
@@ -418,12 +418,12 @@ class LeadScoringModel:
                     reasons_negative=[r.as_dict() for r in negative],
                 )
             else:
-                fit_grade, engagement_grade = grades.get(i, (None, None))
+                grade_pair = grades.get(i)
                 result.update(
                     tier=self.tier(
                         float(probability[i]),
-                        fit_grade=fit_grade,
-                        engagement_grade=engagement_grade,
+                        fit_grade=grade_pair[0] if grade_pair else None,
+                        engagement_grade=grade_pair[1] if grade_pair else None,
                         hand_raised=bool(hand_raised[i]),
                     ).value,
                     grade=None,
@@ -548,7 +548,7 @@ class LeadScoringModel:
             else np.zeros(len(leads), dtype=bool)
             for action, signal in zip(ACTIONABLE_TYPES, REP_SIGNALS, strict=True)
         }
-        results = []
+        results: list[list[NextBestAction]] = []
         for i in range(len(leads)):
             if states[i].status is not LeadStatus.OPEN:
                 results.append([])

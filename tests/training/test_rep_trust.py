@@ -303,7 +303,10 @@ def test_names_never_reach_features_logs_or_tracking(
     emails = {str(e).lower() for e in leads["email"].dropna()}
     with caplog.at_level(logging.DEBUG):
         cards = explain_leads(
-            model=model, leads=leads.tail(20), activities=trained.crm.activities, as_of=trained.crm.exported_at
+            model=model,
+            leads=leads.tail(20),
+            activities=trained.crm.activities,
+            as_of=trained.crm.exported_at,
         )
     assert all(card.who is not None and card.who.name for card in cards)  # shown to the rep ...
     assert not _personal_data_in(caplog.text.encode(), names=names, emails=emails)  # ... never logged
