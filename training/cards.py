@@ -111,14 +111,15 @@ def explain_leads(
     ]
 
 
-def probability_text(scored: dict[str, Any]) -> str:
-    """'27% (90% range 24-31%)', with 'low confidence: few similar leads' where support is thin."""
-    text = _percent(float(scored["probability"]))
+LOW_CONFIDENCE = "Low confidence: few similar leads back this number; read it as the range."
+
+
+def probability_text(scored: dict[str, Any], *, horizon: str) -> str:
+    """'27% chance of an opportunity within 90 days (likely 24%-31%)'."""
+    text = f"{_percent(float(scored['probability']))} chance of an opportunity within {horizon}"
     low, high = scored.get("probability_low"), scored.get("probability_high")
     if low is not None and high is not None:
         text += f" (likely {_percent(float(low))}-{_percent(float(high))})"
-    if scored.get("low_confidence"):
-        text += "; low confidence: few similar leads to back it"
     return text
 
 
@@ -161,9 +162,10 @@ def print_card(card: LeadCard, *, console: Console) -> None:
     )
     horizon = f"{card.horizon_days} days" if card.horizon_days else "the horizon"
     body.add_row(
-        f"[bold]Score {_score_text(float(s['score']))}/100[/]  ({escape(probability_text(s))} chance "
-        f"of an opportunity within {horizon})"
+        f"[bold]Score {_score_text(float(s['score']))}/100[/]: {escape(probability_text(s, horizon=horizon))}"
     )
+    if s.get("low_confidence"):
+        body.add_row(f"[bold]{LOW_CONFIDENCE}[/]")
     body.add_row(
         f"Tier: [bold]{escape(TIER_LABELS.get(s['tier'], str(s['tier'])))}[/]   "
         f"Grade: [bold]{escape(str(s['grade']))}[/] "
@@ -237,8 +239,8 @@ ol{padding-left:22px}li{margin:3px 0}
  <div>
   <div><span class="tier">{{ tier_label }}</span> &nbsp; <span class="grade">Grade <b>{{ s.grade }}</b></span>
    <span class="muted small">(fit A&ndash;D, engagement 1&ndash;4)</span></div>
-  <div class="muted" style="margin-top:6px">{{ probability_text }} chance of an opportunity within {{ horizon }}</div>
-  {% if s.low_confidence %}<div class="low-confidence" style="margin-top:6px"><b>Low confidence:</b> few similar leads back this number; read it as a range.</div>{% endif %}
+  <div class="muted" style="margin-top:6px">{{ probability_text }}</div>
+  {% if s.low_confidence %}<div class="low-confidence" style="margin-top:6px"><b>{{ low_confidence }}</b></div>{% endif %}
   {% if s.follow_up %}<div class="follow-up" style="margin-top:6px"><b>Follow-up:</b> {{ s.follow_up }}</div>{% endif %}
  </div>
 </div>
@@ -361,7 +363,8 @@ def render_html_card(card: LeadCard) -> str:
         status=status,
         market=market if abs(market) >= 1.0 else 0.0,
         score_text=_score_text(float(s["score"])),
-        probability_text=probability_text(s),
+        probability_text=probability_text(s, horizon=f"{horizon} days" if horizon else "the horizon"),
+        low_confidence=LOW_CONFIDENCE,
         horizon=f"{horizon} days" if horizon else "the horizon",
         groups=[("Raises the score", positive), ("Lowers the score", negative)],
         max_impact=max_impact,
