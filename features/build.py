@@ -230,6 +230,15 @@ def row_problem(
     )
 
 
+def without_personal_data(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Example records safe to store (sidecar, MLflow input example): e-mail addresses keep only the
+    domain, which the model reads (its type), behind a placeholder mailbox."""
+    return [
+        {**r, "email": f"someone@{str(r['email']).rsplit('@', 1)[-1]}"} if r.get("email") else r
+        for r in records
+    ]
+
+
 @dataclass(frozen=True)
 class BuildFeaturesResult:
     output: Path
@@ -333,7 +342,9 @@ class BuildFeaturesJob:
                 "as_of_max": str(latest),
                 "leads_sha256": file_sha256(self.leads),
             },
-            "raw_example": raw_lead_records(tables=tables, lead_ids=example_ids, as_of=pd.Timestamp(latest)),
+            "raw_example": without_personal_data(
+                raw_lead_records(tables=tables, lead_ids=example_ids, as_of=pd.Timestamp(latest))
+            ),
         }
         write_table_metadata(self.output, TableMetadata.model_validate(meta), table=table)
         log.info("wrote %s (%d rows)", self.output, len(table))

@@ -9,7 +9,7 @@ contributions can be grouped into one reason a rep can read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING
 
 from leadscore.features.contract import ActivityType, PageCategory
@@ -19,11 +19,25 @@ if TYPE_CHECKING:  # pandas is imported lazily at run time, for a light module
 
 
 class Family(StrEnum):
-    """Who or what a feature describes: the lead's fit, its engagement, or the sales team's work."""
+    """Who or what a feature describes: the lead's fit, its engagement, the sales team's work, or the context.
+
+    ``context`` holds values every lead shares at a time (market indices, the calendar): they can
+    move the probability, but say nothing about this lead, so they stay out of the fit part, the
+    grade and the per-lead reasons (cards group them as "market conditions").
+    """
 
     FIT = "fit"
     ENGAGEMENT = "engagement"
     SALES = "sales"
+    CONTEXT = "context"
+
+
+class Direction(IntEnum):
+    """The known direction of a signal: more of it never lowers (+1) or never raises (-1) the score."""
+
+    DECREASING = -1
+    UNKNOWN = 0
+    INCREASING = 1
 
 
 class FeatureKind(StrEnum):
@@ -43,7 +57,20 @@ class Signal:
     page_category: PageCategory | None
     family: Family
     label: str  # plural noun phrase: "pricing-page visits"
-    actionable: bool  # can a rep or marketer cause it (next-best-action candidates)
+    actionable: bool  # can a rep or marketer cause it
+    singular: str = ""  # "pricing-page visit" (default: the label without its final s)
+    rep_action: str | None = None  # what a rep does to cause it ("Call the lead"); None: the lead must act
+    direction: Direction = Direction.UNKNOWN  # known effect of more of it (monotone constraint)
+
+    @property
+    def one(self) -> str:
+        """The singular noun phrase."""
+        return self.singular or self.label.removesuffix("s")
+
+    @property
+    def rep_controllable(self) -> bool:
+        """A rep can do it (or directly invite it): a next-best-action candidate."""
+        return self.rep_action is not None
 
 
 SIGNALS: tuple[Signal, ...] = (
@@ -54,6 +81,7 @@ SIGNALS: tuple[Signal, ...] = (
         Family.ENGAGEMENT,
         "pricing-page visits",
         False,
+        direction=Direction.INCREASING,
     ),
     Signal(
         "page_product",
@@ -70,6 +98,7 @@ SIGNALS: tuple[Signal, ...] = (
         Family.ENGAGEMENT,
         "documentation visits",
         False,
+        singular="documentation visit",
     ),
     Signal("page_blog", ActivityType.PAGE_VIEW, PageCategory.BLOG, Family.ENGAGEMENT, "blog visits", False),
     Signal(
@@ -88,9 +117,23 @@ SIGNALS: tuple[Signal, ...] = (
         "other page visits",
         False,
     ),
-    Signal("form_fill", ActivityType.FORM_FILL, None, Family.ENGAGEMENT, "form fills", False),
     Signal(
-        "content_download", ActivityType.CONTENT_DOWNLOAD, None, Family.ENGAGEMENT, "content downloads", True
+        "form_fill",
+        ActivityType.FORM_FILL,
+        None,
+        Family.ENGAGEMENT,
+        "form fills",
+        False,
+        direction=Direction.INCREASING,
+    ),
+    Signal(
+        "content_download",
+        ActivityType.CONTENT_DOWNLOAD,
+        None,
+        Family.ENGAGEMENT,
+        "content downloads",
+        True,
+        rep_action="Send relevant content",
     ),
     Signal(
         "webinar_registered",
@@ -99,18 +142,75 @@ SIGNALS: tuple[Signal, ...] = (
         Family.ENGAGEMENT,
         "webinar registrations",
         True,
+        rep_action="Invite to a webinar",
     ),
     Signal(
-        "webinar_attended", ActivityType.WEBINAR_ATTENDED, None, Family.ENGAGEMENT, "webinars attended", True
+        "webinar_attended",
+        ActivityType.WEBINAR_ATTENDED,
+        None,
+        Family.ENGAGEMENT,
+        "webinars attended",
+        True,
+        singular="webinar attended",
+        direction=Direction.INCREASING,
     ),
     Signal("email_open", ActivityType.EMAIL_OPEN, None, Family.ENGAGEMENT, "e-mail opens", False),
     Signal("email_click", ActivityType.EMAIL_CLICK, None, Family.ENGAGEMENT, "e-mail clicks", False),
-    Signal("demo_request", ActivityType.DEMO_REQUEST, None, Family.ENGAGEMENT, "demo requests", True),
-    Signal("sales_call", ActivityType.SALES_CALL, None, Family.SALES, "sales calls", True),
-    Signal("sales_email", ActivityType.SALES_EMAIL, None, Family.SALES, "sales e-mails", True),
-    Signal("sales_meeting", ActivityType.SALES_MEETING, None, Family.SALES, "sales meetings", True),
-    Signal("unsubscribe", ActivityType.UNSUBSCRIBE, None, Family.ENGAGEMENT, "unsubscribes", False),
-    Signal("bounce", ActivityType.BOUNCE, None, Family.ENGAGEMENT, "e-mail bounces", False),
+    Signal(
+        "demo_request",
+        ActivityType.DEMO_REQUEST,
+        None,
+        Family.ENGAGEMENT,
+        "demo requests",
+        True,
+        direction=Direction.INCREASING,
+    ),
+    Signal(
+        "sales_call",
+        ActivityType.SALES_CALL,
+        None,
+        Family.SALES,
+        "sales calls",
+        True,
+        rep_action="Call the lead",
+    ),
+    Signal(
+        "sales_email",
+        ActivityType.SALES_EMAIL,
+        None,
+        Family.SALES,
+        "sales e-mails",
+        True,
+        rep_action="Send a personal e-mail",
+    ),
+    Signal(
+        "sales_meeting",
+        ActivityType.SALES_MEETING,
+        None,
+        Family.SALES,
+        "sales meetings",
+        True,
+        rep_action="Book a meeting",
+    ),
+    Signal(
+        "unsubscribe",
+        ActivityType.UNSUBSCRIBE,
+        None,
+        Family.ENGAGEMENT,
+        "unsubscribes",
+        False,
+        direction=Direction.DECREASING,
+    ),
+    Signal(
+        "bounce",
+        ActivityType.BOUNCE,
+        None,
+        Family.ENGAGEMENT,
+        "e-mail bounces",
+        False,
+        singular="e-mail bounce",
+        direction=Direction.DECREASING,
+    ),
 )
 SIGNAL_BY_NAME: dict[str, Signal] = {s.name: s for s in SIGNALS}
 WINDOWS_DAYS: tuple[int, ...] = (7, 30, 90)
@@ -129,6 +229,7 @@ class FeatureSpec:
     window_days: int | None = None
     signal: str | None = None
     actionable: bool = False
+    monotone: Direction = Direction.UNKNOWN  # more of it never lowers (+1) / raises (-1) the score
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -141,6 +242,7 @@ class FeatureSpec:
             "window_days": self.window_days,
             "signal": self.signal,
             "actionable": self.actionable,
+            "monotone": int(self.monotone),
         }
 
 
@@ -205,6 +307,7 @@ def _build_catalogue(windows: tuple[int, ...]) -> tuple[FeatureSpec, ...]:
                     window_days=days,
                     signal=signal.name,
                     actionable=signal.actionable,
+                    monotone=signal.direction,
                 )
             )
         specs.append(
@@ -217,6 +320,7 @@ def _build_catalogue(windows: tuple[int, ...]) -> tuple[FeatureSpec, ...]:
                 f"{concept_label} so far",
                 signal=signal.name,
                 actionable=signal.actionable,
+                monotone=signal.direction,
             )
         )
         specs.append(
@@ -240,6 +344,17 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURE_CATALOGUE)
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
     f.name for f in FEATURE_CATALOGUE if f.kind is FeatureKind.CATEGORICAL
 )
+
+
+def monotone_constraints(
+    feature_names: tuple[str, ...] | list[str], catalogue: tuple[FeatureSpec, ...] = FEATURE_CATALOGUE
+) -> list[int]:
+    """LightGBM's ``monotone_constraints`` for ``feature_names``, from each entry's ``monotone``.
+
+    Features the catalogue does not know (or has no direction for) are unconstrained (0).
+    """
+    by_name = {f.name: f for f in catalogue}
+    return [int(by_name[name].monotone) if name in by_name else 0 for name in feature_names]
 
 
 def catalogue_frame() -> pd.DataFrame:

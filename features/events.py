@@ -591,8 +591,14 @@ class EventFeatureTransform:
         sample = leads.loc[:, keep].tail(n)
         records = []
         act_spec = self.mapping.tables.activities
+        personal = {"first_name", "last_name", "phone"}
         for row in sample.to_dict(orient="records"):
-            record = {str(k): _plain(v) for k, v in row.items()}
+            record = {
+                str(k): _plain(v) for k, v in row.items() if str(spec.rename.get(str(k), "")) not in personal
+            }
+            for column, target in spec.rename.items():  # stored examples keep only the e-mail domain
+                if str(target) == "email" and record.get(column):
+                    record[column] = "someone@" + str(record[column]).rsplit("@", 1)[-1]
             if act_spec is not None and activities is not None and spec.id_column:
                 mine = activities[activities[act_spec.lead_id_column].astype(str) == str(row[spec.id_column])]
                 cols = [

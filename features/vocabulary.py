@@ -69,4 +69,14 @@ class Tier(StrEnum):
     SALES_READY = "sales_ready"  # at or above the SQL threshold: call now
     MARKETING_QUALIFIED = "marketing_qualified"  # at or above the MQL threshold: warm, keep nurturing
     NURTURE = "nurture"  # below MQL, fit is fine
-    NOT_A_FIT = "not_a_fit"  # below MQL and fit grade D
+    NOT_A_FIT = "not_a_fit"  # below MQL, fit grade D and little engagement
+    REVIEW_OUTSIDE_PROFILE = "review_outside_profile"  # below MQL, fit grade D, but highly engaged
+
+
+class LeadStatus(StrEnum):
+    """Where the lead stands before any score: only open leads are scored."""
+
+    OPEN = "open"  # scored
+    CONVERTED = "converted"  # already an opportunity: work the opportunity, no score
+    DISQUALIFIED = "disqualified"  # closed by sales: no score
+    NOT_YET_CREATED = "not_yet_created"  # the as-of time is before the lead existed: nothing to score

@@ -450,6 +450,12 @@ def evaluate(
 
 
 def _load_lead_data(data_dir: Path) -> tuple[Any, Any, Any]:
+    leads, activities, _, end = _load_crm(data_dir)
+    return leads, activities, end
+
+
+def _load_crm(data_dir: Path) -> tuple[Any, Any, Any, Any]:
+    """Validated leads, activities and outcomes of an export folder, and the end of its data."""
     from leadscore.features.loading import load_crm_tables
     from leadscore.features.training_table import observed_until
 
@@ -466,6 +472,7 @@ def _load_lead_data(data_dir: Path) -> tuple[Any, Any, Any]:
     return (
         tables.leads,
         tables.activities,
+        tables.outcomes,
         observed_until(leads=tables.leads, activities=tables.activities, outcomes=tables.outcomes),
     )
 
@@ -484,7 +491,10 @@ def explain(
         Path | None, typer.Option(help="Also write an HTML card per lead into this folder.")
     ] = None,
 ) -> None:
-    """Print a reason card per lead (score, tier, grade, reasons, next best action)."""
+    """Print a reason card per lead: who, status or score with its range, tier, reasons, next best actions.
+
+    Leads converted, disqualified or not yet created at the as-of time get their status, not a score.
+    """
     import pandas as pd
 
     from leadscore.training import registry
@@ -494,13 +504,20 @@ def explain(
     if version is None:
         _fail(f"model '{model_name}' has no champion yet: run `leadscore promote`")
     model = registry.load_scoring_model(model_name=model_name, version=version)  # type: ignore[arg-type]
-    leads, activities, end = _load_lead_data(data_dir)
+    leads, activities, outcomes, end = _load_crm(data_dir)
     unknown = sorted(set(lead_id) - set(leads["lead_id"]))
     if unknown:
         _fail(f"unknown lead id(s): {', '.join(unknown)}")
     chosen = leads[leads["lead_id"].isin(lead_id)].reset_index(drop=True)
-    when = pd.Timestamp(as_of) if as_of else end
-    for card in explain_leads(model=model, leads=chosen, activities=activities, as_of=when):
+    try:
+        when = pd.Timestamp(as_of) if as_of else end
+    except ValueError:
+        _fail(f"--as-of '{as_of}' is not a date or time (e.g. 2024-06-30 or 2024-06-30T12:00)")
+        return
+    if when.tzinfo is not None:
+        when = when.tz_convert("UTC").tz_localize(None)
+    cards = explain_leads(model=model, leads=chosen, activities=activities, as_of=when, outcomes=outcomes)
+    for card in cards:
         print_card(card, console=console)
         if html is not None:
             path = write_html_card(card, out_dir=html)

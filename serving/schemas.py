@@ -202,9 +202,24 @@ class LeadScore(BaseModel):
         "horizon (model_horizon_days)."
     )
     score: float = Field(description="100 x probability, rounded to 0.1.")
+    status: str = Field(
+        default="open",
+        description="open (scored); converted, disqualified or not_yet_created leads are not scored.",
+    )
+    probability_low: float | None = Field(
+        default=None,
+        description="Lower end of the 90% range of the conversion rate of leads scored like this one "
+        "(from the calibration set); null for models without one.",
+    )
+    probability_high: float | None = Field(default=None, description="Upper end of that range.")
+    low_confidence: bool = Field(
+        default=False,
+        description="True where few calibration leads back the probability: read it as a range.",
+    )
     tier: Tier = Field(
-        description="sales_ready (call now), marketing_qualified (warm), nurture, or not_a_fit "
-        "(below the MQL threshold with fit grade D)."
+        description="sales_ready (call now), marketing_qualified (warm), nurture, not_a_fit (below the "
+        "MQL threshold with fit grade D, not engaged) or review_outside_profile (fit grade D but highly "
+        "engaged: for a person to review)."
     )
     follow_up: str | None = Field(
         default=None,
@@ -247,6 +262,11 @@ class NextBestAction(BaseModel):
     label: str = Field(description="The action in plain words.")
     probability_after: float = Field(description="Probability after one more such activity now.")
     uplift: float = Field(description="Change in probability (probability_after - probability).")
+    evidence: str = Field(
+        default="",
+        description="The what-if in words: an association in past data ('leads like this who got a "
+        "sales call converted more often'), not a promised effect of the action.",
+    )
 
 
 class ExplainResponse(BaseModel):

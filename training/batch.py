@@ -9,7 +9,8 @@ then ``score_features`` with explanations) and write the same Parquet schema:
   :mod:`leadscore.features.spark`, and the model object broadcast to the workers.
 
 Leads are scored as of one time (default: the end of the export, as ``leadscore explain`` does),
-from their activities at or before it; leads created after it are left out.
+from their activities at or before it. Leads converted (outcomes), disqualified or not yet created
+at that time get a ``status`` and a ``status_note`` instead of a score (null probability and score).
 """
 
 from __future__ import annotations
@@ -36,13 +37,19 @@ PART_FILE = "part-00000.parquet"
 RESULT_COLUMNS: tuple[str, ...] = (
     "lead_id",
     "as_of",
+    "status",
+    "status_note",
     "probability",
+    "probability_low",
+    "probability_high",
+    "low_confidence",
     "score",
     "tier",
     "grade",
     "follow_up",
     "fit_points",
     "engagement_points",
+    "context_points",
     "base_score",
     "reasons_positive",
     "reasons_negative",
@@ -51,8 +58,10 @@ RESULT_COLUMNS: tuple[str, ...] = (
 )
 _REASONS = "array<struct<concept:string,sentence:string,impact:double,family:string>>"
 SPARK_RESULT_SCHEMA = (
-    "lead_id string, as_of timestamp_ntz, probability double, score double, tier string, grade string, "
-    "follow_up string, fit_points double, engagement_points double, base_score double, "
+    "lead_id string, as_of timestamp_ntz, status string, status_note string, probability double, "
+    "probability_low double, probability_high double, low_confidence boolean, score double, tier string, "
+    "grade string, follow_up string, fit_points double, engagement_points double, context_points double, "
+    "base_score double, "
     f"reasons_positive {_REASONS}, reasons_negative {_REASONS}, model_name string, model_version string"
 )
 
@@ -73,6 +82,9 @@ def result_schema() -> pa.Schema:
     types = {
         "lead_id": pa.string(),
         "as_of": pa.timestamp("us"),
+        "status": pa.string(),
+        "status_note": pa.string(),
+        "low_confidence": pa.bool_(),
         "tier": pa.string(),
         "grade": pa.string(),
         "follow_up": pa.string(),
@@ -107,23 +119,28 @@ def score_leads(
     leads: pd.DataFrame,
     activities: pd.DataFrame,
     as_of: pd.Timestamp,
+    outcomes: pd.DataFrame | None = None,
     top_k: int = 5,
     model_name: str = "",
     model_version: str = "",
 ) -> pd.DataFrame:
     """Score validated leads (with their activities) as of one time: one row per lead, RESULT_COLUMNS.
 
-    The unit both engines run: leads created after ``as_of`` are left out, features use only
-    activities at or before ``as_of``, and every row carries its top reasons.
+    The unit both engines run: features use only activities at or before ``as_of``; open leads
+    carry their score, interval and top reasons; leads converted by ``as_of`` (``outcomes``),
+    disqualified or created after it carry their status instead of a score.
     """
     import pandas as pd
 
+    from leadscore.training.model import lead_states
+
     when = pd.Timestamp(as_of)
-    existing = leads[pd.to_datetime(leads["created_at"]) <= when].reset_index(drop=True)
+    existing = leads.reset_index(drop=True)
     if existing.empty:
         return empty_result()
+    states = lead_states(leads=existing, as_of=when, outcomes=outcomes)
     features = model.features(leads=existing, activities=activities, as_of=when)
-    frame = pd.DataFrame(model.score_features(features, explain=True, top_k=top_k))
+    frame = pd.DataFrame(model.score_features(features, explain=True, top_k=top_k, states=states))
     frame["as_of"] = when
     frame["model_name"] = model_name
     frame["model_version"] = model_version
@@ -273,7 +290,10 @@ def _score_pandas(
         _progress_bar(progress, total=len(tables.leads)) as advance,
     ):
         for leads, activities in chunks_of_leads(tables.leads, tables.activities, chunk_leads):
-            frame = score_leads(model, leads=leads, activities=activities, as_of=when, **options)
+            mine = tables.outcomes[tables.outcomes["lead_id"].isin(set(leads["lead_id"]))]
+            frame = score_leads(
+                model, leads=leads, activities=activities, as_of=when, outcomes=mine, **options
+            )
             writer.write_table(to_arrow(frame))
             count += len(frame)
             advance(len(leads))
@@ -309,7 +329,12 @@ def _score_spark(
         leads, activities, outcomes = sparkio.split_bucket(left, right, columns)
         tables = validate_crm_tables(leads=leads, activities=activities, outcomes=outcomes, now=now)
         return score_leads(
-            shared.value, leads=tables.leads, activities=tables.activities, as_of=when, **options
+            shared.value,
+            leads=tables.leads,
+            activities=tables.activities,
+            as_of=when,
+            outcomes=tables.outcomes,
+            **options,
         )
 
     scored = sparkio.cogroup_by_lead(

@@ -8,6 +8,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from leadscore.training.config import CalibrationMethod
+from leadscore.training.uncertainty import ScoreUncertainty
 
 
 class PlattCalibrator(BaseEstimator):
@@ -26,10 +27,18 @@ class PlattCalibrator(BaseEstimator):
 def fit_calibrator(
     *, method: CalibrationMethod, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
 ) -> IsotonicCalibrator | PlattCalibrator:
-    """Fit the configured calibrator on held-out raw scores and labels (optionally weighted)."""
+    """Fit the configured calibrator on held-out raw scores and labels (optionally weighted).
+
+    The calibrator also carries ``uncertainty_``: per-lead intervals estimated from the same held-out
+    scores and labels (:class:`ScoreUncertainty`), so probability and range always share one source.
+    """
+    calibrator: IsotonicCalibrator | PlattCalibrator
     if method is CalibrationMethod.SIGMOID:
-        return PlattCalibrator().fit(raw, y, sample_weight=sample_weight)
-    return IsotonicCalibrator().fit(raw, y, sample_weight=sample_weight)
+        calibrator = PlattCalibrator().fit(raw, y, sample_weight=sample_weight)
+    else:
+        calibrator = IsotonicCalibrator().fit(raw, y, sample_weight=sample_weight)
+    calibrator.uncertainty_ = ScoreUncertainty.fit(raw=np.asarray(raw), y=np.asarray(y).astype(int))
+    return calibrator
 
 
 class IsotonicCalibrator(BaseEstimator):

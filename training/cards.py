@@ -17,14 +17,41 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from leadscore.training.model import LeadScoringModel, NextBestAction
+from leadscore.training.model import LeadScoringModel, NextBestAction, lead_states
 
 TIER_LABELS = {
     "sales_ready": "Sales-ready: contact now",
     "marketing_qualified": "Marketing-qualified: warm, keep nurturing",
     "nurture": "Nurture: not ready yet",
     "not_a_fit": "Not a fit",
+    "review_outside_profile": "Review: engaged but outside profile",
 }
+STATUS_LABELS = {
+    "converted": "Converted: already an opportunity",
+    "disqualified": "Disqualified",
+    "not_yet_created": "Not created yet",
+}
+#: Export columns that can name the lead's company (the contract has none; many exports do).
+COMPANY_COLUMNS: tuple[str, ...] = ("company", "company_name", "account_name", "organization")
+
+
+@dataclass(frozen=True)
+class LeadIdentity:
+    """Who the lead is, for the rep's eyes only: never a feature, never logged or tracked."""
+
+    name: str | None = None
+    title: str | None = None
+    company: str | None = None
+
+    def __repr__(self) -> str:  # personal data stays out of logs and tracebacks
+        return "LeadIdentity(<redacted>)"
+
+    def line(self) -> str:
+        """'Jane Doe, VP Marketing at Acme' (whatever parts the export has)."""
+        head = ", ".join(part for part in (self.name, self.title) if part)
+        if self.company:
+            return f"{head} at {self.company}" if head else self.company
+        return head
 
 
 @dataclass(frozen=True)
@@ -35,26 +62,84 @@ class LeadCard:
     actions: list[NextBestAction]
     model_version: str
     horizon_days: int | None = None
+    who: LeadIdentity | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"LeadCard(lead_id={self.lead_id!r}, as_of={self.as_of!r}, status={self.scored.get('status')!r})"
+        )
+
+
+def _clean(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = " ".join(str(value).split())
+    return text or None
+
+
+def lead_identity(lead: dict[str, Any]) -> LeadIdentity:
+    """Name, title and company from the export row's own columns (missing parts are left out)."""
+    name = " ".join(part for part in (_clean(lead.get("first_name")), _clean(lead.get("last_name"))) if part)
+    company = next((_clean(lead.get(c)) for c in COMPANY_COLUMNS if _clean(lead.get(c))), None)
+    return LeadIdentity(name=name or None, title=_clean(lead.get("job_title")), company=company)
 
 
 def explain_leads(
-    *, model: LeadScoringModel, leads: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp
+    *,
+    model: LeadScoringModel,
+    leads: pd.DataFrame,
+    activities: pd.DataFrame,
+    as_of: pd.Timestamp,
+    outcomes: pd.DataFrame | None = None,
 ) -> list[LeadCard]:
-    """Score, reasons and next best actions for each lead, as of one time."""
+    """Status, score with its interval, reasons and next best actions for each lead, as of one time.
+
+    Leads converted (``outcomes``), disqualified or not yet created at ``as_of`` get their status
+    instead of a score. The card names the lead (name, title, company from the export) for the
+    rep; those columns never reach the model.
+    """
     mine = activities[activities["lead_id"].isin(set(leads["lead_id"]))]
+    states = lead_states(leads=leads, as_of=as_of, outcomes=outcomes)
     features = model.features(leads=leads, activities=mine, as_of=as_of)
-    scored = model.score_features(features, explain=True, top_k=5)
-    actions = model.next_best_actions(leads=leads, activities=mine, as_of=as_of)
+    scored = model.score_features(features, explain=True, top_k=5, states=states)
+    actions = model.next_best_actions(leads=leads, activities=mine, as_of=as_of, states=states)
     version = str(model.metadata.get("version", ""))
+    people = [lead_identity({str(k): v for k, v in row.items()}) for row in leads.to_dict(orient="records")]
     return [
-        LeadCard(s["lead_id"], str(as_of), s, a, version, model.horizon_days)  # type: ignore[arg-type]
-        for s, a in zip(scored, actions, strict=True)
+        LeadCard(s["lead_id"], str(as_of), s, a, version, model.horizon_days, who)  # type: ignore[arg-type]
+        for s, a, who in zip(scored, actions, people, strict=True)
     ]
+
+
+LOW_CONFIDENCE = "Low confidence: few similar leads back this number; read it as the range."
+
+
+def probability_text(scored: dict[str, Any], *, horizon: str) -> str:
+    """'27% chance of an opportunity within 90 days (likely 24%-31%)'."""
+    text = f"{_percent(float(scored['probability']))} chance of an opportunity within {horizon}"
+    low, high = scored.get("probability_low"), scored.get("probability_high")
+    if low is not None and high is not None:
+        text += f" (likely {_percent(float(low))}-{_percent(float(high))})"
+    return text
+
+
+def action_lines(card: LeadCard) -> list[NextBestAction]:
+    """The rep actions worth showing (already filtered by the model), at most three."""
+    return [a for a in card.actions if a.uplift > 0][:3]
 
 
 def print_card(card: LeadCard, *, console: Console) -> None:
     """The reason card in the terminal; CRM text is escaped so it can never be read as rich markup."""
     s = card.scored
+    body = Table.grid(padding=(0, 1))
+    if card.who is not None and card.who.line():
+        body.add_row(f"[bold]{escape(card.who.line())}[/]")
+    status = str(s.get("status") or "open")
+    if status != "open":
+        body.add_row(f"[bold]{escape(STATUS_LABELS.get(status, status))}[/]: no score")
+        body.add_row(escape(str(s.get("status_note") or "")))
+        _print_panel(card, body, console)
+        return
     reasons = Table(show_header=True, header_style="bold", expand=True)
     reasons.add_column("why", ratio=4)
     reasons.add_column("impact", justify="right")
@@ -71,27 +156,40 @@ def print_card(card: LeadCard, *, console: Console) -> None:
             f"[red]{reason['impact']:+.1f}[/]",
             escape(str(reason["family"])),
         )
-    best = [a for a in card.actions if a.uplift > 0][:3]
     actions = "\n".join(
-        f"  {escape(a.label)}: {a.uplift * 100:+.1f} points (to {_percent(a.probability_after)})"
-        for a in best
+        f"  {escape(a.label)}. {escape(a.evidence)}" if a.evidence else f"  {escape(a.label)}"
+        for a in action_lines(card)
     )
     horizon = f"{card.horizon_days} days" if card.horizon_days else "the horizon"
-    body = Table.grid(padding=(0, 1))
     body.add_row(
-        f"[bold]Score {_score_text(float(s['score']))}/100[/]  ({_percent(float(s['probability']))} chance "
-        f"of an opportunity within {horizon})"
+        f"[bold]Score {_score_text(float(s['score']))}/100[/]: {escape(probability_text(s, horizon=horizon))}"
     )
+    if s.get("low_confidence"):
+        body.add_row(f"[bold]{LOW_CONFIDENCE}[/]")
     body.add_row(
         f"Tier: [bold]{escape(TIER_LABELS.get(s['tier'], str(s['tier'])))}[/]   "
         f"Grade: [bold]{escape(str(s['grade']))}[/] "
         f"(fit {s['fit_points']:+.1f} pts, engagement {s['engagement_points']:+.1f} pts vs an average "
         f"lead at {s['base_score']:.0f})"
     )
+    if abs(float(s.get("context_points") or 0.0)) >= 1.0:
+        body.add_row(
+            f"Market conditions (the same for every lead now): {float(s['context_points']):+.1f} pts"
+        )
     if s.get("follow_up"):
         body.add_row(f"[bold]Follow-up:[/] {escape(str(s['follow_up']))}")
-    body.add_row(reasons)
-    body.add_row("[bold]Next best action[/]\n" + (actions or "  no single action raises the score"))
+    if s["reasons_positive"] or s["reasons_negative"]:
+        body.add_row(reasons)
+    else:
+        body.add_row("No single reason moves the score by a point or more.")
+    body.add_row(
+        "[bold]Next best action[/] (associations in past data, not promised effects)\n"
+        + (actions or "  no rep action is associated with a higher score for this lead now")
+    )
+    _print_panel(card, body, console)
+
+
+def _print_panel(card: LeadCard, body: Table, console: Console) -> None:
     console.print(
         Panel(
             body,
@@ -111,6 +209,7 @@ _TEMPLATE = """<!doctype html>
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;padding:0 24px;
 color:#1a202c;max-width:820px;line-height:1.35;background:#fff}
 .muted{color:#4a5568}.small{font-size:13px}
+.who{font-size:20px;font-weight:600;margin-top:4px;overflow-wrap:anywhere}
 .head{display:flex;align-items:center;gap:20px;flex-wrap:wrap;margin-top:6px}
 .score{font-size:52px;font-weight:700;line-height:1}.score small{font-size:20px;font-weight:600;color:#4a5568}
 .tier{display:inline-block;padding:4px 12px;border-radius:12px;background:{{ tier_colour }};color:#fff;font-weight:600}
@@ -132,12 +231,16 @@ ol{padding-left:22px}li{margin:3px 0}
 .foot{margin-top:28px;font-size:12px;color:#718096}
 </style></head><body>
 <div class="muted small">Lead <b>{{ c.lead_id }}</b> &middot; as of {{ c.as_of }}{% if c.model_version %} &middot; model v{{ c.model_version }}{% endif %}</div>
-<div class="head">
+{% if who %}<div class="who">{{ who }}</div>{% endif %}
+{% if status != "open" %}<div class="head"><span class="tier">{{ status_label }}</span></div>
+<p class="status-note">{{ s.status_note }}</p>
+{% else %}<div class="head">
  <div class="score" aria-label="score {{ score_text }} out of 100">{{ score_text }}<small>/100</small></div>
  <div>
   <div><span class="tier">{{ tier_label }}</span> &nbsp; <span class="grade">Grade <b>{{ s.grade }}</b></span>
    <span class="muted small">(fit A&ndash;D, engagement 1&ndash;4)</span></div>
-  <div class="muted" style="margin-top:6px">{{ probability_text }} chance of an opportunity within {{ horizon }}</div>
+  <div class="muted" style="margin-top:6px">{{ probability_text }}</div>
+  {% if s.low_confidence %}<div class="low-confidence" style="margin-top:6px"><b>{{ low_confidence }}</b></div>{% endif %}
   {% if s.follow_up %}<div class="follow-up" style="margin-top:6px"><b>Follow-up:</b> {{ s.follow_up }}</div>{% endif %}
  </div>
 </div>
@@ -151,7 +254,7 @@ ol{padding-left:22px}li{margin:3px 0}
 <td class="num {{ 'up' if part.points > 0 else 'down' if part.points < 0 else '' }}">{{ '%+.1f' % part.points }} pts</td>
 </tr>{% endfor %}
 </table>
-<p class="muted small">Points move the score away from an average lead, which scores {{ '%.0f' % s.base_score }}.</p>
+<p class="muted small">Points move the score away from an average lead, which scores {{ '%.0f' % s.base_score }}.{% if market %} Market conditions, the same for every lead now, add {{ '%+.1f' % market }} pts.{% endif %}</p>
 
 <h2>Why</h2>
 <table class="reasons">
@@ -165,16 +268,17 @@ ol{padding-left:22px}li{margin:3px 0}
 <td class="num {{ 'up' if r.impact > 0 else 'down' }}">{{ '%+.1f' % r.impact }}</td>
 <td class="family">{{ r.family }}</td>
 </tr>
-{% endfor %}{% else %}<tr><td colspan="4" class="muted">No reason moves the score by more than a few hundredths of a point.</td></tr>
+{% endfor %}{% else %}<tr><td colspan="4" class="muted">No single reason moves the score by a point or more.</td></tr>
 {% endfor %}</tbody>
 </table>
 
 <h2>Next best action</h2>
-{% if actions %}<ol>{% for a in actions %}<li>{{ a.label }}: <b class="up">{{ '%+.1f' % (a.uplift * 100) }}</b> points
- (to {{ percent(a.probability_after) }})</li>{% endfor %}</ol>
-{% else %}<p class="muted">No single action raises the score.</p>{% endif %}
+{% if actions %}<ol>{% for a in actions %}<li><b>{{ a.label }}.</b> <span class="muted">{{ a.evidence }}</span></li>{% endfor %}</ol>
+{% else %}<p class="muted">No rep action is associated with a higher score for this lead now.</p>{% endif %}
 <div class="foot">Reason points are TreeSHAP contributions grouped by concept and converted to score points;
-they add up to the score minus the average lead's score. Next best actions re-score the lead with one more activity now.</div>
+reasons under a point are not listed. Next best actions re-score the lead with one more such activity now:
+they show what went with conversion in past data, not what the action will cause.</div>
+{% endif %}
 </body></html>
 """
 
@@ -187,6 +291,7 @@ TIER_COLOURS = {
     "marketing_qualified": "#2b6cb0",
     "nurture": "#4a5568",
     "not_a_fit": "#9b2c2c",
+    "review_outside_profile": "#975a16",
 }
 
 
@@ -231,6 +336,17 @@ def _template() -> Template:
 def render_html_card(card: LeadCard) -> str:
     """A self-contained HTML reason card (inline CSS only, no scripts, every text autoescaped)."""
     s = card.scored
+    status = str(s.get("status") or "open")
+    who = card.who.line() if card.who is not None else ""
+    if status != "open":
+        return _template().render(
+            c=card,
+            s=s,
+            who=who,
+            status=status,
+            status_label=STATUS_LABELS.get(status, status),
+            tier_colour="#4a5568",
+        )
     positive = sorted(s["reasons_positive"], key=lambda r: -r["impact"])
     negative = sorted(s["reasons_negative"], key=lambda r: r["impact"])
     max_impact = max([abs(r["impact"]) for r in positive + negative] + [1e-9])
@@ -239,11 +355,16 @@ def render_html_card(card: LeadCard) -> str:
         {"label": "Engagement & sales activity", "points": float(s["engagement_points"])},
     ]
     horizon = card.horizon_days
+    market = float(s.get("context_points") or 0.0)
     return _template().render(
         c=card,
         s=s,
+        who=who,
+        status=status,
+        market=market if abs(market) >= 1.0 else 0.0,
         score_text=_score_text(float(s["score"])),
-        probability_text=_percent(float(s["probability"])),
+        probability_text=probability_text(s, horizon=f"{horizon} days" if horizon else "the horizon"),
+        low_confidence=LOW_CONFIDENCE,
         horizon=f"{horizon} days" if horizon else "the horizon",
         groups=[("Raises the score", positive), ("Lowers the score", negative)],
         max_impact=max_impact,
@@ -251,7 +372,7 @@ def render_html_card(card: LeadCard) -> str:
         parts_max=max([abs(p["points"]) for p in parts] + [1e-9]),
         bar=_bar,
         percent=_percent,
-        actions=[a for a in card.actions if a.uplift > 0][:3],
+        actions=action_lines(card),
         tier_label=TIER_LABELS.get(s["tier"], s["tier"]),
         tier_colour=TIER_COLOURS.get(s["tier"], "#4a5568"),
     )

@@ -18,6 +18,7 @@ from leadscore.features.catalogue import (
     FEATURE_CATALOGUE,
     SIGNAL_BY_NAME,
     WINDOWS_DAYS,
+    Direction,
     Family,
     FeatureSpec,
     days_since_name,
@@ -69,12 +70,37 @@ def _number(value: object) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _plural(count: int, noun: str) -> str:
+#: Reasons that move the score by less than this many points are not listed (they are noise to a rep).
+MATERIAL_POINTS = 1.0
+
+_SINGULAR: dict[str, str] = {
+    **{signal.label: signal.one for signal in SIGNAL_BY_NAME.values()},
+    "sales touches": "sales touch",
+    "engagement events": "engagement event",
+    "events": "event",
+}
+#: How category values are written: proper names and acronyms, not machine codes.
+PROPER_NAMES: dict[str, str] = {
+    "c_level": "C-level",
+    "vp": "VP",
+    "it": "IT",
+    "hr": "HR",
+    "r_and_d": "R&D",
+    "saas": "SaaS",
+    "individual_contributor": "Individual contributor",
+    "web_form": "web form",
+    "paid_search": "paid search",
+    "organic_search": "organic search",
+    "trade_show": "trade show",
+    "content_download": "content download",
+    "purchased_list": "purchased list",
+}
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 webinar attended', '2 webinars attended', '0 sales touches'."""
     if count == 1:
-        singular = {"e-mail bounces": "e-mail bounce", "unsubscribes": "unsubscribe"}.get(
-            noun, noun.rstrip("s")
-        )
-        return f"1 {singular}"
+        return f"1 {_SINGULAR.get(noun, noun.removesuffix('s'))}"
     return f"{count} {noun}"
 
 
@@ -83,12 +109,21 @@ def _days(days: float) -> str:
     return "today" if whole == 0 else ("1 day ago" if whole == 1 else f"{whole} days ago")
 
 
-def _text(value: object) -> str:
-    return (
-        "unknown"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else str(value).replace("_", " ")
-    )
+def _text(value: object, *, capitalise: bool = False) -> str:
+    """A category value as a rep reads it: proper names kept ('C-level', 'IT'), underscores gone."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "unknown"
+    raw = str(value)
+    if raw.lower() in PROPER_NAMES:
+        return PROPER_NAMES[raw.lower()] if not capitalise else _first_upper(PROPER_NAMES[raw.lower()])
+    if len(raw) <= 3 and raw.isalpha() and raw.isupper():  # codes: US, DE, B2B
+        return raw
+    text = raw.replace("_", " ")
+    return _first_upper(text) if capitalise else text
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def signal_sentence(signal: str, row: Mapping[str, object]) -> str:
@@ -100,10 +135,10 @@ def signal_sentence(signal: str, row: Mapping[str, object]) -> str:
     for days in WINDOWS_DAYS:
         count = _count(row.get(window_count_name(signal, days)))
         if count:
-            return f"{_plural(count, label)} in the last {days} days"
+            return f"{plural(count, label)} in the last {days} days"
     since = _number(row.get(days_since_name(signal)))
     last = f", the last {_days(since)}" if since is not None else ""
-    return f"{_plural(total, label)} so far{last}"
+    return f"{plural(total, label)} so far{last}"
 
 
 def concept_sentence(concept: str, row: Mapping[str, object]) -> str:
@@ -120,9 +155,9 @@ def concept_sentence(concept: str, row: Mapping[str, object]) -> str:
     if concept == "channel":
         return f"Lead came from the {_text(value)} channel"
     if concept in ("seniority", "department", "industry", "country"):
-        return f"{concept.capitalize()}: {_text(value)}"
+        return f"{concept.capitalize()}: {_text(value, capitalise=True)}"
     if concept == "company_type":
-        return f"Company type: {_text(value)}"
+        return f"Company type: {_text(value, capitalise=True)}"
     if concept == "employee_count":
         number = _number(value)
         return "Company size unknown" if number is None else f"Company has {number:,.0f} employees"
@@ -133,24 +168,25 @@ def concept_sentence(concept: str, row: Mapping[str, object]) -> str:
         )
     if concept == "lead_age_days":
         return f"Lead created {_days(_number(value) or 0.0)}"
-    if concept == "days_since_last_activity":
+    if concept == "days_since_last_activity":  # the lead's own activity, never the sales team's
         number = _number(value)
-        return (
-            "No activity yet"
-            if number is None
-            else (f"No activity for {round(number)} days" if number >= 14 else f"Last active {_days(number)}")
-        )
+        if number is None:
+            return "No activity from the lead yet"
+        if number >= 14:
+            return f"No activity from the lead for {round(number)} days"
+        return f"The lead was last active {_days(number)}"
     if concept == "engagement_events_30d":
-        return f"{_count(value)} engagement events in the last 30 days"
+        return f"{plural(_count(value), 'engagement events')} by the lead in the last 30 days"
     if concept == "engagement_trend_30d":
         number = _number(value) or 0.0
         if abs(number) < 1:
-            return "Engagement is steady"
-        return (
-            f"Engagement {'rising' if number > 0 else 'falling'} ({number:+.0f} events vs the month before)"
-        )
+            return "The lead's engagement is steady"
+        events = plural(abs(round(number)), "events")
+        direction = "more" if number > 0 else "fewer"
+        trend = "rising" if number > 0 else "falling"
+        return f"The lead's engagement is {trend} ({events} {direction} than the month before)"
     if concept == "sales_touches_total":
-        return f"{_plural(_count(value), 'sales touches')} so far".replace("touche ", "touch ")
+        return f"{plural(_count(value), 'sales touches')} so far"
     if concept == "days_since_last_sales_touch":
         number = _number(value)
         return "Not contacted by sales yet" if number is None else f"Last sales touch {_days(number)}"
@@ -192,6 +228,23 @@ def points_from_contributions(
     return grouped * scale[:, None]
 
 
+def contradicts_direction(concept: str, row: Mapping[str, object], impact: float) -> bool:
+    """True when a reason would read against the signal's known direction.
+
+    For a signal whose direction is known (more pricing visits never lower the score), "1
+    pricing-page visit" lowering the score or "No pricing-page visits yet" raising it is a comparison
+    with the average lead, not something a rep can read: such reasons are not listed.
+    """
+    signal = SIGNAL_BY_NAME.get(concept)
+    if signal is None or signal.direction is Direction.UNKNOWN or impact == 0:
+        return False
+    present = _count(row.get(total_count_name(concept))) > 0
+    raises = impact > 0
+    if signal.direction is Direction.INCREASING:
+        return present != raises
+    return present == raises
+
+
 def top_reasons(
     *,
     concepts: tuple[Concept, ...],
@@ -199,13 +252,27 @@ def top_reasons(
     feature_row: Mapping[str, object],
     top_positive: int = 5,
     top_negative: int = 5,
-    min_abs_points: float = 0.05,
+    min_abs_points: float = MATERIAL_POINTS,
     sentence: Callable[[str, Mapping[str, object]], str] | None = None,
+    per_lead_only: bool = True,
 ) -> tuple[list[Reason], list[Reason]]:
-    """The strongest positive and negative reasons of one lead."""
+    """The strongest positive and negative reasons of one lead.
+
+    Reasons below ``min_abs_points`` are not listed; with ``per_lead_only``, neither are context
+    concepts (market conditions shared by every lead) nor reasons against a signal's known direction.
+    """
+
+    def listed(i: int) -> bool:
+        if not per_lead_only:
+            return True
+        concept = concepts[i]
+        if concept.family is Family.CONTEXT:
+            return False
+        return not contradicts_direction(concept.name, feature_row, float(points_row[i]))
+
     order = np.argsort(-points_row)
-    positive = [i for i in order if points_row[i] >= min_abs_points][:top_positive]
-    negative = [i for i in order[::-1] if points_row[i] <= -min_abs_points][:top_negative]
+    positive = [i for i in order if points_row[i] >= min_abs_points and listed(i)][:top_positive]
+    negative = [i for i in order[::-1] if points_row[i] <= -min_abs_points and listed(i)][:top_negative]
 
     def reason(index: int) -> Reason:
         concept = concepts[index]

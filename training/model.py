@@ -8,6 +8,7 @@ TreeSHAP (LightGBM ``pred_contrib``) grouped into reasons.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -16,12 +17,17 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from leadscore.features.catalogue import FEATURE_CATALOGUE, SIGNALS, Family
-from leadscore.features.contract import ActivityType
+from leadscore.features.catalogue import (
+    FEATURE_CATALOGUE,
+    SIGNALS,
+    Family,
+    total_count_name,
+    window_count_name,
+)
 from leadscore.features.events import EventFeatureTransform
 from leadscore.features.mapping import FlatFeatureTransform
 from leadscore.features.pipeline import compute_features
-from leadscore.features.vocabulary import Tier
+from leadscore.features.vocabulary import LeadStatus, Tier
 from leadscore.training.cadence import follow_up
 from leadscore.training.calibration import IsotonicCalibrator, PlattCalibrator
 from leadscore.training.encoding import CategoryCodeEncoder
@@ -34,6 +40,7 @@ from leadscore.training.explain import (
     rows_as_records,
     top_reasons,
 )
+from leadscore.training.uncertainty import ScoreUncertainty
 
 PROBABILITY_FLOOR = 1e-4  # isotonic steps can reach 0 or 1; no lead is ever certain
 
@@ -61,10 +68,13 @@ class GradeCutoffs:
 
 @dataclass(frozen=True)
 class NextBestAction:
-    action: str  # activity type to cause
-    label: str
-    probability_after: float
-    uplift: float  # probability points gained
+    """A rep action and what the model associates with it: an association in past data, not an effect."""
+
+    action: str  # the activity type the rep's action leads to
+    label: str  # the rep's action: "Call the lead"
+    probability_after: float  # the model's probability for this lead with one more such activity now
+    uplift: float  # probability_after - probability (association, not a causal effect)
+    evidence: str = ""  # the association in words, e.g. "Leads like this who got a sales call ..."
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -72,21 +82,110 @@ class NextBestAction:
             "label": self.label,
             "probability_after": round(self.probability_after, 4),
             "uplift": round(self.uplift, 4),
+            "evidence": self.evidence,
+            "kind": "association",
         }
 
 
-ACTION_LABELS: dict[str, str] = {
-    ActivityType.DEMO_REQUEST.value: "Offer a product demo",
-    ActivityType.WEBINAR_REGISTERED.value: "Invite to a webinar",
-    ActivityType.WEBINAR_ATTENDED.value: "Get the lead to attend a webinar",
-    ActivityType.CONTENT_DOWNLOAD.value: "Send relevant content to download",
-    ActivityType.SALES_CALL.value: "Call the lead",
-    ActivityType.SALES_EMAIL.value: "Send a personal sales e-mail",
-    ActivityType.SALES_MEETING.value: "Book a meeting",
+#: Rep-controllable signals (catalogue ``rep_action``): the only next-best-action candidates.
+REP_SIGNALS = tuple(s for s in SIGNALS if s.rep_controllable)
+ACTION_LABELS: dict[str, str] = {s.activity_type.value: str(s.rep_action) for s in REP_SIGNALS}
+ACTIONABLE_TYPES: tuple[str, ...] = tuple(ACTION_LABELS)
+#: What the association is about, in the past tense ("leads like this who ... converted more often").
+ASSOCIATION_PHRASES: dict[str, str] = {
+    "sales_call": "got one more sales call",
+    "sales_email": "got one more personal sales e-mail",
+    "sales_meeting": "had one more sales meeting",
+    "content_download": "downloaded content",
+    "webinar_registered": "registered for a webinar",
 }
-ACTIONABLE_TYPES: tuple[str, ...] = tuple(
-    dict.fromkeys(s.activity_type.value for s in SIGNALS if s.actionable)
-)
+#: An action the lead had in this many days is "just done": not suggested again.
+JUST_DONE_DAYS = 7
+#: Actions associated with less than this many probability points are not suggested.
+MATERIAL_UPLIFT = 0.01
+
+
+@dataclass(frozen=True)
+class LeadState:
+    """Where a lead stands before any score, with a sentence for the rep."""
+
+    status: LeadStatus
+    note: str = ""
+
+
+OPEN = LeadState(LeadStatus.OPEN)
+
+
+def lead_states(
+    *, leads: pd.DataFrame, as_of: pd.Series | pd.Timestamp, outcomes: pd.DataFrame | None = None
+) -> list[LeadState]:
+    """Each lead's state as of ``as_of``: converted (outcomes), disqualified, not yet created, or open.
+
+    Disqualification is read from an optional ``disqualified_at`` column of ``leads``; conversion
+    from ``outcomes.converted_at`` (or a ``converted_at`` column of ``leads``); creation from
+    ``created_at``. Only what had happened at ``as_of`` counts.
+    """
+    n = len(leads)
+    when = (
+        pd.to_datetime(as_of).to_numpy(dtype="datetime64[us]")
+        if isinstance(as_of, pd.Series)
+        else np.full(n, pd.Timestamp(as_of).to_datetime64().astype("datetime64[us]"))
+    )
+    ids = leads["lead_id"].astype(str)
+
+    def times(values: object) -> np.ndarray:
+        return pd.to_datetime(pd.Series(values), errors="coerce").to_numpy(dtype="datetime64[us]")
+
+    created = times(leads["created_at"].to_numpy())
+    converted = (
+        times(leads["converted_at"].to_numpy())
+        if "converted_at" in leads
+        else np.full(n, np.datetime64("NaT"))
+    )
+    if outcomes is not None and len(outcomes):
+        by_lead = pd.Series(
+            pd.to_datetime(outcomes["converted_at"]).to_numpy(), index=outcomes["lead_id"].astype(str)
+        )
+        by_lead = by_lead[~by_lead.index.duplicated(keep="first")]
+        from_outcomes = by_lead.reindex(ids).to_numpy(dtype="datetime64[us]")
+        converted = np.where(np.isnat(converted), from_outcomes, converted)
+    disqualified = (
+        times(leads["disqualified_at"].to_numpy())
+        if "disqualified_at" in leads
+        else np.full(n, np.datetime64("NaT"))
+    )
+    states: list[LeadState] = []
+    for i in range(n):
+        if created[i] > when[i]:
+            states.append(
+                LeadState(
+                    LeadStatus.NOT_YET_CREATED,
+                    f"Not created yet on {_day(when[i])} (created {_day(created[i])}): nothing to score.",
+                )
+            )
+        elif converted[i] <= when[i]:
+            states.append(
+                LeadState(
+                    LeadStatus.CONVERTED,
+                    f"Converted to an opportunity on {_day(converted[i])}: "
+                    "work the opportunity; no lead score.",
+                )
+            )
+        elif disqualified[i] <= when[i]:
+            states.append(
+                LeadState(
+                    LeadStatus.DISQUALIFIED,
+                    f"Disqualified on {_day(disqualified[i])}: not scored. "
+                    "Reopen it in the CRM to score it again.",
+                )
+            )
+        else:
+            states.append(OPEN)
+    return states
+
+
+def _day(value: np.datetime64) -> str:
+    return str(np.datetime_as_string(value, unit="D"))
 
 
 @dataclass
@@ -103,12 +202,14 @@ class LeadScoringModel:
     metadata: dict[str, object] = field(default_factory=dict)
     flat: FlatFeatureTransform | None = None  # set for flat (pre-aggregated) exports
     events: EventFeatureTransform | None = None  # set for event-mapping exports (own names and types)
+    uncertainty: ScoreUncertainty | None = None  # from the calibration set: per-lead intervals
 
     def __post_init__(self) -> None:
         self._prepare()
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("uncertainty", None)  # models saved before it existed
         self._prepare()
 
     def __getstate__(self) -> dict[str, object]:
@@ -124,7 +225,9 @@ class LeadScoringModel:
         self._concepts, self._grouping = concepts_for(self.feature_names, catalogue)
         families = np.array([c.family for c in self._concepts])
         self._fit_concepts = families == Family.FIT
-        self._engagement_concepts = ~self._fit_concepts
+        self._context_concepts = families == Family.CONTEXT  # market conditions: no part of the grade
+        self._engagement_concepts = ~self._fit_concepts & ~self._context_concepts
+        self._hand_raise = total_count_name("demo_request") in self.feature_names
 
     @property
     def concepts(self) -> tuple[Concept, ...]:
@@ -169,9 +272,73 @@ class LeadScoringModel:
         return np.asarray(self.booster.predict(self.encode(features), pred_contrib=True), dtype=np.float64)
 
     def score_features(
-        self, features: pd.DataFrame, *, explain: bool = True, top_k: int = 5
+        self,
+        features: pd.DataFrame,
+        *,
+        explain: bool = True,
+        top_k: int = 5,
+        states: list[LeadState] | None = None,
     ) -> list[dict[str, object]]:
-        """Score feature rows: probability, 0-100 score, tier, grade and (optionally) top reasons."""
+        """Score feature rows: status, probability with its interval, 0-100 score, tier, grade, reasons.
+
+        Leads that are not open (``states``: converted, disqualified; rows whose ``lead_age_days``
+        is negative are not created yet) get their status and a note instead of a score.
+        """
+        states = self._states(features, states)
+        open_rows = np.array([state.status is LeadStatus.OPEN for state in states], dtype=bool)
+        scored = (
+            self._score_open(features.loc[open_rows], explain=explain, top_k=top_k) if open_rows.any() else []
+        )
+        results: list[dict[str, object]] = []
+        scored_iter = iter(scored)
+        for i, state in enumerate(states):
+            if state.status is LeadStatus.OPEN:
+                results.append(next(scored_iter))
+            else:
+                results.append(self._unscored(features, i, state))
+        return results
+
+    def _states(self, features: pd.DataFrame, states: list[LeadState] | None) -> list[LeadState]:
+        if states is not None:
+            if len(states) != len(features):
+                raise ValueError(f"{len(states)} lead states for {len(features)} feature rows")
+            given = list(states)
+        else:
+            given = [OPEN] * len(features)
+        if "lead_age_days" in features.columns:  # as_of before the lead existed: never scored
+            age = features["lead_age_days"].to_numpy(dtype=float)
+            for i in np.flatnonzero(age < 0):
+                if given[i].status is LeadStatus.OPEN:
+                    given[i] = LeadState(
+                        LeadStatus.NOT_YET_CREATED,
+                        f"Not created yet at this time (created {abs(float(age[i])):.0f} days later): "
+                        "nothing to score.",
+                    )
+        return given
+
+    @staticmethod
+    def _unscored(features: pd.DataFrame, index: int, state: LeadState) -> dict[str, object]:
+        return {
+            "lead_id": str(features["lead_id"].iat[index]) if "lead_id" in features else None,
+            "status": state.status.value,
+            "status_note": state.note,
+            "probability": None,
+            "probability_low": None,
+            "probability_high": None,
+            "low_confidence": None,
+            "score": None,
+            "tier": None,
+            "grade": None,
+            "fit_points": None,
+            "engagement_points": None,
+            "context_points": None,
+            "base_score": None,
+            "reasons_positive": [],
+            "reasons_negative": [],
+            "follow_up": None,
+        }
+
+    def _score_open(self, features: pd.DataFrame, *, explain: bool, top_k: int) -> list[dict[str, object]]:
         if explain:
             contributions = self.contributions(features)
             raw = contributions.sum(axis=1)
@@ -180,6 +347,17 @@ class LeadScoringModel:
             raw = self.raw_scores(features)
         probability = self.calibrate(raw)
         scores = 100.0 * probability
+        if self.uncertainty is not None:
+            bounds = self.uncertainty.intervals(raw=raw, probability=probability)
+            low, high, thin = bounds.low, bounds.high, bounds.low_confidence
+        else:  # models trained before intervals existed: say nothing rather than guess
+            low = high = np.full(len(features), np.nan)
+            thin = np.zeros(len(features), dtype=bool)
+        hand_raised = (
+            features[total_count_name("demo_request")].to_numpy(dtype=float) > 0
+            if self._hand_raise
+            else np.zeros(len(features), dtype=bool)
+        )
         results: list[dict[str, object]] = []
         if contributions is not None:
             grouped = contributions[:, :-1] @ self._grouping
@@ -194,13 +372,15 @@ class LeadScoringModel:
             records = rows_as_records(features.loc[:, list(self.feature_names)])
         else:
             fit_part = engagement_part = None
-            # "not a fit" needs the fit grade: explain only the rows below the MQL threshold
+            # "not a fit" needs the grades: explain only the rows below the MQL threshold
             below = np.flatnonzero(probability < self.thresholds.mql)
-            fit_grades: dict[int, str] = {}
+            grades: dict[int, tuple[str, str]] = {}
             if len(below):
                 partial = self.contributions(features.iloc[below])[:, :-1] @ self._grouping
-                for row, value in zip(below, partial[:, self._fit_concepts].sum(axis=1), strict=True):
-                    fit_grades[int(row)] = self.fit_grade(float(value))
+                fits = partial[:, self._fit_concepts].sum(axis=1)
+                engagements = partial[:, self._engagement_concepts].sum(axis=1)
+                for row, fit, engagement in zip(below, fits, engagements, strict=True):
+                    grades[int(row)] = (self.fit_grade(float(fit)), self.engagement_grade(float(engagement)))
         touches = (
             features["sales_touches_total"].to_numpy(dtype=float)
             if "sales_touches_total" in features.columns
@@ -209,7 +389,13 @@ class LeadScoringModel:
         for i in range(len(features)):
             result: dict[str, object] = {
                 "lead_id": str(features["lead_id"].iat[i]) if "lead_id" in features else None,
+                "status": LeadStatus.OPEN.value,
+                "status_note": "",
                 "probability": float(probability[i]),
+                # 4 decimals, rounded outwards: the range always contains the probability
+                "probability_low": None if np.isnan(low[i]) else math.floor(float(low[i]) * 1e4) / 1e4,
+                "probability_high": None if np.isnan(high[i]) else math.ceil(float(high[i]) * 1e4) / 1e4,
+                "low_confidence": bool(thin[i]),
                 "score": round(float(scores[i]), 1),
             }
             if contributions is not None and fit_part is not None and engagement_part is not None:
@@ -224,17 +410,30 @@ class LeadScoringModel:
                     sentence=self._sentence,
                 )
                 result.update(
-                    tier=self.tier(float(probability[i]), fit_grade=fit_grade).value,
+                    tier=self.tier(
+                        float(probability[i]),
+                        fit_grade=fit_grade,
+                        engagement_grade=engagement_grade,
+                        hand_raised=bool(hand_raised[i]),
+                    ).value,
                     grade=f"{fit_grade}{engagement_grade}",
                     fit_points=round(float(points[i, self._fit_concepts].sum()), 2),
                     engagement_points=round(float(points[i, self._engagement_concepts].sum()), 2),
+                    context_points=round(float(points[i, self._context_concepts].sum()), 2),
                     base_score=round(base_score, 2),
                     reasons_positive=[r.as_dict() for r in positive],
                     reasons_negative=[r.as_dict() for r in negative],
                 )
             else:
+                grade_pair = grades.get(i)
                 result.update(
-                    tier=self.tier(float(probability[i]), fit_grade=fit_grades.get(i)).value, grade=None
+                    tier=self.tier(
+                        float(probability[i]),
+                        fit_grade=grade_pair[0] if grade_pair else None,
+                        engagement_grade=grade_pair[1] if grade_pair else None,
+                        hand_raised=bool(hand_raised[i]),
+                    ).value,
+                    grade=None,
                 )
             result["follow_up"] = follow_up(tier=Tier(str(result["tier"])), sales_touches=float(touches[i]))
             results.append(result)
@@ -263,6 +462,7 @@ class LeadScoringModel:
                 top_negative=len(self._concepts),
                 min_abs_points=0.0,
                 sentence=self._sentence,
+                per_lead_only=False,
             )
             out.append(sorted(positive + negative, key=lambda r: -abs(r.impact)))
         return out
@@ -275,27 +475,52 @@ class LeadScoringModel:
         """1 (most engaged) .. 4 from the engagement part's training quartiles."""
         return "4321"[int(np.searchsorted(self.grade_cutoffs.engagement, engagement_part, side="right"))]
 
-    def tier(self, probability: float, *, fit_grade: str | None) -> Tier:
+    def tier(
+        self,
+        probability: float,
+        *,
+        fit_grade: str | None,
+        engagement_grade: str | None = None,
+        hand_raised: bool = False,
+    ) -> Tier:
+        """Sales-ready / MQL by probability; below MQL, fit grade D is "not a fit" only when not engaged.
+
+        A lead outside the ideal profile that is highly engaged (engagement grade 1, or a demo
+        request) is for a person to review, never dismissed as "not a fit".
+        """
         if probability >= self.thresholds.sql:
             return Tier.SALES_READY
         if probability >= self.thresholds.mql:
             return Tier.MARKETING_QUALIFIED
         if fit_grade == "D":
+            if engagement_grade == "1" or hand_raised:
+                return Tier.REVIEW_OUTSIDE_PROFILE
             return Tier.NOT_A_FIT
         return Tier.NURTURE
 
     # --- what-if -------------------------------------------------------------------------------
     def next_best_actions(
-        self, *, leads: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Series | pd.Timestamp | None = None
+        self,
+        *,
+        leads: pd.DataFrame,
+        activities: pd.DataFrame,
+        as_of: pd.Series | pd.Timestamp | None = None,
+        states: list[LeadState] | None = None,
     ) -> list[list[NextBestAction]]:
-        """For each lead, actionable activities ranked by how much one more would raise its probability.
+        """For each open lead, the rep actions the model associates with a higher score, best first.
 
-        Re-scores the lead through the same pipeline with one extra activity at ``as_of``; only
-        engagement and sales actions a rep or marketer can cause are varied, never fit.
+        Only rep-controllable activities (catalogue ``rep_action``: call, e-mail, meeting, send
+        content, invite to a webinar) are varied, never what the lead must do (a demo request, a
+        form fill) and never an action the lead had in the last ``JUST_DONE_DAYS`` days. The lead is
+        re-scored through the same pipeline with one more such activity now: the difference is an
+        association learned from past leads ("leads like this who got a call converted more
+        often"), not a measured effect of the rep's action. Actions below ``MATERIAL_UPLIFT`` are
+        left out; leads that are not open get none.
         """
         if self.flat is not None:  # pre-aggregated exports have no activities to add
             return [[] for _ in range(len(leads))]
         when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
+        states = states if states is not None else lead_states(leads=leads, as_of=when)
         as_of_values = (
             pd.to_datetime(when).to_numpy()
             if isinstance(when, pd.Series)
@@ -303,9 +528,10 @@ class LeadScoringModel:
         )
         # the pipeline counts events up to as_of's whole second: put the what-if event there
         as_of_values = as_of_values.astype("datetime64[s]").astype("datetime64[us]")
-        base = self.predict_proba_features(self.features(leads=leads, activities=activities, as_of=when))
+        current = self.features(leads=leads, activities=activities, as_of=when)
+        base = self.predict_proba_features(current)
         lead_ids = leads["lead_id"].astype(str).to_numpy()
-        variant_leads, variant_activities, variant_as_of = [], [activities], []
+        variant_leads, variant_activities, variant_as_of = [], [], []
         for action in ACTIONABLE_TYPES:
             ids = np.char.add(lead_ids.astype(str), f"\x1f{action}")
             copy = leads.copy()
@@ -316,20 +542,43 @@ class LeadScoringModel:
             original["lead_id"] = original["lead_id"].astype(str) + f"\x1f{action}"
             extra = pd.DataFrame({"lead_id": ids, "timestamp": as_of_values, "activity_type": action})
             variant_activities += [original, extra]
-        all_leads = pd.concat(variant_leads, ignore_index=True)
-        all_activities = pd.concat([a for a in variant_activities[1:]], ignore_index=True)
         after = self.predict_proba_features(
             self.features(
-                leads=all_leads, activities=all_activities, as_of=pd.Series(np.concatenate(variant_as_of))
+                leads=pd.concat(variant_leads, ignore_index=True),
+                activities=pd.concat(variant_activities, ignore_index=True),
+                as_of=pd.Series(np.concatenate(variant_as_of)),
             )
         ).reshape(len(ACTIONABLE_TYPES), len(leads))
-        results = []
+        recent = {
+            action: current[window_count_name(signal.name, JUST_DONE_DAYS)].to_numpy(dtype=float) > 0
+            if window_count_name(signal.name, JUST_DONE_DAYS) in current
+            else np.zeros(len(leads), dtype=bool)
+            for action, signal in zip(ACTIONABLE_TYPES, REP_SIGNALS, strict=True)
+        }
+        results: list[list[NextBestAction]] = []
         for i in range(len(leads)):
+            if states[i].status is not LeadStatus.OPEN:
+                results.append([])
+                continue
             actions = [
                 NextBestAction(
-                    action, ACTION_LABELS[action], float(after[j, i]), float(after[j, i] - base[i])
+                    action,
+                    ACTION_LABELS[action],
+                    float(after[j, i]),
+                    float(after[j, i] - base[i]),
+                    _association(signal.name, before=float(base[i]), after=float(after[j, i])),
                 )
-                for j, action in enumerate(ACTIONABLE_TYPES)
+                for j, (action, signal) in enumerate(zip(ACTIONABLE_TYPES, REP_SIGNALS, strict=True))
+                if not recent[action][i] and after[j, i] - base[i] >= MATERIAL_UPLIFT
             ]
             results.append(sorted(actions, key=lambda a: -a.uplift))
         return results
+
+
+def _association(signal: str, *, before: float, after: float) -> str:
+    """The what-if in honest words: what past leads like this one did, not what the action will do."""
+    did = ASSOCIATION_PHRASES.get(signal, f"had one more {signal.replace('_', ' ')}")
+    return (
+        f"Leads like this who {did} converted more often: the model scores them "
+        f"{100 * after:.0f}% vs {100 * before:.0f}% now (an association in past data, not a promised effect)."
+    )

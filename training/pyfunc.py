@@ -30,10 +30,12 @@ from mlflow.types.schema import (
 
 from leadscore.features.contract import CATEGORICAL_FIT_COLUMNS, NUMERIC_FIT_COLUMNS
 from leadscore.features.mapping import FlatFeatureTransform
-from leadscore.training.model import LeadScoringModel
+from leadscore.training.model import LeadScoringModel, lead_states
 
 MODEL_ARTIFACT = "scoring_model"
 LEAD_TEXT_COLUMNS: tuple[str, ...] = ("job_title", *CATEGORICAL_FIT_COLUMNS, "email")
+#: Optional timestamps that close a lead: converted or disqualified leads get a status, not a score.
+STATE_COLUMNS: tuple[str, ...] = ("converted_at", "disqualified_at")
 
 
 def flat_input_signature(flat: FlatFeatureTransform) -> ModelSignature:
@@ -69,6 +71,7 @@ def input_signature(flat: FlatFeatureTransform | None = None) -> ModelSignature:
             *[ColSpec(DataType.double, name, required=False) for name in NUMERIC_FIT_COLUMNS],
             ColSpec(Array(activity), "activities", required=False),
             ColSpec(DataType.string, "as_of", required=False),
+            *[ColSpec(DataType.string, name, required=False) for name in STATE_COLUMNS],
         ]
     )
     params = ParamSchema([ParamSpec("explain", DataType.boolean, True), ParamSpec("top_k", DataType.long, 5)])
@@ -91,6 +94,9 @@ def split_raw_leads(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.S
         leads[name] = (
             pd.to_numeric(raw[name], errors="coerce").to_numpy(dtype=float) if name in raw else np.nan
         )
+    for name in STATE_COLUMNS:
+        if name in raw:
+            leads[name] = _utc_naive(raw[name].mask(raw[name].astype("string").str.strip() == "")).to_numpy()
     cells = raw["activities"] if "activities" in raw else pd.Series([None] * len(raw))
     lists = [
         list(cell) if cell is not None and not (isinstance(cell, float) and np.isnan(cell)) else []
@@ -124,6 +130,7 @@ class LeadScoringPyfunc(PythonModel):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         params = params or {}
+        states = None
         if self.model.flat is not None:
             features = self.model.features_from_export(model_input)
         elif getattr(self.model, "events", None) is not None:  # an event mapping's own names
@@ -131,8 +138,12 @@ class LeadScoringPyfunc(PythonModel):
         else:
             leads, activities, as_of = split_raw_leads(model_input)
             features = self.model.features(leads=leads, activities=activities, as_of=as_of)
+            states = lead_states(leads=leads, as_of=as_of)
         scored = self.model.score_features(
-            features, explain=bool(params.get("explain", True)), top_k=int(params.get("top_k", 5))
+            features,
+            explain=bool(params.get("explain", True)),
+            top_k=int(params.get("top_k", 5)),
+            states=states,
         )
         frame = pd.DataFrame(scored)
         frame["model_run_id"] = str(self.model.metadata.get("run_id", ""))

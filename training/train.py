@@ -20,7 +20,14 @@ import pandas as pd
 from mlflow.data import pandas_dataset
 
 from leadscore.features.build import file_sha256
-from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES, Family, catalogue_frame
+from leadscore.features.catalogue import (
+    CATEGORICAL_FEATURES,
+    FEATURE_CATALOGUE,
+    FEATURE_NAMES,
+    Family,
+    catalogue_frame,
+    monotone_constraints,
+)
 from leadscore.features.contract import PII_COLUMNS
 from leadscore.features.events import EventFeatureTransform, EventMapping
 from leadscore.features.mapping import ColumnRole, ExportMapping, FlatFeatureTransform
@@ -325,7 +332,10 @@ class TrainJob:
             "feature_names": self.feature_names,
             "flat": self.flat_transform,
             "horizon_days": self.horizon_days or 0,
+            "uncertainty": getattr(calibrator, "uncertainty_", None),
         }
+        if self.event_transform is not None:
+            parts["events"] = self.event_transform
         draft = LeadScoringModel(
             **parts,
             thresholds=evaluated.thresholds,
@@ -368,6 +378,8 @@ class TrainJob:
             "feature_names": self.feature_names,
             "flat": self.flat_transform,
             "horizon_days": self.horizon_days or 0,
+            # per-lead intervals from the same held-out scores the calibrator was fitted on (issue 16)
+            "uncertainty": getattr(calibrator, "uncertainty_", None),
         }
         if self.event_transform is not None:
             parts["events"] = self.event_transform
@@ -431,6 +443,8 @@ class TrainJob:
             "min_data_per_group": b.min_data_per_group,
             "max_cat_to_onehot": 8,
             "linear_tree": b.linear_tree,
+            # signals whose direction is known (catalogue ``monotone``) never move the score the wrong way
+            "monotone_constraints": monotone_constraints(self.feature_names, self.feature_catalogue),
         }
         if b.linear_tree:
             params["linear_lambda"] = 1.0
@@ -510,6 +524,15 @@ class TrainJob:
         last = index_parts[-1]
         newest = frame.iloc[last]
         return encoder, booster, calibrator, newest, np.asarray(calibrator.predict(raw_parts[-1]))
+
+    @property
+    def feature_catalogue(self) -> tuple[Any, ...]:
+        """The catalogue of this table's features: a flat or event mapping's own, else the built-in one."""
+        if self.flat_transform is not None:
+            return tuple(self.flat_transform.catalogue)
+        if self.event_transform is not None:
+            return tuple(self.event_transform.catalogue)
+        return tuple(FEATURE_CATALOGUE)
 
     def fit_booster(self, split: TimeSplit) -> tuple[CategoryCodeEncoder, lgb.Booster]:
         """Booster fitted on the training period, early-stopped on the validation period."""

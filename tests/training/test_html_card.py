@@ -23,7 +23,7 @@ HOSTILE = '<script>alert("x")</script>'
 
 @pytest.fixture(scope="module")
 def cards(trained: Trained) -> list[LeadCard]:
-    leads = trained.crm.leads.head(30)
+    leads = trained.crm.leads.tail(60)  # recent leads: reasons of a point or more on both sides
     return explain_leads(
         model=trained.result.model,
         leads=leads,
