@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 from leadscore.settings import apply_environment_defaults
 
@@ -313,4 +314,25 @@ class LeadScoringService:
 LeadScoringService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
     GuardMiddleware, open_routes=OPEN_ROUTES, open_prefixes=OPEN_PREFIXES
 )
-put_guard_outermost()
+
+
+def _guard_outermost_when_the_app_is_built() -> None:
+    """Put the guard outermost when BentoML builds the app (in workers), not at import.
+
+    Importing BentoML's app factory imports numpy; the ``bentoml serve`` supervisor, which only
+    reads this module's configuration, stays light.
+    """
+    service_type: Any = type(LeadScoringService)
+    if getattr(service_type, "_leadscore_guard_outermost", False):
+        return
+    original = service_type.to_asgi
+
+    def to_asgi(self: Any, *args: Any, **kwargs: Any) -> Any:
+        put_guard_outermost()
+        return original(self, *args, **kwargs)
+
+    service_type.to_asgi = to_asgi
+    service_type._leadscore_guard_outermost = True
+
+
+_guard_outermost_when_the_app_is_built()
