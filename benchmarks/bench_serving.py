@@ -1,17 +1,20 @@
-"""Serving benchmark: our BentoML ``/score`` against ``mlflow models serve`` on the same model.
+"""Serving benchmark: our BentoML service against ``mlflow models serve``, interleaved in one run.
 
 Same machine, same registered model (``models:/leadscore@champion``), same leads, loopback only,
-one server at a time, each with one worker:
+both servers up at once with one worker each, measured in alternating rounds so that load on the
+shared machine hits both alike:
 
-* **ours** (``bentoml serve leadscore.serving.service:LeadScoringService``): ``/score`` on
-  100-lead batches from 8 concurrent clients, with reasons (``explain=true``) and without;
-  single-lead latency (p50/p99, one client) with and without reasons.
-* **peer** (``mlflow models serve -m models:/leadscore@champion --env-manager local -w 1``):
-  ``/invocations`` on the same batches with ``params: {"explain": false}`` (predict only), and
-  with the pyfunc's default explanations for reference; single-row latency.
+* **single lead with reasons**: ours ``POST /score`` (one lead, ``explain=true``) vs the same
+  server's ``GET /livez`` (the framework's floor) vs the peer's ``/invocations`` with the pyfunc's
+  reasons, and predict-only on both; p50/p90/p99;
+* **in process**: one lead through the service's engine (fast path: features, TreeSHAP, reasons)
+  vs the raw LightGBM booster's ``predict`` + ``pred_contrib`` on one encoded row;
+* **100-lead batches with reasons**, 8 concurrent clients: leads per second (ours; the peer's for
+  reference);
+* **single lead while 8 clients send batches**: p50/p99 of one-lead requests under batch load.
 
-Server RSS (process tree) is read after warm-up and after the run. Results go to
-``benchmarks/results/serving.json``. Bounded: a fixed number of requests per phase.
+Ratios come first in the results (absolute times on a shared 2-core machine are noisy). Results go
+to ``benchmarks/results/serving.json``. Bounded: a fixed number of requests per phase.
 
     python benchmarks/bench_serving.py                    # builds a 5,000-lead model under tmp
     python benchmarks/bench_serving.py --home /tmp/ls     # a LEADSCORE_HOME with a champion
@@ -202,6 +205,102 @@ def ensure_model(home: Path | None, n_leads: int) -> tuple[Path, dict[str, str]]
     return home, json.loads((home / "env.json").read_text())
 
 
+def latencies_of(
+    client: httpx.Client, method: str, url: str, bodies: list[bytes], headers: dict[str, str]
+) -> list[float]:
+    times = []
+    for body in bodies:
+        started = time.perf_counter()
+        response = client.request(method, url, content=body or None, headers=headers)
+        times.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            raise RuntimeError(f"{url}: {response.status_code} {response.text[:300]}")
+    return times
+
+
+def summary(times: list[float]) -> dict[str, Any]:
+    return {
+        "requests": len(times),
+        "p50_ms": round(1000 * float(np.percentile(times, 50)), 2),
+        "p90_ms": round(1000 * float(np.percentile(times, 90)), 2),
+        "p99_ms": round(1000 * float(np.percentile(times, 99)), 2),
+        "mean_ms": round(1000 * float(np.mean(times)), 2),
+    }
+
+
+def in_process(home_env: dict[str, str], leads: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
+    """One lead through the engine (fast path) vs the raw booster on one encoded row."""
+    os.environ.update(home_env)
+    from leadscore.serving import engine
+    from leadscore.serving.schemas import RawLead, ScoreRequest
+    from leadscore.serving.settings import ServingSettings
+    from leadscore.training import registry
+
+    version = registry.champion_version(model_name="leadscore")
+    model = registry.load_scoring_model(model_name="leadscore", version=str(version))
+    loaded = engine.LoadedModel(
+        model,
+        "leadscore",
+        str(version),
+        time.time(),
+        fast=engine.FastScorer(model) if engine.applies_to(model) else None,
+    )
+    settings = ServingSettings(api_keys=(API_KEY,))
+    requests = [ScoreRequest.model_validate({"leads": [lead], "explain": True}) for lead in leads]
+    assert loaded.fast is not None, "the benchmark model is a native event model"
+    rows = []
+    for lead in leads[: min(len(leads), 50)]:
+        one = engine.prepare_one(
+            RawLead.model_validate(lead),
+            request_as_of=None,
+            now_us=int(engine.now_utc().value // 1000),
+            clock_skew_seconds=300,
+            full_validation=False,
+        )
+        rows.append(loaded.fast.encode([one.features()]))
+    booster = model.booster
+    for request in requests[:20]:
+        engine.score_request(loaded, request, settings)
+    model_times, raw_times = [], []
+    for i in range(repeats):
+        request = requests[i % len(requests)]
+        row = rows[i % len(rows)]
+        started = time.perf_counter()
+        engine.score_request(loaded, request, settings)
+        model_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        booster.predict(row, raw_score=True)
+        booster.predict(row, pred_contrib=True)
+        raw_times.append(time.perf_counter() - started)
+    batch_times = []  # the same one lead through the batch (pandas) path, as before the fast path
+    for i in range(repeats // 10):
+        started = time.perf_counter()
+        engine.score_request(loaded, requests[i % len(requests)], settings, fast=False)
+        batch_times.append(time.perf_counter() - started)
+    return {
+        "model_call_one_lead": summary(model_times),
+        "batch_path_one_lead": summary(batch_times),
+        "raw_booster_predict_plus_pred_contrib_one_row": summary(raw_times),
+    }
+
+
+def background_batches(
+    url: str, body: bytes, headers: dict[str, str], clients: int, stop: threading.Event
+) -> list[int]:
+    sent = [0]
+
+    def loop() -> None:
+        with httpx.Client(timeout=120) as client:
+            while not stop.is_set():
+                client.post(url, content=body, headers=headers)
+                sent[0] += 1
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    return sent
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, help="LEADSCORE_HOME built by tests/serving/modelkit.py")
@@ -209,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batches", type=int, default=48, help="batch requests per throughput phase")
-    parser.add_argument("--singles", type=int, default=300, help="single-lead requests per latency phase")
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds of single requests")
+    parser.add_argument("--per-round", type=int, default=25, help="single requests per server per round")
+    parser.add_argument("--in-process", type=int, default=2000, help="in-process repetitions")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -220,7 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     ]
     # distinct lead ids within a batch (the pool may be smaller than a batch)
     batches = [[dict(lead, lead_id=f"{lead['lead_id']}-{j}") for j, lead in enumerate(b)] for b in batches]
-    singles = [leads[i % len(leads)] for i in range(args.singles)]
     env = {**os.environ, **model_env, "LEADSCORE_API_KEYS": API_KEY, "LEADSCORE_RELOAD_SECONDS": "0"}
     env.pop("LEADSCORE_MODEL_VERSION", None)
     logs = Path(tempfile.mkdtemp(prefix="leadscore-bench-logs-"))
@@ -236,55 +336,19 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch,
             "clients": args.clients,
             "batch_requests_per_phase": args.batches,
-            "single_requests_per_phase": args.singles,
+            "interleaved_rounds": args.rounds,
+            "single_requests_per_server_per_round": args.per_round,
             "mean_activities_per_lead": round(n_activities, 1),
             "workers_per_server": 1,
+            "command": "python benchmarks/bench_serving.py "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
         },
     }
 
-    # --- ours -----------------------------------------------------------------------------------
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
-    command = [executable("bentoml"), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
-    print("starting the BentoML service ...", flush=True)
-    with running(command, env=env, ready_url=f"{url}/readyz", log=logs / "ours.log") as process:
-
-        def count(payload: Any) -> int:
-            return len(payload["results"])
-
-        explain_bodies = [json.dumps({"leads": b, "explain": True, "top_k": 5}).encode() for b in batches]
-        fast_bodies = [json.dumps({"leads": b, "explain": False}).encode() for b in batches]
-        concurrent_batches(
-            f"{url}/score", explain_bodies[:4], clients=2, headers=headers, check=count
-        )  # warm
-        rss_before = tree_rss_mb(process.pid)
-        ours: dict[str, Any] = {
-            "batch_explain": concurrent_batches(
-                f"{url}/score", explain_bodies, clients=args.clients, headers=headers, check=count
-            ),
-            "batch_predict_only": concurrent_batches(
-                f"{url}/score", fast_bodies, clients=args.clients, headers=headers, check=count
-            ),
-            "single_explain": sequential_latency(
-                f"{url}/score", [json.dumps({"leads": [lead]}).encode() for lead in singles], headers=headers
-            ),
-            "single_predict_only": sequential_latency(
-                f"{url}/score",
-                [json.dumps({"leads": [lead], "explain": False}).encode() for lead in singles],
-                headers=headers,
-            ),
-        }
-        ours["rss_mb_after_warmup"] = rss_before
-        ours["rss_mb_after_run"] = tree_rss_mb(process.pid)
-    results["ours_bentoml"] = ours
-    print(json.dumps(ours, indent=1), flush=True)
-
-    # --- peer -----------------------------------------------------------------------------------
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    headers = {"Content-Type": "application/json"}
-    command = [
+    ours_port, peer_port = free_port(), free_port()
+    ours_url, peer_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
+    ours_command = [executable("bentoml"), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(ours_port)]
+    peer_command = [
         executable("mlflow"),
         "models",
         "serve",
@@ -297,73 +361,148 @@ def main(argv: list[str] | None = None) -> int:
         "-h",
         "127.0.0.1",
         "-p",
-        str(port),
+        str(peer_port),
     ]
-    print("starting mlflow models serve ...", flush=True)
     # mlflow execs `uvicorn` by name: put this interpreter's scripts first on PATH
-    env = {**env, "PATH": os.pathsep.join([str(Path(executable("mlflow")).parent), env.get("PATH", "")])}
-    with running(command, env=env, ready_url=f"{url}/ping", log=logs / "peer.log") as process:
+    peer_env = {**env, "PATH": os.pathsep.join([str(Path(executable("mlflow")).parent), env.get("PATH", "")])}
+    ours_headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+    peer_headers = {"Content-Type": "application/json"}
+
+    def peer_body(records: list[dict[str, Any]], params: dict[str, Any]) -> bytes:
+        return json.dumps({"dataframe_records": records, "params": params}).encode()
+
+    print("starting both servers ...", flush=True)
+    with (
+        running(ours_command, env=env, ready_url=f"{ours_url}/readyz", log=logs / "ours.log") as ours_process,
+        running(
+            peer_command, env=peer_env, ready_url=f"{peer_url}/ping", log=logs / "peer.log"
+        ) as peer_process,
+    ):
+        pool = leads[:200]
+        ours_single = [json.dumps({"leads": [lead], "explain": True, "top_k": 5}).encode() for lead in pool]
+        ours_single_fast = [json.dumps({"leads": [lead], "explain": False}).encode() for lead in pool]
+        peer_single = [peer_body([lead], {"explain": True, "top_k": 5}) for lead in pool]
+        peer_single_fast = [peer_body([lead], {"explain": False}) for lead in pool]
+        phases: dict[str, list[float]] = {
+            "ours_livez": [],
+            "ours_single_reasons": [],
+            "ours_single_predict_only": [],
+            "peer_single_reasons": [],
+            "peer_single_predict_only": [],
+        }
+        with httpx.Client(timeout=60) as ours_client, httpx.Client(timeout=60) as peer_client:
+            for _ in range(2):  # warm both
+                latencies_of(ours_client, "POST", f"{ours_url}/score", ours_single[:20], ours_headers)
+                latencies_of(peer_client, "POST", f"{peer_url}/invocations", peer_single[:10], peer_headers)
+            rss_before = {"ours": tree_rss_mb(ours_process.pid), "peer": tree_rss_mb(peer_process.pid)}
+            k = args.per_round
+            for r in range(args.rounds):
+                window = slice((r * k) % len(pool), (r * k) % len(pool) + k)
+                phases["ours_livez"] += latencies_of(ours_client, "GET", f"{ours_url}/livez", [b""] * k, {})
+                phases["ours_single_reasons"] += latencies_of(
+                    ours_client, "POST", f"{ours_url}/score", ours_single[window], ours_headers
+                )
+                phases["peer_single_reasons"] += latencies_of(
+                    peer_client, "POST", f"{peer_url}/invocations", peer_single[window], peer_headers
+                )
+                phases["ours_single_predict_only"] += latencies_of(
+                    ours_client, "POST", f"{ours_url}/score", ours_single_fast[window], ours_headers
+                )
+                phases["peer_single_predict_only"] += latencies_of(
+                    peer_client, "POST", f"{peer_url}/invocations", peer_single_fast[window], peer_headers
+                )
+        singles = {name: summary(times) for name, times in phases.items()}
+
+        def count(payload: Any) -> int:
+            return len(payload["results"])
 
         def count_peer(payload: Any) -> int:
             return len(payload["predictions"])
 
-        def body(records: list[dict[str, Any]], params: dict[str, Any]) -> bytes:
-            return json.dumps({"dataframe_records": records, "params": params}).encode()
-
-        predict_bodies = [body(b, {"explain": False}) for b in batches]
-        explain_bodies = [body(b, {"explain": True, "top_k": 5}) for b in batches]
-        concurrent_batches(
-            f"{url}/invocations", predict_bodies[:4], clients=2, headers=headers, check=count_peer
+        explain_bodies = [json.dumps({"leads": b, "explain": True, "top_k": 5}).encode() for b in batches]
+        ours_batch = concurrent_batches(
+            f"{ours_url}/score", explain_bodies, clients=args.clients, headers=ours_headers, check=count
         )
-        rss_before = tree_rss_mb(process.pid)
-        peer: dict[str, Any] = {
-            "batch_predict_only": concurrent_batches(
-                f"{url}/invocations", predict_bodies, clients=args.clients, headers=headers, check=count_peer
-            ),
-            "batch_explain": concurrent_batches(
-                f"{url}/invocations", explain_bodies, clients=args.clients, headers=headers, check=count_peer
-            ),
-            "single_predict_only": sequential_latency(
-                f"{url}/invocations", [body([lead], {"explain": False}) for lead in singles], headers=headers
-            ),
-        }
-        peer["rss_mb_after_warmup"] = rss_before
-        peer["rss_mb_after_run"] = tree_rss_mb(process.pid)
-    results["peer_mlflow_models_serve"] = peer
+        peer_batch = concurrent_batches(
+            f"{peer_url}/invocations",
+            [peer_body(b, {"explain": True, "top_k": 5}) for b in batches[: max(8, args.batches // 4)]],
+            clients=args.clients,
+            headers=peer_headers,
+            check=count_peer,
+        )
+
+        # single leads while 8 clients send 100-lead batches with reasons
+        stop = threading.Event()
+        sent = background_batches(f"{ours_url}/score", explain_bodies[0], ours_headers, args.clients, stop)
+        time.sleep(1.0)
+        with httpx.Client(timeout=60) as client:
+            under_load = latencies_of(client, "POST", f"{ours_url}/score", ours_single[:200], ours_headers)
+        stop.set()
+        time.sleep(0.5)
+        rss_after = {"ours": tree_rss_mb(ours_process.pid), "peer": tree_rss_mb(peer_process.pid)}
+
+    print("in-process timings ...", flush=True)
+    process_times = in_process(model_env, leads[:200], args.in_process)
+
+    livez, single = singles["ours_livez"], singles["ours_single_reasons"]
+    peer_single_p50 = singles["peer_single_reasons"]["p50_ms"]
+    loaded_single = summary(under_load)
+    loaded_single["batches_sent_meanwhile"] = sent[0]
+    results["ratios"] = {
+        "single_reasons_p50_over_livez_p50": round(single["p50_ms"] / livez["p50_ms"], 2),
+        "single_reasons_p50_over_peer_single_reasons_p50": round(single["p50_ms"] / peer_single_p50, 3),
+        "single_reasons_p50_over_peer_single_predict_only_p50": round(
+            single["p50_ms"] / singles["peer_single_predict_only"]["p50_ms"], 3
+        ),
+        "in_process_one_lead_over_raw_booster_p50": round(
+            process_times["model_call_one_lead"]["p50_ms"]
+            / process_times["raw_booster_predict_plus_pred_contrib_one_row"]["p50_ms"],
+            2,
+        ),
+        "batch_reasons_leads_per_s_over_peer": round(
+            ours_batch["leads_per_s"] / max(peer_batch["leads_per_s"], 1e-9), 1
+        ),
+    }
+    results["targets"] = {
+        "single_reasons_p50_le_3x_livez": results["ratios"]["single_reasons_p50_over_livez_p50"] <= 3,
+        "single_reasons_p50_le_0.1x_peer": results["ratios"][
+            "single_reasons_p50_over_peer_single_reasons_p50"
+        ]
+        <= 0.1,
+        "in_process_le_10x_raw_booster": results["ratios"]["in_process_one_lead_over_raw_booster_p50"] <= 10,
+        "batch_reasons_ge_1500_leads_per_s": ours_batch["leads_per_s"] >= 1500,
+        "single_p99_under_batch_load_le_25ms": loaded_single["p99_ms"] <= 25,
+    }
+    results["single_lead"] = singles
+    results["single_lead_under_batch_load"] = loaded_single
+    results["in_process"] = process_times
+    results["batch_reasons"] = {"ours": ours_batch, "peer": peer_batch}
+    results["rss_mb"] = {"after_warmup": rss_before, "after_run": rss_after}
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: results[k] for k in ("ratios", "targets")}, indent=1))
     print_summary(results)
     print(f"\nwrote {args.out}")
     return 0
 
 
 def print_summary(results: dict[str, Any]) -> None:
-    ours, peer = results["ours_bentoml"], results["peer_mlflow_models_serve"]
-    workload, machine = results["workload"], results["machine"]
+    single, load = results["single_lead"], results["single_lead_under_batch_load"]
+    print(f"\n{'':38} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, row in single.items():
+        print(f"{name:38} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f}")
+    print(f"{'ours single, 8 clients sending batches':38} {load['p50_ms']:>8.2f} {load['p99_ms']:>8.2f}")
+    batch = results["batch_reasons"]
     print(
-        f"\n{workload['batch_size']}-lead batches, {workload['clients']} concurrent clients, 1 worker each, "
-        f"{machine['cpus']} CPUs (load average at start {machine['load_average_at_start']})"
+        f"100-lead batches with reasons: ours {batch['ours']['leads_per_s']:.0f} leads/s, peer {batch['peer']['leads_per_s']:.0f}"
     )
-    rows = [
-        ("ours /score, reasons", ours["batch_explain"], ours["single_explain"]),
-        ("ours /score, explain=false", ours["batch_predict_only"], ours["single_predict_only"]),
-        ("peer /invocations, predict only", peer["batch_predict_only"], peer["single_predict_only"]),
-        ("peer /invocations, with reasons", peer["batch_explain"], None),
-    ]
-    print(f"{'':34} {'leads/s':>9} {'batch p50':>10} {'single p50':>11} {'single p99':>11} {'errors':>7}")
-    for name, batch, single in rows:
-        p50 = f"{single['p50_ms']:.1f} ms" if single else "-"
-        p99 = f"{single['p99_ms']:.1f} ms" if single else "-"
-        errors = batch["errors"] + (single["errors"] if single else 0)
-        print(
-            f"{name:34} {batch['leads_per_s']:>9.0f} {batch['request_p50_ms']:>7.0f} ms {p50:>11} {p99:>11} "
-            f"{errors:>7}"
-        )
+    process = results["in_process"]
     print(
-        f"server RSS (MB, after warm-up -> after run): ours {ours['rss_mb_after_warmup']} -> "
-        f"{ours['rss_mb_after_run']}, peer {peer['rss_mb_after_warmup']} -> {peer['rss_mb_after_run']}"
+        f"in process, one lead: {process['model_call_one_lead']['p50_ms']:.3f} ms vs raw booster "
+        f"{process['raw_booster_predict_plus_pred_contrib_one_row']['p50_ms']:.3f} ms "
+        f"(batch path {process['batch_path_one_lead']['p50_ms']:.2f} ms)"
     )
 
 

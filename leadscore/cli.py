@@ -527,14 +527,26 @@ def explain(
 @app.command()
 def serve(
     host: Annotated[
-        str, typer.Option(help="Interface to bind (loopback unless you mean otherwise).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 3000,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
-    model_version: Annotated[str | None, typer.Option(help="Pin a version instead of @champion.")] = None,
+        str | None,
+        typer.Option(help="Interface to bind [env LEADSCORE_HOST; default 127.0.0.1, loopback only]."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env LEADSCORE_PORT; default 3000].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes [env LEADSCORE_WORKERS; default 1].")
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(help=f"Registered model name [env LEADSCORE_MODEL_NAME; default {DEFAULT_MODEL_NAME}]."),
+    ] = None,
+    model_version: Annotated[
+        str | None, typer.Option(help="Pin a version instead of @champion [env LEADSCORE_MODEL_VERSION].")
+    ] = None,
 ) -> None:
-    """Start the BentoML scoring service (needs LEADSCORE_API_KEYS or LEADSCORE_API_KEYS_FILE)."""
+    """Start the BentoML scoring service (needs LEADSCORE_API_KEYS or LEADSCORE_API_KEYS_FILE).
+
+    A flag wins over its environment variable; without either the default applies. The server
+    checks the model before binding the port and exits non-zero, naming the model, if it cannot serve.
+    """
     from leadscore.serving.launch import serve as launch
     from leadscore.serving.settings import ConfigurationError
 

@@ -18,14 +18,19 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from leadscore.features.vocabulary import ActivityType
-from leadscore.serving.errors import ModelUnavailable, RequestInvalid, lead_hash
+from leadscore.serving.errors import ModelUnavailable, PayloadTooLarge, RequestInvalid, lead_hash
+from leadscore.serving.fast import FastScorer, OneLead, applies_to, prepare_one
 from leadscore.serving.payload import PreparedLeads, now_utc, prepare_leads
 from leadscore.serving.schemas import (
+    FLOAT32_MAX,
     Activity,
     ExplainRequest,
     ExplainResponse,
@@ -41,6 +46,7 @@ from leadscore.training import registry
 from leadscore.training.model import LeadScoringModel
 
 logger = logging.getLogger("leadscore.serving")
+T = TypeVar("T")
 __all__ = ["LoadedModel", "ModelHolder", "ModelUnavailable", "explain_request", "lead_hash", "score_request"]
 
 
@@ -50,25 +56,114 @@ class LoadedModel:
     name: str
     version: str
     loaded_at: float
+    identity: str = ""  # the registered version's run and creation time: a replaced store shows here
+    fast: FastScorer | None = None  # the single-lead fast path, for models on the native event features
 
     @property
     def horizon_days(self) -> int:
         return int(self.model.horizon_days)
 
 
+class StoreUnavailable(ModelUnavailable):
+    """The tracking store is missing, unreachable or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    version: str
+    identity: str
+
+
+def sqlite_store_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for other stores)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    path = uri.split("sqlite:///", 1)[-1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def check_store_exists(uri: str) -> str | None:
+    """A problem when the tracking store is a local file or folder that does not exist (never created)."""
+    database = sqlite_store_path(uri)
+    if database is not None:
+        return None if database.is_file() else f"the tracking store {database} does not exist"
+    if uri.startswith("file:") or "://" not in uri:
+        folder = Path(uri.removeprefix("file://").removeprefix("file:"))
+        return None if folder.is_dir() else f"the tracking store {folder} does not exist"
+    return None
+
+
+def store_fingerprint(uri: str) -> str | None:
+    """Device and inode of a local store: a store replaced on disk gets a new one."""
+    database = sqlite_store_path(uri)
+    try:
+        stat = database.stat() if database is not None else None
+    except OSError:
+        return None
+    return f"{stat.st_dev}:{stat.st_ino}" if stat is not None else None
+
+
+class _Bounded:
+    """Runs registry calls on a daemon thread, waiting at most ``timeout`` seconds for each.
+
+    A call that hangs (a dead tracking server, MLflow's retries) keeps its thread; later calls fail
+    at once with :class:`StoreUnavailable` until it returns, so nothing piles up behind it. Daemon
+    threads never hold the worker at exit (a SIGTERM ends it even while a call hangs).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._busy: threading.Thread | None = None
+
+    def __call__(self, function: Callable[[], T], what: str) -> T:
+        if self._busy is not None and self._busy.is_alive():
+            raise StoreUnavailable(f"{what}: an earlier call to the tracking store has not returned yet")
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = function()
+            except BaseException as error:  # handed to the caller below
+                box["error"] = error
+
+        thread = threading.Thread(target=run, name="leadscore-registry", daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        if thread.is_alive():
+            self._busy = thread
+            raise StoreUnavailable(
+                f"{what}: the tracking store did not answer within {self.timeout:g}s "
+                "(LEADSCORE_LOAD_TIMEOUT_SECONDS)"
+            )
+        if "error" in box:
+            raise box["error"]
+        return box["value"]  # type: ignore[no-any-return]
+
+
 class ModelHolder:
-    """Holds the serving model; :meth:`reload` swaps it atomically."""
+    """Holds the serving model; :meth:`reload` swaps it atomically, off the request path.
+
+    Readers take :attr:`current` once per request and never wait. Registry calls and loads run
+    with a bounded wait (:class:`_Bounded`); when the store is down the current model keeps serving
+    and :attr:`status` says so.
+    """
 
     def __init__(self, settings: ServingSettings) -> None:
         self.settings = settings
         self._current: LoadedModel | None = None
         self._reload_lock = threading.Lock()  # one load at a time; readers never wait on it
+        self._bounded = _Bounded(settings.load_timeout_seconds)
+        self.store_reachable: bool | None = None
+        self.store_checked_at: float | None = None
+        self.problem: str | None = None
+        self.uri = mlflow_tracking_uri()
+        self._fingerprint = store_fingerprint(self.uri)
 
     @property
     def current(self) -> LoadedModel:
         loaded = self._current
         if loaded is None:
-            raise ModelUnavailable("no model loaded")
+            raise ModelUnavailable(self.problem or "no model loaded")
         return loaded
 
     @property
@@ -79,49 +174,129 @@ class ModelHolder:
     def pinned(self) -> bool:
         return self.settings.model_version is not None
 
-    def resolve_version(self) -> str:
-        if self.settings.model_version is not None:
-            return self.settings.model_version
-        version = registry.champion_version(model_name=self.settings.model_name)
-        if version is None:
-            raise ModelUnavailable(
-                f"model '{self.settings.model_name}' has no 'champion' alias: run `leadscore promote`, "
-                "or pin a version with LEADSCORE_MODEL_VERSION"
-            )
-        return version
+    def status(self) -> dict[str, object]:
+        """What ``/readyz`` reports: the live version and whether the store answered lately."""
+        loaded = self._current
+        return {
+            "ready": loaded is not None,
+            "model_name": self.settings.model_name,
+            "model_version": loaded.version if loaded is not None else None,
+            "model_loaded_at": loaded.loaded_at if loaded is not None else None,
+            "pinned": self.pinned,
+            "store_reachable": self.store_reachable,
+            "store_checked_at": self.store_checked_at,
+            "problem": self.problem,
+        }
 
-    def load(self, version: str) -> LoadedModel:
+    def _note(self, *, reachable: bool, problem: str | None) -> None:
+        self.store_reachable = reachable
+        self.store_checked_at = time.time()
+        self.problem = problem
+
+    def resolve(self) -> Resolved:
+        """The version to serve (champion alias or pinned) and its identity; bounded in time."""
+        missing = check_store_exists(self.uri)
+        if missing is not None:
+            raise StoreUnavailable(
+                f"{missing} (MLFLOW_TRACKING_URI / LEADSCORE_HOME): it is never created here"
+            )
+        fingerprint = store_fingerprint(self.uri)
+        if self._fingerprint is not None and fingerprint != self._fingerprint:
+            logger.warning("the tracking store was replaced on disk; resolving the model again")
+        self._fingerprint = fingerprint
+        name, pinned = self.settings.model_name, self.settings.model_version
+
+        def lookup() -> Resolved:
+            import mlflow
+            from mlflow.exceptions import MlflowException
+
+            client = mlflow.MlflowClient()
+            try:
+                found = (
+                    client.get_model_version(name, pinned)
+                    if pinned is not None
+                    else client.get_model_version_by_alias(name, "champion")
+                )
+            except MlflowException as error:
+                code = getattr(error, "error_code", "")
+                if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise ModelUnavailable(
+                        f"model '{name}' has no version {pinned} (LEADSCORE_MODEL_VERSION)"
+                        if pinned is not None
+                        else f"model '{name}' is not registered or has no 'champion' alias: run "
+                        "`leadscore promote`, or pin a version with LEADSCORE_MODEL_VERSION "
+                        "(LEADSCORE_MODEL_NAME names the model)"
+                    ) from None
+                raise
+            return Resolved(str(found.version), f"{found.run_id}:{found.creation_timestamp}")
+
+        try:
+            resolved = self._bounded(lookup, f"model '{name}'")
+        except ModelUnavailable as error:
+            self._note(reachable=not isinstance(error, StoreUnavailable), problem=str(error))
+            raise
+        except Exception as error:
+            problem = f"model '{name}': the tracking store failed ({type(error).__name__})"
+            self._note(reachable=False, problem=problem)
+            raise StoreUnavailable(problem) from None
+        self._note(reachable=True, problem=None)
+        return resolved
+
+    def resolve_version(self) -> str:
+        return self.resolve().version
+
+    def load(self, resolved: Resolved) -> LoadedModel:
         started = time.perf_counter()
-        model = registry.load_scoring_model(model_name=self.settings.model_name, version=version)
-        loaded = LoadedModel(
-            model=model, name=self.settings.model_name, version=version, loaded_at=time.time()
-        )
+        name = self.settings.model_name
+
+        def fetch() -> LeadScoringModel:
+            return registry.load_scoring_model(model_name=name, version=resolved.version)
+
+        model = self._bounded(fetch, f"model '{name}' version {resolved.version}")
         _warm_up(model)
+        scorer = FastScorer(model) if applies_to(model) else None
+        loaded = LoadedModel(
+            model=model,
+            name=name,
+            version=resolved.version,
+            loaded_at=time.time(),
+            identity=resolved.identity,
+            fast=scorer,
+        )
         logger.info(
-            "loaded model %s version %s in %.2fs", loaded.name, version, time.perf_counter() - started
+            "loaded model %s version %s in %.2fs (single-lead fast path: %s)",
+            loaded.name,
+            resolved.version,
+            time.perf_counter() - started,
+            "on" if scorer is not None else "off, features differ from the native event catalogue",
         )
         return loaded
 
     def reload(self) -> ReloadResponse:
-        """Load the resolved version if it is not the one serving; swap atomically."""
+        """Load the resolved version if it is not the one serving (or the store was replaced); swap."""
         with self._reload_lock:
             previous = self._current
-            version = self.resolve_version()
-            if previous is not None and previous.version == version:
+            resolved = self.resolve()
+            if previous is not None and (previous.version, previous.identity) == (
+                resolved.version,
+                resolved.identity,
+            ):
                 return ReloadResponse(
                     reloaded=False,
                     model_name=previous.name,
-                    model_version=version,
+                    model_version=resolved.version,
                     previous_version=previous.version,
                     pinned=self.pinned,
                 )
-            loaded = self.load(version)
+            loaded = self.load(resolved)
             self._current = loaded  # the swap: one reference assignment
             previous_version = previous.version if previous is not None else None
             del previous  # let the old model go before freezing, or it would be frozen with the rest
             freeze_long_lived_objects()
             if previous_version is not None:
-                logger.info("now serving %s version %s (was %s)", loaded.name, version, previous_version)
+                logger.info(
+                    "now serving %s version %s (was %s)", loaded.name, loaded.version, previous_version
+                )
             return ReloadResponse(
                 reloaded=previous_version is not None,
                 model_name=loaded.name,
@@ -129,6 +304,18 @@ class ModelHolder:
                 previous_version=previous_version or loaded.version,
                 pinned=self.pinned,
             )
+
+
+def mlflow_tracking_uri() -> str:
+    """The tracking URI MLflow will use (the environment's, else MLflow's default)."""
+    import os
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if uri:
+        return uri
+    import mlflow
+
+    return str(mlflow.get_tracking_uri())
 
 
 def freeze_long_lived_objects() -> None:
@@ -211,6 +398,46 @@ def _require_activity_model(loaded: LoadedModel, field: str) -> None:
         )
 
 
+def record_contract(flat: object) -> dict[str, str]:
+    """The input contract of a flat-export model, from the model itself: feature column -> kind.
+
+    Kinds are the catalogue's (``numeric`` or ``categorical``), as the model was trained; the
+    service checks records against this and nothing stricter (negative numbers are numbers).
+    """
+    columns = flat.columns  # type: ignore[attr-defined]
+    catalogue = flat.catalogue  # type: ignore[attr-defined]
+    return {column: spec.kind.value for column, spec in zip(columns, catalogue, strict=True)}
+
+
+def _record_value_problem(value: object, kind: str, missing_values: Sequence[str]) -> str | None:
+    """Why a record value does not fit its column's kind (None when it does).
+
+    Numeric columns take what training reads as a number: finite numbers of any sign within float32
+    (the features' type), numeric text, and the mapping's missing placeholders or null; ``true`` is
+    not a number. Categorical columns take any scalar.
+    """
+    if value is None or kind != "numeric":
+        return None
+    if isinstance(value, bool):
+        return "expected a number, got true/false"
+    if isinstance(value, str):
+        if value.strip() in missing_values or value.strip() == "":
+            return None
+        if "_" in value:
+            return "expected a number, got text"
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return "expected a number, got text"
+    elif isinstance(value, int | float):
+        number = float(value)
+    else:
+        return f"expected a number, got a {type(value).__name__}"
+    if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+        return f"must be a finite number within +-{FLOAT32_MAX:g} (NaN and infinity are rejected)"
+    return None
+
+
 def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> ScoreResponse:
     """Score rows of the flat export a flat model was trained on (raises ``RequestInvalid``)."""
     flat = loaded.model.flat
@@ -225,9 +452,7 @@ def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> Score
             ]
         )
     id_column = flat.mapping.id_column
-    numeric = [
-        c for c, spec in zip(flat.columns, flat.catalogue, strict=True) if spec.kind.value == "numeric"
-    ]
+    contract = record_contract(flat)
     problems: list[Problem] = []
     for index, record in enumerate(request.records):
         lead_id = record.get(id_column)
@@ -236,26 +461,17 @@ def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> Score
                 Problem(field=f"records[{index}].{id_column}", problem="the id is missing", lead_index=index)
             )
             continue
-        for column in numeric:
-            value = record.get(column)
-            if value is None or (isinstance(value, str) and value.strip() in flat.mapping.missing_values):
-                continue
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                problem = f"expected a number, got a {type(value).__name__}"
-            else:
-                if math.isfinite(number) and number >= 0:
-                    continue
-                problem = "must be a finite number >= 0 (NaN, infinity and negative values are rejected)"
-            problems.append(
-                Problem(
-                    field=f"records[{index}].{column}",
-                    problem=problem,
-                    lead_index=index,
-                    lead_id=str(lead_id),
+        for column, kind in contract.items():
+            problem = _record_value_problem(record.get(column), kind, flat.mapping.missing_values)
+            if problem is not None:
+                problems.append(
+                    Problem(
+                        field=f"records[{index}].{column}",
+                        problem=problem,
+                        lead_index=index,
+                        lead_id=str(lead_id),
+                    )
                 )
-            )
     if problems:
         raise RequestInvalid(problems)
     frame = pd.DataFrame.from_records(request.records)
@@ -278,19 +494,69 @@ def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> Score
     )
 
 
-def score_request(
-    loaded: LoadedModel, request: ScoreRequest, settings: ServingSettings, *, now: pd.Timestamp | None = None
-) -> ScoreResponse:
-    """Validate, convert and score a ``/score`` request (raises ``RequestInvalid``)."""
-    _require_activity_model(loaded, "leads")
-    prepared = prepare_leads(
-        request.leads,
-        as_of=request.as_of,
-        now=now,
+def check_event_limits(leads: Sequence[RawLead], settings: ServingSettings, *, field: str) -> None:
+    """Events a request would make (activities plus expanded counts), per lead and in all: 413 above.
+
+    Counted before anything is expanded: a few bytes of ``engagement_counts`` can ask for millions
+    of synthetic events.
+    """
+    problems: list[Problem] = []
+    total = 0
+    for index, lead in enumerate(leads):
+        counted = sum(entry.count for entry in lead.engagement_counts)
+        events = len(lead.activities) + counted
+        total += events
+        if events > settings.max_events_per_lead:
+            where = f"{field}[{index}]" if field == "leads" else field
+            name = "engagement_counts" if counted >= len(lead.activities) else "activities"
+            problems.append(
+                Problem(
+                    field=f"{where}.{name}",
+                    problem=f"{events:,} events ({len(lead.activities):,} activities + {counted:,} from "
+                    f"engagement_counts); the limit is {settings.max_events_per_lead:,} per lead "
+                    "(LEADSCORE_MAX_EVENTS_PER_LEAD)",
+                    lead_index=index,
+                    lead_id=lead.lead_id,
+                )
+            )
+            if len(problems) >= 20:
+                break
+    if not problems and total > settings.max_events:
+        problems.append(
+            Problem(
+                field=field,
+                problem=f"{total:,} events in the request (activities + engagement_counts); the limit is "
+                f"{settings.max_events:,} (LEADSCORE_MAX_EVENTS_PER_REQUEST): split the batch",
+            )
+        )
+    if problems:
+        raise PayloadTooLarge(problems)
+
+
+def _now_us(now: pd.Timestamp | None) -> int:
+    return int((now_utc() if now is None else now).value // 1000)
+
+
+def _fast_one(
+    loaded: LoadedModel,
+    lead: RawLead,
+    *,
+    as_of: str | None,
+    settings: ServingSettings,
+    now: pd.Timestamp | None,
+) -> OneLead | None:
+    if loaded.fast is None:
+        return None
+    return prepare_one(
+        lead,
+        request_as_of=as_of,
+        now_us=_now_us(now),
         clock_skew_seconds=settings.clock_skew_seconds,
         full_validation=settings.full_validation,
     )
-    results = score_prepared(loaded, prepared, explain=request.explain, top_k=request.top_k)
+
+
+def _response(loaded: LoadedModel, results: list[dict[str, object]]) -> ScoreResponse:
     return ScoreResponse.model_validate(
         {
             "model_name": loaded.name,
@@ -301,22 +567,101 @@ def score_request(
     )
 
 
+def score_one_fast(loaded: LoadedModel, one: OneLead, *, explain: bool, top_k: int) -> dict[str, object]:
+    """The single-lead fast path: the same dict ``score_prepared`` gives for a batch of one."""
+    assert loaded.fast is not None
+    result, _ = loaded.fast.score(one.features(), lead_id=one.lead_id, explain=explain, top_k=top_k)
+    for key in ("fit_points", "engagement_points", "base_score"):
+        result.setdefault(key, None)
+    result.setdefault("reasons_positive", [])
+    result.setdefault("reasons_negative", [])
+    result.update(as_of=one.as_of_text, model_name=loaded.name, model_version=loaded.version)
+    return result
+
+
+def score_request(
+    loaded: LoadedModel,
+    request: ScoreRequest,
+    settings: ServingSettings,
+    *,
+    now: pd.Timestamp | None = None,
+    fast: bool = True,
+) -> ScoreResponse:
+    """Validate, convert and score a ``/score`` request (raises ``RequestInvalid``, ``PayloadTooLarge``).
+
+    One lead takes the fast path when it applies (``fast=False`` forces the batch path).
+    """
+    _require_activity_model(loaded, "leads")
+    check_event_limits(request.leads, settings, field="leads")
+    if len(request.leads) == 1 and fast:
+        one = _fast_one(loaded, request.leads[0], as_of=request.as_of, settings=settings, now=now)
+        if one is not None:
+            return _response(
+                loaded, [score_one_fast(loaded, one, explain=request.explain, top_k=request.top_k)]
+            )
+    prepared = prepare_leads(
+        request.leads,
+        as_of=request.as_of,
+        now=now,
+        clock_skew_seconds=settings.clock_skew_seconds,
+        full_validation=settings.full_validation,
+    )
+    results = score_prepared(loaded, prepared, explain=request.explain, top_k=request.top_k)
+    return _response(loaded, results)
+
+
+def single_lead_fast_path(loaded: LoadedModel, request: ScoreRequest, settings: ServingSettings) -> bool:
+    """Whether ``score_request`` would take the fast path (cheap enough to run on the event loop)."""
+    return (
+        loaded.fast is not None
+        and len(request.leads) == 1
+        and len(request.leads[0].activities) + sum(c.count for c in request.leads[0].engagement_counts)
+        <= min(settings.max_events_per_lead, INLINE_EVENTS)
+    )
+
+
+INLINE_EVENTS = 2_000  # above this many events one lead is scored on the batch threads
+
+
 def explain_request(
     loaded: LoadedModel,
     request: ExplainRequest,
     settings: ServingSettings,
     *,
     now: pd.Timestamp | None = None,
+    fast: bool = True,
 ) -> ExplainResponse:
-    """Score one lead with every grouped contribution and the next best actions."""
+    """Score one lead with every grouped contribution and the next best actions.
+
+    The fast path when it applies (``fast=False`` forces the batch path); problems name ``lead``.
+    """
     _require_activity_model(loaded, "lead")
-    prepared = prepare_leads(
-        [request.lead],
-        as_of=request.as_of,
-        now=now,
-        clock_skew_seconds=settings.clock_skew_seconds,
-        full_validation=settings.full_validation,
-    )
+    check_event_limits([request.lead], settings, field="lead")
+    one = _fast_one(loaded, request.lead, as_of=request.as_of, settings=settings, now=now) if fast else None
+    if one is not None and loaded.fast is not None:
+        row = one.features()
+        scored, contributions = loaded.fast.score(row, lead_id=one.lead_id, explain=True, top_k=5)
+        assert contributions is not None
+        scored.update(as_of=one.as_of_text, model_name=loaded.name, model_version=loaded.version)
+        return ExplainResponse.model_validate(
+            {
+                "score": scored,
+                "contributions": [r.as_dict() for r in loaded.fast.all_reasons(row, contributions)],
+                "next_best_actions": [a.as_dict() for a in loaded.fast.next_best_actions(one)],
+            }
+        )
+    try:
+        prepared = prepare_leads(
+            [request.lead],
+            as_of=request.as_of,
+            now=now,
+            clock_skew_seconds=settings.clock_skew_seconds,
+            full_validation=settings.full_validation,
+        )
+    except RequestInvalid as invalid:  # one lead: its fields are lead.*, not leads[0].*
+        raise RequestInvalid(
+            [problem.model_copy(update={"field": _lead_field(problem.field)}) for problem in invalid.problems]
+        ) from None
     model = loaded.model
     features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
     scored = score_prepared(loaded, prepared, explain=True, top_k=5, features=features)[0]
@@ -331,3 +676,11 @@ def explain_request(
             "next_best_actions": [action.as_dict() for action in actions],
         }
     )
+
+
+def _lead_field(field: str) -> str:
+    if field.startswith("leads[0]"):
+        return "lead" + field.removeprefix("leads[0]")
+    if field.startswith("leads[]"):
+        return "lead" + field.removeprefix("leads[]")
+    return field

@@ -20,8 +20,11 @@ ERROR_CODES: dict[int, str] = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    408: "request_timeout",
     422: "invalid_request",
+    429: "too_many_requests",
     503: "unavailable",
+    504: "timeout",
 }
 
 
@@ -31,6 +34,14 @@ class RequestInvalid(ValueError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
         super().__init__(f"{len(self.problems)} problem(s) in the request")
+
+
+class PayloadTooLarge(ValueError):
+    """The request would cost more work than the limits allow; ``problems`` names the field (413)."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(self.problems[0].problem if self.problems else "request too large")
 
 
 class ModelUnavailable(RuntimeError):

@@ -9,7 +9,7 @@ that would be invisible to the multi-process collector behind ``/metrics``.
   payload_too_large, invalid_request, unavailable, error).
 * ``leadscore_score`` (histogram, 0-100): every score returned.
 * ``leadscore_leads_scored_total{tier}``: leads scored, by tier.
-* ``leadscore_model_version``: the registered version being served (one series per worker).
+* ``leadscore_model_version``: the registered version each worker serves (one series per worker pid).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _get() -> dict[str, Any]:
             _metrics["version"] = prom.Gauge(
                 "leadscore_model_version",
                 "Registered model version being served (numeric versions only).",
-                multiprocess_mode="mostrecent",
+                multiprocess_mode="all",  # one series per worker: a mixed fleet shows
             )
     return _metrics
 

@@ -8,9 +8,9 @@ values with a UTC offset are converted to UTC, values without one are taken as U
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from leadscore.features.vocabulary import ActivityType, Tier
 
@@ -31,7 +31,23 @@ Timestamp = Annotated[
 ]
 Text = Annotated[str | None, Field(max_length=1000)]
 FLOAT32_MAX = 3.4e38  # features are float32: larger values cannot be represented
-NonNegative = Annotated[float | None, Field(ge=0, le=FLOAT32_MAX, allow_inf_nan=False)]
+# strict: true/false and "12" are not numbers (integers are)
+NonNegative = Annotated[float | None, Field(ge=0, le=FLOAT32_MAX, allow_inf_nan=False, strict=True)]
+
+
+def _lead_id_as_sent(value: Any) -> Any:
+    """Lead ids are text; a JSON integer is kept digit for digit, anything else numeric is refused.
+
+    ``1e3`` or ``12.0`` would come back as another text ("1000.0") than the CRM holds.
+    """
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError("send the lead id as a JSON string (a number like 1e3 or 12.0 would be rewritten)")
+    if isinstance(value, int):
+        return str(value)
+    return value
+
+
+LeadId = Annotated[str, BeforeValidator(_lead_id_as_sent), Field(strict=True)]
 
 
 class Activity(BaseModel):
@@ -65,7 +81,13 @@ class EngagementCount(BaseModel):
 
     activity_type: ActivityType = Field(description="Which activity was counted.")
     page_category: Text = Field(default=None, description="For page_view counts: the page category.")
-    count: int = Field(ge=0, le=10_000, description="How many such activities (0 to 10,000).")
+    count: int = Field(
+        ge=0,
+        le=10_000,
+        strict=True,
+        description="How many such activities (0 to 10,000). Each becomes a synthetic event: they count "
+        "towards LEADSCORE_MAX_EVENTS_PER_LEAD and LEADSCORE_MAX_EVENTS_PER_REQUEST (413 above).",
+    )
     last_at: Timestamp = Field(description="When the most recent one happened (ISO 8601).")
     first_at: Timestamp | None = Field(
         default=None, description="When the first one happened (ISO 8601); default: created_at."
@@ -77,7 +99,11 @@ class RawLead(BaseModel):
 
     model_config = _INPUT
 
-    lead_id: str = Field(min_length=1, max_length=200, description="CRM lead id, unique within the request.")
+    lead_id: LeadId = Field(
+        min_length=1,
+        max_length=200,
+        description="CRM lead id, unique within the request: a string (a JSON integer is taken digit for digit).",
+    )
     created_at: Timestamp = Field(description="When the lead was created (ISO 8601); not in the future.")
     channel: Text = Field(
         default=None,
@@ -104,7 +130,11 @@ class RawLead(BaseModel):
         "education), never stored or logged.",
     )
     activities: list[Activity] = Field(
-        default_factory=list, max_length=100_000, description="The lead's activities, any order."
+        default_factory=list,
+        max_length=100_000,
+        description="The lead's activities, any order. With engagement_counts, at most "
+        "LEADSCORE_MAX_EVENTS_PER_LEAD (default 10,000) events per lead and "
+        "LEADSCORE_MAX_EVENTS_PER_REQUEST (default 200,000) per request, else 413 naming the field.",
     )
     engagement_counts: list[EngagementCount] = Field(
         default_factory=list,
@@ -137,7 +167,9 @@ class ScoreRequest(BaseModel):
         "above the MQL threshold): grade, points and reasons are then null/empty; the tier is the same "
         "either way.",
     )
-    top_k: int = Field(default=5, ge=0, le=50, description="Reasons per direction (positive, negative).")
+    top_k: int = Field(
+        default=5, ge=0, le=50, strict=True, description="Reasons per direction (positive, negative)."
+    )
 
 
 RecordValue = str | float | int | bool | None
@@ -160,7 +192,9 @@ class RecordsRequest(BaseModel):
         description="Export rows, one per lead (limit: LEADSCORE_MAX_BATCH).",
     )
     explain: bool = Field(default=True, description="Return grade, fit/engagement points and reasons.")
-    top_k: int = Field(default=5, ge=0, le=50, description="Reasons per direction (positive, negative).")
+    top_k: int = Field(
+        default=5, ge=0, le=50, strict=True, description="Reasons per direction (positive, negative)."
+    )
 
 
 class ExplainRequest(BaseModel):
@@ -283,6 +317,35 @@ class ExplainResponse(BaseModel):
     )
 
 
+class ReloadAccepted(BaseModel):
+    """A reload was asked for; every worker checks in the background (202)."""
+
+    model_config = _OUTPUT
+
+    accepted: bool = Field(description="Always true: the check runs in the background.")
+    model_name: str = Field(description="Registered model name.")
+    serving_version: str | None = Field(description="Version this worker serves now (GET /readyz later).")
+    pinned: bool = Field(description="True when LEADSCORE_MODEL_VERSION pins the version (no alias check).")
+    store_reachable: bool | None = Field(
+        description="Whether the tracking store answered the last check (null: not checked yet)."
+    )
+
+
+class ReadyStatus(BaseModel):
+    """GET /readyz: 200 while a model is serving (even with the store down), else 503."""
+
+    model_config = _OUTPUT
+
+    ready: bool = Field(description="A model is loaded and scoring.")
+    model_name: str = Field(description="Registered model name.")
+    model_version: str | None = Field(description="The version this worker scores with.")
+    model_loaded_at: float | None = Field(description="When this worker loaded it (Unix time).")
+    pinned: bool = Field(description="True when LEADSCORE_MODEL_VERSION pins the version.")
+    store_reachable: bool | None = Field(description="Whether the tracking store answered the last check.")
+    store_checked_at: float | None = Field(description="When it was last checked (Unix time).")
+    problem: str | None = Field(description="Why the last check or load failed, if it did.")
+
+
 class ReloadResponse(BaseModel):
     """Outcome of a reload check."""
 
@@ -309,7 +372,8 @@ class ErrorResponse(BaseModel):
 
     error: str = Field(
         description="unauthorized, malformed_json, unsupported_media_type, payload_too_large, "
-        "invalid_request, not_found, method_not_allowed or internal_error."
+        "invalid_request, not_found, method_not_allowed, request_timeout, too_many_requests, "
+        "unavailable, timeout or internal_error."
     )
     message: str = Field(description="What happened and how to fix it.")
     problems: list[Problem] = Field(default_factory=list, description="Every problem found (422).")

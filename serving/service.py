@@ -23,52 +23,53 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 from leadscore.settings import apply_environment_defaults
 
 apply_environment_defaults()  # project-local MLflow/BentoML state, telemetry off (unless set)
+# a dead tracking server must not hold a registry call for minutes (MLflow retries 7 times)
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
+import anyio  # noqa: E402
 import bentoml  # noqa: E402
 import pydantic  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
-from leadscore.serving import metrics  # noqa: E402
-from leadscore.serving.errors import ModelUnavailable, RequestInvalid, error_body, lead_hash  # noqa: E402
-from leadscore.serving.middleware import GuardMiddleware  # noqa: E402
+from leadscore.serving import metrics, state  # noqa: E402
+from leadscore.serving.errors import (  # noqa: E402
+    ModelUnavailable,
+    PayloadTooLarge,
+    RequestInvalid,
+    error_body,
+    lead_hash,
+)
+from leadscore.serving.middleware import GuardMiddleware, put_guard_outermost  # noqa: E402
 from leadscore.serving.schemas import (  # noqa: E402
     ExplainRequest,
     ExplainResponse,
     Problem,
     RecordsRequest,
-    ReloadResponse,
+    ReloadAccepted,
     ScoreRequest,
     ScoreResponse,
 )
 from leadscore.serving.settings import (  # noqa: E402
-    ConfigurationError,
     ServingSettings,
     http_config,
+    request_timeout,
     worker_count,
 )
 
 logger = logging.getLogger("leadscore.serving")
 
-
-def _refuse_to_serve_without_keys() -> None:
-    """In the ``bentoml serve`` process itself, stop before binding when no keys are configured.
-
-    Each worker checks again in ``__init__``; without this check the server would bind the port
-    and keep restarting workers that refuse to start.
-    """
-    command = sys.argv[:3]
-    if command and os.path.basename(command[0]).startswith("bentoml") and "serve" in command[1:]:
-        try:
-            ServingSettings.from_env().require_auth_configured()
-        except ConfigurationError as error:
-            raise SystemExit(f"leadscore: {error}") from None
-
-
-_refuse_to_serve_without_keys()
+#: Routes anyone may call without an API key. Every other route, present or future, needs one
+#: (the middleware denies by default; tests/serving walk the OpenAPI document to prove it).
+#: /metrics needs the key too: give Prometheus a bearer token.
+OPEN_ROUTES: frozenset[str] = frozenset({"/livez", "/healthz", "/readyz", "/docs.json", "/"})
+#: Static files of the Swagger UI under this prefix are open as well (the UI page needs them).
+OPEN_PREFIXES: tuple[str, ...] = ("/static_content/",)
 
 
 class _DropClientValidationTracebacks(logging.Filter):
@@ -96,58 +97,95 @@ def _error(status: int, message: str, problems: list[Problem] | None = None) -> 
     name="leadscore",
     http=http_config(),
     workers=worker_count(),
-    traffic={"timeout": 120},
+    traffic={"timeout": request_timeout()},
 )
 class LeadScoringService:
     """Lead scoring: calibrated probability, 0-100 score, tier, grade and reasons per lead."""
 
     def __init__(self) -> None:
         from leadscore.serving import engine  # pandas, LightGBM, MLflow: workers only
+        from leadscore.serving.connections import install as install_read_deadline
 
         self.settings = ServingSettings.from_env()
         self.settings.require_auth_configured()
+        install_read_deadline(self.settings.read_timeout_seconds)
         self.engine = engine
         self.holder = engine.ModelHolder(self.settings)
-        self.holder.reload()
-        metrics.set_model_version(self.holder.current.version)
+        state.HOLDER = self.holder
+        # single leads run on the event loop; batches on their own threads, so a single lead
+        # never waits behind a batch (only for the GIL, handed over every millisecond)
+        sys.setswitchinterval(0.001)
+        self._batch_limiter = anyio.CapacityLimiter(1)
+        try:
+            self.holder.reload()
+        except ModelUnavailable as error:  # the pre-flight passed: keep the port, retry in the background
+            logger.error("no model loaded yet: %s; retrying in the background", error)
+        if self.holder.ready:
+            metrics.set_model_version(self.holder.current.version)
         self._stop = threading.Event()
-        self._poller: threading.Thread | None = None
-        if self.settings.reload_seconds > 0 and not self.holder.pinned:
-            self._poller = threading.Thread(target=self._poll, name="leadscore-reload", daemon=True)
-            self._poller.start()
+        self._wake = threading.Event()
+        self._signal = state.ReloadSignal()
+        self._loader = threading.Thread(target=self._load_loop, name="leadscore-loader", daemon=True)
+        self._loader.start()
 
     # --- lifecycle ------------------------------------------------------------------------------
     def __is_ready__(self) -> bool:
         return self.holder.ready
 
-    def _poll(self) -> None:
-        while not self._stop.wait(self.settings.reload_seconds):
-            self._check_for_new_model()
+    def _load_loop(self) -> None:
+        """The background loader: polls the alias, answers /reload (any worker's), retries failures."""
+        interval = self.settings.reload_seconds
+        polling = interval > 0 and not self.holder.pinned
+        last_check = time.monotonic()
+        seen_signal = self._signal.read()
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            if self._stop.is_set():
+                return
+            asked = self._wake.is_set()
+            self._wake.clear()
+            signal_now = self._signal.read()
+            if signal_now != seen_signal:
+                seen_signal, asked = signal_now, True
+            due = polling and time.monotonic() - last_check >= interval
+            retry = not self.holder.ready and time.monotonic() - last_check >= 5
+            if asked or due or retry:
+                last_check = time.monotonic()
+                self._check_for_new_model()
 
-    def _check_for_new_model(self) -> ReloadResponse | None:
+    def _check_for_new_model(self) -> None:
         try:
             outcome = self.holder.reload()
         except Exception as error:  # keep serving the current model
-            logger.warning(
-                "model reload check failed (%s); still serving the current model", type(error).__name__
-            )
-            return None
-        if outcome.reloaded:
+            logger.warning("model reload check failed (%s); still serving the current model", error)
+            return
+        if outcome.reloaded or self.holder.ready:
             metrics.set_model_version(outcome.model_version)
-        return outcome
 
     @bentoml.on_shutdown
-    def _stop_polling(self) -> None:
+    def _stop_loader(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     # --- API ------------------------------------------------------------------------------------
     @bentoml.api(route="/score")
-    def score(self, request: ScoreRequest, /) -> ScoreResponse:
+    async def score(self, request: ScoreRequest, /) -> ScoreResponse:
         """Score a batch of raw CRM leads: probability, 0-100 score, tier, grade, top reasons.
 
-        All leads go through one feature computation and one model call. explain=false skips
-        the explanation (grade, points and reasons) for speed.
+        All leads go through one feature computation and one model call; a single lead takes a
+        lighter path with the same result. explain=false skips the explanation (grade, points and
+        reasons) for speed.
         """
+        try:
+            loaded = self.holder.current
+        except ModelUnavailable as error:
+            return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
+        if self.engine.single_lead_fast_path(loaded, request, self.settings):
+            return self.score_sync(request)
+        return await anyio.to_thread.run_sync(self.score_sync, request, limiter=self._batch_limiter)
+
+    def score_sync(self, request: ScoreRequest) -> ScoreResponse:
+        """``/score`` on the calling thread."""
         started = time.perf_counter()
         if len(request.leads) > self.settings.max_batch:
             return _error(  # type: ignore[return-value]  # BentoML sends a Response as is
@@ -160,6 +198,8 @@ class LeadScoringService:
             response = self.engine.score_request(loaded, request, self.settings)
         except RequestInvalid as invalid:
             return self._invalid(invalid)  # type: ignore[return-value]  # BentoML sends a Response as is
+        except PayloadTooLarge as large:
+            return _error(413, str(large), large.problems)  # type: ignore[return-value]
         except ModelUnavailable as error:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         metrics.observe_scores((r.score for r in response.results), (r.tier for r in response.results))
@@ -174,12 +214,16 @@ class LeadScoringService:
         return response
 
     @bentoml.api(route="/score-records")
-    def score_records(self, request: RecordsRequest, /) -> ScoreResponse:
+    async def score_records(self, request: RecordsRequest, /) -> ScoreResponse:
         """Score leads sent as rows of the flat CRM export a flat model was trained on.
 
         For models trained from a mapping file (e.g. examples/xeducation.yaml): each record is an
         export row with the export's own column names; reasons read in the export's terms.
         """
+        return await anyio.to_thread.run_sync(self.score_records_sync, request, limiter=self._batch_limiter)
+
+    def score_records_sync(self, request: RecordsRequest) -> ScoreResponse:
+        """``/score-records`` on the calling thread."""
         started = time.perf_counter()
         if len(request.records) > self.settings.max_batch:
             return _error(  # type: ignore[return-value]  # BentoML sends a Response as is
@@ -205,13 +249,26 @@ class LeadScoringService:
         return response
 
     @bentoml.api(route="/explain")
-    def explain(self, request: ExplainRequest, /) -> ExplainResponse:
+    async def explain(self, request: ExplainRequest, /) -> ExplainResponse:
         """Explain one lead: its score, every grouped contribution, and the next best actions."""
+        try:
+            loaded = self.holder.current
+        except ModelUnavailable as error:
+            return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
+        single = ScoreRequest.model_construct(leads=[request.lead])
+        if self.engine.single_lead_fast_path(loaded, single, self.settings):
+            return self.explain_sync(request)
+        return await anyio.to_thread.run_sync(self.explain_sync, request, limiter=self._batch_limiter)
+
+    def explain_sync(self, request: ExplainRequest) -> ExplainResponse:
+        """``/explain`` on the calling thread."""
         try:
             loaded = self.holder.current
             response = self.engine.explain_request(loaded, request, self.settings)
         except RequestInvalid as invalid:
             return self._invalid(invalid)  # type: ignore[return-value]  # BentoML sends a Response as is
+        except PayloadTooLarge as large:
+            return _error(413, str(large), large.problems)  # type: ignore[return-value]
         except ModelUnavailable as error:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         metrics.observe_scores([response.score.score], [response.score.tier])
@@ -221,18 +278,25 @@ class LeadScoringService:
         return response
 
     @bentoml.api(route="/reload")
-    def reload(self) -> ReloadResponse:
-        """Check the champion alias (or the pinned version) now; load and swap if it changed.
+    async def reload(self) -> ReloadAccepted:
+        """Ask every worker to check the champion alias (or the pinned version) now; answers 202 at once.
 
-        Reloads the worker that answers; with several workers rely on LEADSCORE_RELOAD_SECONDS.
+        The check and any load run in the background; scoring continues on the current model
+        meanwhile. GET /readyz shows the version each answer comes from.
         """
-        try:
-            outcome = self.holder.reload()
-        except ModelUnavailable as error:
-            return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
-        if outcome.reloaded:
-            metrics.set_model_version(outcome.model_version)
-        return outcome
+        self._signal.raise_()
+        self._wake.set()
+        loaded = self.holder._current
+        accepted = ReloadAccepted(
+            accepted=True,
+            model_name=self.settings.model_name,
+            serving_version=loaded.version if loaded is not None else None,
+            pinned=self.holder.pinned,
+            store_reachable=self.holder.store_reachable,
+        )
+        return Response(  # type: ignore[return-value]  # BentoML sends a Response as is
+            accepted.model_dump_json(), status_code=202, media_type="application/json"
+        )
 
     # --- helpers --------------------------------------------------------------------------------
     @staticmethod
@@ -247,4 +311,28 @@ class LeadScoringService:
         return _error(422, f"{count} problem{'s' if count != 1 else ''} in the request", invalid.problems)
 
 
-LeadScoringService.add_asgi_middleware(GuardMiddleware)  # type: ignore[attr-defined]  # a bentoml Service
+LeadScoringService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
+    GuardMiddleware, open_routes=OPEN_ROUTES, open_prefixes=OPEN_PREFIXES
+)
+
+
+def _guard_outermost_when_the_app_is_built() -> None:
+    """Put the guard outermost when BentoML builds the app (in workers), not at import.
+
+    Importing BentoML's app factory imports numpy; the ``bentoml serve`` supervisor, which only
+    reads this module's configuration, stays light.
+    """
+    service_type: Any = type(LeadScoringService)
+    if getattr(service_type, "_leadscore_guard_outermost", False):
+        return
+    original = service_type.to_asgi
+
+    def to_asgi(self: Any, *args: Any, **kwargs: Any) -> Any:
+        put_guard_outermost()
+        return original(self, *args, **kwargs)
+
+    service_type.to_asgi = to_asgi
+    service_type._leadscore_guard_outermost = True
+
+
+_guard_outermost_when_the_app_is_built()

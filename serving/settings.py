@@ -28,6 +28,13 @@ FULL_VALIDATION_ENV = "LEADSCORE_FULL_VALIDATION"
 HOST_ENV = "LEADSCORE_HOST"
 PORT_ENV = "LEADSCORE_PORT"
 WORKERS_ENV = "LEADSCORE_WORKERS"
+MAX_EVENTS_PER_LEAD_ENV = "LEADSCORE_MAX_EVENTS_PER_LEAD"
+MAX_EVENTS_ENV = "LEADSCORE_MAX_EVENTS_PER_REQUEST"
+READ_TIMEOUT_ENV = "LEADSCORE_READ_TIMEOUT_SECONDS"
+MAX_CONCURRENCY_ENV = "LEADSCORE_MAX_CONCURRENCY"
+LOAD_TIMEOUT_ENV = "LEADSCORE_LOAD_TIMEOUT_SECONDS"
+AUTH_FAILURES_ENV = "LEADSCORE_AUTH_FAILURES_PER_MINUTE"
+REQUEST_TIMEOUT_ENV = "LEADSCORE_REQUEST_TIMEOUT_SECONDS"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -35,6 +42,13 @@ DEFAULT_MAX_BATCH = 1000
 DEFAULT_MAX_BODY_MB = 64.0
 DEFAULT_RELOAD_SECONDS = 60.0
 DEFAULT_CLOCK_SKEW_SECONDS = 300.0
+DEFAULT_MAX_EVENTS_PER_LEAD = 10_000  # activities plus expanded engagement_counts, per lead
+DEFAULT_MAX_EVENTS = 200_000  # the same, per request
+DEFAULT_READ_TIMEOUT_SECONDS = 15.0  # headers and body of one request
+DEFAULT_MAX_CONCURRENCY = 32  # API requests in progress per worker; more get 503
+DEFAULT_LOAD_TIMEOUT_SECONDS = 20.0  # one registry check or model load
+DEFAULT_AUTH_FAILURES_PER_MINUTE = 30  # wrong keys per client address, then 429
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0  # the service's own time per request, then 504
 MIN_KEY_LENGTH = 16
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
@@ -95,6 +109,12 @@ class ServingSettings:
     reload_seconds: float = DEFAULT_RELOAD_SECONDS  # 0 disables polling
     clock_skew_seconds: float = DEFAULT_CLOCK_SKEW_SECONDS
     full_validation: bool = False
+    max_events_per_lead: int = DEFAULT_MAX_EVENTS_PER_LEAD
+    max_events: int = DEFAULT_MAX_EVENTS
+    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    load_timeout_seconds: float = DEFAULT_LOAD_TIMEOUT_SECONDS
+    auth_failures_per_minute: int = DEFAULT_AUTH_FAILURES_PER_MINUTE
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -109,6 +129,14 @@ class ServingSettings:
             reload_seconds=_number(RELOAD_ENV, DEFAULT_RELOAD_SECONDS, minimum=0),
             clock_skew_seconds=_number(CLOCK_SKEW_ENV, DEFAULT_CLOCK_SKEW_SECONDS, minimum=0),
             full_validation=_flag(FULL_VALIDATION_ENV),
+            max_events_per_lead=int(_number(MAX_EVENTS_PER_LEAD_ENV, DEFAULT_MAX_EVENTS_PER_LEAD, minimum=1)),
+            max_events=int(_number(MAX_EVENTS_ENV, DEFAULT_MAX_EVENTS, minimum=1)),
+            read_timeout_seconds=_number(READ_TIMEOUT_ENV, DEFAULT_READ_TIMEOUT_SECONDS, minimum=0.1),
+            max_concurrency=int(_number(MAX_CONCURRENCY_ENV, DEFAULT_MAX_CONCURRENCY, minimum=1)),
+            load_timeout_seconds=_number(LOAD_TIMEOUT_ENV, DEFAULT_LOAD_TIMEOUT_SECONDS, minimum=0.1),
+            auth_failures_per_minute=int(
+                _number(AUTH_FAILURES_ENV, DEFAULT_AUTH_FAILURES_PER_MINUTE, minimum=1)
+            ),
         )
 
     def require_auth_configured(self) -> None:
@@ -131,3 +159,8 @@ def http_config() -> dict[str, object]:
 
 def worker_count() -> int:
     return int(_number(WORKERS_ENV, 1, minimum=1))
+
+
+def request_timeout() -> float:
+    """BentoML ``traffic.timeout``: the service's own time per request before a 504."""
+    return _number(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT_SECONDS, minimum=0.1)

@@ -51,7 +51,12 @@ def serving_env(trained_model: TrainedModel, monkeypatch: pytest.MonkeyPatch) ->
     return trained_model
 
 
-ASGI_LIMITS = {"LEADSCORE_MAX_BATCH": "50", "LEADSCORE_MAX_BODY_MB": "1"}
+ASGI_LIMITS = {
+    "LEADSCORE_MAX_BATCH": "50",
+    "LEADSCORE_MAX_BODY_MB": "1",
+    "LEADSCORE_MAX_EVENTS_PER_LEAD": "2000",
+    "LEADSCORE_AUTH_FAILURES_PER_MINUTE": "1000",  # the 401 tests send many wrong keys
+}
 
 
 @pytest.fixture(scope="session")

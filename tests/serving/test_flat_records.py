@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadscore.features.build import FlatBuildJob
 from leadscore.features.simulator import simulate_crm
@@ -124,7 +126,7 @@ def test_rejects_bad_numbers_naming_field_and_record(flat_model: tuple[LoadedMod
     loaded, export = flat_model
     rows = export.drop(columns=["Became Opportunity"]).head(3)
     records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
-    records[1]["Pricing Views"] = -2
+    records[1]["Pricing Views"] = "ten"
     records[2]["Employees"] = float("inf")
     records[0]["Lead ID"] = ""
     with pytest.raises(RequestInvalid) as caught:
@@ -137,3 +139,58 @@ def test_score_records_on_an_activity_model_is_a_clear_422(client: Any) -> None:
     answer = client.post("/score-records", json={"records": [{"x": 1}]}, headers={"X-API-Key": API_KEY})
     assert answer.status_code == 422
     assert "use POST /score" in answer.text
+
+
+# --- parity: rows training accepts score the same through the service, the pyfunc and batch reading --
+
+numbers = st.one_of(
+    st.none(),
+    st.integers(-(10**6), 10**6),
+    st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "Select", "12", "-3.5", " 7 ", "1e3"]),
+)
+
+
+@st.composite
+def export_rows(draw: st.DrawFn, base: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(draw(st.integers(1, 8))):
+        row = dict(base[draw(st.integers(0, len(base) - 1))], **{"Lead ID": f"r{i}"})
+        for column in ("Employees", "Pricing Views", "Demo Requests"):
+            if draw(st.booleans()):
+                row[column] = draw(numbers)
+        if draw(st.booleans()):
+            row["Channel"] = draw(st.sampled_from(["web_form", "referral", "never-seen", None, "Select"]))
+        rows.append(row)
+    return rows
+
+
+def test_property_service_pyfunc_and_batch_agree_on_rows_training_accepts(
+    flat_model: tuple[LoadedModel, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from leadscore.training.pyfunc import LeadScoringPyfunc
+
+    loaded, export = flat_model
+    head = export.drop(columns=["Became Opportunity"]).head(40)
+    base = head.astype(object).where(head.notna(), None).to_dict(orient="records")
+    pyfunc = LeadScoringPyfunc()
+    pyfunc.model = loaded.model
+    folder = tmp_path_factory.mktemp("parity")
+
+    @given(export_rows(base))
+    @settings(max_examples=40, deadline=None)
+    def check(rows: list[dict[str, Any]]) -> None:
+        served = score_records_request(loaded, RecordsRequest(records=rows))
+        through_pyfunc = pyfunc.predict(None, pd.DataFrame.from_records(rows))
+        path = folder / "rows.csv"
+        pd.DataFrame.from_records(rows).to_csv(path, index=False)  # as the export file training reads
+        read = pd.read_csv(path, dtype=str, keep_default_na=False)
+        batch = loaded.model.score_features(loaded.model.features_from_export(read), explain=True)
+        service_p = [r.probability for r in served.results]
+        assert service_p == list(through_pyfunc["probability"])
+        assert service_p == [b["probability"] for b in batch]
+        assert [[x.model_dump() for x in r.reasons_positive] for r in served.results] == list(
+            through_pyfunc["reasons_positive"]
+        )
+
+    check()

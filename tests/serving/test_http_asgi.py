@@ -60,7 +60,7 @@ def test_openapi_describes_every_field_and_the_errors(client: TestClient) -> Non
         "ScoreResponseIODescriptor",
         "ExplainRequestIODescriptor",
         "ExplainResponseIODescriptor",
-        "ReloadResponseIODescriptor",
+        "ReloadAcceptedIODescriptor",
         "ErrorResponse",
         "Problem",
     ]
@@ -70,7 +70,8 @@ def test_openapi_describes_every_field_and_the_errors(client: TestClient) -> Non
     assert set(spec["components"]["securitySchemes"]) == {"ApiKeyHeader", "BearerKey"}
     for path in ("/score", "/explain", "/reload"):
         operation = spec["paths"][path]["post"]
-        assert {"200", "400", "401", "413", "415", "422"} <= set(operation["responses"])
+        ok = "202" if path == "/reload" else "200"
+        assert {ok, "400", "401", "413", "415", "422"} <= set(operation["responses"])
         assert operation["security"]
 
 
@@ -131,7 +132,7 @@ def test_wrong_content_type_is_415(client: TestClient, lead: dict, content_type:
 
 
 def test_empty_body_needs_no_content_type(client: TestClient) -> None:
-    assert client.post("/reload", headers=AUTH).status_code == 200
+    assert client.post("/reload", headers=AUTH).status_code == 202
 
     def chunked() -> Iterator[bytes]:
         yield b'{"leads": []}'
@@ -313,10 +314,11 @@ def test_explain_endpoint(client: TestClient, lead: dict) -> None:
     assert payload["next_best_actions"][0]["label"]
 
 
-def test_reload_endpoint(client: TestClient) -> None:
+def test_reload_endpoint_answers_at_once(client: TestClient) -> None:
     response = client.post("/reload", headers=AUTH)
-    assert response.status_code == 200
-    assert response.json()["reloaded"] is False
+    assert response.status_code == 202
+    payload = response.json()
+    assert payload["accepted"] is True and payload["serving_version"] and payload["model_name"] == "leadscore"
 
 
 def test_server_keeps_serving_after_bad_requests(client: TestClient, lead: dict) -> None:
@@ -334,6 +336,9 @@ def test_unexpected_errors_are_500_json_without_details(
         raise RuntimeError("secret internals /etc/passwd")
 
     monkeypatch.setattr(engine, "score_prepared", broken)
+    monkeypatch.setattr(engine, "score_one_fast", broken)
+    response = post(client, {"leads": [lead, dict(lead, lead_id="another")]})
+    assert response.status_code == 500
     response = post(client, {"leads": [lead]})
     assert response.status_code == 500
     assert response.json()["error"] == "internal_error"

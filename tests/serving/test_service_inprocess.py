@@ -43,7 +43,7 @@ def pyfunc_path_probabilities(model, leads: list[dict]) -> np.ndarray:
 
 def test_score_matches_the_pyfunc_code_path(service, serving_env) -> None:
     leads = serving_env.batch(60)
-    response = service.score(ScoreRequest.model_validate({"leads": leads}))
+    response = service.score_sync(ScoreRequest.model_validate({"leads": leads}))
     assert isinstance(response, ScoreResponse)
     assert [r.lead_id for r in response.results] == [lead["lead_id"] for lead in leads]
     expected = pyfunc_path_probabilities(service.holder.current.model, leads)
@@ -59,8 +59,8 @@ def test_score_matches_the_pyfunc_code_path(service, serving_env) -> None:
 
 def test_explain_false_same_probability_without_reasons(service, serving_env) -> None:
     leads = serving_env.batch(10)
-    full = service.score(ScoreRequest.model_validate({"leads": leads}))
-    fast = service.score(ScoreRequest.model_validate({"leads": leads, "explain": False}))
+    full = service.score_sync(ScoreRequest.model_validate({"leads": leads}))
+    fast = service.score_sync(ScoreRequest.model_validate({"leads": leads, "explain": False}))
     np.testing.assert_allclose(
         [r.probability for r in fast.results], [r.probability for r in full.results], atol=1e-12
     )
@@ -68,13 +68,13 @@ def test_explain_false_same_probability_without_reasons(service, serving_env) ->
 
 
 def test_top_k_limits_reasons(service, serving_env) -> None:
-    response = service.score(ScoreRequest.model_validate({"leads": serving_env.batch(5), "top_k": 1}))
+    response = service.score_sync(ScoreRequest.model_validate({"leads": serving_env.batch(5), "top_k": 1}))
     assert all(len(r.reasons_positive) <= 1 and len(r.reasons_negative) <= 1 for r in response.results)
 
 
 def test_batch_over_the_limit_is_413(serving_env, monkeypatch) -> None:
     monkeypatch.setenv("LEADSCORE_MAX_BATCH", "3")
-    response = make_service().score(ScoreRequest.model_validate({"leads": serving_env.batch(4)}))
+    response = make_service().score_sync(ScoreRequest.model_validate({"leads": serving_env.batch(4)}))
     assert isinstance(response, Response) and response.status_code == 413
     assert "LEADSCORE_MAX_BATCH" in body(response)["message"]
 
@@ -84,7 +84,7 @@ def test_contract_problems_are_422_naming_field_and_lead(service, serving_env) -
     leads[0]["activities"].append({"timestamp": "2999-01-01T00:00:00Z", "activity_type": "page_view"})
     leads[1]["activities"].append({"timestamp": "2000-01-01T00:00:00Z", "activity_type": "email_open"})
     leads[2]["lead_id"] = leads[3]["lead_id"]
-    response = service.score(ScoreRequest.model_validate({"leads": leads}))
+    response = service.score_sync(ScoreRequest.model_validate({"leads": leads}))
     assert response.status_code == 422
     problems = {p["field"]: p for p in body(response)["problems"]}
     future = problems[f"leads[0].activities[{len(leads[0]['activities']) - 1}].timestamp"]
@@ -99,7 +99,9 @@ def test_bad_timestamps_and_as_of(service, serving_env) -> None:
     leads = serving_env.batch(3)
     leads[0]["created_at"] = "not a time"
     leads[1]["as_of"] = "2000-01-01T00:00:00"  # before the lead was created
-    response = service.score(ScoreRequest.model_validate({"leads": leads, "as_of": "3000-01-01T00:00:00Z"}))
+    response = service.score_sync(
+        ScoreRequest.model_validate({"leads": leads, "as_of": "3000-01-01T00:00:00Z"})
+    )
     assert response.status_code == 422
     problems = {p["field"]: p["problem"] for p in body(response)["problems"]}
     assert problems["leads[0].created_at"] == "not a valid ISO 8601 timestamp"
@@ -108,7 +110,7 @@ def test_bad_timestamps_and_as_of(service, serving_env) -> None:
 
 
 def test_explain_one_lead(service, serving_env) -> None:
-    response = service.explain(ExplainRequest.model_validate({"lead": serving_env.lead(0)}))
+    response = service.explain_sync(ExplainRequest.model_validate({"lead": serving_env.lead(0)}))
     score = response.score
     total = sum(c.impact for c in response.contributions)
     assert total == pytest.approx(
@@ -123,7 +125,7 @@ def test_explain_one_lead(service, serving_env) -> None:
 def test_unknown_categories_are_scored_like_other_unseen_values(service, serving_env) -> None:
     lead = serving_env.lead(0)
     one, two = dict(lead, channel="carrier_pigeon"), dict(lead, channel="smoke_signals", lead_id="x2")
-    response = service.score(ScoreRequest.model_validate({"leads": [one, two]}))
+    response = service.score_sync(ScoreRequest.model_validate({"leads": [one, two]}))
     assert isinstance(response, ScoreResponse)
     assert response.results[0].probability == response.results[1].probability
 
@@ -136,7 +138,7 @@ def test_blank_text_is_missing_and_offsets_are_utc(service, serving_env) -> None
     shifted = dict(
         lead, lead_id="shifted", created_at=(created + pd.Timedelta(hours=2)).isoformat() + "+02:00"
     )
-    response = service.score(ScoreRequest.model_validate({"leads": [blank, missing, shifted, lead]}))
+    response = service.score_sync(ScoreRequest.model_validate({"leads": [blank, missing, shifted, lead]}))
     p = [r.probability for r in response.results]
     assert p[0] == p[1]
     assert p[2] == p[3]
@@ -161,7 +163,7 @@ def test_engagement_counts_expand_like_events(service, serving_env) -> None:
         },
         {"activity_type": "demo_request", "count": 0, "last_at": times[0].isoformat()},
     ]
-    response = service.score(ScoreRequest.model_validate({"leads": [with_events, with_counts]}))
+    response = service.score_sync(ScoreRequest.model_validate({"leads": [with_events, with_counts]}))
     assert response.results[0].probability == response.results[1].probability
     assert response.results[0].reasons_positive == response.results[1].reasons_positive
 
@@ -175,13 +177,13 @@ def test_reload_swaps_atomically(service, serving_env) -> None:
     client.set_registered_model_alias("leadscore", "champion", new.version)
     try:
         in_flight = service.holder.current  # what a request that already started holds
-        outcome = service.reload()
+        outcome = service.holder.reload()
         assert outcome.reloaded and outcome.model_version == str(new.version)
         assert outcome.previous_version == before.version
         assert service.holder.current is not in_flight and in_flight.version == before.version
-        response = service.score(ScoreRequest.model_validate({"leads": serving_env.batch(2)}))
+        response = service.score_sync(ScoreRequest.model_validate({"leads": serving_env.batch(2)}))
         assert response.model_version == str(new.version)
-        again = service.reload()
+        again = service.holder.reload()
         assert not again.reloaded and again.model_version == str(new.version)
     finally:
         client.set_registered_model_alias("leadscore", "champion", before.version)
@@ -202,13 +204,13 @@ def test_a_reload_freezes_the_new_model_and_frees_the_old_one(service, serving_e
     client.set_registered_model_alias("leadscore", "champion", new.version)
     try:
         del before
-        assert service.reload().reloaded
+        assert service.holder.reload().reloaded
         gc.collect()
         assert old_model() is None  # not pinned in the frozen generation: no leak per reload
         assert gc.get_freeze_count() > 0
     finally:
         client.set_registered_model_alias("leadscore", "champion", original)
-        service.reload()
+        service.holder.reload()
 
 
 def test_concurrent_reloads_and_scores_do_not_fail(service, serving_env) -> None:
@@ -218,8 +220,8 @@ def test_concurrent_reloads_and_scores_do_not_fail(service, serving_env) -> None
     def work() -> None:
         try:
             for _ in range(5):
-                assert isinstance(service.score(request), ScoreResponse)
-                service.reload()
+                assert isinstance(service.score_sync(request), ScoreResponse)
+                service.holder.reload()
         except BaseException as error:
             errors.append(error)
 
@@ -234,7 +236,7 @@ def test_concurrent_reloads_and_scores_do_not_fail(service, serving_env) -> None
 def test_pinned_version(serving_env, monkeypatch) -> None:
     monkeypatch.setenv("LEADSCORE_MODEL_VERSION", "1")
     service = make_service()
-    outcome = service.reload()
+    outcome = service.holder.reload()
     assert outcome.pinned and not outcome.reloaded and outcome.model_version == "1"
 
 

@@ -1,0 +1,350 @@
+"""The single-lead fast path: one valid lead scored without DataFrames, equal to the batch path.
+
+:func:`prepare_one` reads one :class:`~leadscore.serving.schemas.RawLead` into the values of
+:mod:`leadscore.features.single_lead` and checks it the way
+:func:`~leadscore.serving.payload.prepare_leads` does; it returns ``None`` whenever the lead is
+not certainly valid (a problem to report, a time stamp form it does not parse, full validation
+asked for) and the caller takes the batch path, which then accepts or reports it. A lead is never
+rejected here.
+
+:class:`FastScorer` scores that row with the model's own parts (encoder categories, booster,
+calibrator, grouping, reason sentences) in the order ``LeadScoringModel.score_features`` uses
+them, on a one-row NumPy array instead of a DataFrame; the next best actions re-score modified
+copies of the row in one booster call instead of re-running the pipeline per action. It applies
+only to models whose features are exactly the native event catalogue's (:func:`applies_to`):
+flat-export models and models with their own activity types or fields use the batch path.
+``tests/serving/test_single_lead.py`` proves features, probabilities, reasons and actions equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from leadscore.features.catalogue import FEATURE_CATALOGUE, FEATURE_NAMES, Family
+from leadscore.features.single_lead import (
+    LeadValues,
+    ceil_seconds,
+    epoch_microseconds,
+    isoformat_us,
+    lead_features,
+    signal_of,
+    spread_events,
+)
+from leadscore.serving.schemas import RawLead
+from leadscore.training.cadence import follow_up
+from leadscore.training.explain import (
+    Reason,
+    concept_sentence,
+    concepts_for,
+    points_from_contributions,
+    top_reasons,
+)
+from leadscore.training.model import ACTION_LABELS, ACTIONABLE_TYPES, LeadScoringModel, NextBestAction
+
+_CATEGORICAL_INPUTS = ("channel", "seniority", "department", "country", "industry", "company_type")
+_NUMERIC_INPUTS = ("employee_count", "annual_revenue")
+_NATIVE = frozenset(FEATURE_NAMES)
+
+
+@dataclass(frozen=True)
+class OneLead:
+    """A valid lead, read for the fast path."""
+
+    lead_id: str
+    lead: LeadValues
+    as_of_us: int
+    event_us: np.ndarray  # int64, every event (real and expanded counts)
+    event_signals: np.ndarray  # int64
+
+    @property
+    def as_of_text(self) -> str:
+        return isoformat_us(self.as_of_us)
+
+    def features(self) -> dict[str, object]:
+        return lead_features(
+            lead=self.lead,
+            as_of_us=self.as_of_us,
+            event_seconds=ceil_seconds(self.event_us),
+            event_signals=self.event_signals,
+        )
+
+
+def _text(value: str | None) -> str | None:
+    return value if value is None or value.strip() else None
+
+
+def prepare_one(
+    raw: RawLead,
+    *,
+    request_as_of: str | None,
+    now_us: int,
+    clock_skew_seconds: float,
+    full_validation: bool,
+) -> OneLead | None:
+    """The lead's values when it is certainly valid, else None (take the batch path)."""
+    if full_validation or not raw.lead_id.strip():
+        return None
+    bound = now_us + int(round(clock_skew_seconds * 1_000_000))
+    created = epoch_microseconds(raw.created_at)
+    if created is None or created > bound:
+        return None
+    as_of = now_us
+    if request_as_of is not None:
+        parsed = epoch_microseconds(request_as_of)
+        if parsed is None or parsed > bound:
+            return None
+        as_of = parsed
+    if raw.as_of is not None:
+        own = epoch_microseconds(raw.as_of)
+        if own is None or own > bound:
+            return None
+        as_of = own
+    if as_of < created:
+        return None
+
+    times: list[int] = []
+    signals: list[int] = []
+    for activity in raw.activities:
+        when = epoch_microseconds(activity.timestamp)
+        if when is None or when > bound or when < created:
+            return None
+        times.append(when)
+        signals.append(signal_of(str(activity.activity_type), activity.page_category))
+    event_us = np.array(times, dtype=np.int64)
+    event_signals = np.array(signals, dtype=np.int64)
+    if raw.engagement_counts:
+        spread_times, spread_signals = [event_us], [event_signals]
+        for entry in raw.engagement_counts:
+            last = epoch_microseconds(entry.last_at)
+            if last is None:
+                return None
+            start = created
+            if entry.first_at is not None:
+                first = epoch_microseconds(entry.first_at)
+                if first is None:
+                    return None
+                start = first
+            if entry.count == 0:
+                continue
+            if start > last:
+                return None
+            spread = spread_events(start_us=start, last_us=last, count=entry.count)
+            if (spread > bound).any() or (spread < created).any():
+                return None
+            spread_times.append(spread)
+            code = signal_of(str(entry.activity_type), entry.page_category)
+            spread_signals.append(np.full(entry.count, code, dtype=np.int64))
+        event_us = np.concatenate(spread_times)
+        event_signals = np.concatenate(spread_signals)
+
+    lead = LeadValues(
+        created_us=created,
+        categorical={name: _text(getattr(raw, name)) for name in _CATEGORICAL_INPUTS},
+        employee_count=raw.employee_count,
+        annual_revenue=raw.annual_revenue,
+        email=_text(raw.email),
+    )
+    return OneLead(raw.lead_id, lead, as_of, event_us, event_signals)
+
+
+def applies_to(model: LeadScoringModel) -> bool:
+    """Whether the fast path computes this model's features: the native event catalogue, nothing else."""
+    if getattr(model, "flat", None) is not None:
+        return False
+    names = tuple(model.feature_names)
+    categories = getattr(model.encoder, "categories_", None)
+    return (
+        bool(names)
+        and set(names) <= _NATIVE
+        and isinstance(categories, dict)
+        and set(categories) <= set(names)
+        and type(model.encoder).__name__ == "CategoryCodeEncoder"
+    )
+
+
+class FastScorer:
+    """Scores one feature row with a native model's parts, exactly as ``score_features`` would."""
+
+    def __init__(self, model: LeadScoringModel) -> None:
+        if not applies_to(model):
+            raise ValueError("the fast path applies only to models on the native event features")
+        self.model = model
+        self.names = tuple(model.feature_names)
+        categories: dict[str, tuple[str, ...]] = model.encoder.categories_
+        self.codes: dict[str, tuple[dict[str, float], float]] = {
+            name: ({value: float(i) for i, value in enumerate(known)}, float(len(known) - 1))
+            for name, known in categories.items()
+        }
+        self.concepts, self.grouping = concepts_for(self.names, FEATURE_CATALOGUE)
+        families = np.array([c.family for c in self.concepts])
+        self.fit_concepts = families == Family.FIT
+        self.engagement_concepts = ~self.fit_concepts
+
+    # --- rows ------------------------------------------------------------------------------------
+    def encode(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
+        """Encoded rows for the booster (the encoder's codes; numbers as float64)."""
+        out = np.empty((len(rows), len(self.names)), dtype=np.float64)
+        for r, row in enumerate(rows):
+            for c, name in enumerate(self.names):
+                value = row[name]
+                coding = self.codes.get(name)
+                if coding is None:
+                    out[r, c] = value  # type: ignore[assignment]  # floats (NaN when missing)
+                elif value is None:
+                    out[r, c] = np.nan
+                else:
+                    known, other = coding
+                    out[r, c] = known.get(str(value), other)
+        return out
+
+    def contributions(self, encoded: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.booster.predict(encoded, pred_contrib=True), dtype=np.float64)
+
+    def raw_scores(self, encoded: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.booster.predict(encoded, raw_score=True), dtype=np.float64)
+
+    # --- scoring ---------------------------------------------------------------------------------
+    def score(
+        self, row: Mapping[str, object], *, lead_id: str, explain: bool, top_k: int
+    ) -> tuple[dict[str, object], np.ndarray | None]:
+        """One scored lead (the dict ``score_features`` returns) and its contributions when explained."""
+        model = self.model
+        encoded = self.encode([row])
+        record = _Record(row)
+        result: dict[str, object] = {"lead_id": lead_id}
+        if explain:
+            contributions = self.contributions(encoded)
+            probability = model.calibrate(contributions.sum(axis=1))
+            scores = 100.0 * probability
+            grouped = contributions[:, :-1] @ self.grouping
+            fit_part = grouped[:, self.fit_concepts].sum(axis=1)
+            engagement_part = grouped[:, self.engagement_concepts].sum(axis=1)
+            base_score = 100.0 * float(model.calibrate(np.array([float(contributions[0, -1])]))[0])
+            slope = 100.0 * probability * (1.0 - probability)
+            points = points_from_contributions(
+                grouped=grouped, scores=scores, base_score=base_score, slope=slope
+            )
+            p = float(probability[0])
+            fit_grade = model.fit_grade(float(fit_part[0]))
+            engagement_grade = model.engagement_grade(float(engagement_part[0]))
+            positive, negative = top_reasons(
+                concepts=self.concepts,
+                points_row=points[0],
+                feature_row=record,
+                top_positive=top_k,
+                top_negative=top_k,
+                sentence=concept_sentence,
+            )
+            result.update(
+                probability=p,
+                score=round(float(scores[0]), 1),
+                tier=model.tier(p, fit_grade=fit_grade).value,
+                grade=f"{fit_grade}{engagement_grade}",
+                fit_points=round(float(points[0, self.fit_concepts].sum()), 2),
+                engagement_points=round(float(points[0, self.engagement_concepts].sum()), 2),
+                base_score=round(base_score, 2),
+                reasons_positive=[r.as_dict() for r in positive],
+                reasons_negative=[r.as_dict() for r in negative],
+            )
+            kept: np.ndarray | None = contributions
+        else:
+            probability = model.calibrate(self.raw_scores(encoded))
+            p = float(probability[0])
+            fit_grade_or_none = None
+            if p < model.thresholds.mql:
+                partial = self.contributions(encoded)[:, :-1] @ self.grouping
+                fit_grade_or_none = model.fit_grade(float(partial[:, self.fit_concepts].sum(axis=1)[0]))
+            result.update(
+                probability=p,
+                score=round(float(100.0 * probability[0]), 1),
+                tier=model.tier(p, fit_grade=fit_grade_or_none).value,
+                grade=None,
+            )
+            kept = None
+        touches = row.get("sales_touches_total", float("nan"))
+        result["follow_up"] = follow_up(
+            tier=_tier(str(result["tier"])),
+            sales_touches=float(touches),  # type: ignore[arg-type]
+        )
+        return result, kept
+
+    def all_reasons(self, row: Mapping[str, object], contributions: np.ndarray) -> list[Reason]:
+        """Every grouped contribution, strongest first (``LeadScoringModel.all_reasons`` for one row)."""
+        model = self.model
+        grouped = contributions[:, :-1] @ self.grouping
+        probability = model.calibrate(contributions.sum(axis=1))
+        base_score = 100.0 * float(model.calibrate(np.array([contributions[0, -1]]))[0])
+        points = points_from_contributions(
+            grouped=grouped,
+            scores=100.0 * probability,
+            base_score=base_score,
+            slope=100.0 * probability * (1.0 - probability),
+        )
+        positive, negative = top_reasons(
+            concepts=self.concepts,
+            points_row=points[0],
+            feature_row=_Record(row),
+            top_positive=len(self.concepts),
+            top_negative=len(self.concepts),
+            min_abs_points=0.0,
+            sentence=concept_sentence,
+        )
+        return sorted(positive + negative, key=lambda r: -abs(r.impact))
+
+    def next_best_actions(self, one: OneLead) -> list[NextBestAction]:
+        """One more of each actionable activity at the snapshot's second, all re-scored in one call.
+
+        The batch path adds the event at ``as_of`` cut to whole seconds and scores the variant as
+        of that second; the rows here are built the same way from the lead's own events.
+        """
+        base_row = one.features()
+        second_us = (one.as_of_us // 1_000_000) * 1_000_000
+        seconds = ceil_seconds(one.event_us)
+        rows: list[Mapping[str, object]] = [base_row]
+        for action in ACTIONABLE_TYPES:
+            rows.append(
+                lead_features(
+                    lead=one.lead,
+                    as_of_us=second_us,
+                    event_seconds=np.append(seconds, second_us // 1_000_000),
+                    event_signals=np.append(one.event_signals, signal_of(action, None)),
+                )
+            )
+        probability = self.model.calibrate(self.raw_scores(self.encode(rows)))
+        base = float(probability[0])
+        actions = [
+            NextBestAction(action, ACTION_LABELS[action], float(after), float(after - base))
+            for action, after in zip(ACTIONABLE_TYPES, probability[1:], strict=True)
+        ]
+        return sorted(actions, key=lambda a: -a.uplift)
+
+
+def _tier(value: str) -> Any:
+    from leadscore.features.vocabulary import Tier
+
+    return Tier(value)
+
+
+class _Record(Mapping[str, object]):
+    """A feature row as reasons read it: missing values (NaN) as None, like ``rows_as_records``."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Mapping[str, object]) -> None:
+        self._row = row
+
+    def __getitem__(self, name: str) -> object:
+        value = self._row[name]
+        if isinstance(value, float) and value != value:
+            return None
+        return value
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)

@@ -1,0 +1,240 @@
+"""The single-lead fast path equals the batch path: features, probabilities, reasons, next best actions.
+
+Property tests over simulated leads (the newest leads of the test model's export) with random
+activities, engagement counts, time stamp spellings, fit values and snapshot times. Whenever the
+fast path accepts a lead, the batch path must accept it too and give the identical result; when it
+declines, the batch path decides (and rejects or scores it) -- the fast path never rejects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
+from leadscore.features.single_lead import epoch_microseconds
+from leadscore.features.vocabulary import ActivityType, PageCategory
+from leadscore.serving import engine
+from leadscore.serving.errors import RequestInvalid
+from leadscore.serving.fast import FastScorer, applies_to, prepare_one
+from leadscore.serving.payload import prepare_leads, utc_naive
+from leadscore.serving.schemas import ExplainRequest, RawLead, ScoreRequest
+from leadscore.serving.settings import ServingSettings
+from tests.serving.serving_support import TrainedModel
+
+NOW = pd.Timestamp("2026-01-01T00:00:00")  # after every simulated lead; fixed for both paths
+SETTINGS = ServingSettings(api_keys=("k" * 20,))
+PROPERTY = settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,  # the same cases every run (they are many and varied; see the leads strategy)
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture(scope="module")
+def loaded(trained_model: TrainedModel) -> engine.LoadedModel:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in trained_model.env.items():
+            patch.setenv(name, value)
+        from leadscore.training import registry
+
+        version = registry.champion_version(model_name="leadscore")
+        assert version is not None
+        model = registry.load_scoring_model(model_name="leadscore", version=version)
+    assert applies_to(model)
+    return engine.LoadedModel(model, "leadscore", version, 0.0, fast=FastScorer(model))
+
+
+def _now_us() -> int:
+    return int(NOW.value // 1000)
+
+
+def _fast(lead: RawLead, as_of: str | None) -> Any:
+    return prepare_one(
+        lead, request_as_of=as_of, now_us=_now_us(), clock_skew_seconds=300.0, full_validation=False
+    )
+
+
+# --- time stamps ---------------------------------------------------------------------------------
+def _spell(moment: dt.datetime, style: int, offset_minutes: int) -> str:
+    """One ISO 8601 spelling of a naive-UTC moment (the moment itself, whatever the spelling)."""
+    if style == 0:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if style == 1:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if style == 2:
+        return moment.isoformat(timespec="microseconds")
+    if style == 3:
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    if style == 4:
+        local = moment + dt.timedelta(minutes=offset_minutes)
+        sign = "+" if offset_minutes >= 0 else "-"
+        hours, minutes = divmod(abs(offset_minutes), 60)
+        return local.strftime("%Y-%m-%dT%H:%M:%S") + f"{sign}{hours:02d}:{minutes:02d}"
+    if style == 5:
+        return moment.strftime("%Y-%m-%dT%H:%M")
+    return moment.strftime("%Y-%m-%d")
+
+
+moments = st.datetimes(min_value=dt.datetime(1650, 1, 1), max_value=dt.datetime(2300, 1, 1))
+texts = st.one_of(
+    st.builds(_spell, moments, st.integers(0, 6), st.integers(-14 * 60, 14 * 60)),
+    st.sampled_from(["2025-02-30T00:00:00", "2025-01-01T24:00:00", "2025-01-01T10:00:00.1234567", "x"]),
+    st.text(alphabet="0123456789-T:Z+. ", max_size=26),
+)
+
+
+@given(texts)
+@settings(max_examples=400, deadline=None)
+def test_time_stamps_read_like_pandas_or_not_at_all(text: str) -> None:
+    ours = epoch_microseconds(text)
+    if ours is None:
+        return  # the batch path decides
+    theirs = utc_naive([text]).iloc[0]
+    assert not pd.isna(theirs), text
+    assert ours == int(theirs.value // 1000), text
+
+
+# --- leads -----------------------------------------------------------------------------------------
+PAGES = [p.value for p in PageCategory] + [None, "Pricing", "landing"]
+EMAILS = ["a@gmail.com", " B@GMAIL.COM ", "c@uni.edu", "d@ox.ac.uk", "e@corp.example", "no-at", "", None]
+
+
+@st.composite
+def leads(draw: st.DrawFn, samples: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    lead = dict(samples[draw(st.integers(0, len(samples) - 1))])
+    created = (
+        pd.Timestamp(lead["created_at"]).tz_localize(None)
+        if pd.Timestamp(lead["created_at"]).tzinfo is None
+        else pd.Timestamp(lead["created_at"]).tz_convert("UTC").tz_localize(None)
+    )
+    span = max(1, int((NOW - created).total_seconds()))
+
+    def moment(low: int = 0) -> dt.datetime:
+        seconds = draw(st.integers(low, span + 600))
+        micro = draw(st.sampled_from([0, 0, 1, 999_999, draw(st.integers(0, 999_999))]))
+        return (created + pd.Timedelta(seconds=seconds, microseconds=micro)).to_pydatetime()
+
+    def spelled(low: int = 0) -> str:
+        return _spell(moment(low), draw(st.integers(0, 6)), draw(st.integers(-600, 600)))
+
+    if draw(st.booleans()):
+        lead["activities"] = [
+            {
+                "timestamp": spelled(),
+                "activity_type": draw(st.sampled_from([t.value for t in ActivityType])),
+                "page_category": draw(st.sampled_from(PAGES)),
+            }
+            for _ in range(draw(st.integers(0, 40)))
+        ]
+    if draw(st.booleans()):
+        lead["engagement_counts"] = [
+            {
+                "activity_type": draw(st.sampled_from([t.value for t in ActivityType])),
+                "page_category": draw(st.sampled_from(PAGES)),
+                "count": draw(st.integers(0, 30)),
+                "last_at": spelled(),
+                **({"first_at": spelled()} if draw(st.booleans()) else {}),
+            }
+            for _ in range(draw(st.integers(1, 3)))
+        ]
+    if draw(st.booleans()):
+        lead["email"] = draw(st.sampled_from(EMAILS))
+        lead["channel"] = draw(st.sampled_from(["web_form", "carrier_pigeon", "  ", None, "referral"]))
+        lead["employee_count"] = draw(st.one_of(st.none(), st.floats(0, 1e7), st.integers(0, 10**6)))
+        lead["annual_revenue"] = draw(st.one_of(st.none(), st.floats(0, 1e10)))
+    as_of = None
+    choice = draw(st.integers(0, 3))
+    if choice == 1:
+        lead["as_of"] = spelled()
+    elif choice == 2:
+        as_of = spelled()
+    elif choice == 3:
+        lead["as_of"] = spelled(low=span + 60)  # after now: the batch path rejects it
+    return lead, as_of
+
+
+def _same_features(fast_row: dict[str, object], frame: pd.DataFrame) -> None:
+    for name in FEATURE_NAMES:
+        theirs = frame[name].iloc[0]
+        ours = fast_row[name]
+        if name in CATEGORICAL_FEATURES:
+            assert (None if pd.isna(theirs) else str(theirs)) == ours, name
+        elif isinstance(ours, float) and math.isnan(ours):
+            assert pd.isna(theirs), name
+        else:
+            assert np.float32(theirs) == np.float32(ours), (name, theirs, ours)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def samples(trained_model: TrainedModel) -> list[dict[str, Any]]:
+    return trained_model.leads[:60]
+
+
+def test_every_sample_lead_takes_the_fast_path(loaded: engine.LoadedModel, samples: list[dict]) -> None:
+    for raw in samples:
+        assert _fast(RawLead.model_validate(raw), None) is not None, raw["lead_id"]
+
+
+def test_property_fast_path_equals_batch_path(
+    loaded: engine.LoadedModel, samples: list[dict[str, Any]]
+) -> None:
+    model = loaded.model
+    stats = {"fast": 0, "declined": 0}
+
+    @given(leads(samples), st.booleans(), st.integers(0, 8))
+    @PROPERTY
+    def check(case: tuple[dict[str, Any], str | None], explain: bool, top_k: int) -> None:
+        raw, as_of = case
+        lead = RawLead.model_validate(raw)
+        one = _fast(lead, as_of)
+        try:
+            prepared = prepare_leads([lead], as_of=as_of, now=NOW)
+        except RequestInvalid:
+            assert one is None, "the fast path accepted a lead the batch path rejects"
+            stats["declined"] += 1
+            return
+        if one is None:
+            stats["declined"] += 1
+            return
+        stats["fast"] += 1
+        frame = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
+        _same_features(one.features(), frame)
+        batch = engine.score_prepared(loaded, prepared, explain=explain, top_k=top_k)[0]
+        fast = engine.score_one_fast(loaded, one, explain=explain, top_k=top_k)
+        assert fast == batch
+
+        request = ExplainRequest.model_validate({"lead": raw, "as_of": as_of})
+        explained_fast = engine.explain_request(loaded, request, SETTINGS, now=NOW, fast=True)
+        explained_batch = engine.explain_request(loaded, request, SETTINGS, now=NOW, fast=False)
+        assert explained_fast.model_dump() == explained_batch.model_dump()
+
+    check()
+    # the generator makes many invalid leads on purpose (declined by both paths); enough must be valid
+    assert stats["fast"] >= 20, stats
+
+
+def test_score_request_takes_the_fast_path_only_for_one_lead(
+    loaded: engine.LoadedModel, samples: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    original = engine.prepare_leads
+
+    def counting(raw: Any, **kwargs: Any) -> Any:
+        calls.append(len(raw))
+        return original(raw, **kwargs)
+
+    monkeypatch.setattr(engine, "prepare_leads", counting)
+    one = engine.score_request(loaded, ScoreRequest.model_validate({"leads": samples[:1]}), SETTINGS, now=NOW)
+    assert calls == []
+    two = engine.score_request(loaded, ScoreRequest.model_validate({"leads": samples[:2]}), SETTINGS, now=NOW)
+    assert calls == [2]
+    assert one.results[0] == two.results[0]
