@@ -560,8 +560,9 @@ class EventFeatureTransform:
         return self.features(leads=leads, activities=activities, as_of=as_of)
 
     # --- reasons -------------------------------------------------------------------------------
-    def sentence(self, concept: str, row: Mapping[str, object]) -> str:
-        """The reason text for one concept of one lead."""
+    def sentence(self, concept: str, row: Mapping[str, object]) -> str | None:
+        """The reason text for one of this export's own concepts (attributes, new activity types), or
+        None for a built-in concept."""
         if concept in self._by_feature:
             column = self._by_feature[concept]
             return column_sentence(column, self.mapping.tables.leads.attributes[column], row.get(concept))
@@ -574,9 +575,7 @@ class EventFeatureTransform:
                 return f"No {spec.label} yet"
             template = spec.sentence or f"{{value:.0f}} {spec.label} so far"
             return render_sentence(template, count, days_since=since)
-        from leadscore.training.explain import concept_sentence
-
-        return concept_sentence(concept, row)
+        return None  # a built-in concept: the model's own sentences say it
 
     def raw_records(
         self, *, leads: pd.DataFrame, activities: pd.DataFrame | None, n: int

@@ -221,7 +221,13 @@ class LeadScoringModel:
         self.events = events
         own = self.flat if self.flat is not None else events
         catalogue = own.catalogue if own is not None else FEATURE_CATALOGUE
-        self._sentence = own.sentence if own is not None else concept_sentence
+        if self.flat is not None:
+            self._sentence = self.flat.sentence
+        elif events is not None:  # the export's own concepts in its words, built-in ones as everywhere
+            own_sentence = events.sentence
+            self._sentence = lambda concept, row: own_sentence(concept, row) or concept_sentence(concept, row)
+        else:
+            self._sentence = concept_sentence
         self._concepts, self._grouping = concepts_for(self.feature_names, catalogue)
         families = np.array([c.family for c in self._concepts])
         self._fit_concepts = families == Family.FIT
