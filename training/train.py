@@ -25,7 +25,13 @@ from leadscore.features.mapping import ExportMapping, FlatFeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
 from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
-from leadscore.training.calibration import IsotonicCalibrator, PlattCalibrator, fit_calibrator
+from leadscore.training.calibration import (
+    IsotonicCalibrator,
+    PlattCalibrator,
+    PriorShiftedCalibrator,
+    fit_calibrator,
+    prior_logit,
+)
 from leadscore.training.config import TrainConfig
 from leadscore.training.drift import DriftReport, drift_report
 from leadscore.training.encoding import CategoryCodeEncoder
@@ -462,20 +468,39 @@ class TrainJob:
         """
         per_row = rounds / max(1, reference_rows)
         encoder, booster = self.train_booster(frame, rounds=max(1, round(per_row * len(frame))))
+        folds = list(
+            time_blocks(
+                frame,
+                n_blocks=self.config.refit.calibration_blocks,
+                horizon_days=self.horizon_days,
+                time_axis=self.time_axis,
+            )
+        )
+        if not folds and self.horizon_days:
+            log.warning(
+                "out-of-time calibration: the %d-day horizon leaves no earlier block with known labels; "
+                "calibration folds are not purged (earlier blocks may include outcomes after a block starts)",
+                self.horizon_days,
+            )
+            folds = list(
+                time_blocks(
+                    frame,
+                    n_blocks=self.config.refit.calibration_blocks,
+                    horizon_days=None,
+                    time_axis=self.time_axis,
+                )
+            )
         raw_parts, index_parts = [], []
-        for fit_rows, score_rows in time_blocks(
-            frame,
-            n_blocks=self.config.refit.calibration_blocks,
-            horizon_days=self.horizon_days,
-            time_axis=self.time_axis,
-        ):
+        for fit_rows, score_rows in folds:
             part = frame.iloc[fit_rows]
             block_encoder, block_booster = self.train_booster(part, rounds=max(1, round(per_row * len(part))))
             scored = frame.iloc[score_rows]
+            offset = prior_logit(part["label"].astype(int).to_numpy(), self.recency_weights(part))
             raw_parts.append(
                 block_booster.predict(
                     block_encoder.transform(scored.loc[:, list(self.feature_names)]), raw_score=True
                 )
+                - offset
             )
             index_parts.append(score_rows)
         if not raw_parts:
@@ -485,15 +510,18 @@ class TrainJob:
             )
         raw = np.concatenate(raw_parts)
         held_out = frame.iloc[np.concatenate(index_parts)]
-        calibrator = fit_calibrator(
+        fitted = fit_calibrator(
             method=self.config.calibration,
             raw=raw,
             y=held_out["label"].astype(int).to_numpy(),
             sample_weight=self.recency_weights(held_out),
         )
+        calibrator = PriorShiftedCalibrator(
+            fitted, prior_logit(frame["label"].astype(int).to_numpy(), self.recency_weights(frame))
+        )
         last = index_parts[-1]
         newest = frame.iloc[last]
-        return encoder, booster, calibrator, newest, np.asarray(calibrator.predict(raw_parts[-1]))
+        return encoder, booster, calibrator, newest, np.asarray(fitted.predict(raw_parts[-1]))
 
     def fit_booster(self, split: TimeSplit) -> tuple[CategoryCodeEncoder, lgb.Booster]:
         """Booster fitted on the training period, early-stopped on the validation period."""
