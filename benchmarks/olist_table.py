@@ -53,7 +53,8 @@ label: {{column: label, positive_values: [1]}}
 created_at_column: first_contact_date
 columns:
   origin: {{role: categorical, family: fit, label: Channel, sentence: "Came through {{value}}"}}
-  landing_page_id: {{role: categorical, family: fit, label: Landing page, sentence: "Signed up on page {{value}}"}}
+  landing_page_id: {{role: categorical, family: fit, label: Landing page,
+                    sentence: "Signed up on page {{value}}"}}
 """
 
 

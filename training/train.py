@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,11 @@ class TrainJob:
 
     def run(self) -> TrainingResult:
         config = self.config
+        if config.booster.linear_tree:
+            raise ValueError(
+                "booster.linear_tree: LightGBM cannot explain linear-leaf trees (no SHAP contributions), so "
+                "such a model cannot be registered; compare it with `leadscore backtest`"
+            )
         table = pd.read_parquet(config.training_table)
         meta = self.meta
         split = self.split(table)
@@ -384,7 +390,11 @@ class TrainJob:
         model = LeadScoringModel(
             **parts,
             thresholds=TierThresholds(choice.mql_threshold, choice.sql_threshold, choice.rule),
-            grade_cutoffs=self.grade_cutoffs(draft, grade_rows),
+            grade_cutoffs=(
+                self.grade_cutoffs(draft, grade_rows)
+                if not config.booster.linear_tree
+                else GradeCutoffs((0, 0, 0), (0, 0, 0))
+            ),
             metadata={
                 "model_name": config.tracking.model_name,
                 "trained_on": str(config.training_table),
@@ -575,10 +585,13 @@ class TrainJob:
 
     def fit_baselines(self, split: TimeSplit) -> dict[str, np.ndarray]:
         """Baselines fitted on the same rows as the evaluated model, scored on the test period."""
+        return {name: score(split.test) for name, score in self.fit_baseline_models(split).items()}
+
+    def fit_baseline_models(self, split: TimeSplit) -> dict[str, Callable[[pd.DataFrame], np.ndarray]]:
+        """``rule_points`` and ``logistic`` fitted on the evaluated model's rows (rows -> probability)."""
         fit_rows = split.earlier if self.config.refit.enabled else split.train
         y_train = fit_rows["label"].astype(int).to_numpy()
         x_train = fit_rows.loc[:, list(self.feature_names)]
-        x_test = split.test.loc[:, list(self.feature_names)]
         flat = self.flat_transform
         if flat is None:
             rule: Any = RuleBasedScorer().fit(x_train, y_train)
@@ -595,9 +608,10 @@ class TrainJob:
         logistic = make_logistic_baseline(
             seed=self.config.seed, categorical_features=self.categorical_features, numeric_features=numeric
         ).fit(sample.loc[:, list(self.feature_names)], sample["label"].astype(int).to_numpy())
+        names = list(self.feature_names)
         return {
-            "rule_points": rule.predict_proba(x_test)[:, 1],
-            "logistic": logistic.predict_proba(x_test)[:, 1],
+            "rule_points": lambda rows: np.asarray(rule.predict_proba(rows.loc[:, names])[:, 1]),
+            "logistic": lambda rows: np.asarray(logistic.predict_proba(rows.loc[:, names])[:, 1]),
         }
 
     @staticmethod
