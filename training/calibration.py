@@ -62,7 +62,8 @@ class IsotonicCalibrator(BaseEstimator):
     Plain isotonic regression maps every raw score of a block to one step (a few dozen distinct
     scores: the ranking collapses into ties) and gives its top block the raw rate of its leads
     (30 converters out of 30 becomes "100 %"). Here each block becomes one knot at its mean raw
-    score with its conversion rate; the end blocks are lowered/raised to their Laplace estimate
+    score with its conversion rate (the two end knots at the ends of the held-out range); the end
+    blocks are lowered/raised to their Laplace estimate
     ``(k + 1) / (m + 2)`` (never past the neighbouring block). Between knots the log-odds are
     interpolated linearly; beyond the end knots they continue with the slope of a Platt fit, at
     most 1 (past the scores it has seen, one unit of raw log-odds moves the calibrated log-odds by
@@ -102,6 +103,8 @@ class IsotonicCalibrator(BaseEstimator):
                 keep_x.append(x)
                 keep_v.append(v)
                 keep_w.append(m)
+        if len(keep_x) >= 2:  # end knots at the ends of the held-out range: the tails start past the data
+            keep_x[0], keep_x[-1] = min(keep_x[0], float(raw.min())), max(keep_x[-1], float(raw.max()))
         self.x_knots_ = np.asarray(keep_x)
         self.logit_knots_ = _logit(np.asarray(keep_v))
         platt = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), y.astype(int), sample_weight=w)

@@ -53,7 +53,9 @@ def test_calibrated_on_held_out_data(trained: Trained) -> None:
     assert trained.result.metrics["ece"] == pytest.approx(ece, abs=1e-9)
 
 
-def test_evaluated_model_is_refit_on_all_pre_test_rows_and_the_registered_one_on_all(trained: Trained) -> None:
+def test_evaluated_model_is_refit_on_all_pre_test_rows_and_the_registered_one_on_all(
+    trained: Trained,
+) -> None:
     split = time_ordered_split(trained.table, config=SplitConfig(), horizon_days=90)
     evaluated, deployed = trained.result.evaluated, trained.result.model
     assert evaluated is not None and evaluated is not deployed
