@@ -277,6 +277,8 @@ class BacktestJob:
             else:
                 break
         unit = {"M": "month", "W": "week", "Q": "quarter"}.get(self.frequency, "period")
+        capped = cadence > max((int(a) for a in by_age.index), default=0)
+        limit = f" (no loss seen up to the oldest age tested, {int(max(by_age.index))})" if capped else ""
         return {
             "candidate": str(pick["candidate"]),
             "window": str(pick["window"]),
@@ -288,6 +290,7 @@ class BacktestJob:
                 "AUC by model age (periods since training): "
                 + ", ".join(f"{int(a)}: {v:.3f}" for a, v in by_age.items())
                 + f"; a model is kept while it loses at most {STALE_AUC} AUC against a fresh one"
+                + limit
             ),
         }
 
