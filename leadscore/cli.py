@@ -379,6 +379,70 @@ def tune(
 
 
 @app.command()
+def backtest(
+    config: Annotated[
+        Path | None, typer.Option(help="YAML train config (table, booster, calibration).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. booster.num_leaves=63")
+    ] = None,
+    periods: Annotated[int, typer.Option(help="Retrain origins: the last K periods.")] = 6,
+    frequency: Annotated[str, typer.Option(help="Period: M (month), W (week) or Q (quarter).")] = "M",
+    window: Annotated[str, typer.Option(help="expanding, sliding or both.")] = "both",
+    window_periods: Annotated[int, typer.Option(help="Periods a sliding window keeps.")] = 6,
+    max_age: Annotated[int, typer.Option(help="Periods after training each model is also scored on.")] = 2,
+) -> None:
+    """Rolling-origin retraining for every candidate; recommends the candidate, window and cadence."""
+    from rich.markup import escape
+
+    from leadscore.training.backtest import BacktestJob, Window
+    from leadscore.training.config import TrainConfig
+
+    if frequency not in {"M", "W", "Q"}:
+        _fail(f"--frequency {frequency!r}: use M, W or Q")
+    if window not in {"expanding", "sliding", "both"}:
+        _fail(f"--window {window!r}: use expanding, sliding or both")
+    windows = tuple(Window) if window == "both" else (Window(window),)
+    cfg = _config(TrainConfig, config or CONFIG_DIR / "train.yaml", set_)
+    job = BacktestJob(
+        cfg,
+        periods=periods,
+        frequency=frequency,
+        windows=windows,
+        window_periods=window_periods,
+        max_age=max_age,
+    )
+    try:
+        with console.status(f"backtesting {periods} periods x {len(windows)} window(s) x candidates"):
+            result = job.run()
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+        return
+    table = Table(
+        title=f"backtest: mean over periods (MLflow run {str(result.run_id)[:8]})", box=box.SIMPLE_HEAD
+    )
+    for header in ("window", "candidate", "periods", "ROC AUC", "worst", "lift@20", "ECE"):
+        table.add_column(header, justify="left" if header in {"window", "candidate"} else "right")
+    for r in result.summary.itertuples(index=False):
+        table.add_row(
+            str(r.window),
+            str(r.candidate),
+            str(r.periods),
+            f"{r.mean_roc_auc:.3f}",
+            f"{r.worst_roc_auc:.3f}",
+            f"{r.mean_lift_top20:.2f}",
+            f"{r.mean_ece:.3f}",
+        )
+    console.print(table)
+    rec = result.recommendation
+    console.print(f"recommended: {rec['candidate']} ({rec['window']} window), {rec['cadence']}")
+    console.print(f"  why: {escape(rec['why'])}")
+    console.print(f"  cadence: {escape(rec['cadence_why'])}")
+    for skipped in result.skipped:
+        console.print(f"[yellow]skipped:[/] {escape(skipped)}")
+
+
+@app.command()
 def promote(
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
     version: Annotated[str | None, typer.Option(help="Version to promote (default: latest).")] = None,
@@ -422,8 +486,9 @@ def evaluate(
     ),
     newest_fraction: Annotated[float, typer.Option(help="Evaluate on the newest share of snapshots.")] = 0.2,
 ) -> None:
-    """Metrics of a registered model on the newest part of a training table."""
+    """Metrics of a registered model on the newest part of a training table, with drift warnings."""
     import pandas as pd
+    from rich.markup import escape
 
     from leadscore.training import evaluation, registry
 
@@ -431,11 +496,21 @@ def evaluate(
     if version is None:
         _fail(f"model '{model_name}' has no '{alias}' alias yet: run `leadscore promote`")
         return
+    from leadscore.features.build import read_table_metadata_if_any
+    from leadscore.training.drift import drift_report
+    from leadscore.training.split import TimeAxis, labelled_rows, period_boundary
+    from leadscore.training.train import table_time_axis
+
     model = registry.load_scoring_model(model_name=model_name, version=version)
-    frame = pd.read_parquet(table)
-    frame = frame[frame["label"].notna()]
-    cutoff = frame["as_of"].quantile(1 - newest_fraction)
-    frame = frame[frame["as_of"] >= cutoff]
+    full = labelled_rows(pd.read_parquet(table))
+    axis = table_time_axis(read_table_metadata_if_any(table) or {})
+    if axis is TimeAxis.NONE:
+        console.print("[yellow]warning:[/] the table has no time order: evaluating on all labelled rows")
+        cutoff: Any = "(no time order)"
+        frame, older = full, full.head(0)
+    else:
+        cutoff = period_boundary(full[axis.column], newest_share=newest_fraction)
+        frame, older = full[full[axis.column] >= cutoff], full[full[axis.column] < cutoff]
     probability = model.predict_proba_features(frame)
     metrics = evaluation.classification_metrics(
         y_true=frame["label"].astype(int).to_numpy(), y_prob=probability, threshold=model.thresholds.sql
@@ -447,6 +522,20 @@ def evaluate(
     console.print(f"{model_name} version {version} on {len(frame):,} snapshots from {cutoff}")
     for key, value in metrics.items():
         console.print(f"{key:>24}: {value:.4f}")
+    if len(older):
+        categorical = set(model.encoder.columns or ())
+        report = drift_report(
+            reference=older,
+            current=frame,
+            numeric_features=[n for n in model.feature_names if n not in categorical],
+            categorical_features=[n for n in model.feature_names if n in categorical],
+            time_axis=axis,
+        )
+        console.print(
+            f"base rate: {report.reference_rate:.1%} before, {report.current_rate:.1%} evaluated"
+        )
+        for warning in report.warnings:
+            console.print(f"[yellow]drift warning:[/] {escape(warning)}")
 
 
 def _load_lead_data(data_dir: Path) -> tuple[Any, Any, Any]:

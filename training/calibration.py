@@ -24,6 +24,30 @@ class PlattCalibrator(BaseEstimator):
         return self.model_.predict_proba(np.asarray(raw, dtype=float).reshape(-1, 1))[:, 1]
 
 
+class PriorShiftedCalibrator(BaseEstimator):
+    """A calibrator of raw scores measured from the fitted model's own prior log-odds.
+
+    Boosters fitted on different periods start from different base rates (LightGBM boosts from the
+    average), so their raw scores sit at different levels. Cross-fitted calibration pools the
+    out-of-time scores of several such models: each is taken relative to ``prior_logit`` (the
+    log-odds of the base rate its model was fitted on), and so is the deployed model's.
+    """
+
+    def __init__(self, calibrator: IsotonicCalibrator | PlattCalibrator, prior_logit: float) -> None:
+        self.calibrator = calibrator
+        self.prior_logit = prior_logit
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        return self.calibrator.predict(np.asarray(raw, dtype=float) - self.prior_logit)
+
+
+def prior_logit(y: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """Log-odds of the (weighted) base rate, as LightGBM's boost-from-average starts from."""
+    rate = float(np.average(np.asarray(y, dtype=float), weights=sample_weight))
+    rate = min(max(rate, 1e-6), 1 - 1e-6)
+    return float(np.log(rate / (1 - rate)))
+
+
 def fit_calibrator(
     *, method: CalibrationMethod, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
 ) -> IsotonicCalibrator | PlattCalibrator:
@@ -47,10 +71,13 @@ class IsotonicCalibrator(BaseEstimator):
     Plain isotonic regression maps every raw score of a block to one step (a few dozen distinct
     scores: the ranking collapses into ties) and gives its top block the raw rate of its leads
     (30 converters out of 30 becomes "100 %"). Here each block becomes one knot at its mean raw
-    score with its conversion rate; the end blocks are lowered/raised to their Laplace estimate
+    score with its conversion rate (the two end knots at the ends of the held-out range); the end
+    blocks are lowered/raised to their Laplace estimate
     ``(k + 1) / (m + 2)`` (never past the neighbouring block). Between knots the log-odds are
-    interpolated linearly; beyond the end knots they continue with the slope of a Platt fit. The
-    map is strictly increasing, so calibrated scores rank leads exactly as the raw scores do.
+    interpolated linearly; beyond the end knots they continue with the slope of a Platt fit, at
+    most 1 (past the scores it has seen, one unit of raw log-odds moves the calibrated log-odds by
+    at most one unit: a narrow held-out range cannot extrapolate to certainty). The map is strictly
+    increasing, so calibrated scores rank leads exactly as the raw scores do.
     """
 
     def fit(
@@ -85,10 +112,12 @@ class IsotonicCalibrator(BaseEstimator):
                 keep_x.append(x)
                 keep_v.append(v)
                 keep_w.append(m)
+        if len(keep_x) >= 2:  # end knots at the ends of the held-out range: the tails start past the data
+            keep_x[0], keep_x[-1] = min(keep_x[0], float(raw.min())), max(keep_x[-1], float(raw.max()))
         self.x_knots_ = np.asarray(keep_x)
         self.logit_knots_ = _logit(np.asarray(keep_v))
         platt = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), y.astype(int), sample_weight=w)
-        self.tail_slope_ = float(max(platt.coef_[0, 0], 1e-3))
+        self.tail_slope_ = float(min(max(platt.coef_[0, 0], 1e-3), 1.0))
         return self
 
     def predict(self, raw: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from leadscore.features.catalogue import (
     FEATURE_CATALOGUE,
     FEATURE_NAMES,
     Family,
+    FeatureKind,
     catalogue_frame,
     monotone_constraints,
 )
@@ -41,7 +43,13 @@ from leadscore.training.artifacts import (
     scoring_requirements,
 )
 from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
-from leadscore.training.calibration import IsotonicCalibrator, PlattCalibrator, fit_calibrator
+from leadscore.training.calibration import (
+    IsotonicCalibrator,
+    PlattCalibrator,
+    PriorShiftedCalibrator,
+    fit_calibrator,
+    prior_logit,
+)
 from leadscore.training.config import TrainConfig
 from leadscore.training.drift import DriftReport, drift_report
 from leadscore.training.encoding import CategoryCodeEncoder
@@ -209,6 +217,11 @@ class TrainJob:
 
     def run(self) -> TrainingResult:
         config = self.config
+        if config.booster.linear_tree:
+            raise ValueError(
+                "booster.linear_tree: LightGBM cannot explain linear-leaf trees (no SHAP contributions), so "
+                "such a model cannot be registered; compare it with `leadscore backtest`"
+            )
         table = pd.read_parquet(config.training_table)
         meta = self.meta
         split = self.split(table)
@@ -406,7 +419,11 @@ class TrainJob:
         model = LeadScoringModel(
             **parts,
             thresholds=TierThresholds(choice.mql_threshold, choice.sql_threshold, choice.rule),
-            grade_cutoffs=self.grade_cutoffs(draft, grade_rows),
+            grade_cutoffs=(
+                self.grade_cutoffs(draft, grade_rows)
+                if not config.booster.linear_tree
+                else GradeCutoffs((0, 0, 0), (0, 0, 0))
+            ),
             metadata={
                 "model_name": config.tracking.model_name,
                 "trained_on": str(config.training_table),
@@ -492,20 +509,39 @@ class TrainJob:
         """
         per_row = rounds / max(1, reference_rows)
         encoder, booster = self.train_booster(frame, rounds=max(1, round(per_row * len(frame))))
+        folds = list(
+            time_blocks(
+                frame,
+                n_blocks=self.config.refit.calibration_blocks,
+                horizon_days=self.horizon_days,
+                time_axis=self.time_axis,
+            )
+        )
+        if not folds and self.horizon_days:
+            log.warning(
+                "out-of-time calibration: the %d-day horizon leaves no earlier block with known labels; "
+                "calibration folds are not purged (earlier blocks may include outcomes after a block starts)",
+                self.horizon_days,
+            )
+            folds = list(
+                time_blocks(
+                    frame,
+                    n_blocks=self.config.refit.calibration_blocks,
+                    horizon_days=None,
+                    time_axis=self.time_axis,
+                )
+            )
         raw_parts, index_parts = [], []
-        for fit_rows, score_rows in time_blocks(
-            frame,
-            n_blocks=self.config.refit.calibration_blocks,
-            horizon_days=self.horizon_days,
-            time_axis=self.time_axis,
-        ):
+        for fit_rows, score_rows in folds:
             part = frame.iloc[fit_rows]
             block_encoder, block_booster = self.train_booster(part, rounds=max(1, round(per_row * len(part))))
             scored = frame.iloc[score_rows]
+            offset = prior_logit(part["label"].astype(int).to_numpy(), self.recency_weights(part))
             raw_parts.append(
                 block_booster.predict(
                     block_encoder.transform(scored.loc[:, list(self.feature_names)]), raw_score=True
                 )
+                - offset
             )
             index_parts.append(score_rows)
         if not raw_parts:
@@ -515,15 +551,18 @@ class TrainJob:
             )
         raw = np.concatenate(raw_parts)
         held_out = frame.iloc[np.concatenate(index_parts)]
-        calibrator = fit_calibrator(
+        fitted = fit_calibrator(
             method=self.config.calibration,
             raw=raw,
             y=held_out["label"].astype(int).to_numpy(),
             sample_weight=self.recency_weights(held_out),
         )
+        calibrator = PriorShiftedCalibrator(
+            fitted, prior_logit(frame["label"].astype(int).to_numpy(), self.recency_weights(frame))
+        )
         last = index_parts[-1]
         newest = frame.iloc[last]
-        return encoder, booster, calibrator, newest, np.asarray(calibrator.predict(raw_parts[-1]))
+        return encoder, booster, calibrator, newest, np.asarray(fitted.predict(raw_parts[-1]))
 
     @property
     def feature_catalogue(self) -> tuple[Any, ...]:
@@ -586,16 +625,21 @@ class TrainJob:
 
     def fit_baselines(self, split: TimeSplit) -> dict[str, np.ndarray]:
         """Baselines fitted on the same rows as the evaluated model, scored on the test period."""
+        return {name: score(split.test) for name, score in self.fit_baseline_models(split).items()}
+
+    def fit_baseline_models(self, split: TimeSplit) -> dict[str, Callable[[pd.DataFrame], np.ndarray]]:
+        """``rule_points`` and ``logistic`` fitted on the evaluated model's rows (rows -> probability)."""
         fit_rows = split.earlier if self.config.refit.enabled else split.train
         y_train = fit_rows["label"].astype(int).to_numpy()
         x_train = fit_rows.loc[:, list(self.feature_names)]
-        x_test = split.test.loc[:, list(self.feature_names)]
         flat = self.flat_transform or self.event_transform
         if flat is None:
             rule: Any = RuleBasedScorer().fit(x_train, y_train)
         else:
+            # engagement volume (counts, minutes: more earns more points), never recency, fit or market context
+            volume = {FeatureKind.NUMERIC, FeatureKind.WINDOW_COUNT, FeatureKind.TOTAL_COUNT}
             engagement = [
-                f.name for f in flat.catalogue if f.family is not Family.FIT and f.kind.value == "numeric"
+                f.name for f in flat.catalogue if f.family not in (Family.FIT, Family.CONTEXT) and f.kind in volume
             ]
             fallback = [f.name for f in flat.catalogue if f.kind.value == "categorical"]
             rule = EngagementPointsScorer(columns=engagement, fallback_columns=fallback).fit(x_train, y_train)
@@ -606,9 +650,10 @@ class TrainJob:
         logistic = make_logistic_baseline(
             seed=self.config.seed, categorical_features=self.categorical_features, numeric_features=numeric
         ).fit(sample.loc[:, list(self.feature_names)], sample["label"].astype(int).to_numpy())
+        names = list(self.feature_names)
         return {
-            "rule_points": rule.predict_proba(x_test)[:, 1],
-            "logistic": logistic.predict_proba(x_test)[:, 1],
+            "rule_points": lambda rows: np.asarray(rule.predict_proba(rows.loc[:, names])[:, 1]),
+            "logistic": lambda rows: np.asarray(logistic.predict_proba(rows.loc[:, names])[:, 1]),
         }
 
     @staticmethod

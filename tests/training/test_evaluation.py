@@ -254,3 +254,40 @@ def test_pipeline_gains_curve_is_the_capture_of_opportunity_value(calibrated) ->
         assert random.get_ydata().tolist() == [0, 1]
     finally:
         plt.close(fig)
+
+
+def test_ranking_metrics_are_tie_aware_and_do_not_depend_on_row_order() -> None:
+    from leadscore.training.evaluation import tie_averaged
+    from leadscore.training.plots import _ranked_capture
+
+    rng = np.random.default_rng(3)
+    # a calibrator with few steps: 2,000 leads on 5 distinct scores, ties straddle every cut-off
+    scores = rng.choice([0.05, 0.1, 0.2, 0.3, 0.6], size=2_000)
+    labels = (rng.random(2_000) < scores).astype(int)
+    amounts = labels * rng.uniform(1, 100, 2_000)
+    first = {
+        "lift": lift_at(y_true=labels, y_prob=scores, fraction=0.2),
+        "capture": capture_rate_at(y_true=labels, y_prob=scores, fraction=0.1),
+        "pipeline": pipeline_capture_at(amounts=amounts, y_prob=scores, fraction=0.1),
+        "gains": _ranked_capture(labels.astype(float), scores)[1],
+    }
+    for seed in range(5):
+        order = np.random.default_rng(seed).permutation(2_000)
+        again = {
+            "lift": lift_at(y_true=labels[order], y_prob=scores[order], fraction=0.2),
+            "capture": capture_rate_at(y_true=labels[order], y_prob=scores[order], fraction=0.1),
+            "pipeline": pipeline_capture_at(amounts=amounts[order], y_prob=scores[order], fraction=0.1),
+            "gains": _ranked_capture(labels[order].astype(float), scores[order])[1],
+        }
+        for key in ("lift", "capture", "pipeline"):
+            assert again[key] == pytest.approx(first[key], rel=1e-12), key
+        np.testing.assert_allclose(again["gains"], first["gains"], rtol=1e-12)
+    # all-tied scores: the top 10% hold exactly 10% of the conversions (expected, not file order)
+    flat = np.full(2_000, 0.5)
+    assert capture_rate_at(y_true=labels, y_prob=flat, fraction=0.1) == pytest.approx(0.1)
+    assert lift_at(y_true=labels, y_prob=flat, fraction=0.2) == pytest.approx(1.0)
+    assert tie_averaged(values=np.array([1.0, 0.0, 1.0]), scores=np.array([1.0, 1.0, 2.0])).tolist() == [
+        0.5,
+        0.5,
+        1.0,
+    ]
