@@ -636,10 +636,12 @@ class TrainJob:
         if flat is None:
             rule: Any = RuleBasedScorer().fit(x_train, y_train)
         else:
-            # engagement volume (counts, minutes: more earns more points), never recency, fit or market context
+            # engagement volume (counts, minutes: more earns more points); never recency, fit or context
             volume = {FeatureKind.NUMERIC, FeatureKind.WINDOW_COUNT, FeatureKind.TOTAL_COUNT}
             engagement = [
-                f.name for f in flat.catalogue if f.family not in (Family.FIT, Family.CONTEXT) and f.kind in volume
+                f.name
+                for f in flat.catalogue
+                if f.family not in (Family.FIT, Family.CONTEXT) and f.kind in volume
             ]
             fallback = [f.name for f in flat.catalogue if f.kind.value == "categorical"]
             rule = EngagementPointsScorer(columns=engagement, fallback_columns=fallback).fit(x_train, y_train)
