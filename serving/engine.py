@@ -224,7 +224,7 @@ def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> Score
                 )
             ]
         )
-    id_column = flat.mapping.id_column
+    id_column = flat.id_column  # the export's id column (a synthetic name when it has none)
     numeric = [
         c for c, spec in zip(flat.columns, flat.catalogue, strict=True) if spec.kind.value == "numeric"
     ]
