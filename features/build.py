@@ -427,12 +427,17 @@ class FlatBuildJob:
             )
         transform = FlatFeatureTransform(mapping)
         is_csv = not source.name.lower().endswith((".parquet", ".pq"))
-        located = {"source": str(source), "first_line": 2 if is_csv else None}
         special = [mapping.label.column, mapping.order_column, mapping.created_at_column]
         problems = [
             ContractProblem(
-                "export", column, "missing column (named in the mapping)", (), len(frame), **located
-            )  # type: ignore[arg-type]
+                "export",
+                column,
+                "missing column (named in the mapping)",
+                (),
+                len(frame),
+                source=str(source),
+                first_line=2 if is_csv else None,
+            )
             for column in dict.fromkeys(
                 [*transform.missing_columns(frame), *[c for c in special if c and c not in frame.columns]]
             )
@@ -583,33 +588,33 @@ class EventBuildJob:
         tables = ["leads", "outcomes"] + (["activities"] if spec.activities is not None else [])
         paths = {t: self.source(mapping, t) for t in tables}
         raw: dict[str, pd.DataFrame] = {}
-        for table in tables:
-            options = mapping.read_options(table)
-            raw[table] = read_export_file(
-                paths[table],
+        for name in tables:
+            options = mapping.read_options(name)
+            raw[name] = read_export_file(
+                paths[name],
                 file_format=options.format,
                 delimiter=options.delimiter,
                 encoding=options.encoding,
                 decimal=options.decimal,
                 thousands=options.thousands,
-                text_columns=self._text_columns(mapping, table),
-                expected_columns=self._used_columns(mapping, table),
+                text_columns=self._text_columns(mapping, name),
+                expected_columns=self._used_columns(mapping, name),
             )
         columns_report = self._column_report(mapping, raw)
         for row in columns_report:
             if row["mapping"] == "unmapped":
                 log.warning("%s.%s: not in the mapping; %s", row["table"], row["column"], row["action"])
         problems: list[ContractProblem] = []
-        for table in tables:
-            absent = [c for c in self._used_columns(mapping, table) if c not in raw[table].columns]
+        for name in tables:
+            absent = [c for c in self._used_columns(mapping, name) if c not in raw[name].columns]
             problems += [
                 ContractProblem(
-                    table,
+                    name,
                     c,
                     "missing column (named in the mapping)",
                     (),
-                    len(raw[table]),
-                    source=str(paths[table]),
+                    len(raw[name]),
+                    source=str(paths[name]),
                 )
                 for c in absent
             ]
@@ -633,8 +638,8 @@ class EventBuildJob:
             )
             if spec.activities.unmapped_types == "ignore" and unknown.any():
                 ignored_types = activities.loc[unknown, "activity_type"].value_counts()
-                for name, n in ignored_types.items():
-                    log.warning("activities: %d rows of unmapped type %r ignored (map it in types)", n, name)
+                for kind, n in ignored_types.items():
+                    log.warning("activities: %d rows of unmapped type %r ignored (map it in types)", n, kind)
                 keep_activity = ~unknown.to_numpy()
         outcomes_spec = spec.outcomes
         out_raw = raw["outcomes"]
@@ -686,7 +691,7 @@ class EventBuildJob:
         # a rejected lead takes its activities and outcomes with it (said in the rejects file)
         lead_ids = leads["lead_id"].astype("string")
         gone = set(lead_ids.iloc[rejected["leads"]].dropna())
-        for table, frame in (("activities", activities), ("outcomes", outcomes)):
+        for dependent, frame in (("activities", activities), ("outcomes", outcomes)):
             if frame is None or not gone:
                 continue
             mask = (
@@ -696,13 +701,17 @@ class EventBuildJob:
                 .fillna(False)
                 .to_numpy(dtype=bool, copy=True)
             )
-            mask[rejected[table]] = False
+            mask[rejected[dependent]] = False
             cascade = row_problem(
-                table, "lead_id", "its lead was rejected (see the leads rows)", mask, source=paths[table]
+                dependent,
+                "lead_id",
+                "its lead was rejected (see the leads rows)",
+                mask,
+                source=paths[dependent],
             )
             if cascade is not None:
                 problems.append(cascade)
-                rejected[table] = np.union1d(rejected[table], cascade.all_rows)  # type: ignore[arg-type]
+                rejected[dependent] = np.union1d(rejected[dependent], cascade.all_rows)  # type: ignore[arg-type]
         rejects_file = write_rejects(self.output, rejects_frame(problems, values=raw))
         # -- clean tables, validated --------------------------------------------------------------
         keep = {t: np.ones(sizes[t], dtype=bool) for t in tables}

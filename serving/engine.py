@@ -451,7 +451,7 @@ def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> Score
                 )
             ]
         )
-    id_column = flat.mapping.id_column
+    id_column = flat.id_column  # the export's id column (a synthetic name when it has none)
     contract = record_contract(flat)
     problems: list[Problem] = []
     for index, record in enumerate(request.records):
