@@ -53,7 +53,8 @@ def _margin(comparison: object) -> float | None:
     logistic = next((m for m in names if "logistic" in m.lower()), None)
     if model is None or logistic is None:
         return None
-    return round(float(frame.loc[model, "roc_auc"]) - float(frame.loc[logistic, "roc_auc"]), 4)
+    auc = frame["roc_auc"].to_numpy(dtype=float)
+    return round(float(auc[names.index(model)] - auc[names.index(logistic)]), 4)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Benchmark: does a rep's follow-up *cause* conversion? Uplift learning vs what-if re-scoring.
 
-    python benchmarks/bench_uplift.py --leads 200000
+    python benchmarks/bench_uplift.py --leads 60000
 
 The simulator gives sales follow-ups a causal, per-lead effect (an early call after a form fill puts
 executives and low-intent leads off, helps engaged managers) and records each lead's true effect.
@@ -90,7 +90,7 @@ def one_more_call(X: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--leads", type=int, default=200_000)
+    parser.add_argument("--leads", type=int, default=60_000)
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/uplift.json"))
     args = parser.parse_args()

@@ -353,7 +353,9 @@ class SimulatedCRM:
     outcomes: pd.DataFrame
     """``OutcomesSchema`` columns: converters whose ``converted_at`` is not after ``exported_at``."""
     truth: pd.DataFrame
-    """Per lead: ``true_probability``, ``converts``, latent intent, logit parts and their inputs."""
+    """Per lead: ``true_probability``, ``converts``, latent intent, logit parts and their inputs; the
+    sales follow-up it got (``followed_up``: none/form/demo), its propensity and causal logit effects,
+    and the potential probabilities ``p_untouched`` / ``p_form_follow_up`` / ``p_demo_follow_up``."""
     exported_at: pd.Timestamp
     """Export time: no timestamp in any observed table is after it."""
     market: pd.DataFrame | None = None

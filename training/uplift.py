@@ -184,13 +184,13 @@ def qini_against_truth(*, uplift: npt.ArrayLike, true_effect: npt.ArrayLike) -> 
     n = tau.shape[0]
     model = _area(_cumulative(tau, _order(score))) / n
     perfect = _area(_cumulative(tau, _order(tau))) / n
-    random = tau.sum() / 2 / n
+    random = float(tau.sum()) / 2 / n
     top = max(1, n // 5)
     return {
         "auuc": model,
         "auuc_random": random,
         "auuc_perfect": perfect,
-        "qini": (model - random) / (perfect - random) if perfect > random else float("nan"),
+        "qini": float((model - random) / (perfect - random)) if perfect > random else float("nan"),
         "spearman": float(pd.Series(score).rank().corr(pd.Series(tau).rank())),
         "gain_top20": float(tau[_order(score)[:top]].mean()),
         "gain_top20_perfect": float(tau[_order(tau)[:top]].mean()),
@@ -224,5 +224,5 @@ def qini_from_outcomes(
     line = np.linspace(0.0, curve[-1], bins + 1)
     return {
         "qini_coefficient": float(np.trapezoid(curve - line, dx=1.0 / bins)),
-        "incremental_total": curve[-1],
+        "incremental_total": float(curve[-1]),
     }

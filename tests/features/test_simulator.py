@@ -630,3 +630,21 @@ def test_progress_bar_runs(capsys: pytest.CaptureFixture[str]) -> None:
     sim = simulate_crm(n_leads=200, seed=1, progress=True)
     assert len(sim.leads) == 200
     assert "simulate_crm" in capsys.readouterr().out
+
+
+def test_cli_simulate_drift_writes_the_market_table(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    result = CliRunner().invoke(
+        app, ["simulate", "--leads", "400", "--seed", "2", "--drift", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    market = pd.read_parquet(tmp_path / "market.parquet")
+    truth = pd.read_parquet(tmp_path / "truth.parquet")
+    assert len(market) == 731 and "market_index" in truth.columns
+    plain = CliRunner().invoke(
+        app, ["simulate", "--leads", "400", "--seed", "2", "--out", str(tmp_path / "plain")]
+    )
+    assert plain.exit_code == 0 and not (tmp_path / "plain" / "market.parquet").exists()

@@ -38,7 +38,8 @@ def test_reason_points_add_up_to_score_minus_base(model: LeadScoringModel, newes
     ):
         total = sum(r.impact for r in reasons)
         assert scored["fit_points"] + scored["engagement_points"] == pytest.approx(total, abs=0.2)
-        if abs(scored["score"] - scored["base_score"]) >= 0.5:  # else: flat calibration step, slope used
+        # else: flat calibration step, slope used (0.5 on the unrounded scores; both are shown to 0.01)
+        if abs(scored["score"] - scored["base_score"]) >= 0.52:
             assert total == pytest.approx(scored["score"] - scored["base_score"], abs=0.2)
             checked += 1
         else:
