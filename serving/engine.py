@@ -335,7 +335,7 @@ def freeze_long_lived_objects() -> None:
 def _warm_up(model: LeadScoringModel) -> None:
     """Score one synthetic lead so lazy initialisation does not land on the first request."""
     if model.flat is not None:
-        features = model.features_from_export(pd.DataFrame({model.flat.mapping.id_column: ["warm-up"]}))
+        features = model.features_from_export(pd.DataFrame({model.flat.id_column: ["warm-up"]}))
         model.score_features(features, explain=True, top_k=5)
         model.score_features(features, explain=False)
         return

@@ -6,8 +6,9 @@ calibration set (the booster's raw scores and the labels), whatever calibrator p
 probability, :class:`ScoreUncertainty` gives each lead:
 
 * an interval (default 90%) for the conversion rate of the ``neighbours`` calibration leads whose
-  raw scores are nearest to the lead's (a Jeffreys binomial interval), widened to contain the
-  calibrated probability itself so a card never shows a number outside its own range;
+  raw scores are nearest to the lead's, as many on each side (a Jeffreys binomial interval; fewer
+  leads, hence a wider range, at the ends of the score range), widened to contain the calibrated
+  probability itself so a card never shows a number outside its own range;
 * ``support``: calibration leads within ``support_width`` log-odds of the lead's raw score;
 * ``low_confidence``: thin support (fewer than ``min_support`` such leads, or a raw score outside
   the calibration range), or a calibrated probability the neighbours' interval does not back.
@@ -24,6 +25,9 @@ import numpy as np
 from scipy.stats import beta
 
 __all__ = ["ScoreIntervals", "ScoreUncertainty"]
+
+#: The smallest window on each side of a lead's raw score (at the very top or bottom of the scores).
+MIN_HALF_WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,17 @@ class ScoreUncertainty:
         n, k = self.size, self.neighbours
         sorted_raw = self.raw_sorted.astype(np.float64)
         position = np.searchsorted(sorted_raw, raw)
-        start = np.clip(position - k // 2, 0, n - k)
-        stop = start + k
+        # a window centred on the lead: near the ends it shrinks (and the range widens) rather than
+        # leaning on leads scored lower (or higher) than this one
+        half = np.minimum(k // 2, np.minimum(position, n - position))
+        half = np.maximum(half, min(MIN_HALF_WINDOW, n // 2))
+        start = np.clip(position - half, 0, n)
+        stop = np.clip(position + half, 0, n)
+        size = (stop - start).astype(np.float64)
         positives = (self.cum_positives[stop] - self.cum_positives[start]).astype(np.float64)
         tail = (1.0 - self.level) / 2.0
-        low = np.where(positives > 0, beta.ppf(tail, positives + 0.5, k - positives + 0.5), 0.0)
-        high = np.where(positives < k, beta.ppf(1.0 - tail, positives + 0.5, k - positives + 0.5), 1.0)
+        low = np.where(positives > 0, beta.ppf(tail, positives + 0.5, size - positives + 0.5), 0.0)
+        high = np.where(positives < size, beta.ppf(1.0 - tail, positives + 0.5, size - positives + 0.5), 1.0)
         support = np.searchsorted(sorted_raw, raw + self.support_width, side="right") - np.searchsorted(
             sorted_raw, raw - self.support_width, side="left"
         )
