@@ -496,7 +496,8 @@ def print_summary(results: dict[str, Any]) -> None:
     print(f"{'ours single, 8 clients sending batches':38} {load['p50_ms']:>8.2f} {load['p99_ms']:>8.2f}")
     batch = results["batch_reasons"]
     print(
-        f"100-lead batches with reasons: ours {batch['ours']['leads_per_s']:.0f} leads/s, peer {batch['peer']['leads_per_s']:.0f}"
+        f"100-lead batches with reasons: ours {batch['ours']['leads_per_s']:.0f} leads/s, "
+        f"peer {batch['peer']['leads_per_s']:.0f}"
     )
     process = results["in_process"]
     print(

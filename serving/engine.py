@@ -665,14 +665,14 @@ def explain_request(
     model = loaded.model
     features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
     scored = score_prepared(loaded, prepared, explain=True, top_k=5, features=features)[0]
-    contributions = [reason.as_dict() for reason in model.all_reasons(features)[0]]
+    reasons = [reason.as_dict() for reason in model.all_reasons(features)[0]]
     actions = model.next_best_actions(
         leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of
     )[0]
     return ExplainResponse.model_validate(
         {
             "score": scored,
-            "contributions": contributions,
+            "contributions": reasons,
             "next_best_actions": [action.as_dict() for action in actions],
         }
     )

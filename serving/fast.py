@@ -88,7 +88,7 @@ def prepare_one(
     """The lead's values when it is certainly valid, else None (take the batch path)."""
     if full_validation or not raw.lead_id.strip():
         return None
-    bound = now_us + int(round(clock_skew_seconds * 1_000_000))
+    bound = now_us + round(clock_skew_seconds * 1_000_000)
     created = epoch_microseconds(raw.created_at)
     if created is None or created > bound:
         return None
@@ -193,7 +193,7 @@ class FastScorer:
                 value = row[name]
                 coding = self.codes.get(name)
                 if coding is None:
-                    out[r, c] = value  # type: ignore[assignment]  # floats (NaN when missing)
+                    out[r, c] = value  # type: ignore[call-overload]  # floats (NaN when missing)
                 elif value is None:
                     out[r, c] = np.nan
                 else:
