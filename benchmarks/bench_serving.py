@@ -269,8 +269,8 @@ def in_process(home_env: dict[str, str], leads: list[dict[str, Any]], repeats: i
         engine.score_request(loaded, request, settings)
         model_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        booster.predict(row, raw_score=True)
-        booster.predict(row, pred_contrib=True)
+        booster.predict(row, raw_score=True, num_threads=1)
+        booster.predict(row, pred_contrib=True, num_threads=1)
         raw_times.append(time.perf_counter() - started)
     batch_times = []  # the same one lead through the batch (pandas) path, as before the fast path
     for i in range(repeats // 10):

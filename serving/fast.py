@@ -201,11 +201,15 @@ class FastScorer:
                     out[r, c] = known.get(str(value), other)
         return out
 
+    # A handful of rows: one thread. LightGBM's OpenMP team costs more than the trees for one row
+    # (tens of milliseconds on a busy machine); each row's result does not depend on threads.
     def contributions(self, encoded: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.booster.predict(encoded, pred_contrib=True), dtype=np.float64)
+        return np.asarray(
+            self.model.booster.predict(encoded, pred_contrib=True, num_threads=1), dtype=np.float64
+        )
 
     def raw_scores(self, encoded: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.booster.predict(encoded, raw_score=True), dtype=np.float64)
+        return np.asarray(self.model.booster.predict(encoded, raw_score=True, num_threads=1), dtype=np.float64)
 
     # --- scoring ---------------------------------------------------------------------------------
     def score(
