@@ -209,7 +209,9 @@ class FastScorer:
         )
 
     def raw_scores(self, encoded: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.booster.predict(encoded, raw_score=True, num_threads=1), dtype=np.float64)
+        return np.asarray(
+            self.model.booster.predict(encoded, raw_score=True, num_threads=1), dtype=np.float64
+        )
 
     # --- scoring ---------------------------------------------------------------------------------
     def score(
