@@ -269,8 +269,8 @@ def in_process(home_env: dict[str, str], leads: list[dict[str, Any]], repeats: i
         engine.score_request(loaded, request, settings)
         model_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        booster.predict(row, raw_score=True)
-        booster.predict(row, pred_contrib=True)
+        booster.predict(row, raw_score=True, num_threads=1)
+        booster.predict(row, pred_contrib=True, num_threads=1)
         raw_times.append(time.perf_counter() - started)
     batch_times = []  # the same one lead through the batch (pandas) path, as before the fast path
     for i in range(repeats // 10):
@@ -496,7 +496,8 @@ def print_summary(results: dict[str, Any]) -> None:
     print(f"{'ours single, 8 clients sending batches':38} {load['p50_ms']:>8.2f} {load['p99_ms']:>8.2f}")
     batch = results["batch_reasons"]
     print(
-        f"100-lead batches with reasons: ours {batch['ours']['leads_per_s']:.0f} leads/s, peer {batch['peer']['leads_per_s']:.0f}"
+        f"100-lead batches with reasons: ours {batch['ours']['leads_per_s']:.0f} leads/s, "
+        f"peer {batch['peer']['leads_per_s']:.0f}"
     )
     process = results["in_process"]
     print(

@@ -88,7 +88,7 @@ def prepare_one(
     """The lead's values when it is certainly valid, else None (take the batch path)."""
     if full_validation or not raw.lead_id.strip():
         return None
-    bound = now_us + int(round(clock_skew_seconds * 1_000_000))
+    bound = now_us + round(clock_skew_seconds * 1_000_000)
     created = epoch_microseconds(raw.created_at)
     if created is None or created > bound:
         return None
@@ -193,7 +193,7 @@ class FastScorer:
                 value = row[name]
                 coding = self.codes.get(name)
                 if coding is None:
-                    out[r, c] = value  # type: ignore[assignment]  # floats (NaN when missing)
+                    out[r, c] = value  # type: ignore[call-overload]  # floats (NaN when missing)
                 elif value is None:
                     out[r, c] = np.nan
                 else:
@@ -201,11 +201,17 @@ class FastScorer:
                     out[r, c] = known.get(str(value), other)
         return out
 
+    # A handful of rows: one thread. LightGBM's OpenMP team costs more than the trees for one row
+    # (tens of milliseconds on a busy machine); each row's result does not depend on threads.
     def contributions(self, encoded: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.booster.predict(encoded, pred_contrib=True), dtype=np.float64)
+        return np.asarray(
+            self.model.booster.predict(encoded, pred_contrib=True, num_threads=1), dtype=np.float64
+        )
 
     def raw_scores(self, encoded: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.booster.predict(encoded, raw_score=True), dtype=np.float64)
+        return np.asarray(
+            self.model.booster.predict(encoded, raw_score=True, num_threads=1), dtype=np.float64
+        )
 
     # --- scoring ---------------------------------------------------------------------------------
     def score(

@@ -20,7 +20,6 @@ DEFAULT_STARTUP_TIMEOUT = 25.0
 
 def check() -> str | None:
     """The problem that stops this configuration from serving, or None."""
-    from leadscore.serving.errors import ModelUnavailable
     from leadscore.serving.settings import ConfigurationError, ServingSettings
     from leadscore.settings import apply_environment_defaults
 
@@ -32,13 +31,21 @@ def check() -> str | None:
         settings.require_auth_configured()
     except ConfigurationError as error:
         return str(error)
-    from leadscore.serving.engine import ModelHolder
+    from leadscore.serving.errors import ModelUnavailable as Unavailable
+    from leadscore.serving.store import check_store_exists, lookup_model
 
-    holder = ModelHolder(settings)
+    name = settings.model_name
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    missing = check_store_exists(uri)
+    if missing is not None:
+        return f"model '{name}': {missing} (MLFLOW_TRACKING_URI / LEADSCORE_HOME); it is never created here"
     try:
-        holder.resolve()
-    except ModelUnavailable as error:
+        lookup_model(name=name, pinned=settings.model_version)
+    except Unavailable as error:
         return str(error)
+    except Exception as error:  # the store itself failed: say which and how
+        detail = str(error).splitlines()[0][:200] if str(error) else ""
+        return f"model '{name}': the tracking store {uri} failed ({type(error).__name__}: {detail})"
     return None
 
 

@@ -40,7 +40,7 @@ def _lead_id_as_sent(value: Any) -> Any:
 
     ``1e3`` or ``12.0`` would come back as another text ("1000.0") than the CRM holds.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise ValueError("send the lead id as a JSON string (a number like 1e3 or 12.0 would be rewritten)")
     if isinstance(value, int):
         return str(value)
@@ -102,7 +102,8 @@ class RawLead(BaseModel):
     lead_id: LeadId = Field(
         min_length=1,
         max_length=200,
-        description="CRM lead id, unique within the request: a string (a JSON integer is taken digit for digit).",
+        description="CRM lead id, unique within the request: a string (a JSON integer is taken digit "
+        "for digit).",
     )
     created_at: Timestamp = Field(description="When the lead was created (ISO 8601); not in the future.")
     channel: Text = Field(

@@ -56,6 +56,7 @@ from leadscore.serving.schemas import (  # noqa: E402
     ScoreResponse,
 )
 from leadscore.serving.settings import (  # noqa: E402
+    ConfigurationError,
     ServingSettings,
     http_config,
     request_timeout,
@@ -63,6 +64,29 @@ from leadscore.serving.settings import (  # noqa: E402
 )
 
 logger = logging.getLogger("leadscore.serving")
+
+
+def _check_before_binding() -> None:
+    """In the ``bentoml serve`` process itself, stop before binding unless the service can start.
+
+    Keys must be configured and the model must resolve in the tracking store (checked in a
+    subprocess, bounded by ``LEADSCORE_STARTUP_TIMEOUT_SECONDS``): otherwise the server would bind
+    the port and keep restarting workers that cannot serve. Exits non-zero with the reason.
+    """
+    command = sys.argv[:3]
+    if command and os.path.basename(command[0]).startswith("bentoml") and "serve" in command[1:]:
+        try:
+            ServingSettings.from_env().require_auth_configured()
+        except ConfigurationError as error:
+            raise SystemExit(f"leadscore: {error}") from None
+        from leadscore.serving.preflight import check_in_subprocess
+
+        problem = check_in_subprocess()
+        if problem is not None:
+            raise SystemExit(f"leadscore: cannot start: {problem}")
+
+
+_check_before_binding()
 
 #: Routes anyone may call without an API key. Every other route, present or future, needs one
 #: (the middleware denies by default; tests/serving walk the OpenAPI document to prove it).
