@@ -354,7 +354,9 @@ class EngagementPointsScorer(ClassifierMixin, BaseEstimator):
                 stats = frame.groupby("v")["y"].agg(["sum", "count"])
                 rate = (stats["sum"] + self.smoothing * prior) / (stats["count"] + self.smoothing)
                 top = float(rate.max()) if len(rate) else 1.0
-                self.category_points_[column] = (10.0 * rate / max(top, 1e-12)).to_dict()
+                self.category_points_[column] = {
+                    str(value): float(points) for value, points in (10.0 * rate / max(top, 1e-12)).items()
+                }
                 self.category_points_[column]["__prior__"] = 10.0 * prior / max(top, 1e-12)
         self.basis_ = (
             f"engagement percentiles of {list(self.columns)}"

@@ -44,8 +44,10 @@ class DriftReport:
                 (self.features["out_of_range_share"].fillna(0) > OUT_OF_RANGE_SHARE).sum()
             ),
         }
-        for row in self.features.itertuples(index=False):
-            out[f"drift_psi.{metric_key(str(row.feature))}"] = float(row.psi)
+        for name, psi in zip(
+            self.features["feature"], self.features["psi"].to_numpy(dtype=float), strict=True
+        ):
+            out[f"drift_psi.{metric_key(str(name))}"] = float(psi)
         return out
 
     def markdown(self) -> str:
@@ -68,10 +70,13 @@ class DriftReport:
                 "| feature | PSI | outside training range | mix change | most changed |",
                 "|---|---|---|---|---|",
             ]
-            for row in top.itertuples(index=False):
-                share = "" if pd.isna(row.out_of_range_share) else f"{row.out_of_range_share:.1%}"
-                mix = "" if pd.isna(row.mix_change) else f"{row.mix_change:.3f}"
-                lines.append(f"| {row.feature} | {row.psi:.3f} | {share} | {mix} | {row.top_change} |")
+            for row in top.to_dict(orient="records"):
+                outside, mix_change = float(row["out_of_range_share"]), float(row["mix_change"])
+                share = "" if np.isnan(outside) else f"{outside:.1%}"
+                mix = "" if np.isnan(mix_change) else f"{mix_change:.3f}"
+                lines.append(
+                    f"| {row['feature']} | {float(row['psi']):.3f} | {share} | {mix} | {row['top_change']} |"
+                )
             lines.append("")
         if len(self.base_rate):
             lines += ["| period | rows | rate |", "|---|---|---|"]
@@ -135,7 +140,9 @@ def base_rate_by_period(frame: pd.DataFrame, *, time_axis: TimeAxis, n_row_bins:
             index=labelled.index,
         )
     grouped = labelled.groupby(period.to_numpy(), sort=True)["label"]
-    table = grouped.agg(rows="size", conversions="sum").reset_index(names="period")
+    table = pd.DataFrame(grouped.agg(rows="size", conversions="sum"))
+    table.index.name = "period"
+    table = table.reset_index()
     table["conversions"] = table["conversions"].astype(int)
     table["rate"] = table["conversions"] / table["rows"]
     return table
@@ -188,16 +195,15 @@ def drift_report(
             f"base rate moved from {ref_rate:.1%} to {cur_rate:.1%}: probabilities calibrated on older data "
             "may be off; retrain or recalibrate on recent data"
         )
-    for row in features.sort_values("psi", ascending=False).itertuples(index=False):
-        if row.psi > PSI_MAJOR:
-            warnings.append(
-                f"'{row.feature}' shifted (PSI {row.psi:.2f})"
-                + (f": {row.top_change}" if row.top_change else "")
-            )
-        elif row.kind == "numeric" and row.out_of_range_share > OUT_OF_RANGE_SHARE:
-            warnings.append(f"'{row.feature}' left its training range: {row.top_change}")
-        elif row.kind == "categorical" and row.mix_change > MIX_CHANGE:
-            warnings.append(f"'{row.feature}' mix changed by {row.mix_change:.2f} ({row.top_change})")
+    for record in features.sort_values("psi", ascending=False).to_dict(orient="records"):
+        name, psi, change = str(record["feature"]), float(record["psi"]), str(record["top_change"])
+        outside, mix = float(record["out_of_range_share"]), float(record["mix_change"])
+        if psi > PSI_MAJOR:
+            warnings.append(f"'{name}' shifted (PSI {psi:.2f})" + (f": {change}" if change else ""))
+        elif record["kind"] == "numeric" and outside > OUT_OF_RANGE_SHARE:
+            warnings.append(f"'{name}' left its training range: {change}")
+        elif record["kind"] == "categorical" and mix > MIX_CHANGE:
+            warnings.append(f"'{name}' mix changed by {mix:.2f} ({change})")
     both = pd.concat([reference, current], ignore_index=True)
     return DriftReport(
         base_rate=base_rate_by_period(both, time_axis=time_axis),

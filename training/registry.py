@@ -232,7 +232,7 @@ def promote(
     features = pd.read_parquet(
         mlflow.artifacts.download_artifacts(run_id=candidate_run, artifact_path=TEST_FEATURES_ARTIFACT)
     )
-    scored = _held_out_scores(client=client, run_id=candidate_run)
+    scored = _held_out_scores(client=client, run_id=str(candidate_run))
     candidate_model = load_scoring_model(model_name=model_name, version=version)
     notes: list[str] = []
     if scored is None or "p_lightgbm" not in scored.columns or len(scored) != len(features):
