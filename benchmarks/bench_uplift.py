@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -131,8 +132,8 @@ def main() -> None:
     categorical = [list(FEATURE_NAMES).index(c) for c in CATEGORICAL_FEATURES]
     booster.fit(Z, table["label"].astype(int), categorical_feature=categorical)
     X_test = X.iloc[test]
-    score = booster.predict_proba(encoder.transform(X_test))[:, 1]
-    what_if = booster.predict_proba(encoder.transform(one_more_call(X_test)))[:, 1] - score
+    score = np.asarray(booster.predict_proba(encoder.transform(X_test)))[:, 1]
+    what_if = np.asarray(booster.predict_proba(encoder.transform(one_more_call(X_test))))[:, 1] - score
 
     tau = true_effect[test]
     t_test, y_test = units["treated"].iloc[test].to_numpy(), units["converted"].iloc[test].to_numpy()

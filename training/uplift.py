@@ -109,7 +109,7 @@ class DRLearner(BaseEstimator):
     def _proba(model: lgb.LGBMClassifier | float, X: pd.DataFrame) -> np.ndarray:
         if isinstance(model, float):
             return np.full(len(X), model)
-        return np.asarray(model.predict_proba(X)[:, 1])
+        return np.asarray(model.predict_proba(X))[:, 1]
 
     def fit(self, X: pd.DataFrame, treatment: npt.ArrayLike, outcome: npt.ArrayLike) -> DRLearner:
         t = np.asarray(treatment, dtype=int)
