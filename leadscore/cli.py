@@ -531,9 +531,7 @@ def evaluate(
             categorical_features=[n for n in model.feature_names if n in categorical],
             time_axis=axis,
         )
-        console.print(
-            f"base rate: {report.reference_rate:.1%} before, {report.current_rate:.1%} evaluated"
-        )
+        console.print(f"base rate: {report.reference_rate:.1%} before, {report.current_rate:.1%} evaluated")
         for warning in report.warnings:
             console.print(f"[yellow]drift warning:[/] {escape(warning)}")
 

@@ -92,7 +92,7 @@ class DRLearner(BaseEstimator):
         self.final_params = final_params
 
     def _encoded(self, X: pd.DataFrame) -> pd.DataFrame:
-        return self.encoder_.transform(X)  # type: ignore[no-any-return]
+        return self.encoder_.transform(X)  # type: ignore[no-any-return,return-value]
 
     def _classifier(self) -> lgb.LGBMClassifier:
         params = {**_NUISANCE_PARAMS, **(self.nuisance_params or {}), "random_state": self.seed}
