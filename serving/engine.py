@@ -67,8 +67,8 @@ class LoadedModel:
     fast: FastScorer | None = None  # the single-lead fast path, for models on the native event features
 
     @property
-    def horizon_days(self) -> int:
-        return int(self.model.horizon_days)
+    def horizon_days(self) -> int | None:
+        return int(self.model.horizon_days) if self.model.horizon_days else None  # None: not declared
 
 
 class ModelHolder:

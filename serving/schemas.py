@@ -284,7 +284,9 @@ class ScoreResponse(BaseModel):
 
     model_name: str = Field(description="Registered MLflow model name.")
     model_version: str = Field(description="Registered model version that produced every score here.")
-    model_horizon_days: int = Field(description="Days ahead the probability refers to.")
+    model_horizon_days: int | None = Field(
+        description="Days ahead the probability refers to; null when the export declared no horizon."
+    )
     results: list[LeadScore] = Field(description="One entry per lead, in request order.")
 
 

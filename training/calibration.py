@@ -40,6 +40,13 @@ class PriorShiftedCalibrator(BaseEstimator):
     def predict(self, raw: np.ndarray) -> np.ndarray:
         return self.calibrator.predict(np.asarray(raw, dtype=float) - self.prior_logit)
 
+    @property
+    def uncertainty_(self) -> ScoreUncertainty | None:
+        """The wrapped calibrator's intervals, read in the same raw-score domain as ``predict`` (the
+        deployed booster's own raw score; see ``ScoreUncertainty.shifted``)."""
+        inner: ScoreUncertainty | None = getattr(self.calibrator, "uncertainty_", None)
+        return None if inner is None else inner.shifted(self.prior_logit)
+
 
 def prior_logit(y: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
     """Log-odds of the (weighted) base rate, as LightGBM's boost-from-average starts from."""

@@ -198,7 +198,7 @@ class LeadScoringModel:
     feature_names: tuple[str, ...]
     thresholds: TierThresholds
     grade_cutoffs: GradeCutoffs
-    horizon_days: int
+    horizon_days: int | None  # None: the export declared no label horizon
     metadata: dict[str, object] = field(default_factory=dict)
     flat: FlatFeatureTransform | None = None  # set for flat (pre-aggregated) exports
     events: EventFeatureTransform | None = None  # set for event-mapping exports (own names and types)

@@ -54,6 +54,11 @@ def render_model_card(
     horizon = policy.get("horizon_days")
     horizon_text = f"**{horizon} days**" if horizon else "the export's label window (horizon not declared)"
     refit = getattr(getattr(config, "refit", None), "enabled", False)
+    purge_text = (
+        f"{split.purged_rows} rows purged because their label was not yet known at the test start"
+        if horizon
+        else "not purged: label horizon not declared"
+    )
     fitting = (
         f"Boosting rounds chosen by early stopping on the validation period, then refit on train + validation "
         f"(rounds scaled by rows) for the test metrics below. **The registered model is refit on all labelled "
@@ -99,8 +104,7 @@ Inputs never include PII (e-mail, names, phone are reduced to an e-mail domain t
 - Time-ordered split ({getattr(getattr(split, "time_axis", None), "value", "timestamp")} axis): train before
   {split.validation_start}, validation until {split.test_start}, test from {split.test_start}
   ({len(split.train)} / {len(split.validation)} / {len(split.test)} rows; realised test share
-  {getattr(split, "test_share", float("nan")):.1%}; {split.purged_rows} rows purged because their label was not
-  yet known at the test start).
+  {getattr(split, "test_share", float("nan")):.1%}; {purge_text}).
 - {fitting}
 
 ## Test metrics vs baselines (newest period)

@@ -49,15 +49,51 @@ def load_scoring_model(*, model_name: str, version: str) -> LeadScoringModel:
 
 def comparability_problem(*, candidate: LeadScoringModel, champion: LeadScoringModel) -> str | None:
     """Why two models cannot be compared on the candidate's test rows, or None when they can."""
-    if candidate.horizon_days != champion.horizon_days:
+    if (candidate.horizon_days or None) != (champion.horizon_days or None):  # 0: older "not declared"
         return f"horizon {candidate.horizon_days} vs {champion.horizon_days} days"
     if (candidate.flat is None) != (champion.flat is None):
         return "one scores flat export rows, the other leads with activities"
     missing = sorted(set(champion.feature_names) - set(candidate.feature_names))
     if missing:
         return f"the champion needs features the candidate's test rows lack: {missing[:5]}"
-    if str(champion.metadata.get("test_start", "")) > str(candidate.metadata.get("test_start", "")):
-        return "the champion was trained on data from the candidate's test period"
+    return _time_overlap(candidate=candidate.metadata, champion=champion.metadata)
+
+
+def _time_value(text: object, *, axis: object) -> Any:
+    """A stored time value (``test_start``, ``trained_until``) as a comparable value; None if absent."""
+    if text is None or str(text).strip() in {"", "NaT", "nan", "None"} or axis == "none":
+        return None
+    if axis == "row_order":
+        return float(str(text))
+    if axis == "timestamp":
+        return pd.Timestamp(str(text))
+    try:  # models saved before ``time_axis`` was stored: a row position or a timestamp
+        return float(str(text))
+    except ValueError:
+        return pd.Timestamp(str(text))
+
+
+def _time_overlap(*, candidate: dict[str, object], champion: dict[str, object]) -> str | None:
+    """Whether the champion saw rows of the candidate's test period (typed values: 100 > 99 rows)."""
+    axis_candidate, axis_champion = candidate.get("time_axis"), champion.get("time_axis")
+    if axis_candidate and axis_champion and axis_candidate != axis_champion:
+        return f"time axis {axis_candidate} vs {axis_champion}"
+    try:
+        test_start = _time_value(candidate.get("test_start"), axis=axis_candidate)
+        until = _time_value(champion.get("trained_until"), axis=axis_champion)
+        if until is None:  # champions saved before trained_until: their own test start bounds training
+            older = _time_value(champion.get("test_start"), axis=axis_champion)
+            overlap = test_start is not None and older is not None and older > test_start
+        else:
+            overlap = test_start is not None and until >= test_start
+    except (TypeError, ValueError) as error:
+        return f"their time values cannot be compared ({error})"
+    if overlap:
+        until_text = champion.get("trained_until") or champion.get("test_start")
+        return (
+            f"the champion was trained on data from the candidate's test period (trained until "
+            f"{until_text}, test from {candidate.get('test_start')})"
+        )
     return None
 
 

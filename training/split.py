@@ -40,12 +40,25 @@ class TimeSplit:
     purged_rows: int
     time_axis: TimeAxis = TimeAxis.TIMESTAMP
     requested_test_share: float = float("nan")
+    labelled: pd.DataFrame | None = None
+    """Every labelled row with a complete horizon, purged rows included (what a deployment refit uses)."""
 
     @property
     def test_share(self) -> float:
         """Realised share of the labelled rows in the test period."""
         total = len(self.train) + len(self.validation) + len(self.test) + self.purged_rows
         return len(self.test) / total if total else float("nan")
+
+    @property
+    def deployable(self) -> pd.DataFrame:
+        """All labelled rows with a complete horizon, oldest first: by deployment time (after the test
+        period) every one of their labels is known, the rows purged for evaluation included."""
+        rows = self.labelled
+        if rows is None:  # splits built before ``labelled`` existed
+            rows = pd.concat([self.earlier, self.test], ignore_index=True)
+        if self.time_axis is not TimeAxis.NONE:
+            rows = rows.sort_values(self.time_axis.column, kind="stable")
+        return rows.reset_index(drop=True)
 
     @property
     def earlier(self) -> pd.DataFrame:
@@ -150,6 +163,7 @@ def time_ordered_split(
         purged,
         time_axis,
         config.test_fraction,
+        labelled.reset_index(drop=True),
     )
 
 
@@ -212,4 +226,5 @@ def stratified_split(table: pd.DataFrame, *, config: SplitConfig, seed: int) -> 
         0,
         TimeAxis.NONE,
         config.test_fraction,
+        labelled,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import subprocess
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 from mlflow.data import pandas_dataset
 
-from leadscore.features.build import file_sha256
+from leadscore.features.build import TableMetadata, file_sha256, read_table_metadata_model
 from leadscore.features.catalogue import (
     CATEGORICAL_FEATURES,
     FEATURE_CATALOGUE,
@@ -95,24 +94,32 @@ class RunRecord:
     drift: DriftReport | None = None
 
 
-def read_table_metadata(table_path: Path) -> dict[str, Any]:
-    """The sidecar written by build-features (snapshot policy, fingerprint, raw example)."""
+def read_table_metadata(table_path: Path) -> TableMetadata:
+    """The validated sidecar written by build-features (features.build's typed reader; sidecars from
+    before ``time_axis`` are read too)."""
     sidecar = table_path.with_suffix(".meta.json")
     if not sidecar.exists():
         raise FileNotFoundError(f"{sidecar} is missing: build the table with `leadscore build-features`")
-    return json.loads(sidecar.read_text())
+    try:
+        return read_table_metadata_model(table_path)
+    except ValueError as error:  # pydantic's ValidationError and bad JSON are ValueErrors
+        raise ValueError(f"{sidecar} is not a valid table sidecar; rebuild the table: {error}") from None
 
 
-def table_time_axis(meta: dict[str, Any]) -> TimeAxis:
-    """The sidecar's time axis (old sidecars: timestamps when ``has_time``, else none)."""
+def table_time_axis(meta: TableMetadata | dict[str, Any]) -> TimeAxis:
+    """The sidecar's time axis (old or partial sidecars as dicts: timestamps when ``has_time``, else none)."""
+    if isinstance(meta, TableMetadata):
+        return TimeAxis(meta.time_axis)
     declared = meta.get("time_axis")
     if declared in {axis.value for axis in TimeAxis}:
         return TimeAxis(declared)
     return TimeAxis.TIMESTAMP if meta.get("has_time", True) else TimeAxis.NONE
 
 
-def table_horizon_days(meta: dict[str, Any]) -> int | None:
+def table_horizon_days(meta: TableMetadata | dict[str, Any]) -> int | None:
     """The declared label horizon; None when unknown (absent, null, or the 0 older flat sidecars wrote)."""
+    if isinstance(meta, TableMetadata):
+        return meta.snapshot_policy.horizon_days
     value = (meta.get("snapshot_policy") or {}).get("horizon_days")
     try:
         days = int(value) if value is not None else 0
@@ -149,8 +156,14 @@ class TrainJob:
         self.config = config
 
     @functools.cached_property
-    def meta(self) -> dict[str, Any]:
+    def table_metadata(self) -> TableMetadata:
+        """The table's sidecar, read once through the typed reader."""
         return read_table_metadata(self.config.training_table)
+
+    @functools.cached_property
+    def meta(self) -> dict[str, Any]:
+        """The sidecar as plain JSON data (other keys kept), for the card, logging and mappings."""
+        return self.table_metadata.model_dump(mode="json")
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -176,7 +189,7 @@ class TrainJob:
 
     @property
     def time_axis(self) -> TimeAxis:
-        return table_time_axis(self.meta)
+        return table_time_axis(self.table_metadata)
 
     @property
     def has_time(self) -> bool:
@@ -186,7 +199,7 @@ class TrainJob:
     @property
     def horizon_days(self) -> int | None:
         """The label horizon in days; None when the export did not declare it."""
-        return table_horizon_days(self.meta)
+        return table_horizon_days(self.table_metadata)
 
     def split(self, table: pd.DataFrame) -> TimeSplit:
         """Time-ordered split, or a loudly reported stratified split when the export has no time order."""
@@ -330,10 +343,9 @@ class TrainJob:
         """The registered model: the same recipe refit on every labelled row, test period included."""
         if not self.config.refit.enabled:
             return evaluated
-        everything = pd.concat([split.earlier, split.test], ignore_index=True)
-        column = split.time_axis.column
-        if split.time_axis is not TimeAxis.NONE:
-            everything = everything.sort_values(column, kind="stable").reset_index(drop=True)
+        # every labelled row with a complete horizon, oldest first: the rows purged for the evaluation
+        # have known labels by now (for a 90-day horizon, the three months before the test period)
+        everything = split.deployable
         rounds = int(evaluated.metadata.get("rounds_per_train_row_x1e6", 0)) / 1e6 * len(split.train)
         encoder, booster, calibrator, _, _ = self.fit_refit(
             everything, rounds=max(1, round(rounds)), reference_rows=len(split.train)
@@ -344,7 +356,7 @@ class TrainJob:
             "calibrator": calibrator,
             "feature_names": self.feature_names,
             "flat": self.flat_transform,
-            "horizon_days": self.horizon_days or 0,
+            "horizon_days": self.horizon_days,  # None: the export declared no horizon
             "uncertainty": getattr(calibrator, "uncertainty_", None),
         }
         if self.event_transform is not None:
@@ -357,8 +369,10 @@ class TrainJob:
         metadata = dict(evaluated.metadata)
         metadata |= {
             "fitted_on": (
-                "all labelled rows (train + validation + test); test metrics come from the pre-test refit"
+                "all labelled rows (train + validation + test, and the rows purged for the evaluation); "
+                "test metrics come from the pre-test refit"
             ),
+            "fitted_rows": len(everything),
             "trained_until": _time_text(everything, split.time_axis),
             "boosting_rounds": booster.current_iteration(),
         }
@@ -390,7 +404,7 @@ class TrainJob:
             "calibrator": calibrator,
             "feature_names": self.feature_names,
             "flat": self.flat_transform,
-            "horizon_days": self.horizon_days or 0,
+            "horizon_days": self.horizon_days,  # None: the export declared no horizon
             # per-lead intervals from the same held-out scores the calibrator was fitted on (issue 16)
             "uncertainty": getattr(calibrator, "uncertainty_", None),
         }

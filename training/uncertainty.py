@@ -11,7 +11,13 @@ probability, :class:`ScoreUncertainty` gives each lead:
   probability itself so a card never shows a number outside its own range;
 * ``support``: calibration leads within ``support_width`` log-odds of the lead's raw score;
 * ``low_confidence``: thin support (fewer than ``min_support`` such leads, or a raw score outside
-  the calibration range), or a calibrated probability the neighbours' interval does not back.
+  the calibration range unless ``flag_outside_range`` is off), or a calibrated probability the
+  neighbours' interval does not back.
+
+Leads are counted unweighted even when the calibrator is recency weighted: a weighted count would
+need an effective sample size per window, and an interval must not claim more leads than were
+seen. A recency-weighted probability that the plain neighbour rate does not back is flagged, which
+is what a rep should hear when the export drifts.
 
 The claim is about leads scored like this one, not about this lead's own latent chance: no model
 can observe that.
@@ -19,6 +25,7 @@ can observe that.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +57,10 @@ class ScoreUncertainty:
     level: float = 0.9
     min_support: int = 100
     support_width: float = 0.25
+    flag_outside_range: bool = True
+    """Whether a raw score outside the calibration range is low confidence on that ground alone."""
+    shift: float = 0.0
+    """Subtracted from a lead's raw score before the look-up (see :meth:`shifted`)."""
 
     @classmethod
     def fit(
@@ -90,9 +101,22 @@ class ScoreUncertainty:
     def size(self) -> int:
         return len(self.raw_sorted)
 
+    def shifted(self, shift: float) -> ScoreUncertainty:
+        """The same intervals read in a raw-score domain ``shift`` higher: ``shifted(s).intervals(raw=r)``
+        is ``intervals(raw=r - s)``.
+
+        The refit path calibrates raw scores taken relative to each booster's prior log-odds
+        (``PriorShiftedCalibrator``) while the deployed model hands over its booster's own raw score.
+        There a raw score outside the calibration range is not low confidence by itself: the
+        calibration set holds cross-fitted scores of boosters fitted on fewer rows and rounds, whose
+        range is narrower than the deployed booster's, so the range edge says little; thin support
+        and an unbacked probability still flag a lead.
+        """
+        return dataclasses.replace(self, shift=self.shift + shift, flag_outside_range=False)
+
     def intervals(self, *, raw: np.ndarray, probability: np.ndarray) -> ScoreIntervals:
         """Interval, support and low-confidence flag of each lead (raw score and calibrated probability)."""
-        raw = np.asarray(raw, dtype=np.float64)
+        raw = np.asarray(raw, dtype=np.float64) - self.shift
         probability = np.asarray(probability, dtype=np.float64)
         n, k = self.size, self.neighbours
         sorted_raw = self.raw_sorted.astype(np.float64)
@@ -111,7 +135,7 @@ class ScoreUncertainty:
         support = np.searchsorted(sorted_raw, raw + self.support_width, side="right") - np.searchsorted(
             sorted_raw, raw - self.support_width, side="left"
         )
-        outside_range = (raw < sorted_raw[0]) | (raw > sorted_raw[-1])
+        outside_range = ((raw < sorted_raw[0]) | (raw > sorted_raw[-1])) & self.flag_outside_range
         unbacked = (probability < low) | (probability > high)
         return ScoreIntervals(
             low=np.minimum(low, probability),

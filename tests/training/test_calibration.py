@@ -14,6 +14,7 @@ from leadscore.training.calibration import (
     prior_logit,
 )
 from leadscore.training.config import CalibrationMethod
+from leadscore.training.uncertainty import ScoreUncertainty
 
 
 @pytest.fixture
@@ -85,3 +86,26 @@ def test_configured_method_is_used(held_out) -> None:
 def test_a_constant_score_keeps_the_plain_rate() -> None:
     raw, y = np.zeros(10), np.array([0, 1] * 5)
     assert IsotonicCalibrator().fit(raw, y).predict(raw) == pytest.approx(np.full(10, 0.5))
+
+
+def test_prior_shifted_calibrator_exposes_intervals_in_its_own_raw_score_domain(held_out) -> None:
+    raw, y = held_out
+    inner = fit_calibrator(method=CalibrationMethod.ISOTONIC, raw=raw, y=y)
+    shifted = PriorShiftedCalibrator(inner, prior_logit=-1.5)
+    assert shifted.uncertainty_ is not None  # the deployed model reads it through getattr
+    deployed_raw = raw[:500] - 1.5  # what the deployed booster hands over: unshifted raw scores
+    probability = shifted.predict(deployed_raw)
+    got = shifted.uncertainty_.intervals(raw=deployed_raw, probability=probability)
+    want = inner.uncertainty_.intervals(raw=raw[:500], probability=probability)
+    np.testing.assert_allclose(got.low, want.low, atol=1e-6)
+    np.testing.assert_allclose(got.high, want.high, atol=1e-6)
+    np.testing.assert_array_equal(got.support, want.support)
+    # just past a dense edge of the calibration range: not low confidence for that alone (the
+    # deployed booster's raw scores spread wider than the cross-fitted ones); thin support still is
+    rng = np.random.default_rng(1)
+    flat = ScoreUncertainty.fit(raw=rng.uniform(-1, 1, 20_000), y=(rng.random(20_000) < 0.3).astype(int))
+    edge, far = np.array([1.01]), np.array([3.0])
+    assert flat.intervals(raw=edge, probability=np.array([0.3])).low_confidence[0]
+    view = flat.shifted(-1.5)
+    assert not view.intervals(raw=edge - 1.5, probability=np.array([0.3])).low_confidence[0]
+    assert view.intervals(raw=far - 1.5, probability=np.array([0.3])).low_confidence[0]

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from leadscore.training.baselines import EngagementPointsScorer, make_logistic_baseline
-from leadscore.training.config import SplitConfig
+from leadscore.training.config import SplitConfig, TrainConfig
 from leadscore.training.drift import drift_report
-from leadscore.training.split import TimeAxis, period_boundary, time_blocks, time_ordered_split
-from leadscore.training.train import table_horizon_days, table_time_axis
+from leadscore.training.split import (
+    TimeAxis,
+    labelled_rows,
+    period_boundary,
+    time_blocks,
+    time_ordered_split,
+)
+from leadscore.training.train import TrainJob, table_horizon_days, table_time_axis
 
 
 def monthly_table(n: int = 6_000, seed: int = 0) -> pd.DataFrame:
@@ -51,6 +60,37 @@ def test_row_order_is_a_time_axis() -> None:
     assert split.test_share == pytest.approx(0.2, abs=0.001)
 
 
+class _Captured(Exception):
+    pass
+
+
+def test_the_deployment_refit_sees_every_labelled_row_the_purged_ones_included(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    table = monthly_table()
+    split = time_ordered_split(table, config=SplitConfig(), horizon_days=40)
+    assert split.purged_rows > 0
+    seen: dict[str, pd.DataFrame] = {}
+
+    class Capture(TrainJob):
+        def fit_refit(self, frame, *, rounds, reference_rows):  # type: ignore[no-untyped-def,override]
+            seen["frame"] = frame
+            raise _Captured
+
+    evaluated = SimpleNamespace(metadata={"rounds_per_train_row_x1e6": 10_000})
+    with pytest.raises(_Captured):
+        Capture(TrainConfig(training_table=tmp_path / "t.parquet")).fit_deployment_model(
+            split,
+            evaluated=evaluated,  # type: ignore[arg-type]
+        )
+    frame = seen["frame"]
+    assert len(frame) == len(labelled_rows(table)) == len(split.earlier) + len(split.test) + split.purged_rows
+    assert frame["as_of"].is_monotonic_increasing
+    purged_window = (frame["as_of"] < split.test_start) & (
+        frame["as_of"] + pd.Timedelta(days=40) > split.test_start
+    )
+    assert int(purged_window.sum()) == split.purged_rows
+    assert sorted(frame["lead_id"]) == sorted(labelled_rows(table)["lead_id"])
+
+
 def test_sidecar_time_axis_and_horizon_are_read_defensively() -> None:
     assert table_time_axis({}) is TimeAxis.TIMESTAMP
     assert table_time_axis({"has_time": False}) is TimeAxis.NONE
@@ -60,6 +100,25 @@ def test_sidecar_time_axis_and_horizon_are_read_defensively() -> None:
     assert table_horizon_days({"snapshot_policy": {"horizon_days": None}}) is None
     assert table_horizon_days({"snapshot_policy": {"horizon_days": 90}}) == 90
     assert table_horizon_days({}) is None
+
+
+def test_training_reads_the_sidecar_through_the_typed_reader_old_sidecars_included(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def job_for(sidecar: dict[str, object]) -> TrainJob:
+        path = tmp_path / f"t{len(list(tmp_path.iterdir()))}.parquet"
+        path.with_suffix(".meta.json").write_text(json.dumps(sidecar))
+        return TrainJob(TrainConfig(training_table=path))
+
+    old_flat = job_for({"mode": "flat", "has_time": False, "snapshot_policy": {"horizon_days": 0}})
+    assert old_flat.time_axis is TimeAxis.NONE and old_flat.horizon_days is None
+    assert old_flat.meta["snapshot_policy"]["horizon_days"] is None  # the card reads the same value
+    old_native = job_for({"snapshot_policy": {"horizon_days": 90, "ages_days": [3, 14]}, "source": "crm"})
+    assert old_native.time_axis is TimeAxis.TIMESTAMP and old_native.horizon_days == 90
+    assert old_native.meta["source"] == "crm"  # other keys are kept
+    rows = job_for({"time_axis": "row_order", "has_time": False, "snapshot_policy": {"horizon_days": 30}})
+    assert rows.time_axis is TimeAxis.ROW_ORDER and rows.horizon_days == 30
+    broken = job_for({"time_axis": "sideways", "snapshot_policy": {"horizon_days": 30}})
+    with pytest.raises(ValueError, match=r"\.meta\.json is not a valid table sidecar"):
+        _ = broken.time_axis
 
 
 def test_time_blocks_fit_only_on_the_past_with_known_labels() -> None:

@@ -108,7 +108,7 @@ def test_run_is_tracked_with_lineage_plots_and_card(trained: Trained) -> None:
 
 
 def test_logged_pyfunc_scores_raw_leads(trained: Trained) -> None:
-    meta = read_table_metadata(trained.table_path)
+    meta = read_table_metadata(trained.table_path).model_dump(mode="json")
     raw = pd.DataFrame(meta["raw_example"])
     pyfunc = mlflow.pyfunc.load_model(f"models:/leadscore-test/{trained.result.model_version}")
     predicted = pyfunc.predict(raw)

@@ -73,7 +73,11 @@ def test_trains_calibrated_beats_baselines_and_scores_raw_rows(isolated_state: P
     assert comparison.loc["lightgbm", "roc_auc"] > comparison.loc["rule_points", "roc_auc"]
     run = mlflow.get_run(result.run_id)
     assert "STRATIFIED" in run.data.tags["leadscore.split"]
-    assert "STRATIFIED" in mlflow.artifacts.load_text(f"runs:/{result.run_id}/model_card.md")
+    card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/model_card.md")
+    assert "STRATIFIED" in card
+    # no declared horizon: nothing purged, and no magic 0 stored as the model's horizon
+    assert result.model.horizon_days is None
+    assert "not purged: label horizon not declared" in card and "rows purged" not in card
 
     raw = read_export(LEADS_CSV).head(25)  # the export's own column names, leaky columns included
     pyfunc = mlflow.pyfunc.load_model(f"models:/{config.tracking.model_name}/{result.model_version}")
