@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from leadscore.features.contract import mask_personal_data
 from leadscore.features.loading import ContractProblem, CrmTables, DataContractError, load_crm_tables
 from leadscore.features.training_table import SnapshotPolicy, build_training_table, observed_until
 
@@ -231,12 +232,9 @@ def row_problem(
 
 
 def without_personal_data(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Example records safe to store (sidecar, MLflow input example): e-mail addresses keep only the
-    domain, which the model reads (its type), behind a placeholder mailbox."""
-    return [
-        {**r, "email": f"someone@{str(r['email']).rsplit('@', 1)[-1]}"} if r.get("email") else r
-        for r in records
-    ]
+    """Example records safe to store (sidecar, MLflow input example): see
+    :func:`~leadscore.features.contract.mask_personal_data`."""
+    return [mask_personal_data(r) for r in records]
 
 
 @dataclass(frozen=True)
@@ -748,6 +746,14 @@ class EventBuildJob:
                 until,
             )
             labelled = labelled[labelled["horizon_complete"]].reset_index(drop=True)
+        if len(mapping.label.ages_days) > 1 and transform.attributes:
+            log.warning(
+                "tables.leads.attributes %s are not point-in-time: each lead's value in the export is "
+                "used at every snapshot age %s; a CRM field that changed after first contact (a stage, "
+                "a score, a field filled in by sales) can leak later knowledge into earlier snapshots",
+                list(transform.attributes),
+                list(mapping.label.ages_days),
+            )
         features = transform.features_from_contract(
             leads=clean.leads, activities=clean.activities, snapshots=labelled
         )

@@ -13,6 +13,7 @@ from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING
 
 from leadscore.features.contract import ActivityType, PageCategory
+from leadscore.features.wording import singular_of
 
 if TYPE_CHECKING:  # pandas is imported lazily at run time, for a light module
     import pandas as pd
@@ -65,7 +66,7 @@ class Signal:
     @property
     def one(self) -> str:
         """The singular noun phrase."""
-        return self.singular or self.label.removesuffix("s")
+        return self.singular or singular_of(self.label)
 
     @property
     def rep_controllable(self) -> bool:

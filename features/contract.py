@@ -11,6 +11,9 @@ Categorical fit columns are open vocabularies: unknown values are accepted and s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
@@ -28,6 +31,27 @@ SALES_TOUCH_TYPES: tuple[ActivityType, ...] = (
 
 # Columns of ``leads`` that identify a person: used only to derive signals, then dropped.
 PII_COLUMNS: tuple[str, ...] = ("email", "first_name", "last_name", "phone")
+
+
+def mask_personal_data(
+    record: Mapping[str, Any], *, renames: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One lead record safe to store (sidecar, MLflow input example, a mapping's stored examples).
+
+    Name and phone columns are dropped; an e-mail address keeps only its domain, which the model
+    reads (its type), behind a placeholder mailbox. Keys are contract column names, or with
+    ``renames`` an export's own names, of which only those renamed onto contract columns are read.
+    """
+    safe: dict[str, Any] = {}
+    for key, value in record.items():
+        column = key if renames is None else str(renames.get(key, ""))
+        if column == "email":
+            safe[key] = f"someone@{str(value).rsplit('@', 1)[-1]}" if value else value
+        elif column not in PII_COLUMNS:
+            safe[key] = value
+    return safe
+
+
 CATEGORICAL_FIT_COLUMNS: tuple[str, ...] = (
     "channel",
     "seniority",

@@ -38,7 +38,7 @@ from leadscore.features.catalogue import (
     total_count_name,
     window_count_name,
 )
-from leadscore.features.contract import ActivityType, PageCategory
+from leadscore.features.contract import ActivityType, PageCategory, mask_personal_data
 from leadscore.features.mapping import (
     ColumnMapping,
     ColumnRole,
@@ -47,8 +47,10 @@ from leadscore.features.mapping import (
     feature_name,
     parse_numbers,
     render_sentence,
+    synthetic_ids,
 )
 from leadscore.features.pipeline import ENGAGEMENT_SIGNALS, SALES_SIGNALS, ExtraSignal, compute_features
+from leadscore.features.wording import count_phrase
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,9 @@ class LeadsTable(TableSource):
     attributes: dict[str, ColumnMapping] = Field(
         default_factory=dict,
         description="Every other lead column: a custom feature (role categorical or numeric, with "
-        "family, label, sentence) or pii / leaky / ignore.",
+        "family, label, sentence) or pii / leaky / ignore. Not point-in-time: the export's value is "
+        "used at every snapshot age (the build warns when label.ages_days has several), so map only "
+        "fields fixed at first contact; one that changes later (a stage, a score) leaks.",
     )
 
 
@@ -125,12 +129,22 @@ class ActivityTypeSpec(BaseModel):
         default="engagement", description="engagement (the lead did it) or sales (the team did it)."
     )
     label: str = Field(description="Plural noun phrase for reasons and the catalogue, e.g. 'trial logins'.")
+    singular: str | None = Field(
+        default=None,
+        description="The label's singular, e.g. 'trial login' (default: the label's last word made "
+        "singular; give it when the noun is not last, e.g. 'webinar attended').",
+    )
     sentence: str | None = Field(
         default=None,
         description="Reason text; {value} is the count so far, {days_since} the days since the last "
         "one, plural forms as [singular|plural]: '{value:.0f} trial [login|logins]'.",
     )
-    actionable: bool = Field(default=False, description="Whether a rep or marketer can cause it.")
+    actionable: bool = Field(
+        default=False,
+        description="Recorded in the feature catalogue: whether a rep or marketer can cause it. A label "
+        "only: next best actions vary the built-in rep actions (call, e-mail, meeting, send content, "
+        "webinar invite), never a custom type.",
+    )
     windows_days: tuple[PositiveInt, ...] = Field(
         default=WINDOWS_DAYS, description="Windows (days) to count it over, besides 'so far'."
     )
@@ -313,7 +327,7 @@ class EventFeatureTransform:
                     stem = _stem(export_type, target)
                     self.type_map[export_type] = stem
                     self.new_types[stem] = target
-                    extra.append(ExtraSignal(stem, stem, tuple(target.windows_days)))
+                    extra.append(ExtraSignal(stem, stem, tuple(target.windows_days), Family(target.family)))
                 else:
                     self.type_map[export_type] = target.value
         self.extra_signals = tuple(extra)
@@ -351,9 +365,10 @@ class EventFeatureTransform:
                 if no_pages and signal.name != "page_other":
                     continue
                 used.append(signal.name)
-            if any(s in ENGAGEMENT_SIGNALS for s in used):
+            families = {spec.family for spec in self.new_types.values()}
+            if any(s in ENGAGEMENT_SIGNALS for s in used) or "engagement" in families:
                 names += ["engagement_events_30d", "engagement_trend_30d", "days_since_last_activity"]
-            if any(s in SALES_SIGNALS for s in used):
+            if any(s in SALES_SIGNALS for s in used) or "sales" in families:
                 names += ["sales_touches_total", "days_since_last_sales_touch"]
             for signal_name in used:
                 names += [window_count_name(signal_name, d) for d in WINDOWS_DAYS]
@@ -428,7 +443,7 @@ class EventFeatureTransform:
         elif spec.id_column is not None and spec.id_column in raw.columns:
             out["lead_id"] = raw[spec.id_column]
         else:
-            out["lead_id"] = [f"row-{i + 2}" for i in range(len(raw))]
+            out["lead_id"] = synthetic_ids(len(raw))
         out["created_at"] = parse_dates_text(raw.get(spec.created_at_column), options, len(raw), raw.index)
         for column, target in spec.rename.items():
             values = raw[column] if column in raw.columns else pd.Series([None] * len(raw), index=raw.index)
@@ -545,7 +560,9 @@ class EventFeatureTransform:
         rows: list[dict[str, Any]] = []
         if spec is not None and "activities" in raw.columns:
             id_column = self.mapping.tables.leads.id_column
-            for lead_id, cell in zip(leads[id_column], raw["activities"], strict=True):
+            has_ids = id_column is not None and id_column in leads.columns  # else as contract_leads
+            ids = leads[id_column].tolist() if has_ids else synthetic_ids(len(leads)).tolist()
+            for lead_id, cell in zip(ids, raw["activities"], strict=True):
                 if isinstance(cell, list | tuple | np.ndarray):
                     rows += [{**dict(item), spec.lead_id_column: lead_id} for item in cell]
         activities = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
@@ -573,8 +590,9 @@ class EventFeatureTransform:
             since = row.get(days_since_name(concept))
             if count == 0 and spec.sentence is None:
                 return f"No {spec.label} yet"
-            template = spec.sentence or f"{{value:.0f}} {spec.label} so far"
-            return render_sentence(template, count, days_since=since)
+            if spec.sentence is None:
+                return f"{count_phrase(count, spec.label, singular=spec.singular)} so far"
+            return render_sentence(spec.sentence, count, days_since=since)
         return None  # a built-in concept: the model's own sentences say it
 
     def raw_records(
@@ -590,14 +608,9 @@ class EventFeatureTransform:
         sample = leads.loc[:, keep].tail(n)
         records = []
         act_spec = self.mapping.tables.activities
-        personal = {"first_name", "last_name", "phone"}
+        renames = {column: target.value for column, target in spec.rename.items()}
         for row in sample.to_dict(orient="records"):
-            record = {
-                str(k): _plain(v) for k, v in row.items() if str(spec.rename.get(str(k), "")) not in personal
-            }
-            for column, target in spec.rename.items():  # stored examples keep only the e-mail domain
-                if str(target) == "email" and record.get(column):
-                    record[column] = "someone@" + str(record[column]).rsplit("@", 1)[-1]
+            record = mask_personal_data({str(k): _plain(v) for k, v in row.items()}, renames=renames)
             if act_spec is not None and activities is not None and spec.id_column:
                 mine = activities[activities[act_spec.lead_id_column].astype(str) == str(row[spec.id_column])]
                 cols = [

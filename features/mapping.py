@@ -37,18 +37,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from leadscore.features.catalogue import Family, FeatureKind, FeatureSpec
-
-_PLURAL = re.compile(r"\[([^\[\]|]*)\|([^\[\]|]*)\]")
+from leadscore.features.wording import choose_forms, is_one
 
 
 def render_sentence(template: str, value: object, **fields: object) -> str:
     """Fill a reason template: ``{value}`` (formats allowed) and ``[singular|plural]`` forms."""
-    text = template.format(value=value, **fields)
-    try:
-        one = round(float(value), 6) == 1.0  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        one = False
-    return _PLURAL.sub(lambda m: m.group(1) if one else m.group(2), text)
+    return choose_forms(template.format(value=value, **fields), one=is_one(value))
 
 
 class ReadOptions(BaseModel):

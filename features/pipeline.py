@@ -77,12 +77,15 @@ assert len(SIGNALS) < 2**_SIGNAL_BITS
 class ExtraSignal:
     """An export's own activity type, counted like a catalogue signal (declared in an event mapping).
 
-    Its features are ``{name}_{days}d`` per window, ``{name}_total`` and ``days_since_{name}``.
+    Its features are ``{name}_{days}d`` per window, ``{name}_total`` and ``days_since_{name}``; it
+    also counts in the aggregates of its family (``engagement_events_30d``, ``engagement_trend_30d``,
+    ``days_since_last_activity``; ``sales_touches_total``, ``days_since_last_sales_touch``).
     """
 
     name: str
     activity_type: str
     windows_days: tuple[int, ...] = WINDOWS_DAYS
+    family: Family = Family.ENGAGEMENT  # engagement types count as the lead's activity, sales as touches
 
 
 def email_domain_type(emails: pd.Series) -> pd.Series:
@@ -250,6 +253,7 @@ def compute_features(
         # 3. per-signal counts and recency
         n = len(snapshots)
         columns: dict[str, np.ndarray] = {}
+        aggregate_counts: dict[tuple[str, int], np.ndarray] = {}  # 30/90-day counts, whatever the windows
         counted = [(s.name, windows_days) for s in SIGNALS] + [
             (e.name, e.windows_days) for e in extra_signals
         ]
@@ -262,6 +266,12 @@ def compute_features(
                 columns[window_count_name(signal_name, days)] = (
                     seen_before_upper - cumulative[lowers[days]]
                 ).astype(np.float32)
+            for days in (30, 90):
+                aggregate_counts[(signal_name, days)] = (
+                    columns[window_count_name(signal_name, days)]
+                    if days in signal_windows
+                    else (seen_before_upper - cumulative[lowers[days]]).astype(np.float32)
+                )
             total = seen_before_upper - cumulative[start]
             columns[total_count_name(signal_name)] = total.astype(np.float32)
             days_since = np.full(n, np.nan, dtype=np.float32)
@@ -275,23 +285,24 @@ def compute_features(
             if advance:
                 advance()  # type: ignore[operator]
 
-        # 4. aggregates over signals
+        # 4. aggregates over signals (an export's own types count in their family's, after the catalogue's)
+        engagement = (*ENGAGEMENT_SIGNALS, *(e.name for e in extra_signals if e.family is Family.ENGAGEMENT))
+        sales = (*SALES_SIGNALS, *(e.name for e in extra_signals if e.family is Family.SALES))
+
         def total_over(names: Sequence[str], window: int) -> np.ndarray:
             return np.asarray(
-                np.sum([columns[window_count_name(s, window)] for s in names], axis=0, dtype=np.float32)
+                np.sum([aggregate_counts[(s, window)] for s in names], axis=0, dtype=np.float32)
             )
 
-        engagement_30d = total_over(ENGAGEMENT_SIGNALS, 30)
-        engagement_90d = total_over(ENGAGEMENT_SIGNALS, 90)
+        engagement_30d = total_over(engagement, 30)
+        engagement_90d = total_over(engagement, 90)
         columns["engagement_events_30d"] = engagement_30d
         columns["engagement_trend_30d"] = engagement_30d - (engagement_90d - engagement_30d) / 2
-        columns["days_since_last_activity"] = _nanmin(
-            [columns[days_since_name(s)] for s in ENGAGEMENT_SIGNALS]
-        )
+        columns["days_since_last_activity"] = _nanmin([columns[days_since_name(s)] for s in engagement])
         columns["sales_touches_total"] = np.asarray(
-            np.sum([columns[total_count_name(s)] for s in SALES_SIGNALS], axis=0, dtype=np.float32)
+            np.sum([columns[total_count_name(s)] for s in sales], axis=0, dtype=np.float32)
         )
-        columns["days_since_last_sales_touch"] = _nanmin([columns[days_since_name(s)] for s in SALES_SIGNALS])
+        columns["days_since_last_sales_touch"] = _nanmin([columns[days_since_name(s)] for s in sales])
 
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))

@@ -25,6 +25,7 @@ from leadscore.features.catalogue import (
     total_count_name,
     window_count_name,
 )
+from leadscore.features.wording import count_phrase
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,8 @@ def _number(value: object) -> float | None:
 #: Reasons that move the score by less than this many points are not listed (they are noise to a rep).
 MATERIAL_POINTS = 1.0
 
-_SINGULAR: dict[str, str] = {
-    **{signal.label: signal.one for signal in SIGNAL_BY_NAME.values()},
-    "sales touches": "sales touch",
-    "engagement events": "engagement event",
-    "events": "event",
-}
+#: Catalogue nouns whose singular is not the rule's (e.g. 'webinars attended').
+_SINGULAR: dict[str, str] = {signal.label: signal.one for signal in SIGNAL_BY_NAME.values()}
 #: How category values are written: proper names and acronyms, not machine codes.
 PROPER_NAMES: dict[str, str] = {
     "c_level": "C-level",
@@ -98,10 +95,8 @@ PROPER_NAMES: dict[str, str] = {
 
 
 def plural(count: int, noun: str) -> str:
-    """'1 webinar attended', '2 webinars attended', '0 sales touches'."""
-    if count == 1:
-        return f"1 {_SINGULAR.get(noun, noun.removesuffix('s'))}"
-    return f"{count} {noun}"
+    """'1 webinar attended', '2 webinars attended', '0 sales touches' (features.wording's rule)."""
+    return count_phrase(count, noun, singular=_SINGULAR.get(noun))
 
 
 def _days(days: float) -> str:

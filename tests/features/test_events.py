@@ -359,3 +359,116 @@ def test_native_contract_rejects_a_deal_before_its_lead_and_goes_on(tmp_path: Pa
         ["outcomes", 4, "conversion before the lead was created"]
     ]
     assert result.rows > 0
+
+
+def _one_lead(*, what: str = "Trial Login") -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    leads = pd.DataFrame(
+        {"Contact": ["C1"], "Signed Up": ["01/03/2024 09:00"], "Lead Source": ["Web"], "Seats": ["3"]}
+    )
+    activities = pd.DataFrame({"Contact": ["C1"], "When": ["10/03/2024 09:00"], "What": [what]})
+    return leads, activities, pd.Timestamp("2024-03-12 09:00")
+
+
+def test_custom_engagement_type_counts_as_the_leads_activity() -> None:
+    """A mapping whose only engagement type is its own: the aggregates see it."""
+    from leadscore.training.explain import concept_sentence
+
+    trial_only = {"Trial Login": mapping_data()["tables"]["activities"]["types"]["Trial Login"]}  # type: ignore[index]
+    transform = EventFeatureTransform(
+        EventMapping.model_validate(mapping_data(**{"tables.activities.types": trial_only}))
+    )
+    assert {"days_since_last_activity", "engagement_events_30d", "engagement_trend_30d"} <= set(
+        transform.feature_names
+    )
+    leads, activities, as_of = _one_lead()
+    row = transform.features(leads=leads, activities=activities, as_of=as_of).iloc[0]
+    assert row["trial_login_total"] == 1
+    assert row["engagement_events_30d"] == 1 and row["days_since_last_activity"] == pytest.approx(2.0)
+    assert row["engagement_trend_30d"] == 1  # 1 in the last 30 days, none in the 60 before
+    sentence = concept_sentence("days_since_last_activity", row.to_dict())
+    assert sentence == "The lead was last active 2 days ago"
+
+
+def test_custom_sales_type_counts_as_a_sales_touch() -> None:
+    sms = {"SMS": {"name": "sales_sms", "family": "sales", "label": "sales texts"}}
+    transform = EventFeatureTransform(
+        EventMapping.model_validate(mapping_data(**{"tables.activities.types": sms}))
+    )
+    assert {"sales_touches_total", "days_since_last_sales_touch"} <= set(transform.feature_names)
+    leads, activities, as_of = _one_lead(what="SMS")
+    row = transform.features(leads=leads, activities=activities, as_of=as_of).iloc[0]
+    assert row["sales_touches_total"] == 1 and row["days_since_last_sales_touch"] == pytest.approx(2.0)
+
+
+def test_nested_records_without_the_lead_id_use_the_synthetic_ids() -> None:
+    """The pyfunc's input: lead columns with nested activities, no id column."""
+    transform = EventFeatureTransform(EventMapping.model_validate(mapping_data()))
+    records = pd.DataFrame(
+        [
+            {
+                "Signed Up": "01/03/2024 09:00",
+                "Lead Source": "Web",
+                "activities": [
+                    {"When": "10/03/2024 09:00", "What": "Trial Login"},
+                    {"When": "11/03/2024 09:00", "What": "Trial Login"},
+                ],
+                "as_of": "2024-03-12T09:00:00",
+            },
+            {"Signed Up": "02/03/2024 09:00", "Lead Source": "Ads", "activities": [], "as_of": "2024-03-12"},
+        ]
+    )
+    features = transform.features_from_records(records)
+    assert features["lead_id"].tolist() == ["row-2", "row-3"]
+    assert features["trial_login_total"].tolist() == [2, 0]
+
+
+def test_stored_examples_mask_personal_data_in_the_exports_own_names() -> None:
+    from leadscore.features.build import without_personal_data
+
+    renames = {"Lead Source": "channel", "Mail": "email", "Tel": "phone", "Given": "first_name"}
+    mapping = EventMapping.model_validate(mapping_data(**{"tables.leads.rename": renames}))
+    transform = EventFeatureTransform(mapping)
+    leads = pd.DataFrame(
+        {
+            "Contact": ["C1"],
+            "Signed Up": ["01/03/2024 09:00"],
+            "Lead Source": ["Web"],
+            "Mail": ["ann@acme.com"],
+            "Tel": ["+44 1"],
+            "Given": ["Ann"],
+        }
+    )
+    (record,) = transform.raw_records(leads=leads, activities=None, n=1)
+    assert record["Mail"] == "someone@acme.com" and "Tel" not in record and "Given" not in record
+    assert record["Contact"] == "C1" and record["Lead Source"] == "Web"
+    # contract-named records (the native sidecar's examples): the same rule
+    native = {"lead_id": "L1", "email": "bo@b.org", "first_name": "Bo", "last_name": "B", "phone": "1"}
+    assert without_personal_data([native]) == [{"lead_id": "L1", "email": "someone@b.org"}]
+
+
+def test_build_warns_that_custom_attributes_are_not_point_in_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_event_export(tmp_path)
+    with caplog.at_level("WARNING", logger="leadscore.features.build"):
+        EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "t.parquet").run()
+    warned = [r.getMessage() for r in caplog.records if "not point-in-time" in r.getMessage()]
+    assert len(warned) == 1 and "'Plan Interest'" in warned[0] and "[1, 7]" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="leadscore.features.build"):
+        EventBuildJob(
+            mapping_path=write_mapping(tmp_path, **{"label.ages_days": [0]}), output=tmp_path / "u.parquet"
+        ).run()
+    assert not [r for r in caplog.records if "not point-in-time" in r.getMessage()]
+
+
+def test_actionable_is_documented_as_a_catalogue_label_not_a_next_best_action() -> None:
+    transform = EventFeatureTransform(
+        EventMapping.model_validate(mapping_data(**{"tables.activities.types.Trial Login.actionable": True}))
+    )
+    assert all(f.actionable for f in transform.catalogue if f.concept == "trial_login")
+    schema = EventMapping.model_json_schema()
+    described = schema["$defs"]["ActivityTypeSpec"]["properties"]["actionable"]["description"]
+    assert "never a custom type" in described and "next best actions" in described
+    attributes = schema["$defs"]["LeadsTable"]["properties"]["attributes"]["description"]
+    assert "Not point-in-time" in attributes
