@@ -250,6 +250,16 @@ def _warm_up(model: LeadScoringModel) -> None:
         model.score_features(features, explain=False)
         return
     now = now_utc()
+    events = getattr(model, "events", None)
+    if events is not None:  # the export's own column names, as /score-records receives them
+        spec = events.mapping.tables.leads
+        record: dict[str, object] = {spec.created_at_column: (now - pd.Timedelta(days=3)).isoformat()}
+        if spec.id_column is not None:
+            record[spec.id_column] = "warm-up"
+        features = events.features_from_records(pd.DataFrame([record]))
+        model.score_features(features, explain=True, top_k=5)
+        model.score_features(features, explain=False)
+        return
     lead = RawLead(
         lead_id="warm-up",
         created_at=(now - pd.Timedelta(days=3)).isoformat(),
@@ -296,6 +306,18 @@ def score_prepared(
 
 
 def _require_activity_model(loaded: LoadedModel, field: str) -> None:
+    events = getattr(loaded.model, "events", None)
+    if events is not None:  # its own column and activity names: /score's fields would be misread
+        raise RequestInvalid(
+            [
+                Problem(
+                    field=field,
+                    problem=f"model {loaded.name} v{loaded.version} was trained on the event export "
+                    f"'{events.mapping.name}' with its own column and activity names: send export records "
+                    "(its lead columns with nested activities) to POST /score-records",
+                )
+            ]
+        )
     if loaded.model.flat is not None:
         raise RequestInvalid(
             [
@@ -326,6 +348,8 @@ def _record_value_problem(value: object, kind: str, missing_values: Sequence[str
     (the features' type), numeric text, and the mapping's missing placeholders or null; ``true`` is
     not a number. Categorical columns take any scalar.
     """
+    if isinstance(value, list):
+        return "expected one value, got a list (nested activities are for event-export models)"
     if value is None or kind != "numeric":
         return None
     if isinstance(value, bool):
@@ -350,6 +374,8 @@ def _record_value_problem(value: object, kind: str, missing_values: Sequence[str
 
 def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> ScoreResponse:
     """Score rows of the flat export a flat model was trained on (raises ``RequestInvalid``)."""
+    if getattr(loaded.model, "events", None) is not None:
+        return _score_event_records(loaded, request)
     flat = loaded.model.flat
     if flat is None:
         raise RequestInvalid(
@@ -362,11 +388,12 @@ def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> Score
             ]
         )
     id_column = flat.id_column  # the export's id column (a synthetic name when it has none)
+    has_ids = flat.mapping.id_column is not None  # without one, records get synthetic row ids
     contract = record_contract(flat)
     problems: list[Problem] = []
     for index, record in enumerate(request.records):
         lead_id = record.get(id_column)
-        if lead_id is None or str(lead_id).strip() == "":
+        if has_ids and (lead_id is None or str(lead_id).strip() == ""):
             problems.append(
                 Problem(field=f"records[{index}].{id_column}", problem="the id is missing", lead_index=index)
             )
@@ -379,13 +406,67 @@ def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> Score
                         field=f"records[{index}].{column}",
                         problem=problem,
                         lead_index=index,
-                        lead_id=str(lead_id),
+                        lead_id=None if lead_id is None else str(lead_id),
                     )
                 )
     if problems:
         raise RequestInvalid(problems)
     frame = pd.DataFrame.from_records(request.records)
     features = loaded.model.features_from_export(frame)
+    return _records_response(loaded, features, request)
+
+
+def _score_event_records(loaded: LoadedModel, request: RecordsRequest) -> ScoreResponse:
+    """Score an event-mapping model's export records: lead columns plus nested ``activities``.
+
+    The same reading as the MLflow pyfunc (``EventFeatureTransform.features_from_records``).
+    """
+    events = loaded.model.events
+    assert events is not None
+    spec = events.mapping.tables.leads
+    problems: list[Problem] = []
+    for index, record in enumerate(request.records):
+        if spec.id_column is not None:
+            lead_id = record.get(spec.id_column)
+            if lead_id is None or str(lead_id).strip() == "":
+                problems.append(
+                    Problem(
+                        field=f"records[{index}].{spec.id_column}",
+                        problem="the id is missing",
+                        lead_index=index,
+                    )
+                )
+        if record.get(spec.created_at_column) in (None, ""):
+            problems.append(
+                Problem(
+                    field=f"records[{index}].{spec.created_at_column}",
+                    problem="the creation time is missing",
+                    lead_index=index,
+                )
+            )
+        nested = record.get("activities")
+        if nested is not None and not (
+            isinstance(nested, list) and all(isinstance(item, dict) for item in nested)
+        ):
+            problems.append(
+                Problem(
+                    field=f"records[{index}].activities",
+                    problem="expected a list of activity objects (the export's activity columns)",
+                    lead_index=index,
+                )
+            )
+    if problems:
+        raise RequestInvalid(problems)
+    try:
+        features = events.features_from_records(pd.DataFrame.from_records(request.records))
+    except (ValueError, TypeError, KeyError) as error:
+        raise RequestInvalid(
+            [Problem(field="records", problem=f"could not read the records: {error}")]
+        ) from None
+    return _records_response(loaded, features, request)
+
+
+def _records_response(loaded: LoadedModel, features: pd.DataFrame, request: RecordsRequest) -> ScoreResponse:
     scored = loaded.model.score_features(features, explain=request.explain, top_k=request.top_k)
     now = now_utc().isoformat()
     for result in scored:

@@ -8,9 +8,11 @@ asked for) and the caller takes the batch path, which then accepts or reports it
 rejected here.
 
 :class:`FastScorer` scores that row with the model's own parts (encoder categories, booster,
-calibrator, grouping, reason sentences) in the order ``LeadScoringModel.score_features`` uses
-them, on a one-row NumPy array instead of a DataFrame; the next best actions re-score modified
-copies of the row in one booster call instead of re-running the pipeline per action. It applies
+calibrator) on a one-row NumPy array instead of a DataFrame, then hands the raw scores and
+contributions to the model's own ``results_from_raw`` / ``reasons_from_contributions`` /
+``actions_from_probabilities``, the code ``score_features`` and ``next_best_actions`` run: tiers,
+grades, intervals, status and action filters cannot drift apart. The next best actions re-score
+modified copies of the row in one booster call instead of re-running the pipeline per action. It applies
 only to models whose features are exactly the native event catalogue's (:func:`applies_to`):
 flat-export models and models with their own activity types or fields use the batch path.
 ``tests/serving/test_single_lead.py`` proves features, probabilities, reasons and actions equal.
@@ -18,13 +20,12 @@ flat-export models and models with their own activity types or fields use the ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from leadscore.features.catalogue import FEATURE_CATALOGUE, FEATURE_NAMES, Family
+from leadscore.features.catalogue import FEATURE_NAMES
 from leadscore.features.single_lead import (
     LeadValues,
     ceil_seconds,
@@ -35,15 +36,8 @@ from leadscore.features.single_lead import (
     spread_events,
 )
 from leadscore.serving.schemas import RawLead
-from leadscore.training.cadence import follow_up
-from leadscore.training.explain import (
-    Reason,
-    concept_sentence,
-    concepts_for,
-    points_from_contributions,
-    top_reasons,
-)
-from leadscore.training.model import ACTION_LABELS, ACTIONABLE_TYPES, LeadScoringModel, NextBestAction
+from leadscore.training.explain import Reason
+from leadscore.training.model import ACTIONABLE_TYPES, LeadScoringModel, NextBestAction
 
 _CATEGORICAL_INPUTS = ("channel", "seniority", "department", "country", "industry", "company_type")
 _NUMERIC_INPUTS = ("employee_count", "annual_revenue")
@@ -153,8 +147,8 @@ def prepare_one(
 
 def applies_to(model: LeadScoringModel) -> bool:
     """Whether the fast path computes this model's features: the native event catalogue, nothing else."""
-    if getattr(model, "flat", None) is not None:
-        return False
+    if getattr(model, "flat", None) is not None or getattr(model, "events", None) is not None:
+        return False  # their own column and activity names: only their transform reads them
     names = tuple(model.feature_names)
     categories = getattr(model.encoder, "categories_", None)
     return (
@@ -179,10 +173,6 @@ class FastScorer:
             name: ({value: float(i) for i, value in enumerate(known)}, float(len(known) - 1))
             for name, known in categories.items()
         }
-        self.concepts, self.grouping = concepts_for(self.names, FEATURE_CATALOGUE)
-        families = np.array([c.family for c in self.concepts])
-        self.fit_concepts = families == Family.FIT
-        self.engagement_concepts = ~self.fit_concepts
 
     # --- rows ------------------------------------------------------------------------------------
     def encode(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
@@ -217,95 +207,35 @@ class FastScorer:
     def score(
         self, row: Mapping[str, object], *, lead_id: str, explain: bool, top_k: int
     ) -> tuple[dict[str, object], np.ndarray | None]:
-        """One scored lead (the dict ``score_features`` returns) and its contributions when explained."""
-        model = self.model
+        """One scored lead (the dict ``score_features`` returns) and its contributions when explained.
+
+        Everything after the booster is ``LeadScoringModel.results_from_raw``, the code
+        ``score_features`` runs.
+        """
         encoded = self.encode([row])
-        record = _Record(row)
-        result: dict[str, object] = {"lead_id": lead_id}
-        if explain:
-            contributions = self.contributions(encoded)
-            probability = model.calibrate(contributions.sum(axis=1))
-            scores = 100.0 * probability
-            grouped = contributions[:, :-1] @ self.grouping
-            fit_part = grouped[:, self.fit_concepts].sum(axis=1)
-            engagement_part = grouped[:, self.engagement_concepts].sum(axis=1)
-            base_score = 100.0 * float(model.calibrate(np.array([float(contributions[0, -1])]))[0])
-            slope = 100.0 * probability * (1.0 - probability)
-            points = points_from_contributions(
-                grouped=grouped, scores=scores, base_score=base_score, slope=slope
-            )
-            p = float(probability[0])
-            fit_grade = model.fit_grade(float(fit_part[0]))
-            engagement_grade = model.engagement_grade(float(engagement_part[0]))
-            positive, negative = top_reasons(
-                concepts=self.concepts,
-                points_row=points[0],
-                feature_row=record,
-                top_positive=top_k,
-                top_negative=top_k,
-                sentence=concept_sentence,
-            )
-            result.update(
-                probability=p,
-                score=round(float(scores[0]), 1),
-                tier=model.tier(p, fit_grade=fit_grade).value,
-                grade=f"{fit_grade}{engagement_grade}",
-                fit_points=round(float(points[0, self.fit_concepts].sum()), 2),
-                engagement_points=round(float(points[0, self.engagement_concepts].sum()), 2),
-                base_score=round(base_score, 2),
-                reasons_positive=[r.as_dict() for r in positive],
-                reasons_negative=[r.as_dict() for r in negative],
-            )
-            kept: np.ndarray | None = contributions
-        else:
-            probability = model.calibrate(self.raw_scores(encoded))
-            p = float(probability[0])
-            fit_grade_or_none = None
-            if p < model.thresholds.mql:
-                partial = self.contributions(encoded)[:, :-1] @ self.grouping
-                fit_grade_or_none = model.fit_grade(float(partial[:, self.fit_concepts].sum(axis=1)[0]))
-            result.update(
-                probability=p,
-                score=round(float(100.0 * probability[0]), 1),
-                tier=model.tier(p, fit_grade=fit_grade_or_none).value,
-                grade=None,
-            )
-            kept = None
-        touches = row.get("sales_touches_total", float("nan"))
-        result["follow_up"] = follow_up(
-            tier=_tier(str(result["tier"])),
-            sales_touches=float(touches),  # type: ignore[arg-type]
-        )
-        return result, kept
+        contributions = self.contributions(encoded) if explain else None
+        raw = contributions.sum(axis=1) if contributions is not None else self.raw_scores(encoded)
+        result = self.model.results_from_raw(
+            raw=raw,
+            contributions=contributions,
+            records=[_Record(row)] if explain else None,
+            column=_row_column(row),
+            contributions_of=lambda rows: self.contributions(encoded[rows]),
+            lead_ids=[lead_id],
+            top_k=top_k,
+        )[0]
+        return result, contributions
 
     def all_reasons(self, row: Mapping[str, object], contributions: np.ndarray) -> list[Reason]:
         """Every grouped contribution, strongest first (``LeadScoringModel.all_reasons`` for one row)."""
-        model = self.model
-        grouped = contributions[:, :-1] @ self.grouping
-        probability = model.calibrate(contributions.sum(axis=1))
-        base_score = 100.0 * float(model.calibrate(np.array([contributions[0, -1]]))[0])
-        points = points_from_contributions(
-            grouped=grouped,
-            scores=100.0 * probability,
-            base_score=base_score,
-            slope=100.0 * probability * (1.0 - probability),
-        )
-        positive, negative = top_reasons(
-            concepts=self.concepts,
-            points_row=points[0],
-            feature_row=_Record(row),
-            top_positive=len(self.concepts),
-            top_negative=len(self.concepts),
-            min_abs_points=0.0,
-            sentence=concept_sentence,
-        )
-        return sorted(positive + negative, key=lambda r: -abs(r.impact))
+        return self.model.reasons_from_contributions(contributions, [_Record(row)])[0]
 
     def next_best_actions(self, one: OneLead) -> list[NextBestAction]:
         """One more of each actionable activity at the snapshot's second, all re-scored in one call.
 
         The batch path adds the event at ``as_of`` cut to whole seconds and scores the variant as
-        of that second; the rows here are built the same way from the lead's own events.
+        of that second; the rows here are built the same way from the lead's own events. The
+        filters (just done, material uplift) and wording are ``LeadScoringModel``'s own.
         """
         base_row = one.features()
         second_us = (one.as_of_us // 1_000_000) * 1_000_000
@@ -321,18 +251,24 @@ class FastScorer:
                 )
             )
         probability = self.model.calibrate(self.raw_scores(self.encode(rows)))
-        base = float(probability[0])
-        actions = [
-            NextBestAction(action, ACTION_LABELS[action], float(after), float(after - base))
-            for action, after in zip(ACTIONABLE_TYPES, probability[1:], strict=True)
-        ]
-        return sorted(actions, key=lambda a: -a.uplift)
+        return self.model.actions_from_probabilities(
+            base=probability[:1],
+            after=probability[1:].reshape(len(ACTIONABLE_TYPES), 1),
+            column=_row_column(base_row),
+            open_leads=np.ones(1, dtype=bool),
+        )[0]
 
 
-def _tier(value: str) -> Any:
-    from leadscore.features.vocabulary import Tier
+def _row_column(row: Mapping[str, object]) -> Callable[[str], np.ndarray | None]:
+    """One feature of one row as a one-element float array (None when the row has no such feature)."""
 
-    return Tier(value)
+    def column(name: str) -> np.ndarray | None:
+        if name not in row:
+            return None
+        value = row[name]
+        return np.array([np.nan if value is None else float(value)])  # type: ignore[arg-type]
+
+    return column
 
 
 class _Record(Mapping[str, object]):

@@ -61,11 +61,14 @@ def count_request(endpoint: str, status: int) -> None:
     _get()["requests"].labels(endpoint=endpoint, outcome=outcome_of(status)).inc()
 
 
-def observe_scores(scores: Iterable[float], tiers: Iterable[str]) -> None:
+def observe_scores(scores: Iterable[float | None], tiers: Iterable[str | None]) -> None:
+    """Scored leads into the histogram and tier counts (leads that are not open have neither)."""
     metrics = _get()
     histogram, leads = metrics["score"], metrics["leads"]
     per_tier: dict[str, int] = {}
     for score, tier in zip(scores, tiers, strict=True):
+        if score is None or tier is None:
+            continue
         histogram.observe(score)
         per_tier[tier] = per_tier.get(tier, 0) + 1
     for tier, count in per_tier.items():

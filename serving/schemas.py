@@ -8,7 +8,7 @@ values with a UTC offset are converted to UTC, values without one are taken as U
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -174,20 +174,26 @@ class ScoreRequest(BaseModel):
 
 
 RecordValue = str | float | int | bool | None
+#: A record field: a value, or (event-export models) the lead's activities as the export's own rows.
+RecordField = RecordValue | list[dict[str, RecordValue]]
 
 
 class RecordsRequest(BaseModel):
-    """Leads as rows of the flat CRM export a flat model was trained on, with the export's column names.
+    """Leads as rows of the CRM export the model was trained on, with the export's column names.
 
-    For models trained with a mapping file (``leadscore build-features --mapping``): send each lead
-    as the export row, e.g. {"Prospect ID": "...", "Lead Source": "Reference", "TotalVisits": 5,
-    "Total Time Spent on Website": 1532}. Columns the mapping marks PII, leaky or ignore are ignored;
-    missing feature columns are treated as missing values; unknown categories are accepted and scored.
+    Flat exports (``leadscore build-features --mapping``): send each lead as the export row, e.g.
+    {"Prospect ID": "...", "Lead Source": "Reference", "TotalVisits": 5,
+    "Total Time Spent on Website": 1532}. Event exports (a mapping with leads and activities files,
+    e.g. examples/salesforce.yaml): send the lead row with its activities nested as the activities
+    file's own rows, e.g. {"Id": "00Q1", "CreatedDate": "2024-03-01T10:00:00Z", "activities":
+    [{"ActivityDate": "2024-03-02T09:00:00Z", "Type": "Call"}]}, and optionally "as_of". Columns the
+    mapping marks PII, leaky or ignore are ignored; missing feature columns are treated as missing
+    values; unknown categories are accepted and scored.
     """
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    records: list[dict[str, RecordValue]] = Field(
+    records: list[dict[str, RecordField]] = Field(
         min_length=1,
         max_length=100_000,
         description="Export rows, one per lead (limit: LEADSCORE_MAX_BATCH).",
@@ -232,14 +238,19 @@ class LeadScore(BaseModel):
     model_config = _OUTPUT
 
     lead_id: str = Field(description="The lead's id, as sent.")
-    probability: float = Field(
+    probability: float | None = Field(
         description="Calibrated probability that the lead becomes an opportunity within the model's "
-        "horizon (model_horizon_days)."
+        "horizon (model_horizon_days); null when the lead is not open (see status)."
     )
-    score: float = Field(description="100 x probability, rounded to 0.1.")
+    score: float | None = Field(description="100 x probability, rounded to 0.1; null when not open.")
     status: str = Field(
         default="open",
         description="open (scored); converted, disqualified or not_yet_created leads are not scored.",
+    )
+    status_note: str = Field(
+        default="",
+        description="Why a lead that is not open has no score, for the rep, e.g. 'Converted to an "
+        "opportunity on 2024-03-02: work the opportunity; no lead score.'; empty when open.",
     )
     probability_low: float | None = Field(
         default=None,
@@ -247,14 +258,15 @@ class LeadScore(BaseModel):
         "(from the calibration set); null for models without one.",
     )
     probability_high: float | None = Field(default=None, description="Upper end of that range.")
-    low_confidence: bool = Field(
+    low_confidence: bool | None = Field(
         default=False,
-        description="True where few calibration leads back the probability: read it as a range.",
+        description="True where few calibration leads back the probability: read it as a range "
+        "(null when not open).",
     )
-    tier: Tier = Field(
+    tier: Tier | None = Field(
         description="sales_ready (call now), marketing_qualified (warm), nurture, not_a_fit (below the "
         "MQL threshold with fit grade D, not engaged) or review_outside_profile (fit grade D but highly "
-        "engaged: for a person to review)."
+        "engaged, or asked for a demo: for a person to review); null when not open."
     )
     follow_up: str | None = Field(
         default=None,
@@ -268,6 +280,11 @@ class LeadScore(BaseModel):
     fit_points: float | None = Field(description="Score points from fit factors (null if explain=false).")
     engagement_points: float | None = Field(
         description="Score points from engagement and sales factors (null if explain=false)."
+    )
+    context_points: float | None = Field(
+        default=None,
+        description="Score points from market conditions shared by every lead at that time (context "
+        "factors: no part of the grade); null if explain=false.",
     )
     base_score: float | None = Field(description="Score of an average lead; points add up from it.")
     reasons_positive: list[Reason] = Field(description="Strongest factors raising the score, top_k at most.")
@@ -291,18 +308,34 @@ class ScoreResponse(BaseModel):
 
 
 class NextBestAction(BaseModel):
-    """An action a rep or marketer can take, and what one more of it would do to the probability."""
+    """A rep action the model associates with a higher score for leads like this one.
+
+    The model scores the lead again with one more such activity now: an association learned from
+    past leads, not a measured effect of the action.
+    """
 
     model_config = _OUTPUT
 
-    action: str = Field(description="Activity type to cause, e.g. demo_request.")
-    label: str = Field(description="The action in plain words.")
-    probability_after: float = Field(description="Probability after one more such activity now.")
-    uplift: float = Field(description="Change in probability (probability_after - probability).")
+    action: str = Field(
+        description="The rep-controllable activity type varied, e.g. sales_call (never what only the "
+        "lead can do, such as a demo request)."
+    )
+    label: str = Field(description="The rep's action in plain words, e.g. 'Call the lead'.")
+    probability_after: float = Field(
+        description="The model's probability for this lead with one more such activity now."
+    )
+    uplift: float = Field(
+        description="probability_after - probability: how much higher the model scores leads like "
+        "this with one more of it (an association, not an effect)."
+    )
     evidence: str = Field(
         default="",
-        description="The what-if in words: an association in past data ('leads like this who got a "
-        "sales call converted more often'), not a promised effect of the action.",
+        description="The association in words, e.g. 'The model scores leads like this higher with one "
+        "more sales call: 31% vs 24% now (an association, not a measured effect).'",
+    )
+    kind: Literal["association"] = Field(
+        default="association",
+        description="Always 'association': what the model learned from past leads, not a causal effect.",
     )
 
 

@@ -239,10 +239,12 @@ class LeadScoringService:
 
     @bentoml.api(route="/score-records")
     async def score_records(self, request: RecordsRequest, /) -> ScoreResponse:
-        """Score leads sent as rows of the flat CRM export a flat model was trained on.
+        """Score leads sent as rows of the CRM export a mapping model was trained on.
 
-        For models trained from a mapping file (e.g. examples/xeducation.yaml): each record is an
-        export row with the export's own column names; reasons read in the export's terms.
+        Flat exports (e.g. examples/xeducation.yaml): each record is an export row with the
+        export's own column names. Event exports (e.g. examples/salesforce.yaml): each record is the
+        lead row with its activities nested as the activities file's rows. Reasons read in the
+        export's terms.
         """
         return await anyio.to_thread.run_sync(self.score_records_sync, request, limiter=self._batch_limiter)
 

@@ -134,6 +134,7 @@ def score_leads(
 
     from leadscore.training.model import lead_states
 
+    model.require_native_layout(what="score-batch")
     when = pd.Timestamp(as_of)
     existing = leads.reset_index(drop=True)
     if existing.empty:
@@ -203,6 +204,7 @@ def score_batch(
     """
     import pandas as pd
 
+    model.require_native_layout(what="score-batch")
     engine = Engine(engine)
     out = Path(out)
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):

@@ -98,6 +98,7 @@ def explain_leads(
     instead of a score. The card names the lead (name, title, company from the export) for the
     rep; those columns never reach the model.
     """
+    model.require_native_layout(what="explain")
     mine = activities[activities["lead_id"].isin(set(leads["lead_id"]))]
     states = lead_states(leads=leads, as_of=as_of, outcomes=outcomes)
     features = model.features(leads=leads, activities=mine, as_of=as_of)
@@ -183,7 +184,7 @@ def print_card(card: LeadCard, *, console: Console) -> None:
     else:
         body.add_row("No single reason moves the score by a point or more.")
     body.add_row(
-        "[bold]Next best action[/] (associations in past data, not promised effects)\n"
+        "[bold]Next best action[/] (what the model associates with a higher score, not measured effects)\n"
         + (actions or "  no rep action is associated with a higher score for this lead now")
     )
     _print_panel(card, body, console)
@@ -277,7 +278,7 @@ ol{padding-left:22px}li{margin:3px 0}
 {% else %}<p class="muted">No rep action is associated with a higher score for this lead now.</p>{% endif %}
 <div class="foot">Reason points are TreeSHAP contributions grouped by concept and converted to score points;
 reasons under a point are not listed. Next best actions re-score the lead with one more such activity now:
-they show what went with conversion in past data, not what the action will cause.</div>
+they show what the model associates with a higher score, not what the action will cause.</div>
 {% endif %}
 </body></html>
 """

@@ -9,6 +9,7 @@ TreeSHAP (LightGBM ``pred_contrib``) grouped into reasons.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -74,7 +75,7 @@ class NextBestAction:
     label: str  # the rep's action: "Call the lead"
     probability_after: float  # the model's probability for this lead with one more such activity now
     uplift: float  # probability_after - probability (association, not a causal effect)
-    evidence: str = ""  # the association in words, e.g. "Leads like this who got a sales call ..."
+    evidence: str = ""  # the association in words: "The model scores leads like this higher with ..."
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -91,13 +92,13 @@ class NextBestAction:
 REP_SIGNALS = tuple(s for s in SIGNALS if s.rep_controllable)
 ACTION_LABELS: dict[str, str] = {s.activity_type.value: str(s.rep_action) for s in REP_SIGNALS}
 ACTIONABLE_TYPES: tuple[str, ...] = tuple(ACTION_LABELS)
-#: What the association is about, in the past tense ("leads like this who ... converted more often").
+#: The varied activity in words ("the model scores leads like this higher with one more ...").
 ASSOCIATION_PHRASES: dict[str, str] = {
-    "sales_call": "got one more sales call",
-    "sales_email": "got one more personal sales e-mail",
-    "sales_meeting": "had one more sales meeting",
-    "content_download": "downloaded content",
-    "webinar_registered": "registered for a webinar",
+    "sales_call": "one more sales call",
+    "sales_email": "one more personal sales e-mail",
+    "sales_meeting": "one more sales meeting",
+    "content_download": "one more content download",
+    "webinar_registered": "one more webinar registration",
 }
 #: An action the lead had in this many days is "just done": not suggested again.
 JUST_DONE_DAYS = 7
@@ -267,6 +268,25 @@ class LeadScoringModel:
         snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when
         return compute_features(leads=leads, activities=activities, snapshots=snapshots)
 
+    def require_native_layout(self, *, what: str) -> None:
+        """Raise a ``ValueError`` naming the alternative when ``what`` needs leads in the native layout.
+
+        Event-mapping models read the export's own column and activity names and flat models read
+        export rows; tables with ``lead_id``/``created_at``/``activity_type`` would be misread.
+        """
+        if self.events is not None:
+            raise ValueError(
+                f"{what} reads leads in leadscore's own layout (lead_id, created_at, activity_type), "
+                f"but this model was trained on the event export '{self.events.mapping.name}' with its "
+                "own column and activity names: score its export records (lead columns with nested "
+                "activities) with POST /score-records or the MLflow pyfunc (mlflow models predict/serve)"
+            )
+        if self.flat is not None:
+            raise ValueError(
+                f"{what} reads leads with activities, but this model was trained on the flat export "
+                f"'{self.flat.mapping.name}': score its rows with POST /score-records or the MLflow pyfunc"
+            )
+
     def features_from_export(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Feature rows from a flat export's own rows (flat models only)."""
         if self.flat is None:
@@ -345,25 +365,52 @@ class LeadScoringModel:
         }
 
     def _score_open(self, features: pd.DataFrame, *, explain: bool, top_k: int) -> list[dict[str, object]]:
-        if explain:
-            contributions = self.contributions(features)
-            raw = contributions.sum(axis=1)
-        else:
-            contributions = None
-            raw = self.raw_scores(features)
+        contributions = self.contributions(features) if explain else None
+        raw = contributions.sum(axis=1) if contributions is not None else self.raw_scores(features)
+        return self.results_from_raw(
+            raw=raw,
+            contributions=contributions,
+            records=rows_as_records(features.loc[:, list(self.feature_names)]) if explain else None,
+            column=_frame_column(features),
+            contributions_of=lambda rows: self.contributions(features.iloc[rows]),
+            lead_ids=(
+                features["lead_id"].astype(str).tolist() if "lead_id" in features else [None] * len(features)
+            ),
+            top_k=top_k,
+        )
+
+    def results_from_raw(
+        self,
+        *,
+        raw: np.ndarray,
+        contributions: np.ndarray | None,
+        records: Sequence[Mapping[str, object]] | None,
+        column: Callable[[str], np.ndarray | None],
+        contributions_of: Callable[[np.ndarray], np.ndarray],
+        lead_ids: Sequence[str | None],
+        top_k: int,
+    ) -> list[dict[str, object]]:
+        """Open leads' results from raw scores: probability, interval, tier, grade, points, reasons.
+
+        Everything after the booster, on NumPy arrays, shared by :meth:`score_features` and the
+        service's single-lead fast path so they cannot drift apart. ``contributions`` (with
+        ``records``, the feature rows reasons read) when explained; ``column(name)`` a feature as
+        floats (None when the model has none); ``contributions_of(rows)`` the contributions of some
+        rows (the grades behind "not a fit" when not explained).
+        """
+        n = len(raw)
         probability = self.calibrate(raw)
         scores = 100.0 * probability
         if self.uncertainty is not None:
             bounds = self.uncertainty.intervals(raw=raw, probability=probability)
             low, high, thin = bounds.low, bounds.high, bounds.low_confidence
         else:  # models trained before intervals existed: say nothing rather than guess
-            low = high = np.full(len(features), np.nan)
-            thin = np.zeros(len(features), dtype=bool)
-        hand_raised = (
-            features[total_count_name("demo_request")].to_numpy(dtype=float) > 0
-            if self._hand_raise
-            else np.zeros(len(features), dtype=bool)
-        )
+            low = high = np.full(n, np.nan)
+            thin = np.zeros(n, dtype=bool)
+        demo = column(total_count_name("demo_request")) if self._hand_raise else None
+        hand_raised = demo > 0 if demo is not None else np.zeros(n, dtype=bool)
+        sales_touches = column("sales_touches_total")
+        touches = sales_touches if sales_touches is not None else np.full(n, np.nan)
         results: list[dict[str, object]] = []
         if contributions is not None:
             grouped = contributions[:, :-1] @ self._grouping
@@ -375,26 +422,22 @@ class LeadScoringModel:
             points = points_from_contributions(
                 grouped=grouped, scores=scores, base_score=base_score, slope=slope
             )
-            records = rows_as_records(features.loc[:, list(self.feature_names)])
+            if records is None:
+                raise ValueError("explained results need the feature rows (records)")
         else:
             fit_part = engagement_part = None
             # "not a fit" needs the grades: explain only the rows below the MQL threshold
             below = np.flatnonzero(probability < self.thresholds.mql)
             grades: dict[int, tuple[str, str]] = {}
             if len(below):
-                partial = self.contributions(features.iloc[below])[:, :-1] @ self._grouping
+                partial = contributions_of(below)[:, :-1] @ self._grouping
                 fits = partial[:, self._fit_concepts].sum(axis=1)
                 engagements = partial[:, self._engagement_concepts].sum(axis=1)
                 for row, fit, engagement in zip(below, fits, engagements, strict=True):
                     grades[int(row)] = (self.fit_grade(float(fit)), self.engagement_grade(float(engagement)))
-        touches = (
-            features["sales_touches_total"].to_numpy(dtype=float)
-            if "sales_touches_total" in features.columns
-            else np.full(len(features), np.nan)
-        )
-        for i in range(len(features)):
+        for i in range(n):
             result: dict[str, object] = {
-                "lead_id": str(features["lead_id"].iat[i]) if "lead_id" in features else None,
+                "lead_id": lead_ids[i],
                 "status": LeadStatus.OPEN.value,
                 "status_note": "",
                 "probability": float(probability[i]),
@@ -404,7 +447,7 @@ class LeadScoringModel:
                 "low_confidence": bool(thin[i]),
                 "score": round(float(scores[i]), 1),
             }
-            if contributions is not None and fit_part is not None and engagement_part is not None:
+            if fit_part is not None and engagement_part is not None and records is not None:
                 fit_grade = self.fit_grade(float(fit_part[i]))
                 engagement_grade = self.engagement_grade(float(engagement_part[i]))
                 positive, negative = top_reasons(
@@ -440,6 +483,12 @@ class LeadScoringModel:
                         hand_raised=bool(hand_raised[i]),
                     ).value,
                     grade=None,
+                    fit_points=None,
+                    engagement_points=None,
+                    context_points=None,
+                    base_score=None,
+                    reasons_positive=[],
+                    reasons_negative=[],
                 )
             result["follow_up"] = follow_up(tier=Tier(str(result["tier"])), sales_touches=float(touches[i]))
             results.append(result)
@@ -447,7 +496,14 @@ class LeadScoringModel:
 
     def all_reasons(self, features: pd.DataFrame) -> list[list[Reason]]:
         """Every grouped contribution of each lead, strongest first."""
-        contributions = self.contributions(features)
+        return self.reasons_from_contributions(
+            self.contributions(features), rows_as_records(features.loc[:, list(self.feature_names)])
+        )
+
+    def reasons_from_contributions(
+        self, contributions: np.ndarray, records: Sequence[Mapping[str, object]]
+    ) -> list[list[Reason]]:
+        """Every grouped contribution of each row, strongest first (context concepts included)."""
         grouped = contributions[:, :-1] @ self._grouping
         probability = self.calibrate(contributions.sum(axis=1))
         base_score = 100.0 * float(self.calibrate(np.array([contributions[0, -1]]))[0])
@@ -457,9 +513,8 @@ class LeadScoringModel:
             base_score=base_score,
             slope=100.0 * probability * (1.0 - probability),
         )
-        records = rows_as_records(features.loc[:, list(self.feature_names)])
         out = []
-        for i in range(len(features)):
+        for i in range(len(contributions)):
             positive, negative = top_reasons(
                 concepts=self._concepts,
                 points_row=points[i],
@@ -518,9 +573,9 @@ class LeadScoringModel:
         Only rep-controllable activities (catalogue ``rep_action``: call, e-mail, meeting, send
         content, invite to a webinar) are varied, never what the lead must do (a demo request, a
         form fill) and never an action the lead had in the last ``JUST_DONE_DAYS`` days. The lead is
-        re-scored through the same pipeline with one more such activity now: the difference is an
-        association learned from past leads ("leads like this who got a call converted more
-        often"), not a measured effect of the rep's action. Actions below ``MATERIAL_UPLIFT`` are
+        re-scored through the same pipeline with one more such activity now: the difference is what
+        the model associates with that activity ("the model scores leads like this higher with one
+        more sales call"), not a measured effect of the rep's action. Actions below ``MATERIAL_UPLIFT`` are
         left out; leads that are not open get none.
         """
         if self.flat is not None:  # pre-aggregated exports have no activities to add
@@ -555,15 +610,36 @@ class LeadScoringModel:
                 as_of=pd.Series(np.concatenate(variant_as_of)),
             )
         ).reshape(len(ACTIONABLE_TYPES), len(leads))
-        recent = {
-            action: current[window_count_name(signal.name, JUST_DONE_DAYS)].to_numpy(dtype=float) > 0
-            if window_count_name(signal.name, JUST_DONE_DAYS) in current
-            else np.zeros(len(leads), dtype=bool)
-            for action, signal in zip(ACTIONABLE_TYPES, REP_SIGNALS, strict=True)
-        }
+        return self.actions_from_probabilities(
+            base=base,
+            after=after,
+            column=_frame_column(current),
+            open_leads=np.array([state.status is LeadStatus.OPEN for state in states], dtype=bool),
+        )
+
+    def actions_from_probabilities(
+        self,
+        *,
+        base: np.ndarray,
+        after: np.ndarray,
+        column: Callable[[str], np.ndarray | None],
+        open_leads: np.ndarray,
+    ) -> list[list[NextBestAction]]:
+        """The suggested actions of each lead from its probability now (``base``, shape n) and with
+        one more of each ``ACTIONABLE_TYPES`` activity (``after``, shape actions x n).
+
+        Leaves out leads that are not open, actions done in the last ``JUST_DONE_DAYS`` days
+        (``column(name)`` reads the lead's current features) and uplifts below ``MATERIAL_UPLIFT``;
+        shared by :meth:`next_best_actions` and the service's single-lead fast path.
+        """
+        n = len(base)
+        recent = {}
+        for action, signal in zip(ACTIONABLE_TYPES, REP_SIGNALS, strict=True):
+            done = column(window_count_name(signal.name, JUST_DONE_DAYS))
+            recent[action] = done > 0 if done is not None else np.zeros(n, dtype=bool)
         results: list[list[NextBestAction]] = []
-        for i in range(len(leads)):
-            if states[i].status is not LeadStatus.OPEN:
+        for i in range(n):
+            if not open_leads[i]:
                 results.append([])
                 continue
             actions = [
@@ -581,10 +657,19 @@ class LeadScoringModel:
         return results
 
 
+def _frame_column(frame: pd.DataFrame) -> Callable[[str], np.ndarray | None]:
+    """A feature column of ``frame`` as floats, or None when the frame has no such column."""
+
+    def column(name: str) -> np.ndarray | None:
+        return frame[name].to_numpy(dtype=float) if name in frame.columns else None
+
+    return column
+
+
 def _association(signal: str, *, before: float, after: float) -> str:
-    """The what-if in honest words: what past leads like this one did, not what the action will do."""
-    did = ASSOCIATION_PHRASES.get(signal, f"had one more {signal.replace('_', ' ')}")
+    """The what-if in honest words: the model's score with one more of it, not an observed outcome."""
+    more = ASSOCIATION_PHRASES.get(signal, f"one more {signal.replace('_', ' ')}")
     return (
-        f"Leads like this who {did} converted more often: the model scores them "
-        f"{100 * after:.0f}% vs {100 * before:.0f}% now (an association in past data, not a promised effect)."
+        f"The model scores leads like this higher with {more}: {100 * after:.0f}% vs "
+        f"{100 * before:.0f}% now (an association, not a measured effect)."
     )

@@ -194,3 +194,24 @@ def test_property_service_pyfunc_and_batch_agree_on_rows_training_accepts(
         )
 
     check()
+
+
+def test_export_without_an_id_column_is_scored_with_synthetic_ids(
+    flat_model: tuple[LoadedModel, pd.DataFrame],
+) -> None:
+    """An export with no id column: records need no id and get the transform's row ids."""
+    import dataclasses
+
+    from leadscore.features.mapping import FlatFeatureTransform
+
+    loaded, export = flat_model
+    flat = loaded.model.flat
+    assert flat is not None
+    no_ids = FlatFeatureTransform(flat.mapping.model_copy(update={"id_column": None}))
+    model = dataclasses.replace(loaded.model, flat=no_ids)
+    unnamed = LoadedModel(model, "flat", "1", time.time())
+    rows = export.drop(columns=["Became Opportunity", "Lead ID"]).head(3)
+    records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+    response = score_records_request(unnamed, RecordsRequest(records=records))
+    assert [r.lead_id for r in response.results] == ["row-2", "row-3", "row-4"]
+    assert all(r.probability is not None for r in response.results)

@@ -8,6 +8,7 @@ declines, the batch path decides (and rejects or scores it) -- the fast path nev
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from typing import Any
@@ -184,6 +185,19 @@ def test_every_sample_lead_takes_the_fast_path(loaded: engine.LoadedModel, sampl
         assert _fast(RawLead.model_validate(raw), None) is not None, raw["lead_id"]
 
 
+NEW_FIELDS = {
+    "status",
+    "status_note",
+    "probability_low",
+    "probability_high",
+    "low_confidence",
+    "context_points",
+    "fit_points",
+    "engagement_points",
+    "base_score",
+}
+
+
 def test_property_fast_path_equals_batch_path(
     loaded: engine.LoadedModel, samples: list[dict[str, Any]]
 ) -> None:
@@ -210,7 +224,10 @@ def test_property_fast_path_equals_batch_path(
         _same_features(one.features(), frame)
         batch = engine.score_prepared(loaded, prepared, explain=explain, top_k=top_k)[0]
         fast = engine.score_one_fast(loaded, one, explain=explain, top_k=top_k)
+        assert fast.keys() >= NEW_FIELDS and batch.keys() >= NEW_FIELDS
         assert fast == batch
+        # and as the API sends them (nothing the schema drops hides a difference)
+        assert engine._response(loaded, [fast]).model_dump() == engine._response(loaded, [batch]).model_dump()
 
         request = ExplainRequest.model_validate({"lead": raw, "as_of": as_of})
         explained_fast = engine.explain_request(loaded, request, SETTINGS, now=NOW, fast=True)
@@ -238,3 +255,37 @@ def test_score_request_takes_the_fast_path_only_for_one_lead(
     two = engine.score_request(loaded, ScoreRequest.model_validate({"leads": samples[:2]}), SETTINGS, now=NOW)
     assert calls == [2]
     assert one.results[0] == two.results[0]
+
+
+def test_outside_profile_lead_with_a_demo_request_is_for_review_on_both_paths(
+    loaded: engine.LoadedModel, samples: list[dict[str, Any]]
+) -> None:
+    """Every lead below MQL and fit D (cut-offs above any lead): a demo request means review."""
+    from leadscore.training.model import GradeCutoffs, TierThresholds
+
+    inf = float("inf")
+    model = dataclasses.replace(
+        loaded.model,
+        thresholds=TierThresholds(mql=1.0, sql=1.0),
+        grade_cutoffs=GradeCutoffs(fit=(inf, inf, inf), engagement=(inf, inf, inf)),
+    )
+    strict = engine.LoadedModel(model, "leadscore", loaded.version, 0.0, fast=FastScorer(model))
+    raw = dict(samples[0])
+    created = pd.Timestamp(raw["created_at"])
+    demo = {"timestamp": (created + pd.Timedelta(hours=1)).isoformat(), "activity_type": "demo_request"}
+    asking = {**raw, "activities": [*raw.get("activities", []), demo]}
+    quiet = {
+        **raw,
+        "activities": [a for a in raw.get("activities", []) if a["activity_type"] != "demo_request"],
+        "engagement_counts": [
+            c for c in raw.get("engagement_counts", []) if c["activity_type"] != "demo_request"
+        ],
+    }
+    for lead, expected in ((asking, "review_outside_profile"), (quiet, "not_a_fit")):
+        request = ScoreRequest.model_validate({"leads": [lead]})
+        for explain in (True, False):
+            request = request.model_copy(update={"explain": explain})
+            fast = engine.score_request(strict, request, SETTINGS, now=NOW, fast=True).results[0]
+            batch = engine.score_request(strict, request, SETTINGS, now=NOW, fast=False).results[0]
+            assert fast.tier == batch.tier == expected, (explain, fast.tier, batch.tier)
+            assert fast == batch

@@ -177,8 +177,8 @@ def test_actions_are_never_what_was_just_done_nor_causal_claims(
         for action in card.actions:
             assert action.uplift >= 0.01 and action.action in ACTIONABLE_TYPES
             assert (
-                action.evidence.startswith("Leads like this who")
-                and "not a promised effect" in action.evidence
+                action.evidence.startswith("The model scores leads like this higher with one more")
+                and "an association, not a measured effect" in action.evidence
             )
         text = _terminal(card) + render_html_card(card)
         assert "demo" not in text.lower().split("next best action")[-1]
