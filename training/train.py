@@ -266,7 +266,7 @@ class TrainJob:
         for column in ("pipeline_capture_top10", "pipeline_capture_top20"):
             if column in lightgbm_row:
                 metrics[column] = float(lightgbm_row[column])
-        metrics["best_iteration"] = float(model.metadata.get("boosting_rounds", 0))
+        metrics["best_iteration"] = float(str(model.metadata.get("boosting_rounds", 0)))
         metrics["test_share_realised"] = float(split.test_share)
         metrics |= drift.metrics()
         for name in baseline_predictions:
@@ -346,7 +346,7 @@ class TrainJob:
         # every labelled row with a complete horizon, oldest first: the rows purged for the evaluation
         # have known labels by now (for a 90-day horizon, the three months before the test period)
         everything = split.deployable
-        rounds = int(evaluated.metadata.get("rounds_per_train_row_x1e6", 0)) / 1e6 * len(split.train)
+        rounds = int(str(evaluated.metadata.get("rounds_per_train_row_x1e6", 0))) / 1e6 * len(split.train)
         encoder, booster, calibrator, _, _ = self.fit_refit(
             everything, rounds=max(1, round(rounds)), reference_rows=len(split.train)
         )
@@ -551,12 +551,10 @@ class TrainJob:
             block_encoder, block_booster = self.train_booster(part, rounds=max(1, round(per_row * len(part))))
             scored = frame.iloc[score_rows]
             offset = prior_logit(part["label"].astype(int).to_numpy(), self.recency_weights(part))
-            raw_parts.append(
-                block_booster.predict(
-                    block_encoder.transform(scored.loc[:, list(self.feature_names)]), raw_score=True
-                )
-                - offset
+            block_raw = block_booster.predict(
+                block_encoder.transform(scored.loc[:, list(self.feature_names)]), raw_score=True
             )
+            raw_parts.append(np.asarray(block_raw, dtype=np.float64) - offset)
             index_parts.append(score_rows)
         if not raw_parts:
             raise ValueError(
