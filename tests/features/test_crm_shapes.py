@@ -104,11 +104,12 @@ def test_shapes_train_within_0005_auc_of_native_and_score_raw_rows(
             meta = read_table_metadata_model(table).model_dump()
             model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
             scored = model.predict(pd.DataFrame(meta["raw_example"]))
-            assert len(scored) == len(meta["raw_example"]) and scored["probability"].between(0, 1).all()
-            assert all(
-                len(p) + len(n) > 0
-                for p, n in zip(scored["reasons_positive"], scored["reasons_negative"], strict=True)
-            )
+            assert len(scored) == len(meta["raw_example"])
+            # converted or not-yet-created example leads carry a status instead of a score
+            open_leads = scored[scored["status"] == "open"]
+            assert len(open_leads) > 0 and open_leads["probability"].between(0, 1).all()
+            listed = open_leads["reasons_positive"].map(len) + open_leads["reasons_negative"].map(len)
+            assert (listed > 0).any()  # reasons under a point are not listed, so some leads have none
     assert abs(aucs["salesforce"] - aucs["native"]) <= 0.005, aucs
     assert abs(aucs["hubspot"] - aucs["native"]) <= 0.005, aucs
 
