@@ -101,7 +101,7 @@ def card_problems(card: LeadCard) -> list[str]:
     for action in card.actions:
         if action.action not in ACTIONABLE_TYPES:
             problems.append(f"action a rep cannot take: {action.action}")
-        if "not a promised effect" not in action.evidence:
+        if "not a measured effect" not in action.evidence:
             problems.append(f"action stated as an effect: {action.label}")
     for claim in re.findall(r"[+-]\d+(?:\.\d)? points \(to", text):
         problems.append(f"causal what-if claim: {claim}")
