@@ -314,7 +314,15 @@ def test_names_never_reach_features_logs_or_tracking(
         "name" in column or column == "email" or "phone" in column for column in trained.table.columns
     )
     home = trained.table_path.parent
-    stored = [p for p in home.rglob("*") if p.is_file() and "crm" not in p.relative_to(home).parts]
+    # the MLflow model logs leadscore's own source as its code (code_paths): the simulator's name
+    # vocabulary there can spell a simulated lead's name, but it is program text, not a lead's data
+    stored = [
+        p
+        for p in home.rglob("*")
+        if p.is_file()
+        and "crm" not in p.relative_to(home).parts
+        and not (p.suffix == ".py" and "code" in p.relative_to(home).parts)
+    ]
     assert len(stored) > 10  # the table, its sidecar, the MLflow store and artifacts (model, card, ...)
     for path in stored:
         found = _personal_data_in(path.read_bytes(), names=names, emails=emails)
