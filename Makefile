@@ -41,12 +41,13 @@ pkgview: setup
 	rm -rf build/pkgview && mkdir -p build/pkgview/leadscore
 	cp -rs $(CURDIR)/leadscore/. build/pkgview/leadscore/
 	ln -s $(CURDIR)/features build/pkgview/leadscore/features
+	ln -s $(CURDIR)/model build/pkgview/leadscore/model
 	ln -s $(CURDIR)/training build/pkgview/leadscore/training
 	ln -s $(CURDIR)/serving build/pkgview/leadscore/serving
 
 typecheck: pkgview
 	cd build/pkgview && $(CURDIR)/$(BIN)/mypy -p leadscore --config-file $(CURDIR)/pyproject.toml
 
-## the import contract (pyproject.toml [tool.importlinter]): features < training < serving < cli
+## the import contract (pyproject.toml [tool.importlinter]): features < model < training | serving < cli
 imports: pkgview
 	cd build/pkgview && PYTHONPATH=$(CURDIR)/build/pkgview $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml

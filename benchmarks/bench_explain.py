@@ -47,9 +47,10 @@ from sklearn.metrics import roc_auc_score
 
 from leadscore.features.build import simulate_and_build
 from leadscore.features.training_table import observed_until
+from leadscore.model.records import LeadScore
+from leadscore.model.scoring_model import LeadScoringModel
 from leadscore.training.cards import LeadCard, render_html_card
 from leadscore.training.config import BoosterConfig, TrainConfig
-from leadscore.training.model import LeadScoringModel
 from leadscore.training.split import TimeSplit
 from leadscore.training.train import TrainJob
 
@@ -206,7 +207,10 @@ def main() -> None:
         }
         if text == "6,31,400":  # the shipped default: also the HTML card rendering cost
             scored = model.score_features(rows.head(1000), explain=True)
-            cards = [LeadCard(str(s["lead_id"]), str(until), s, [], "bench", 90) for s in scored]
+            cards = [
+                LeadCard(str(s["lead_id"]), str(until), LeadScore.model_validate(s), [], "bench", 90)
+                for s in scored
+            ]
             html = best_time(lambda cs=cards: [render_html_card(c) for c in cs], args.repeats)
             result["html_card_ms_per_lead"] = round(1000 * html.wall / len(cards), 4)
         results.append(result)

@@ -231,13 +231,13 @@ def summary(times: list[float]) -> dict[str, Any]:
 def in_process(home_env: dict[str, str], leads: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
     """One lead through the engine (fast path) vs the raw booster on one encoded row."""
     os.environ.update(home_env)
+    from leadscore.model import store
     from leadscore.serving import engine
     from leadscore.serving.schemas import RawLead, ScoreRequest
     from leadscore.serving.settings import ServingSettings
-    from leadscore.training import registry
 
-    version = registry.champion_version(model_name="leadscore")
-    model = registry.load_scoring_model(model_name="leadscore", version=str(version))
+    version = store.champion_version(model_name="leadscore")
+    model = store.load_scoring_model(model_name="leadscore", version=str(version))
     loaded = engine.LoadedModel(
         model,
         "leadscore",

@@ -126,7 +126,9 @@ def main() -> None:
     cards = explain_leads(
         model=model, leads=open_leads, activities=crm.activities, as_of=crm.exported_at, outcomes=crm.outcomes
     )
-    reasons = [c.scored["reasons_positive"] + c.scored["reasons_negative"] for c in cards]
+    reasons = [
+        c.scored.model_dump()["reasons_positive"] + c.scored.model_dump()["reasons_negative"] for c in cards
+    ]
     top_actions = pd.Series([c.actions[0].action if c.actions else "none" for c in cards]).value_counts(
         normalize=True
     )

@@ -48,7 +48,7 @@ from leadscore.features.contract import SALES_TOUCH_TYPES
 from leadscore.features.pipeline import compute_features
 from leadscore.features.simulator import simulate_crm, true_form_follow_up_effect, write_crm
 from leadscore.features.training_table import SnapshotPolicy
-from leadscore.training.encoding import CategoryCodeEncoder
+from leadscore.model.encoding import CategoryCodeEncoder
 from leadscore.training.uplift import DRLearner, qini_against_truth, qini_from_outcomes
 
 _SALES = {t.value for t in SALES_TOUCH_TYPES}

@@ -490,9 +490,10 @@ def evaluate(
     import pandas as pd
     from rich.markup import escape
 
-    from leadscore.training import evaluation, registry
+    from leadscore.model import store
+    from leadscore.training import evaluation
 
-    version = registry.resolve_version(model_name=model_name, alias_or_version=alias)
+    version = store.resolve_version(model_name=model_name, alias_or_version=alias)
     if version is None:
         _fail(f"model '{model_name}' has no '{alias}' alias yet: run `leadscore promote`")
         return
@@ -501,7 +502,7 @@ def evaluate(
     from leadscore.training.split import TimeAxis, labelled_rows, period_boundary
     from leadscore.training.train import table_time_axis
 
-    model = registry.load_scoring_model(model_name=model_name, version=version)
+    model = store.load_scoring_model(model_name=model_name, version=version)
     full = labelled_rows(pd.read_parquet(table))
     axis = table_time_axis(read_table_metadata_if_any(table) or {})
     if axis is TimeAxis.NONE:
@@ -584,13 +585,13 @@ def explain(
     """
     import pandas as pd
 
-    from leadscore.training import registry
+    from leadscore.model import store
     from leadscore.training.cards import explain_leads, print_card, write_html_card
 
-    version = registry.champion_version(model_name=model_name)
+    version = store.champion_version(model_name=model_name)
     if version is None:
         _fail(f"model '{model_name}' has no champion yet: run `leadscore promote`")
-    model = registry.load_scoring_model(model_name=model_name, version=version)  # type: ignore[arg-type]
+    model = store.load_scoring_model(model_name=model_name, version=version)  # type: ignore[arg-type]
     leads, activities, outcomes, end = _load_crm(data_dir)
     unknown = sorted(set(lead_id) - set(leads["lead_id"]))
     if unknown:
@@ -667,11 +668,11 @@ def demo(
         promote(model_name=DEFAULT_MODEL_NAME, version=None, force=False, tolerance=0.0, rollback=False)
     except typer.Exit:
         console.print("demo: the promotion gate refused this model (checks above); explaining it unpromoted")
-    from leadscore.training import registry
+    from leadscore.model import store
 
     # show the hottest open lead at the end of the data: the one a rep should call first
-    champion = registry.load_scoring_model(
-        model_name=DEFAULT_MODEL_NAME, version=registry.champion_version(model_name=DEFAULT_MODEL_NAME) or "1"
+    champion = store.load_scoring_model(
+        model_name=DEFAULT_MODEL_NAME, version=store.champion_version(model_name=DEFAULT_MODEL_NAME) or "1"
     )
     leads_table, activities, end = _load_lead_data(data_dir)
     converted = set(pd.read_parquet(data_dir / "outcomes.parquet", columns=["lead_id"])["lead_id"])

@@ -233,7 +233,7 @@ def score_batch(
     import pandas as pd
 
     from leadscore.features.loading import DataContractError
-    from leadscore.training import registry
+    from leadscore.model import store
     from leadscore.training.batch import score_batch as run_batch
 
     apply_environment_defaults()
@@ -249,11 +249,11 @@ def score_batch(
         check_tracking_server()
     except TrackingServerUnavailable as error:
         _fail(str(error))
-    version = model_version or registry.champion_version(model_name=model_name)
+    version = model_version or store.champion_version(model_name=model_name)
     if version is None:
         _fail(f"model '{model_name}' has no champion yet: run `leadscore promote` or pass --model-version")
         return
-    model = registry.load_scoring_model(model_name=model_name, version=version)
+    model = store.load_scoring_model(model_name=model_name, version=version)
     try:
         result = run_batch(
             model=model,

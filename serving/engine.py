@@ -2,7 +2,7 @@
 
 The hot path of ``/score`` is one ``compute_features`` and one LightGBM call (``pred_contrib``
 when explaining, raw scores otherwise) for the whole batch, through the very
-:class:`~leadscore.training.model.LeadScoringModel` object the MLflow pyfunc carries; nothing is
+:class:`~leadscore.model.scoring_model.LeadScoringModel` object the MLflow pyfunc carries; nothing is
 loaded per request and no model call runs per lead.
 
 Hot reload: :meth:`ModelHolder.reload` resolves the version (the champion alias, or the pinned
@@ -24,17 +24,16 @@ from typing import TypeVar
 
 import pandas as pd
 
-from leadscore.features.vocabulary import ActivityType
+from leadscore.features.vocabulary import ActivityType, LeadStatus
+from leadscore.model import store
+from leadscore.model.raw_leads import PreparedLeads, now_utc, prepare_leads
+from leadscore.model.records import FLOAT32_MAX, Activity, Problem, RawLead
+from leadscore.model.scoring_model import LeadScoringModel, lead_states
 from leadscore.serving.errors import ModelUnavailable, PayloadTooLarge, RequestInvalid, lead_hash
 from leadscore.serving.fast import FastScorer, OneLead, applies_to, prepare_one
-from leadscore.serving.payload import PreparedLeads, now_utc, prepare_leads
 from leadscore.serving.schemas import (
-    FLOAT32_MAX,
-    Activity,
     ExplainRequest,
     ExplainResponse,
-    Problem,
-    RawLead,
     RecordsRequest,
     ReloadResponse,
     ScoreRequest,
@@ -49,8 +48,6 @@ from leadscore.serving.store import (
     lookup_model,
     store_fingerprint,
 )
-from leadscore.training import registry
-from leadscore.training.model import LeadScoringModel
 
 logger = logging.getLogger("leadscore.serving")
 T = TypeVar("T")
@@ -160,7 +157,7 @@ class ModelHolder:
         name = self.settings.model_name
 
         def fetch() -> LeadScoringModel:
-            return registry.load_scoring_model(model_name=name, version=resolved.version)
+            return store.load_scoring_model(model_name=name, version=resolved.version)
 
         model = self._bounded(fetch, f"model '{name}' version {resolved.version}")
         _warm_up(model)
@@ -291,7 +288,8 @@ def score_prepared(
     model = loaded.model
     if features is None:
         features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
-    scored = model.score_features(features, explain=explain, top_k=top_k)
+    states = lead_states(leads=prepared.leads, as_of=prepared.as_of)  # converted/disqualified: no score
+    scored = model.score_features(features, explain=explain, top_k=top_k, states=states)
     as_of = _as_of_text(prepared.as_of)
     for i, result in enumerate(scored):
         result.setdefault("fit_points", None)
@@ -656,9 +654,13 @@ def explain_request(
     model = loaded.model
     features = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
     scored = score_prepared(loaded, prepared, explain=True, top_k=5, features=features)[0]
-    reasons = [reason.as_dict() for reason in model.all_reasons(features)[0]]
+    is_open = scored["status"] == LeadStatus.OPEN.value  # a closed lead has a status, nothing to explain
+    reasons = [reason.as_dict() for reason in model.all_reasons(features)[0]] if is_open else []
     actions = model.next_best_actions(
-        leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of
+        leads=prepared.leads,
+        activities=prepared.activities,
+        as_of=prepared.as_of,
+        states=lead_states(leads=prepared.leads, as_of=prepared.as_of),
     )[0]
     return ExplainResponse.model_validate(
         {

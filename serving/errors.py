@@ -10,9 +10,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from leadscore.serving.schemas import ErrorResponse, Problem
+from leadscore.model.records import MAX_PROBLEMS, Problem, RequestInvalid
+from leadscore.serving.schemas import ErrorResponse
 
-MAX_PROBLEMS = 200  # per response; the rest are counted in one closing problem
+__all__ = [
+    "ERROR_CODES",
+    "MAX_PROBLEMS",
+    "ModelUnavailable",
+    "PayloadTooLarge",
+    "RequestInvalid",
+    "error_body",
+    "lead_hash",
+]
+
 ERROR_CODES: dict[int, str] = {
     400: "malformed_json",
     401: "unauthorized",
@@ -26,14 +36,6 @@ ERROR_CODES: dict[int, str] = {
     503: "unavailable",
     504: "timeout",
 }
-
-
-class RequestInvalid(ValueError):
-    """The request breaks the contract; ``problems`` names every bad field and lead."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__(f"{len(self.problems)} problem(s) in the request")
 
 
 class PayloadTooLarge(ValueError):

@@ -2,7 +2,7 @@
 
 :func:`prepare_one` reads one :class:`~leadscore.serving.schemas.RawLead` into the values of
 :mod:`leadscore.features.single_lead` and checks it the way
-:func:`~leadscore.serving.payload.prepare_leads` does; it returns ``None`` whenever the lead is
+:func:`~leadscore.model.raw_leads.prepare_leads` does; it returns ``None`` whenever the lead is
 not certainly valid (a problem to report, a time stamp form it does not parse, full validation
 asked for) and the caller takes the batch path, which then accepts or reports it. A lead is never
 rejected here.
@@ -35,9 +35,9 @@ from leadscore.features.single_lead import (
     signal_of,
     spread_events,
 )
+from leadscore.model.explain import Reason
+from leadscore.model.scoring_model import ACTIONABLE_TYPES, LeadScoringModel, NextBestAction
 from leadscore.serving.schemas import RawLead
-from leadscore.training.explain import Reason
-from leadscore.training.model import ACTIONABLE_TYPES, LeadScoringModel, NextBestAction
 
 _CATEGORICAL_INPUTS = ("channel", "seniority", "department", "country", "industry", "company_type")
 _NUMERIC_INPUTS = ("employee_count", "annual_revenue")
@@ -80,8 +80,8 @@ def prepare_one(
     full_validation: bool,
 ) -> OneLead | None:
     """The lead's values when it is certainly valid, else None (take the batch path)."""
-    if full_validation or not raw.lead_id.strip():
-        return None
+    if full_validation or not raw.lead_id.strip() or raw.converted_at or raw.disqualified_at:
+        return None  # a closed lead's status (or a bad state time) is the batch path's to say
     bound = now_us + round(clock_skew_seconds * 1_000_000)
     created = epoch_microseconds(raw.created_at)
     if created is None or created > bound:

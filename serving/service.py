@@ -12,7 +12,7 @@ actions), ``POST /reload`` (check the champion alias now), BentoML's ``/livez``,
 
 The model is the registered MLflow model ``$LEADSCORE_MODEL_NAME`` (default ``leadscore``) at
 the ``champion`` alias, or the version pinned by ``$LEADSCORE_MODEL_VERSION``. It is loaded once
-per worker, as the :class:`~leadscore.training.model.LeadScoringModel` the pyfunc wraps, and
+per worker, as the :class:`~leadscore.model.scoring_model.LeadScoringModel` the pyfunc wraps, and
 re-checked every ``$LEADSCORE_RELOAD_SECONDS`` (default 60, 0 = off) or on ``POST /reload``.
 """
 

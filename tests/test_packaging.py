@@ -62,7 +62,7 @@ def test_wheel_installs_and_runs_the_demo_from_another_folder(tmp_path: Path) ->
     private = {"LEADSCORE_HOME", "MLFLOW_TRACKING_URI", "BENTOML_HOME"}
     env = {k: v for k, v in os.environ.items() if k not in private}
     where = subprocess.run(
-        [str(python), "-c", "import leadscore.training.model as m; print(m.__file__)"],
+        [str(python), "-c", "import leadscore.model.scoring_model as m; print(m.__file__)"],
         capture_output=True,
         text=True,
         check=True,

@@ -1,1 +1,1 @@
-"""Training, evaluation, MLflow tracking and the deployable scoring model (``leadscore.training``)."""
+"""Training jobs: tuning, training, evaluation, promotion, backtests and batch scoring, tracked in MLflow."""

@@ -1,4 +1,7 @@
-"""Names of the files a training run logs and other stages read back (one place, no string copies)."""
+"""Logging a training run's files: Parquet evidence, the model's own code and its requirements.
+
+The artifact names live in :mod:`leadscore.model.store`, next to the code that reads them back.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
-TEST_FEATURES_ARTIFACT = "evaluation/test_features.parquet"
-"""The candidate's test rows (features + label), read by the promotion gate to compare models."""
-TEST_PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
-"""Held-out test-period scores of the evaluated model and its baselines: the promotion gate's evidence."""
 
 
 def log_parquet(frame: pd.DataFrame, *, artifact: str, out: Path) -> None:
@@ -26,7 +24,7 @@ def log_parquet(frame: pd.DataFrame, *, artifact: str, out: Path) -> None:
 
 
 def scoring_code_dir(destination: Path) -> Path:
-    """Copy the importable ``leadscore`` package (with its features/training/serving rooms) to
+    """Copy the importable ``leadscore`` package (with its features/model/training/serving rooms) to
     ``destination/leadscore`` and return that folder: logged as the MLflow model's ``code_paths``,
     so the model scores anywhere its requirements install, without leadscore on an index."""
     import leadscore
@@ -37,7 +35,7 @@ def scoring_code_dir(destination: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     (root,) = leadscore.__path__
     shutil.copytree(root, target, ignore=ignore)
-    for room in ("features", "training", "serving"):
+    for room in ("features", "model", "training", "serving"):
         module = importlib.import_module(f"leadscore.{room}")
         (source,) = module.__path__
         shutil.rmtree(target / room, ignore_errors=True)
@@ -47,11 +45,11 @@ def scoring_code_dir(destination: Path) -> Path:
 
 def scoring_requirements() -> list[str]:
     """Pinned versions of leadscore's own dependencies imported in this process once the scoring model
-    (``leadscore.training.pyfunc``) is loaded: the MLflow model's requirements.txt. In a training
+    (``leadscore.model.pyfunc``) is loaded: the MLflow model's requirements.txt. In a training
     process that includes a few training-only packages (plots, SHAP): a superset, still installable."""
     import importlib.metadata as metadata
 
-    importlib.import_module("leadscore.training.pyfunc")
+    importlib.import_module("leadscore.model.pyfunc")
     loaded = {name.split(".")[0] for name in sys.modules}
     provides = metadata.packages_distributions()
     imported = {dist.lower() for top in loaded for dist in provides.get(top, ())}

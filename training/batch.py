@@ -21,79 +21,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from leadscore.model.records import SCORED_LEAD_COLUMNS, scored_lead_arrow_schema, scored_lead_spark_ddl
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions: the CLI imports this module
     import pandas as pd
     import pyarrow as pa
     from pyspark.sql import SparkSession
 
-    from leadscore.training.model import LeadScoringModel
+    from leadscore.model.scoring_model import LeadScoringModel
 
 DEFAULT_CHUNK_LEADS = 50_000
 PART_FILE = "part-00000.parquet"
-RESULT_COLUMNS: tuple[str, ...] = (
-    "lead_id",
-    "as_of",
-    "status",
-    "status_note",
-    "probability",
-    "probability_low",
-    "probability_high",
-    "low_confidence",
-    "score",
-    "tier",
-    "grade",
-    "follow_up",
-    "fit_points",
-    "engagement_points",
-    "context_points",
-    "base_score",
-    "reasons_positive",
-    "reasons_negative",
-    "model_name",
-    "model_version",
-)
-_REASONS = "array<struct<concept:string,sentence:string,impact:double,family:string>>"
-SPARK_RESULT_SCHEMA = (
-    "lead_id string, as_of timestamp_ntz, status string, status_note string, probability double, "
-    "probability_low double, probability_high double, low_confidence boolean, score double, tier string, "
-    "grade string, follow_up string, fit_points double, engagement_points double, context_points double, "
-    "base_score double, "
-    f"reasons_positive {_REASONS}, reasons_negative {_REASONS}, model_name string, model_version string"
-)
-
-
-@cache
-def result_schema() -> pa.Schema:
-    """Arrow schema of the output (reasons as lists of structs), the same for both engines."""
-    import pyarrow as pa
-
-    reason = pa.struct(
-        [
-            pa.field("concept", pa.string()),
-            pa.field("sentence", pa.string()),
-            pa.field("impact", pa.float64()),
-            pa.field("family", pa.string()),
-        ]
-    )
-    types = {
-        "lead_id": pa.string(),
-        "as_of": pa.timestamp("us"),
-        "status": pa.string(),
-        "status_note": pa.string(),
-        "low_confidence": pa.bool_(),
-        "tier": pa.string(),
-        "grade": pa.string(),
-        "follow_up": pa.string(),
-        "reasons_positive": pa.list_(reason),
-        "reasons_negative": pa.list_(reason),
-        "model_name": pa.string(),
-        "model_version": pa.string(),
-    }
-    return pa.schema([pa.field(name, types.get(name, pa.float64())) for name in RESULT_COLUMNS])
+#: The output columns and schema are the scored-lead record's (:class:`~leadscore.model.records.ScoredLead`)
+RESULT_COLUMNS: tuple[str, ...] = SCORED_LEAD_COLUMNS
 
 
 class Engine(StrEnum):
@@ -132,7 +75,7 @@ def score_leads(
     """
     import pandas as pd
 
-    from leadscore.training.model import lead_states
+    from leadscore.model.scoring_model import lead_states
 
     model.require_native_layout(what="score-batch")
     when = pd.Timestamp(as_of)
@@ -149,14 +92,14 @@ def score_leads(
 
 
 def empty_result() -> pd.DataFrame:
-    return result_schema().empty_table().to_pandas()
+    return scored_lead_arrow_schema().empty_table().to_pandas()
 
 
 def to_arrow(frame: pd.DataFrame) -> pa.Table:
     import pyarrow as pa
 
     return pa.Table.from_pandas(
-        frame.loc[:, list(RESULT_COLUMNS)], schema=result_schema(), preserve_index=False
+        frame.loc[:, list(RESULT_COLUMNS)], schema=scored_lead_arrow_schema(), preserve_index=False
     )
 
 
@@ -288,7 +231,7 @@ def _score_pandas(
     _reset(out)
     count = 0
     with (
-        pq.ParquetWriter(out / PART_FILE, result_schema()) as writer,
+        pq.ParquetWriter(out / PART_FILE, scored_lead_arrow_schema()) as writer,
         _progress_bar(progress, total=len(tables.leads)) as advance,
     ):
         for leads, activities in chunks_of_leads(tables.leads, tables.activities, chunk_leads):
@@ -340,7 +283,7 @@ def _score_spark(
         )
 
     scored = sparkio.cogroup_by_lead(
-        sparkio.leads_with_outcomes(crm), crm.activities, score, SPARK_RESULT_SCHEMA, n_buckets=buckets
+        sparkio.leads_with_outcomes(crm), crm.activities, score, scored_lead_spark_ddl(), n_buckets=buckets
     )
     scored.write.mode("overwrite").parquet(str(out))
     shared.unpersist()

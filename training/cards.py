@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from jinja2 import Environment, Template, select_autoescape
+from jinja2 import Environment, StrictUndefined, Template, select_autoescape
 from markupsafe import Markup
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from leadscore.training.model import LeadScoringModel, NextBestAction, lead_states
+from leadscore.model.records import LeadScore
+from leadscore.model.scoring_model import LeadScoringModel, NextBestAction, lead_states
 
 TIER_LABELS = {
     "sales_ready": "Sales-ready: contact now",
@@ -58,16 +59,14 @@ class LeadIdentity:
 class LeadCard:
     lead_id: str
     as_of: str
-    scored: dict[str, Any]
+    scored: LeadScore  # the model's record of the lead: the card shows its fields, nothing else
     actions: list[NextBestAction]
     model_version: str
     horizon_days: int | None = None
     who: LeadIdentity | None = None
 
     def __repr__(self) -> str:
-        return (
-            f"LeadCard(lead_id={self.lead_id!r}, as_of={self.as_of!r}, status={self.scored.get('status')!r})"
-        )
+        return f"LeadCard(lead_id={self.lead_id!r}, as_of={self.as_of!r}, status={self.scored.status!r})"
 
 
 def _clean(value: object) -> str | None:
@@ -107,7 +106,9 @@ def explain_leads(
     version = str(model.metadata.get("version", ""))
     people = [lead_identity({str(k): v for k, v in row.items()}) for row in leads.to_dict(orient="records")]
     return [
-        LeadCard(s["lead_id"], str(as_of), s, a, version, model.horizon_days, who)  # type: ignore[arg-type]
+        LeadCard(
+            str(s["lead_id"]), str(as_of), LeadScore.model_validate(s), a, version, model.horizon_days, who
+        )
         for s, a, who in zip(scored, actions, people, strict=True)
     ]
 
@@ -115,10 +116,10 @@ def explain_leads(
 LOW_CONFIDENCE = "Low confidence: few similar leads back this number; read it as the range."
 
 
-def probability_text(scored: dict[str, Any], *, horizon: str) -> str:
+def probability_text(scored: LeadScore, *, horizon: str) -> str:
     """'27% chance of an opportunity within 90 days (likely 24%-31%)'."""
-    text = f"{_percent(float(scored['probability']))} chance of an opportunity within {horizon}"
-    low, high = scored.get("probability_low"), scored.get("probability_high")
+    text = f"{_percent(float(scored.probability or 0.0))} chance of an opportunity within {horizon}"
+    low, high = scored.probability_low, scored.probability_high
     if low is not None and high is not None:
         text += f" (likely {_percent(float(low))}-{_percent(float(high))})"
     return text
@@ -135,27 +136,27 @@ def print_card(card: LeadCard, *, console: Console) -> None:
     body = Table.grid(padding=(0, 1))
     if card.who is not None and card.who.line():
         body.add_row(f"[bold]{escape(card.who.line())}[/]")
-    status = str(s.get("status") or "open")
+    status = str(s.status or "open")
     if status != "open":
         body.add_row(f"[bold]{escape(STATUS_LABELS.get(status, status))}[/]: no score")
-        body.add_row(escape(str(s.get("status_note") or "")))
+        body.add_row(escape(s.status_note))
         _print_panel(card, body, console)
         return
     reasons = Table(show_header=True, header_style="bold", expand=True)
     reasons.add_column("why", ratio=4)
     reasons.add_column("impact", justify="right")
     reasons.add_column("family")
-    for reason in s["reasons_positive"]:
+    for reason in s.reasons_positive:
         reasons.add_row(
-            f"[green]+[/] {escape(reason['sentence'])}",
-            f"[green]{reason['impact']:+.1f}[/]",
-            escape(str(reason["family"])),
+            f"[green]+[/] {escape(reason.sentence)}",
+            f"[green]{reason.impact:+.1f}[/]",
+            escape(reason.family),
         )
-    for reason in s["reasons_negative"]:
+    for reason in s.reasons_negative:
         reasons.add_row(
-            f"[red]-[/] {escape(reason['sentence'])}",
-            f"[red]{reason['impact']:+.1f}[/]",
-            escape(str(reason["family"])),
+            f"[red]-[/] {escape(reason.sentence)}",
+            f"[red]{reason.impact:+.1f}[/]",
+            escape(reason.family),
         )
     actions = "\n".join(
         f"  {escape(a.label)}. {escape(a.evidence)}" if a.evidence else f"  {escape(a.label)}"
@@ -163,23 +164,21 @@ def print_card(card: LeadCard, *, console: Console) -> None:
     )
     horizon = f"{card.horizon_days} days" if card.horizon_days else "the horizon"
     body.add_row(
-        f"[bold]Score {_score_text(float(s['score']))}/100[/]: {escape(probability_text(s, horizon=horizon))}"
+        f"[bold]Score {_score_text(float(s.score or 0.0))}/100[/]: {escape(probability_text(s, horizon=horizon))}"
     )
-    if s.get("low_confidence"):
+    if s.low_confidence:
         body.add_row(f"[bold]{LOW_CONFIDENCE}[/]")
     body.add_row(
-        f"Tier: [bold]{escape(TIER_LABELS.get(s['tier'], str(s['tier'])))}[/]   "
-        f"Grade: [bold]{escape(str(s['grade']))}[/] "
-        f"(fit {s['fit_points']:+.1f} pts, engagement {s['engagement_points']:+.1f} pts vs an average "
-        f"lead at {s['base_score']:.0f})"
+        f"Tier: [bold]{escape(TIER_LABELS.get(str(s.tier), str(s.tier)))}[/]   "
+        f"Grade: [bold]{escape(str(s.grade))}[/] "
+        f"(fit {s.fit_points or 0.0:+.1f} pts, engagement {s.engagement_points or 0.0:+.1f} pts vs an average "
+        f"lead at {s.base_score or 0.0:.0f})"
     )
-    if abs(float(s.get("context_points") or 0.0)) >= 1.0:
-        body.add_row(
-            f"Market conditions (the same for every lead now): {float(s['context_points']):+.1f} pts"
-        )
-    if s.get("follow_up"):
-        body.add_row(f"[bold]Follow-up:[/] {escape(str(s['follow_up']))}")
-    if s["reasons_positive"] or s["reasons_negative"]:
+    if abs(s.context_points or 0.0) >= 1.0:
+        body.add_row(f"Market conditions (the same for every lead now): {s.context_points or 0.0:+.1f} pts")
+    if s.follow_up:
+        body.add_row(f"[bold]Follow-up:[/] {escape(s.follow_up)}")
+    if s.reasons_positive or s.reasons_negative:
         body.add_row(reasons)
     else:
         body.add_row("No single reason moves the score by a point or more.")
@@ -330,14 +329,17 @@ def _score_text(score: float) -> str:
 
 @functools.cache
 def _template() -> Template:
-    environment = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    # strict: a template naming a field the scored-lead record lacks fails instead of rendering blank
+    environment = Environment(
+        autoescape=select_autoescape(default=True, default_for_string=True), undefined=StrictUndefined
+    )
     return environment.from_string(_TEMPLATE)
 
 
 def render_html_card(card: LeadCard) -> str:
     """A self-contained HTML reason card (inline CSS only, no scripts, every text autoescaped)."""
     s = card.scored
-    status = str(s.get("status") or "open")
+    status = str(s.status or "open")
     who = card.who.line() if card.who is not None else ""
     if status != "open":
         return _template().render(
@@ -348,22 +350,22 @@ def render_html_card(card: LeadCard) -> str:
             status_label=STATUS_LABELS.get(status, status),
             tier_colour="#4a5568",
         )
-    positive = sorted(s["reasons_positive"], key=lambda r: -r["impact"])
-    negative = sorted(s["reasons_negative"], key=lambda r: r["impact"])
-    max_impact = max([abs(r["impact"]) for r in positive + negative] + [1e-9])
+    positive = sorted(s.reasons_positive, key=lambda r: -r.impact)
+    negative = sorted(s.reasons_negative, key=lambda r: r.impact)
+    max_impact = max([abs(r.impact) for r in positive + negative] + [1e-9])
     parts: list[dict[str, Any]] = [
-        {"label": "Fit (who the lead is)", "points": float(s["fit_points"])},
-        {"label": "Engagement & sales activity", "points": float(s["engagement_points"])},
+        {"label": "Fit (who the lead is)", "points": float(s.fit_points or 0.0)},
+        {"label": "Engagement & sales activity", "points": float(s.engagement_points or 0.0)},
     ]
     horizon = card.horizon_days
-    market = float(s.get("context_points") or 0.0)
+    market = float(s.context_points or 0.0)
     return _template().render(
         c=card,
         s=s,
         who=who,
         status=status,
         market=market if abs(market) >= 1.0 else 0.0,
-        score_text=_score_text(float(s["score"])),
+        score_text=_score_text(float(s.score or 0.0)),
         probability_text=probability_text(s, horizon=f"{horizon} days" if horizon else "the horizon"),
         low_confidence=LOW_CONFIDENCE,
         horizon=f"{horizon} days" if horizon else "the horizon",
@@ -374,8 +376,8 @@ def render_html_card(card: LeadCard) -> str:
         bar=_bar,
         percent=_percent,
         actions=action_lines(card),
-        tier_label=TIER_LABELS.get(s["tier"], s["tier"]),
-        tier_colour=TIER_COLOURS.get(s["tier"], "#4a5568"),
+        tier_label=TIER_LABELS.get(str(s.tier), str(s.tier)),
+        tier_colour=TIER_COLOURS.get(str(s.tier), "#4a5568"),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,15 +9,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leadscore.features.training_table import SnapshotPolicy
+from leadscore.model.calibration import CalibrationMethod
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CalibrationMethod(StrEnum):
-    ISOTONIC = "isotonic"  # flexible; needs a few thousand held-out rows
-    SIGMOID = "sigmoid"  # Platt scaling; steadier on small exports
 
 
 class SplitConfig(Strict):

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.training.model import LeadScoringModel
+from leadscore.model.scoring_model import LeadScoringModel
 
 
 def _table(frame: pd.DataFrame) -> str:

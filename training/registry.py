@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -13,13 +11,16 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import roc_auc_score
 
+from leadscore.model.scoring_model import LeadScoringModel
+from leadscore.model.store import (
+    CHAMPION,
+    PREVIOUS,
+    TEST_FEATURES_ARTIFACT,
+    TEST_PREDICTIONS_ARTIFACT,
+    champion_version,
+    load_scoring_model,
+)
 from leadscore.training import evaluation
-from leadscore.training.artifacts import TEST_FEATURES_ARTIFACT, TEST_PREDICTIONS_ARTIFACT
-from leadscore.training.model import LeadScoringModel
-from leadscore.training.pyfunc import MODEL_ARTIFACT
-
-CHAMPION = "champion"
-PREVIOUS = "previous"
 
 
 @dataclass(frozen=True)
@@ -31,20 +32,6 @@ class PromotionDecision:
     champion_auc: float | None
     reason: str
     checks: tuple[GateCheck, ...] = ()
-
-
-def load_scoring_model(*, model_name: str, version: str) -> LeadScoringModel:
-    """The LeadScoringModel inside a registered pyfunc version (no pyfunc wrapper)."""
-    client = mlflow.MlflowClient()
-    model_version = client.get_model_version(model_name, version)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}")
-    candidates = list(Path(local).rglob("scoring_model.pkl"))
-    if not candidates:
-        raise FileNotFoundError(f"{model_name} v{version} ({model_version.source}) has no {MODEL_ARTIFACT}")
-    with open(candidates[0], "rb") as handle:
-        model: LeadScoringModel = pickle.load(handle)
-    model.metadata["version"] = version
-    return model
 
 
 def comparability_problem(*, candidate: LeadScoringModel, champion: LeadScoringModel) -> str | None:
@@ -95,21 +82,6 @@ def _time_overlap(*, candidate: dict[str, object], champion: dict[str, object]) 
             f"{until_text}, test from {candidate.get('test_start')})"
         )
     return None
-
-
-def champion_version(*, model_name: str) -> str | None:
-    """The version the ``champion`` alias points at; None before the first promotion."""
-    return resolve_version(model_name=model_name, alias_or_version=CHAMPION)
-
-
-def resolve_version(*, model_name: str, alias_or_version: str) -> str | None:
-    """The version that a number or an alias (``champion``, ``previous``...) names; None if unset."""
-    if alias_or_version.isdigit():
-        return alias_or_version
-    try:
-        return str(mlflow.MlflowClient().get_model_version_by_alias(model_name, alias_or_version).version)
-    except MlflowException:
-        return None
 
 
 GATE_METRICS: tuple[str, ...] = ("roc_auc", "ece", "capture")

@@ -32,29 +32,30 @@ from leadscore.features.catalogue import (
 from leadscore.features.contract import PII_COLUMNS
 from leadscore.features.events import EventFeatureTransform, EventMapping
 from leadscore.features.mapping import ColumnRole, ExportMapping, FlatFeatureTransform
-from leadscore.settings import PROJECT_ROOT, default_artifact_root
-from leadscore.training import evaluation, plots
-from leadscore.training.artifacts import (
-    TEST_FEATURES_ARTIFACT,
-    TEST_PREDICTIONS_ARTIFACT,
-    log_parquet,
-    scoring_code_dir,
-    scoring_requirements,
-)
-from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
-from leadscore.training.calibration import (
+from leadscore.model.calibration import (
     IsotonicCalibrator,
     PlattCalibrator,
     PriorShiftedCalibrator,
     fit_calibrator,
     prior_logit,
 )
+from leadscore.model.encoding import CategoryCodeEncoder
+from leadscore.model.pyfunc import LeadScoringPyfunc, input_signature
+from leadscore.model.scoring_model import GradeCutoffs, LeadScoringModel, TierThresholds
+from leadscore.model.store import (
+    MODEL_ARTIFACT,
+    MODEL_PICKLE,
+    TEST_FEATURES_ARTIFACT,
+    TEST_PREDICTIONS_ARTIFACT,
+    save_model_pickle,
+)
+from leadscore.settings import PROJECT_ROOT, default_artifact_root
+from leadscore.training import evaluation, plots
+from leadscore.training.artifacts import log_parquet, scoring_code_dir, scoring_requirements
+from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
 from leadscore.training.config import TrainConfig
 from leadscore.training.drift import DriftReport, drift_report
-from leadscore.training.encoding import CategoryCodeEncoder
-from leadscore.training.model import GradeCutoffs, LeadScoringModel, TierThresholds
 from leadscore.training.model_card import render_model_card
-from leadscore.training.pyfunc import MODEL_ARTIFACT, LeadScoringPyfunc, input_signature, save_model_pickle
 from leadscore.training.split import TimeAxis, TimeSplit, stratified_split, time_blocks, time_ordered_split
 from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds, threshold_table
 
@@ -780,7 +781,7 @@ class TrainJob:
         )
 
         model.metadata["run_id"] = run.info.run_id
-        pickle_path = save_model_pickle(model, out / "scoring_model.pkl")
+        pickle_path = save_model_pickle(model, out / MODEL_PICKLE)
         card = render_model_card(
             model=model,
             meta=meta,

@@ -32,10 +32,10 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import roc_auc_score
 
+from leadscore.model.encoding import CategoryCodeEncoder
 from leadscore.settings import PROJECT_ROOT, apply_environment_defaults, state_dir
 from leadscore.training import plots
 from leadscore.training.config import BoosterConfig, TrainConfig, load_config
-from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.split import TimeSplit
 from leadscore.training.train import TrainJob, git_commit, use_experiment
 

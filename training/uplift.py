@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
-from leadscore.training.encoding import CategoryCodeEncoder
+from leadscore.model.encoding import CategoryCodeEncoder
 
 __all__ = ["DRLearner", "qini_against_truth", "qini_from_outcomes"]
 

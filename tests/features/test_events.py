@@ -371,7 +371,7 @@ def _one_lead(*, what: str = "Trial Login") -> tuple[pd.DataFrame, pd.DataFrame,
 
 def test_custom_engagement_type_counts_as_the_leads_activity() -> None:
     """A mapping whose only engagement type is its own: the aggregates see it."""
-    from leadscore.training.explain import concept_sentence
+    from leadscore.model.explain import concept_sentence
 
     trial_only = {"Trial Login": mapping_data()["tables"]["activities"]["types"]["Trial Login"]}  # type: ignore[index]
     transform = EventFeatureTransform(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from leadscore.features.events import EventFeatureTransform, EventMapping
 from leadscore.features.mapping import render_sentence
 from leadscore.features.wording import choose_forms, count_phrase, is_one, singular_of
-from leadscore.training.explain import concept_sentence, plural
+from leadscore.model.explain import concept_sentence, plural
 
 
 def test_singular_of_a_plural_noun_phrase_by_its_last_word() -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from leadscore.cli_scale import check_database, check_tracking_server, tracking_server_command
 from leadscore.features.build import simulate_and_build
+from leadscore.model import store
 from leadscore.training import registry
 from leadscore.training.config import BoosterConfig, TrackingConfig, TrainConfig
 from leadscore.training.train import TrainJob
@@ -115,17 +116,17 @@ def test_train_promote_and_load_through_postgres_backed_server(
 
     decision = registry.promote(model_name=MODEL_NAME)
     assert decision.promoted, decision.reason
-    assert registry.champion_version(model_name=MODEL_NAME) == result.model_version
+    assert store.champion_version(model_name=MODEL_NAME) == result.model_version
 
     # the champion, as the CLI, the batch scorer and the service load it
-    model = registry.load_scoring_model(model_name=MODEL_NAME, version=result.model_version)
+    model = store.load_scoring_model(model_name=MODEL_NAME, version=result.model_version)
     assert model.metadata["run_id"] == result.run_id
     raw = pd.DataFrame(json.loads(table_path.with_suffix(".meta.json").read_text())["raw_example"])
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
     predicted = pyfunc.predict(raw)
     assert len(predicted) == len(raw)
     assert set(predicted["model_run_id"]) == {result.run_id}
-    from leadscore.training.pyfunc import split_raw_leads
+    from leadscore.model.pyfunc import split_raw_leads
 
     leads, activities, as_of = split_raw_leads(raw)
     expected = model.score_features(model.features(leads=leads, activities=activities, as_of=as_of))

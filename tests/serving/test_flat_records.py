@@ -168,7 +168,7 @@ def export_rows(draw: st.DrawFn, base: list[dict[str, Any]]) -> list[dict[str, A
 def test_property_service_pyfunc_and_batch_agree_on_rows_training_accepts(
     flat_model: tuple[LoadedModel, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from leadscore.training.pyfunc import LeadScoringPyfunc
+    from leadscore.model.pyfunc import LeadScoringPyfunc
 
     loaded, export = flat_model
     head = export.drop(columns=["Became Opportunity"]).head(40)

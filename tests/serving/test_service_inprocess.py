@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from starlette.responses import Response
 
 from leadscore.features.loading import DataContractError, validate_crm_tables
-from leadscore.serving.payload import RequestInvalid, prepare_leads
+from leadscore.model.pyfunc import split_raw_leads
+from leadscore.model.raw_leads import prepare_leads
+from leadscore.model.records import RequestInvalid
 from leadscore.serving.schemas import ExplainRequest, RawLead, ScoreRequest, ScoreResponse
 from leadscore.serving.settings import ConfigurationError
-from leadscore.training.pyfunc import split_raw_leads
 
 
 def make_service():  # imported lazily: the module reads the environment at import

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
 from leadscore.features.single_lead import epoch_microseconds
 from leadscore.features.vocabulary import ActivityType, PageCategory
+from leadscore.model.raw_leads import prepare_leads, utc_naive
 from leadscore.serving import engine
 from leadscore.serving.errors import RequestInvalid
 from leadscore.serving.fast import FastScorer, applies_to, prepare_one
-from leadscore.serving.payload import prepare_leads, utc_naive
 from leadscore.serving.schemas import ExplainRequest, RawLead, ScoreRequest
 from leadscore.serving.settings import ServingSettings
 from tests.serving.serving_support import TrainedModel
@@ -45,11 +45,11 @@ def loaded(trained_model: TrainedModel) -> engine.LoadedModel:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in trained_model.env.items():
             patch.setenv(name, value)
-        from leadscore.training import registry
+        from leadscore.model import store
 
-        version = registry.champion_version(model_name="leadscore")
+        version = store.champion_version(model_name="leadscore")
         assert version is not None
-        model = registry.load_scoring_model(model_name="leadscore", version=version)
+        model = store.load_scoring_model(model_name="leadscore", version=version)
     assert applies_to(model)
     return engine.LoadedModel(model, "leadscore", version, 0.0, fast=FastScorer(model))
 
@@ -261,7 +261,7 @@ def test_outside_profile_lead_with_a_demo_request_is_for_review_on_both_paths(
     loaded: engine.LoadedModel, samples: list[dict[str, Any]]
 ) -> None:
     """Every lead below MQL and fit D (cut-offs above any lead): a demo request means review."""
-    from leadscore.training.model import GradeCutoffs, TierThresholds
+    from leadscore.model.scoring_model import GradeCutoffs, TierThresholds
 
     inf = float("inf")
     model = dataclasses.replace(

@@ -18,8 +18,9 @@ from rich.console import Console
 
 from leadscore.features.catalogue import SIGNALS, Direction, Family
 from leadscore.features.vocabulary import LeadStatus, Tier
+from leadscore.model.records import LeadScore
+from leadscore.model.scoring_model import ACTIONABLE_TYPES, JUST_DONE_DAYS
 from leadscore.training.cards import LeadCard, explain_leads, print_card
-from leadscore.training.model import ACTIONABLE_TYPES, JUST_DONE_DAYS
 
 from ..conftest import Trained
 
@@ -56,7 +57,7 @@ def _text(card: LeadCard) -> str:
 def card_problems(card: LeadCard) -> list[str]:
     """Everything on one card a rep could not believe (empty when the card is sound)."""
     problems: list[str] = []
-    s = card.scored
+    s = card.scored.model_dump()
     text = _text(card)
     reasons = s.get("reasons_positive", []) + s.get("reasons_negative", [])
     sentences = [r["sentence"] for r in reasons]
@@ -120,7 +121,7 @@ def test_the_book_has_the_states_and_actions_a_rep_meets(
     trained: Trained, book: tuple[list[LeadCard], pd.DataFrame]
 ) -> None:
     cards, leads = book
-    statuses = {card.scored["status"] for card in cards}
+    statuses = {card.scored.status for card in cards}
     assert LeadStatus.OPEN in statuses  # the suite read scored cards ...
     assert sum(bool(card.actions) for card in cards) >= 20  # ... with actions to check
     features = trained.result.model.features(
@@ -131,7 +132,7 @@ def test_the_book_has_the_states_and_actions_a_rep_meets(
             column = f"{action.action}_{JUST_DONE_DAYS}d"
             assert row[column] == 0, (card.lead_id, action.action)
         if row["demo_request_total"] > 0:
-            assert card.scored["tier"] != Tier.NOT_A_FIT
+            assert card.scored.tier != Tier.NOT_A_FIT
 
 
 def test_the_suite_catches_the_old_wording() -> None:
@@ -139,47 +140,55 @@ def test_the_suite_catches_the_old_wording() -> None:
     old = LeadCard(
         lead_id="L1",
         as_of="2025-01-01",
-        scored={
-            "status": "open",
-            "probability": 0.007,
-            "probability_low": 0.005,
-            "probability_high": 0.01,
-            "score": 0.7,
-            "tier": "not_a_fit",
-            "grade": "D1",
-            "fit_points": -3.0,
-            "engagement_points": 1.0,
-            "base_score": 3.0,
-            "reasons_positive": [
-                {
-                    "concept": "page_blog",
-                    "sentence": "No blog visits yet",
-                    "impact": 1.2,
-                    "family": "engagement",
-                },
-                {
-                    "concept": "demo_request",
-                    "sentence": "No demo requests yet",
-                    "impact": 1.5,
-                    "family": "engagement",
-                },
-                {
-                    "concept": "webinar_attended",
-                    "sentence": "1 webinars attended in the last 7 days",
-                    "impact": 2.0,
-                    "family": "engagement",
-                },
-            ],
-            "reasons_negative": [
-                {"concept": "seniority", "sentence": "Seniority: c level", "impact": -4.0, "family": "fit"},
-                {
-                    "concept": "days_since_last_activity",
-                    "sentence": "No activity from the lead for 15 days",
-                    "impact": -2.0,
-                    "family": "engagement",
-                },
-            ],
-        },
+        scored=LeadScore.model_validate(
+            {
+                "lead_id": "L1",
+                "status": "open",
+                "probability": 0.007,
+                "probability_low": 0.005,
+                "probability_high": 0.01,
+                "score": 0.7,
+                "tier": "not_a_fit",
+                "grade": "D1",
+                "fit_points": -3.0,
+                "engagement_points": 1.0,
+                "base_score": 3.0,
+                "reasons_positive": [
+                    {
+                        "concept": "page_blog",
+                        "sentence": "No blog visits yet",
+                        "impact": 1.2,
+                        "family": "engagement",
+                    },
+                    {
+                        "concept": "demo_request",
+                        "sentence": "No demo requests yet",
+                        "impact": 1.5,
+                        "family": "engagement",
+                    },
+                    {
+                        "concept": "webinar_attended",
+                        "sentence": "1 webinars attended in the last 7 days",
+                        "impact": 2.0,
+                        "family": "engagement",
+                    },
+                ],
+                "reasons_negative": [
+                    {
+                        "concept": "seniority",
+                        "sentence": "Seniority: c level",
+                        "impact": -4.0,
+                        "family": "fit",
+                    },
+                    {
+                        "concept": "days_since_last_activity",
+                        "sentence": "No activity from the lead for 15 days",
+                        "impact": -2.0,
+                        "family": "engagement",
+                    },
+                ],
+            }
+        ),
         actions=[],
         model_version="1",
     )

@@ -21,11 +21,12 @@ from leadscore.features.mapping import (
     LabelMapping,
     SourceMapping,
 )
-from leadscore.training.calibration import PlattCalibrator
+from leadscore.model.calibration import PlattCalibrator
+from leadscore.model.encoding import CategoryCodeEncoder
+from leadscore.model.records import LeadScore
+from leadscore.model.scoring_model import GradeCutoffs, LeadScoringModel, TierThresholds
+from leadscore.model.uncertainty import ScoreUncertainty
 from leadscore.training.cards import LeadCard, print_card, render_html_card
-from leadscore.training.encoding import CategoryCodeEncoder
-from leadscore.training.model import GradeCutoffs, LeadScoringModel, TierThresholds
-from leadscore.training.uncertainty import ScoreUncertainty
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_card_shows_market_conditions_apart(model_and_rows: tuple[LeadScoringMod
     model, features = model_and_rows
     scored = model.score_features(features.head(400))
     record = max(scored, key=lambda s: abs(s["context_points"]))
-    card = LeadCard(str(record["lead_id"]), "2025-01-01", record, [], "1", 30)
+    card = LeadCard(str(record["lead_id"]), "2025-01-01", LeadScore.model_validate(record), [], "1", 30)
     out = io.StringIO()
     print_card(card, console=Console(file=out, width=200, color_system=None))
     assert "Market conditions" in out.getvalue() and "Market conditions" in render_html_card(card)

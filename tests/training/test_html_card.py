@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from leadscore.model.records import LeadScore
+from leadscore.model.scoring_model import NextBestAction
 from leadscore.training.cards import LeadCard, explain_leads, print_card, render_html_card, write_html_card
-from leadscore.training.model import NextBestAction
 
 from ..conftest import Trained
 
@@ -35,7 +36,7 @@ def cards(trained: Trained) -> list[LeadCard]:
 @pytest.fixture(scope="module")
 def card(cards: list[LeadCard]) -> LeadCard:
     """A card with reasons on both sides (the interesting layout)."""
-    both = [c for c in cards if c.scored["reasons_positive"] and c.scored["reasons_negative"]]
+    both = [c for c in cards if c.scored.reasons_positive and c.scored.reasons_negative]
     assert both, "expected at least one lead with positive and negative reasons"
     return both[0]
 
@@ -45,25 +46,27 @@ def hostile_card() -> LeadCard:
     return LeadCard(
         lead_id=f'L1"><img src=x onerror=alert(1)>{HOSTILE}',
         as_of="2025-01-01 00:00:00",
-        scored={
-            "lead_id": "L1",
-            "probability": 0.2,
-            "score": 20.0,
-            "tier": f"</span>{HOSTILE}",
-            "grade": "<b>A1</b>",
-            "fit_points": 3.2,
-            "engagement_points": -1.0,
-            "base_score": 18.0,
-            "reasons_positive": [reason],
-            "reasons_negative": [
-                {
-                    "concept": "x",
-                    "sentence": "[bold red]not markup[/] [/oops]",
-                    "impact": -1.0,
-                    "family": HOSTILE,
-                }
-            ],
-        },
+        scored=LeadScore.model_validate(
+            {
+                "lead_id": "L1",
+                "probability": 0.2,
+                "score": 20.0,
+                "tier": "nurture",
+                "grade": "<b>A1</b>",
+                "fit_points": 3.2,
+                "engagement_points": -1.0,
+                "base_score": 18.0,
+                "reasons_positive": [reason],
+                "reasons_negative": [
+                    {
+                        "concept": "x",
+                        "sentence": "[bold red]not markup[/] [/oops]",
+                        "impact": -1.0,
+                        "family": HOSTILE,
+                    }
+                ],
+            }
+        ),
         actions=[NextBestAction("demo_request", f"Offer {HOSTILE}", 0.3, 0.1)],
         model_version=f"{HOSTILE}",
         horizon_days=90,
@@ -144,7 +147,7 @@ def test_bars_are_proportional_to_impact_and_diverge(card: LeadCard) -> None:
     parser.feed(render_html_card(card))
     rows = parser.rows
     s = card.scored
-    assert len(rows) == len(s["reasons_positive"]) + len(s["reasons_negative"])
+    assert len(rows) == len(s.reasons_positive) + len(s.reasons_negative)
     largest = max(abs(float(r["impact"])) for r in rows)  # type: ignore[arg-type]
     for row in rows:
         impact = float(row["impact"])  # type: ignore[arg-type]
@@ -163,7 +166,7 @@ def test_bars_are_proportional_to_impact_and_diverge(card: LeadCard) -> None:
 def test_bars_with_hand_made_impacts() -> None:
     card = hostile_card()
     scored = {
-        **card.scored,
+        **card.scored.model_dump(),
         "reasons_positive": [
             {"concept": "a", "sentence": "a", "impact": 8.0, "family": "engagement"},
             {"concept": "b", "sentence": "b", "impact": 2.0, "family": "fit"},
@@ -171,7 +174,7 @@ def test_bars_with_hand_made_impacts() -> None:
         "reasons_negative": [{"concept": "c", "sentence": "c", "impact": -4.0, "family": "fit"}],
     }
     parser = _Bars()
-    parser.feed(render_html_card(LeadCard(**{**card.__dict__, "scored": scored})))
+    parser.feed(render_html_card(LeadCard(**{**card.__dict__, "scored": LeadScore.model_validate(scored)})))
     assert [(r["kind"], r["width"]) for r in parser.rows] == [("pos", 100.0), ("pos", 25.0), ("neg", 50.0)]
 
 

@@ -21,9 +21,7 @@ from leadscore.features.catalogue import (
     window_count_name,
 )
 from leadscore.features.vocabulary import LeadStatus, Tier
-from leadscore.training.batch import score_leads
-from leadscore.training.cards import LeadCard, explain_leads, print_card, render_html_card
-from leadscore.training.explain import (
+from leadscore.model.explain import (
     MATERIAL_POINTS,
     Concept,
     concept_sentence,
@@ -32,8 +30,10 @@ from leadscore.training.explain import (
     signal_sentence,
     top_reasons,
 )
-from leadscore.training.model import ACTIONABLE_TYPES, LeadScoringModel, lead_states
-from leadscore.training.pyfunc import LeadScoringPyfunc
+from leadscore.model.pyfunc import LeadScoringPyfunc
+from leadscore.model.scoring_model import ACTIONABLE_TYPES, LeadScoringModel, lead_states
+from leadscore.training.batch import score_leads
+from leadscore.training.cards import LeadCard, explain_leads, print_card, render_html_card
 
 from ..conftest import Trained
 
@@ -67,8 +67,8 @@ def test_converted_lead_gets_its_status_not_a_score(trained: Trained, model: Lea
         as_of=trained.crm.exported_at,
         outcomes=trained.crm.outcomes,
     )[0]
-    assert card.scored["status"] == LeadStatus.CONVERTED
-    assert card.scored["score"] is None and card.scored["probability"] is None and card.scored["tier"] is None
+    assert card.scored.status == LeadStatus.CONVERTED
+    assert card.scored.score is None and card.scored.probability is None and card.scored.tier is None
     assert card.actions == []  # nothing to suggest on a lead that is already an opportunity
     text, page = _terminal(card), render_html_card(card)
     for shown in (text, page):
@@ -81,7 +81,7 @@ def test_as_of_before_the_lead_existed_is_a_status_not_negative_days(
     lead = trained.crm.leads.head(1)
     before = pd.Timestamp(lead["created_at"].iloc[0]) - pd.Timedelta(days=351)
     card = explain_leads(model=model, leads=lead, activities=trained.crm.activities, as_of=before)[0]
-    assert card.scored["status"] == LeadStatus.NOT_YET_CREATED
+    assert card.scored.status == LeadStatus.NOT_YET_CREATED
     text = _terminal(card) + render_html_card(card)
     assert "Not created yet" in text and "-351" not in text and "days ago" not in text
     # the states function agrees, and a disqualified lead is closed too

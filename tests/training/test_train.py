@@ -10,9 +10,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from leadscore.features.simulator import oracle_probability, point_in_time_oracle_probability
+from leadscore.model import store
+from leadscore.model.encoding import CategoryCodeEncoder
 from leadscore.training import registry
 from leadscore.training.config import BoosterConfig, SplitConfig, TrackingConfig
-from leadscore.training.encoding import CategoryCodeEncoder
 from leadscore.training.evaluation import expected_calibration_error
 from leadscore.training.split import time_ordered_split
 from leadscore.training.train import TrainJob, read_table_metadata
@@ -136,7 +137,7 @@ def test_promotion_gate_keeps_the_better_champion(trained: Trained) -> None:
     # the first champion is forced: on this small simulated CRM logistic regression may rank as well
     # as LightGBM, and then the gate rightly refuses (its checks say against which baseline)
     first = registry.promote(model_name=name, version=trained.result.model_version, force=True)
-    assert first.promoted and registry.champion_version(model_name=name) == trained.result.model_version
+    assert first.promoted and store.champion_version(model_name=name) == trained.result.model_version
     assert all(c.passed for c in first.checks if c.reference == "rule_points")
     weak = TrainJob(
         trained.config.model_copy(update={"booster": BoosterConfig(max_rounds=1, num_leaves=2)})
@@ -146,11 +147,11 @@ def test_promotion_gate_keeps_the_better_champion(trained: Trained) -> None:
     # no fair comparison exists on those rows, so the gate refuses rather than skipping the check
     assert not blocked.promoted
     assert "trained on data from the candidate's test period" in blocked.reason
-    assert registry.champion_version(model_name=name) == trained.result.model_version
+    assert store.champion_version(model_name=name) == trained.result.model_version
     forced = registry.promote(model_name=name, version=weak.model_version, force=True)
-    assert forced.promoted and registry.champion_version(model_name=name) == weak.model_version
+    assert forced.promoted and store.champion_version(model_name=name) == weak.model_version
     assert registry.rollback(model_name=name) == trained.result.model_version
-    assert registry.champion_version(model_name=name) == trained.result.model_version
+    assert store.champion_version(model_name=name) == trained.result.model_version
 
 
 def test_promote_refuses_a_model_worse_than_a_baseline(trained: Trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -171,7 +172,7 @@ def test_promote_refuses_a_model_worse_than_a_baseline(trained: Trained, tmp_pat
     )
     weak = TrainJob(config).run()
     decision = registry.promote(model_name=name, version=weak.model_version)
-    assert not decision.promoted and registry.champion_version(model_name=name) is None
+    assert not decision.promoted and store.champion_version(model_name=name) is None
     failed = [c for c in decision.checks if not c.passed]
     assert failed and {c.reference for c in failed} & {"logistic", "rule_points"}
     assert "gate check(s) failed" in decision.reason

@@ -1,9 +1,9 @@
-"""Request payload -> contract tables, checked against the data contract, for one batched model call.
+"""The one parser of raw leads: typed :class:`RawLead` records -> contract tables, checked.
 
-:func:`prepare_leads` turns the validated request models into the contract's ``leads`` and
-``activities`` tables plus each lead's ``as_of`` -- exactly the tables
-:func:`leadscore.training.pyfunc.split_raw_leads` builds from the same raw leads, so the service and
-the MLflow pyfunc score identically. Every check of the contract that the request models cannot
+:func:`prepare_leads` turns validated raw-lead records into the contract's ``leads`` and
+``activities`` tables plus each lead's ``as_of``. The service (request bodies) and the MLflow
+pyfunc (input frames, via :func:`raw_leads_from_frame`) both go through it, so they accept and
+refuse the same leads and score them identically. Every check of the contract that the request models cannot
 express (timestamps that do not parse, are in the future or precede the lead's creation,
 duplicate lead ids, blank ids) runs here, vectorised, on every request.
 
@@ -25,10 +25,17 @@ import pandas as pd
 
 from leadscore.features.contract import CATEGORICAL_FIT_COLUMNS, NUMERIC_FIT_COLUMNS
 from leadscore.features.loading import DataContractError, validate_crm_tables
-from leadscore.serving.errors import MAX_PROBLEMS, RequestInvalid
-from leadscore.serving.schemas import Problem, RawLead
+from leadscore.model.records import MAX_PROBLEMS, STATE_FIELDS, Problem, RawLead, RequestInvalid
 
-__all__ = ["MAX_PROBLEMS", "PreparedLeads", "RequestInvalid", "now_utc", "prepare_leads", "utc_naive"]
+__all__ = [
+    "MAX_PROBLEMS",
+    "PreparedLeads",
+    "RequestInvalid",
+    "now_utc",
+    "prepare_leads",
+    "raw_leads_from_frame",
+    "utc_naive",
+]
 
 LEAD_TEXT_COLUMNS: tuple[str, ...] = ("job_title", *CATEGORICAL_FIT_COLUMNS, "email")
 ACTIVITY_COLUMNS: tuple[str, ...] = ("timestamp", "activity_type", "page_category", "campaign")
@@ -123,6 +130,11 @@ def prepare_leads(
     for name in NUMERIC_FIT_COLUMNS:
         values = [getattr(lead, name) for lead in raw]
         leads[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
+    for name in STATE_FIELDS:  # blank: the lead is still open
+        leads[name] = utc_naive([_blank_to_none(getattr(lead, name)) for lead in raw]).to_numpy()
+        given = np.array([_blank_to_none(getattr(lead, name)) is not None for lead in raw], dtype=bool)
+        for row in np.flatnonzero(given & np.isnat(leads[name].to_numpy())):
+            report.add(f"leads[{row}].{name}", "not a valid ISO 8601 timestamp", int(row))
 
     # --- activities: events, then expanded counts ----------------------------------------------
     event_lead = np.fromiter((i for i, lead in enumerate(raw) for _ in lead.activities), dtype=np.int64)
@@ -295,3 +307,51 @@ def _contract_problems(
                     f"{contract_problem.table}.{contract_problem.column}",
                     f"{contract_problem.problem}: {hidden} more row(s) like the ones above",
                 )
+
+
+def _cell(value: Any) -> Any:
+    """A frame cell as JSON would carry it: missing (NaN, NaT, pd.NA) -> None, arrays -> lists."""
+    if isinstance(value, np.ndarray | list | tuple):
+        return [_cell(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _cell(item) for key, item in value.items()}
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.isoformat()
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def raw_leads_from_frame(frame: pd.DataFrame) -> list[RawLead]:
+    """The raw-lead records in ``frame`` (one row per lead, activities nested as lists of dicts), as
+    the MLflow pyfunc receives them; raises :class:`RequestInvalid` naming each bad field and row."""
+    from pydantic import ValidationError
+
+    leads: list[RawLead] = []
+    problems: list[Problem] = []
+    for index, row in enumerate(frame.to_dict(orient="records")):
+        record = {str(key): _cell(value) for key, value in row.items()}
+        if record.get("activities") is None:
+            record.pop("activities", None)
+        if record.get("engagement_counts") is None:
+            record.pop("engagement_counts", None)
+        try:
+            leads.append(RawLead.model_validate(record))
+        except ValidationError as error:
+            for detail in error.errors(include_input=False):
+                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in detail["loc"])
+                if len(problems) < MAX_PROBLEMS:
+                    lead_id = record.get("lead_id")
+                    problems.append(
+                        Problem(
+                            field=f"leads[{index}]{where}",
+                            problem=detail["msg"],
+                            lead_index=index,
+                            lead_id=lead_id if isinstance(lead_id, str) else None,
+                        )
+                    )
+    if problems:
+        raise RequestInvalid(problems)
+    return leads

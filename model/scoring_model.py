@@ -29,10 +29,10 @@ from leadscore.features.events import EventFeatureTransform
 from leadscore.features.mapping import FlatFeatureTransform
 from leadscore.features.pipeline import compute_features
 from leadscore.features.vocabulary import LeadStatus, Tier
-from leadscore.training.cadence import follow_up
-from leadscore.training.calibration import IsotonicCalibrator, PlattCalibrator
-from leadscore.training.encoding import CategoryCodeEncoder
-from leadscore.training.explain import (
+from leadscore.model.cadence import follow_up
+from leadscore.model.calibration import IsotonicCalibrator, PlattCalibrator
+from leadscore.model.encoding import CategoryCodeEncoder
+from leadscore.model.explain import (
     Concept,
     Reason,
     concept_sentence,
@@ -41,7 +41,7 @@ from leadscore.training.explain import (
     rows_as_records,
     top_reasons,
 )
-from leadscore.training.uncertainty import ScoreUncertainty
+from leadscore.model.uncertainty import ScoreUncertainty
 
 PROBABILITY_FLOOR = 1e-4  # isotonic steps can reach 0 or 1; no lead is ever certain
 

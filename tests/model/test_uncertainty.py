@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leadscore.training.uncertainty import ScoreUncertainty
+from leadscore.model.uncertainty import ScoreUncertainty
 
 
 def _calibration(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
-from leadscore.training.calibration import (
+from leadscore.model.calibration import (
     IsotonicCalibrator,
     PlattCalibrator,
     PriorShiftedCalibrator,
     fit_calibrator,
     prior_logit,
 )
+from leadscore.model.uncertainty import ScoreUncertainty
 from leadscore.training.config import CalibrationMethod
-from leadscore.training.uncertainty import ScoreUncertainty
 
 
 @pytest.fixture

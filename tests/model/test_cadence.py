@@ -7,7 +7,7 @@ import math
 import pytest
 
 from leadscore.features.vocabulary import Tier
-from leadscore.training.cadence import follow_up
+from leadscore.model.cadence import follow_up
 
 from ..conftest import Trained
 

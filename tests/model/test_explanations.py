@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from leadscore.features.contract import PII_COLUMNS
+from leadscore.model.explain import concept_sentence, signal_sentence
+from leadscore.model.scoring_model import LeadScoringModel
 from leadscore.training.cards import explain_leads, render_html_card
-from leadscore.training.explain import concept_sentence, signal_sentence
-from leadscore.training.model import LeadScoringModel
 
 from ..conftest import Trained
 

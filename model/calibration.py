@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from leadscore.training.config import CalibrationMethod
-from leadscore.training.uncertainty import ScoreUncertainty
+from leadscore.model.uncertainty import ScoreUncertainty
+
+
+class CalibrationMethod(StrEnum):
+    ISOTONIC = "isotonic"  # flexible; needs a few thousand held-out rows
+    SIGMOID = "sigmoid"  # Platt scaling; steadier on small exports
 
 
 class PlattCalibrator(BaseEstimator):

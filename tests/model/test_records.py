@@ -1,0 +1,124 @@
+"""The model's typed doors: one scored-lead record from which every output is derived, one raw-lead
+parser for the service and the pyfunc alike."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from leadscore.model.pyfunc import OUTPUT_SCHEMA, input_signature
+from leadscore.model.raw_leads import prepare_leads, raw_leads_from_frame
+from leadscore.model.records import (
+    SCORED_LEAD_COLUMNS,
+    LeadScore,
+    RawLead,
+    RequestInvalid,
+    ScoredLead,
+    scored_lead_arrow_schema,
+    scored_lead_spark_ddl,
+)
+from leadscore.model.scoring_model import LeadScoringModel, lead_states
+from leadscore.serving.schemas import ExplainResponse, ScoreResponse
+from leadscore.training.batch import RESULT_COLUMNS
+from leadscore.training.cards import LeadCard, print_card, render_html_card
+
+from ..conftest import Trained
+
+PROVENANCE = ("as_of", "model_name", "model_version")
+
+
+@pytest.fixture(scope="module")
+def model(trained: Trained) -> LeadScoringModel:
+    return trained.result.model
+
+
+def test_every_output_schema_is_derived_from_the_scored_lead_record() -> None:
+    fields = list(ScoredLead.model_fields)
+    assert fields == [*LeadScore.model_fields, *PROVENANCE]
+    # the API: the response's results are the record itself, described once
+    assert ScoreResponse.model_fields["results"].annotation == list[ScoredLead]
+    assert ExplainResponse.model_fields["score"].annotation is ScoredLead
+    item = ScoreResponse.model_json_schema()["$defs"]["ScoredLead"]
+    assert list(item["properties"]) == fields
+    # batch Parquet and Spark
+    assert list(RESULT_COLUMNS) == list(SCORED_LEAD_COLUMNS) == fields
+    assert scored_lead_arrow_schema().names == fields
+    assert [part.split(" ")[0] for part in scored_lead_spark_ddl().split(", ")] == fields
+    # the MLflow pyfunc's output: the model's part plus the run that trained it
+    assert OUTPUT_SCHEMA.input_names() == [*LeadScore.model_fields, "model_run_id"]
+    assert input_signature().outputs.input_names() == OUTPUT_SCHEMA.input_names()
+    # the pyfunc's raw-lead input is the RawLead record
+    assert input_signature().inputs.input_names() == list(RawLead.model_fields)
+
+
+def test_the_model_returns_exactly_the_record(model: LeadScoringModel, trained: Trained) -> None:
+    rows = trained.table.sort_values("as_of").tail(200).reset_index(drop=True)
+    for explain in (True, False):
+        for result in model.score_features(rows, explain=explain):
+            assert set(result) == set(LeadScore.model_fields)
+            LeadScore.model_validate(result)  # and every value has the record's type
+
+
+def test_cards_show_the_record_fields_and_nothing_else(model: LeadScoringModel, trained: Trained) -> None:
+    rows = trained.table.sort_values("as_of").tail(50).reset_index(drop=True)
+    for result in model.score_features(rows, explain=True)[:5]:
+        card = LeadCard(str(result["lead_id"]), "2025-01-01", LeadScore.model_validate(result), [], "1", 90)
+        html = render_html_card(card)  # the template is strict: an unknown field would raise
+        out = io.StringIO()
+        print_card(card, console=Console(file=out, width=200, color_system=None))
+        assert card.scored.grade is not None
+        assert f"Grade: {card.scored.grade}" in out.getvalue() and f"Grade <b>{card.scored.grade}</b>" in html
+
+
+def _frame(**overrides: object) -> pd.DataFrame:
+    lead = {
+        "lead_id": "L1",
+        "created_at": "2025-01-01T09:00:00Z",
+        "seniority": "vp",
+        "employee_count": 250.0,
+        "activities": [
+            {"timestamp": "2025-01-03T10:00:00Z", "activity_type": "page_view", "page_category": "pricing"}
+        ],
+        "as_of": "2025-02-01T00:00:00Z",
+    }
+    return pd.DataFrame([{**lead, **overrides}])
+
+
+def test_the_pyfunc_and_the_service_parse_raw_leads_the_same_way() -> None:
+    frame = _frame()
+    from_frame = prepare_leads(raw_leads_from_frame(frame), as_of=None)
+    from_request = prepare_leads([RawLead.model_validate(frame.iloc[0].to_dict())], as_of=None)
+    pd.testing.assert_frame_equal(from_frame.leads, from_request.leads)
+    pd.testing.assert_frame_equal(from_frame.activities, from_request.activities)
+    pd.testing.assert_series_equal(from_frame.as_of, from_request.as_of)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"created_at": "not a date"}, "leads[0].created_at"),
+        ({"employee_count": -5.0}, "leads[0].employee_count"),
+        (
+            {"activities": [{"timestamp": "2025-01-03T10:00:00Z", "activity_type": "fax"}]},
+            "leads[0].activities[0].activity_type",
+        ),
+        ({"converted_at": "yesterday"}, "leads[0].converted_at"),
+    ],
+)
+def test_bad_raw_leads_are_refused_naming_the_field(overrides: dict[str, object], field: str) -> None:
+    with pytest.raises(RequestInvalid) as refused:
+        prepare_leads(raw_leads_from_frame(_frame(**overrides)), as_of=None)
+    assert field in [problem.field for problem in refused.value.problems]
+
+
+def test_state_fields_close_the_lead() -> None:
+    prepared = prepare_leads(
+        raw_leads_from_frame(_frame(converted_at="2025-01-20T00:00:00Z", lead_id="L2")), as_of=None
+    )
+    (state,) = lead_states(leads=prepared.leads, as_of=prepared.as_of)
+    assert state.status.value == "converted" and "2025-01-20" in state.note
+    later = prepare_leads(raw_leads_from_frame(_frame(converted_at="2025-03-01T00:00:00Z")), as_of=None)
+    assert lead_states(leads=later.leads, as_of=later.as_of)[0].status.value == "open"
