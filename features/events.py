@@ -50,6 +50,7 @@ from leadscore.features.mapping import (
     synthetic_ids,
 )
 from leadscore.features.pipeline import ENGAGEMENT_SIGNALS, SALES_SIGNALS, ExtraSignal, compute_features
+from leadscore.features.vocabulary import InputLayout
 from leadscore.features.wording import count_phrase
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,12 @@ def load_event_mapping(path: Path) -> EventMapping:
 
 
 class EventFeatureTransform:
-    """Export rows (its own column and activity names) -> point-in-time features, per a mapping."""
+    """Export rows (its own column and activity names) -> point-in-time features, per a mapping.
+
+    An :class:`~leadscore.model.transforms.ActivityFeatureTransform` for event exports.
+    """
+
+    layout = InputLayout.EVENT_EXPORT
 
     def __init__(self, mapping: EventMapping) -> None:
         self.mapping = mapping
@@ -572,8 +578,14 @@ class EventFeatureTransform:
             as_of = parsed.fillna(pd.Timestamp.now(tz="UTC").tz_localize(None)).reset_index(drop=True)
         return leads, activities, as_of
 
-    def features_from_records(self, raw: pd.DataFrame) -> pd.DataFrame:
-        leads, activities, as_of = self.split_records(raw)
+    @property
+    def name(self) -> str:
+        """The export this transform reads (the mapping's name)."""
+        return self.mapping.name
+
+    def features_from_records(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Feature rows for nested export records (lead columns, ``activities``, optional ``as_of``)."""
+        leads, activities, as_of = self.split_records(records)
         return self.features(leads=leads, activities=activities, as_of=as_of)
 
     # --- reasons -------------------------------------------------------------------------------

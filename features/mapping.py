@@ -37,6 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from leadscore.features.catalogue import Family, FeatureKind, FeatureSpec
+from leadscore.features.vocabulary import InputLayout
 from leadscore.features.wording import choose_forms, is_one
 
 
@@ -348,7 +349,12 @@ def label_values(series: pd.Series, *, positive_values: tuple[object, ...]) -> p
 
 
 class FlatFeatureTransform:
-    """Export rows (the export's own column names) -> model features, per an :class:`ExportMapping`."""
+    """Export rows (the export's own column names) -> model features, per an :class:`ExportMapping`.
+
+    A :class:`~leadscore.model.transforms.FeatureTransform` for flat exports.
+    """
+
+    layout = InputLayout.FLAT_EXPORT
 
     def __init__(self, mapping: ExportMapping) -> None:
         self.mapping = mapping
@@ -419,6 +425,15 @@ class FlatFeatureTransform:
                 )
                 out[name] = numbers.to_numpy(dtype=np.float32, na_value=np.nan)
         return pd.DataFrame(out)
+
+    @property
+    def name(self) -> str:
+        """The export this transform reads (the mapping's name)."""
+        return self.mapping.name
+
+    def features_from_records(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Feature rows for export rows as a client sends them (the same as :meth:`features`)."""
+        return self.features(records)
 
     def sentence(self, concept: str, row: Mapping[str, object]) -> str:
         """The reason text for one feature of one lead, from the mapping's templates."""

@@ -9,6 +9,14 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class InputLayout(StrEnum):
+    """What a model's feature transform reads: the leads it can score."""
+
+    LEADSCORE = "leadscore"  # leads + timestamped activities in leadscore's own contract
+    EVENT_EXPORT = "event_export"  # an export's own lead rows with its own activity rows nested
+    FLAT_EXPORT = "flat_export"  # one pre-aggregated export row per lead (no activities)
+
+
 class Channel(StrEnum):
     """How the lead reached us (its source)."""
 

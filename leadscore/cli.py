@@ -373,7 +373,7 @@ def tune(
     out: Annotated[Path | None, typer.Option(help="Where to write the best train config YAML.")] = None,
 ) -> None:
     """Tune LightGBM with Optuna (nested MLflow runs); writes a train config with the best params."""
-    from leadscore.training.tune import tune_command
+    from leadscore.cli_tune import tune_command
 
     tune_command(config=config, trials=trials, timeout=timeout, out=out)
 

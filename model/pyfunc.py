@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from leadscore.features.mapping import FlatFeatureTransform
+from leadscore.features.vocabulary import InputLayout
 from leadscore.model.raw_leads import prepare_leads, raw_leads_from_frame
 from leadscore.model.records import LeadScore, RawLead
 from leadscore.model.scoring_model import LeadScoringModel, lead_states
@@ -117,10 +118,8 @@ class LeadScoringPyfunc(PythonModel):
     ) -> pd.DataFrame:
         params = params or {}
         states = None
-        if self.model.flat is not None:
-            features = self.model.features_from_export(model_input)
-        elif getattr(self.model, "events", None) is not None:  # an event mapping's own names
-            features = self.model.events.features_from_records(model_input)  # type: ignore[union-attr]
+        if self.model.layout is not InputLayout.LEADSCORE:  # an export's own rows and names
+            features = self.model.features_from_records(model_input)
         else:  # the service's parser and checks: both accept and refuse the same leads
             prepared = prepare_leads(raw_leads_from_frame(model_input), as_of=None)
             features = self.model.features(

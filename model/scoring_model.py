@@ -19,16 +19,12 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from leadscore.features.catalogue import (
-    FEATURE_CATALOGUE,
     SIGNALS,
     Family,
     total_count_name,
     window_count_name,
 )
-from leadscore.features.events import EventFeatureTransform
-from leadscore.features.mapping import FlatFeatureTransform
-from leadscore.features.pipeline import compute_features
-from leadscore.features.vocabulary import LeadStatus, Tier
+from leadscore.features.vocabulary import InputLayout, LeadStatus, Tier
 from leadscore.model.cadence import follow_up
 from leadscore.model.calibration import IsotonicCalibrator, PlattCalibrator
 from leadscore.model.encoding import CategoryCodeEncoder
@@ -41,6 +37,7 @@ from leadscore.model.explain import (
     rows_as_records,
     top_reasons,
 )
+from leadscore.model.transforms import ActivityFeatureTransform, ContractFeatureTransform, FeatureTransform
 from leadscore.model.uncertainty import ScoreUncertainty
 
 PROBABILITY_FLOOR = 1e-4  # isotonic steps can reach 0 or 1; no lead is ever certain
@@ -201,14 +198,17 @@ class LeadScoringModel:
     grade_cutoffs: GradeCutoffs
     horizon_days: int | None  # None: the export declared no label horizon
     metadata: dict[str, object] = field(default_factory=dict)
-    flat: FlatFeatureTransform | None = None  # set for flat (pre-aggregated) exports
-    events: EventFeatureTransform | None = None  # set for event-mapping exports (own names and types)
+    #: what the model reads: leadscore's contract, an event export or a flat export
+    transform: FeatureTransform = field(default_factory=ContractFeatureTransform)
     uncertainty: ScoreUncertainty | None = None  # from the calibration set: per-lead intervals
 
     def __post_init__(self) -> None:
         self._prepare()
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        if "transform" not in state:  # models saved before the transform interface: a flag per kind
+            flat, events = state.pop("flat", None), state.pop("events", None)
+            state["transform"] = flat or events or ContractFeatureTransform()
         self.__dict__.update(state)
         self.__dict__.setdefault("uncertainty", None)  # models saved before it existed
         self._prepare()
@@ -218,18 +218,9 @@ class LeadScoringModel:
 
     def _prepare(self) -> None:
         """Load-time work, kept off the request path."""
-        events = self.__dict__.get("events")  # models pickled before event mappings have none
-        self.events = events
-        own = self.flat if self.flat is not None else events
-        catalogue = own.catalogue if own is not None else FEATURE_CATALOGUE
-        if self.flat is not None:
-            self._sentence = self.flat.sentence
-        elif events is not None:  # the export's own concepts in its words, built-in ones as everywhere
-            own_sentence = events.sentence
-            self._sentence = lambda concept, row: own_sentence(concept, row) or concept_sentence(concept, row)
-        else:
-            self._sentence = concept_sentence
-        self._concepts, self._grouping = concepts_for(self.feature_names, catalogue)
+        own_sentence = self.transform.sentence  # the export's own concepts in its words
+        self._sentence = lambda concept, row: own_sentence(concept, row) or concept_sentence(concept, row)
+        self._concepts, self._grouping = concepts_for(self.feature_names, self.transform.catalogue)
         families = np.array([c.family for c in self._concepts])
         self._fit_concepts = families == Family.FIT
         self._context_concepts = families == Family.CONTEXT  # market conditions: no part of the grade
@@ -258,15 +249,19 @@ class LeadScoringModel:
     def features(
         self, *, leads: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Series | pd.Timestamp | None = None
     ) -> pd.DataFrame:
-        """Feature rows for each lead as of ``as_of`` (default: now, UTC)."""
-        if self.flat is not None:
-            raise ValueError("this model scores flat export rows: use features_from_export()")
-        if self.events is not None:  # the export's own column and activity names
-            return self.events.features(leads=leads, activities=activities, as_of=as_of)
-        when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
-        snapshots = pd.DataFrame({"lead_id": leads["lead_id"].astype(str).to_numpy()})
-        snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when
-        return compute_features(leads=leads, activities=activities, snapshots=snapshots)
+        """Feature rows for each lead as of ``as_of`` (default: now, UTC), from its activities."""
+        if self.layout is InputLayout.FLAT_EXPORT:
+            raise ValueError(
+                f"this model scores rows of the flat export '{self.transform.name}': "
+                "use features_from_records()"
+            )
+        reader = cast(ActivityFeatureTransform, self.transform)
+        return reader.features(leads=leads, activities=activities, as_of=as_of)
+
+    @property
+    def layout(self) -> InputLayout:
+        """What the model reads (its transform's layout)."""
+        return self.transform.layout
 
     def require_native_layout(self, *, what: str) -> None:
         """Raise a ``ValueError`` naming the alternative when ``what`` needs leads in the native layout.
@@ -274,24 +269,23 @@ class LeadScoringModel:
         Event-mapping models read the export's own column and activity names and flat models read
         export rows; tables with ``lead_id``/``created_at``/``activity_type`` would be misread.
         """
-        if self.events is not None:
+        if self.layout is InputLayout.EVENT_EXPORT:
             raise ValueError(
                 f"{what} reads leads in leadscore's own layout (lead_id, created_at, activity_type), "
-                f"but this model was trained on the event export '{self.events.mapping.name}' with its "
+                f"but this model was trained on the event export '{self.transform.name}' with its "
                 "own column and activity names: score its export records (lead columns with nested "
                 "activities) with POST /score-records or the MLflow pyfunc (mlflow models predict/serve)"
             )
-        if self.flat is not None:
+        if self.layout is InputLayout.FLAT_EXPORT:
             raise ValueError(
                 f"{what} reads leads with activities, but this model was trained on the flat export "
-                f"'{self.flat.mapping.name}': score its rows with POST /score-records or the MLflow pyfunc"
+                f"'{self.transform.name}': score its rows with POST /score-records or the MLflow pyfunc"
             )
 
-    def features_from_export(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Feature rows from a flat export's own rows (flat models only)."""
-        if self.flat is None:
-            raise ValueError("this model scores leads with activities: use features()")
-        return self.flat.features(frame)
+    def features_from_records(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Feature rows for leads as a client sends them, one record per lead: the export's own rows
+        (flat or event models, activities nested) or raw leads in leadscore's contract."""
+        return self.transform.features_from_records(records)
 
     def contributions(self, features: pd.DataFrame) -> np.ndarray:
         """TreeSHAP contributions (log-odds) per feature, last column the expected value."""
@@ -578,7 +572,7 @@ class LeadScoringModel:
         more sales call"), not a measured effect of the rep's action. Actions below ``MATERIAL_UPLIFT`` are
         left out; leads that are not open get none.
         """
-        if self.flat is not None:  # pre-aggregated exports have no activities to add
+        if self.layout is InputLayout.FLAT_EXPORT:  # pre-aggregated exports have no activities to add
             return [[] for _ in range(len(leads))]
         when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
         states = states if states is not None else lead_states(leads=leads, as_of=when)

@@ -24,7 +24,9 @@ from typing import TypeVar
 
 import pandas as pd
 
-from leadscore.features.vocabulary import ActivityType, LeadStatus
+from leadscore.features.events import EventFeatureTransform
+from leadscore.features.mapping import FlatFeatureTransform
+from leadscore.features.vocabulary import ActivityType, InputLayout, LeadStatus
 from leadscore.model import store
 from leadscore.model.raw_leads import PreparedLeads, now_utc, prepare_leads
 from leadscore.model.records import FLOAT32_MAX, Activity, Problem, RawLead
@@ -241,19 +243,19 @@ def freeze_long_lived_objects() -> None:
 
 def _warm_up(model: LeadScoringModel) -> None:
     """Score one synthetic lead so lazy initialisation does not land on the first request."""
-    if model.flat is not None:
-        features = model.features_from_export(pd.DataFrame({model.flat.id_column: ["warm-up"]}))
+    if isinstance(model.transform, FlatFeatureTransform):
+        features = model.features_from_records(pd.DataFrame({model.transform.id_column: ["warm-up"]}))
         model.score_features(features, explain=True, top_k=5)
         model.score_features(features, explain=False)
         return
     now = now_utc()
-    events = getattr(model, "events", None)
-    if events is not None:  # the export's own column names, as /score-records receives them
+    events = model.transform
+    if isinstance(events, EventFeatureTransform):  # the export's own column names, as /score-records gets
         spec = events.mapping.tables.leads
         record: dict[str, object] = {spec.created_at_column: (now - pd.Timedelta(days=3)).isoformat()}
         if spec.id_column is not None:
             record[spec.id_column] = "warm-up"
-        features = events.features_from_records(pd.DataFrame([record]))
+        features = model.features_from_records(pd.DataFrame([record]))
         model.score_features(features, explain=True, top_k=5)
         model.score_features(features, explain=False)
         return
@@ -304,8 +306,8 @@ def score_prepared(
 
 
 def _require_activity_model(loaded: LoadedModel, field: str) -> None:
-    events = getattr(loaded.model, "events", None)
-    if events is not None:  # its own column and activity names: /score's fields would be misread
+    events = loaded.model.transform
+    if isinstance(events, EventFeatureTransform):  # its own names: /score's fields would be misread
         raise RequestInvalid(
             [
                 Problem(
@@ -316,13 +318,13 @@ def _require_activity_model(loaded: LoadedModel, field: str) -> None:
                 )
             ]
         )
-    if loaded.model.flat is not None:
+    if loaded.model.layout is InputLayout.FLAT_EXPORT:
         raise RequestInvalid(
             [
                 Problem(
                     field=field,
                     problem=f"model {loaded.name} v{loaded.version} was trained on a flat export "
-                    f"({loaded.model.flat.mapping.name}): send export rows to POST /score-records",
+                    f"({loaded.model.transform.name}): send export rows to POST /score-records",
                 )
             ]
         )
@@ -372,10 +374,10 @@ def _record_value_problem(value: object, kind: str, missing_values: Sequence[str
 
 def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> ScoreResponse:
     """Score rows of the flat export a flat model was trained on (raises ``RequestInvalid``)."""
-    if getattr(loaded.model, "events", None) is not None:
+    if isinstance(loaded.model.transform, EventFeatureTransform):
         return _score_event_records(loaded, request)
-    flat = loaded.model.flat
-    if flat is None:
+    flat = loaded.model.transform
+    if not isinstance(flat, FlatFeatureTransform):
         raise RequestInvalid(
             [
                 Problem(
@@ -410,7 +412,7 @@ def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> Score
     if problems:
         raise RequestInvalid(problems)
     frame = pd.DataFrame.from_records(request.records)
-    features = loaded.model.features_from_export(frame)
+    features = loaded.model.features_from_records(frame)
     return _records_response(loaded, features, request)
 
 
@@ -419,8 +421,8 @@ def _score_event_records(loaded: LoadedModel, request: RecordsRequest) -> ScoreR
 
     The same reading as the MLflow pyfunc (``EventFeatureTransform.features_from_records``).
     """
-    events = loaded.model.events
-    assert events is not None
+    events = loaded.model.transform
+    assert isinstance(events, EventFeatureTransform)
     spec = events.mapping.tables.leads
     problems: list[Problem] = []
     for index, record in enumerate(request.records):
@@ -456,7 +458,7 @@ def _score_event_records(loaded: LoadedModel, request: RecordsRequest) -> ScoreR
     if problems:
         raise RequestInvalid(problems)
     try:
-        features = events.features_from_records(pd.DataFrame.from_records(request.records))
+        features = loaded.model.features_from_records(pd.DataFrame.from_records(request.records))
     except (ValueError, TypeError, KeyError) as error:
         raise RequestInvalid(
             [Problem(field="records", problem=f"could not read the records: {error}")]

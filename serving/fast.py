@@ -35,6 +35,7 @@ from leadscore.features.single_lead import (
     signal_of,
     spread_events,
 )
+from leadscore.features.vocabulary import InputLayout
 from leadscore.model.explain import Reason
 from leadscore.model.scoring_model import ACTIONABLE_TYPES, LeadScoringModel, NextBestAction
 from leadscore.serving.schemas import RawLead
@@ -147,8 +148,8 @@ def prepare_one(
 
 def applies_to(model: LeadScoringModel) -> bool:
     """Whether the fast path computes this model's features: the native event catalogue, nothing else."""
-    if getattr(model, "flat", None) is not None or getattr(model, "events", None) is not None:
-        return False  # their own column and activity names: only their transform reads them
+    if model.layout is not InputLayout.LEADSCORE:
+        return False  # an export's own column and activity names: only its transform reads them
     names = tuple(model.feature_names)
     categories = getattr(model.encoder, "categories_", None)
     return (

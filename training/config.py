@@ -56,6 +56,19 @@ class BoosterConfig(Strict):
     num_threads: int = Field(default=0, ge=0, description="0 = LightGBM's default (all cores).")
 
 
+class LevelRule(Strict):
+    """How one level's threshold is chosen: at most one rule (none: a default share of leads)."""
+
+    capacity_per_week: float | None = None  # at most this many leads a week reach it
+    target_precision: float | None = None  # the lowest threshold whose precision reaches this
+    min_score: float | None = None  # the score (0-100) marketing and sales agreed on
+
+    @property
+    def agreed_probability(self) -> float | None:
+        """The agreed score as a probability (the model's one unit), or None."""
+        return None if self.min_score is None else self.min_score / 100.0
+
+
 class ThresholdConfig(Strict):
     """How MQL/SQL thresholds are chosen: per level at most one rule (capacity, precision or agreed score)."""
 
@@ -69,6 +82,24 @@ class ThresholdConfig(Strict):
     mql_min_score: float | None = Field(
         default=None, gt=0, lt=100, description="The MQL score (0-100) marketing and sales agreed on."
     )
+
+    @property
+    def sql(self) -> LevelRule:
+        """The SQL rule (sales-ready hand-off)."""
+        return LevelRule(
+            capacity_per_week=self.sql_capacity_per_week,
+            target_precision=self.sql_target_precision,
+            min_score=self.sql_min_score,
+        )
+
+    @property
+    def mql(self) -> LevelRule:
+        """The MQL rule (marketing-qualified)."""
+        return LevelRule(
+            capacity_per_week=self.mql_capacity_per_week,
+            target_precision=self.mql_target_precision,
+            min_score=self.mql_min_score,
+        )
 
     @model_validator(mode="after")
     def _one_rule_each(self) -> ThresholdConfig:

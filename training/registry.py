@@ -38,8 +38,8 @@ def comparability_problem(*, candidate: LeadScoringModel, champion: LeadScoringM
     """Why two models cannot be compared on the candidate's test rows, or None when they can."""
     if (candidate.horizon_days or None) != (champion.horizon_days or None):  # 0: older "not declared"
         return f"horizon {candidate.horizon_days} vs {champion.horizon_days} days"
-    if (candidate.flat is None) != (champion.flat is None):
-        return "one scores flat export rows, the other leads with activities"
+    if candidate.layout is not champion.layout:
+        return f"one reads {candidate.layout.value} leads, the other {champion.layout.value} leads"
     missing = sorted(set(champion.feature_names) - set(candidate.feature_names))
     if missing:
         return f"the champion needs features the candidate's test rows lack: {missing[:5]}"

@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from leadscore.model.scoring_model import TierThresholds
+from leadscore.training.config import LevelRule, ThresholdConfig
 from leadscore.training.evaluation import as_labels, as_scores
 
 DEFAULT_SQL_FRACTION = 0.10
@@ -41,6 +43,10 @@ class ThresholdChoice:
 
     def as_dict(self) -> dict[str, float | str]:
         return asdict(self)
+
+    def tier_thresholds(self) -> TierThresholds:
+        """The thresholds the model carries into every score (probabilities, with the rule)."""
+        return TierThresholds(mql=self.mql_threshold, sql=self.sql_threshold, rule=self.rule)
 
 
 def _selection_stats(
@@ -131,33 +137,22 @@ def _choose(
     labels: np.ndarray,
     probs: np.ndarray,
     weeks: float,
-    capacity: float | None,
-    target_precision: float | None,
+    rule: LevelRule,
     default_fraction: float,
-    min_score: float | None = None,
 ) -> tuple[float, str]:
-    key = level.lower()
-    given = {
-        f"{key}_capacity_per_week": capacity,
-        f"{key}_target_precision": target_precision,
-        f"{key}_min_score": min_score,
-    }
-    chosen = {name: value for name, value in given.items() if value is not None}
-    if len(chosen) > 1:
-        raise ValueError(f"give one rule for {level}, not {len(chosen)}: {chosen}")
-    if min_score is not None:
-        if not 0 < min_score < 100:
-            raise ValueError(f"{key}_min_score must be between 0 and 100 (a score), got {min_score}")
-        return min_score / 100.0, f"{level}: agreed score >= {min_score:g}"
-    if capacity is not None:
-        if not capacity > 0:
-            raise ValueError(f"{key}_capacity_per_week must be positive, got {capacity}")
-        max_leads = math.floor(capacity * weeks + 1e-9)
+    """One level's threshold (a probability) and its rule in words; the rule was validated by its config."""
+    if rule.min_score is not None and rule.agreed_probability is not None:
+        return rule.agreed_probability, f"{level}: agreed score >= {rule.min_score:g}"
+    if rule.capacity_per_week is not None:
+        max_leads = math.floor(rule.capacity_per_week * weeks + 1e-9)
         who = "rep capacity" if level == "SQL" else "marketing capacity"
-        return _threshold_for_count(probs, max_leads), f"{level}: top {capacity:g} leads/week ({who})"
-    if target_precision is not None:
-        threshold = _threshold_for_precision(labels, probs, target_precision, f"{key}_target_precision")
-        return threshold, f"{level}: precision >= {target_precision:g}"
+        return _threshold_for_count(
+            probs, max_leads
+        ), f"{level}: top {rule.capacity_per_week:g} leads/week ({who})"
+    if rule.target_precision is not None:
+        name = f"{level.lower()}_target_precision"
+        threshold = _threshold_for_precision(labels, probs, rule.target_precision, name)
+        return threshold, f"{level}: precision >= {rule.target_precision:g}"
     max_leads = max(1, math.floor(default_fraction * len(probs) + 1e-9))
     return _threshold_for_count(probs, max_leads), f"{level}: top {default_fraction:.0%} of leads (default)"
 
@@ -167,41 +162,34 @@ def recommend_thresholds(
     y_true: npt.ArrayLike,
     y_prob: npt.ArrayLike,
     weeks: float,
-    sql_capacity_per_week: float | None = None,
-    sql_target_precision: float | None = None,
-    mql_target_precision: float | None = None,
-    mql_capacity_per_week: float | None = None,
-    sql_min_score: float | None = None,
-    mql_min_score: float | None = None,
+    rules: ThresholdConfig | None = None,
 ) -> ThresholdChoice:
     """Choose MQL and SQL probability thresholds on an evaluation set spanning ``weeks`` weeks.
 
-    Per level give at most one rule: a capacity (at most that many leads/week reach it), a target
-    precision (the lowest threshold whose observed precision reaches it) or the score (0-100)
-    marketing and sales agreed on. With none, SQL is the top 10 % of leads and MQL the top 30 %.
+    ``rules`` (validated once, as the job's config) gives per level at most one rule: a capacity (at
+    most that many leads/week reach it), a target precision (the lowest threshold whose observed
+    precision reaches it) or the score (0-100) marketing and sales agreed on. With none, SQL is the
+    top 10 % of leads and MQL the top 30 %.
     Either way the choice reports what it means on the evaluation set: leads per week, expected
     conversions, precision and recall. Raises ``ValueError`` if the rules put MQL above SQL.
     """
     labels, probs = _check_inputs(y_true, y_prob, weeks)
+    rules = rules if rules is not None else ThresholdConfig()
     sql_threshold, sql_rule = _choose(
         level="SQL",
         labels=labels,
         probs=probs,
         weeks=weeks,
-        capacity=sql_capacity_per_week,
-        target_precision=sql_target_precision,
+        rule=rules.sql,
         default_fraction=DEFAULT_SQL_FRACTION,
-        min_score=sql_min_score,
     )
     mql_threshold, mql_rule = _choose(
         level="MQL",
         labels=labels,
         probs=probs,
         weeks=weeks,
-        capacity=mql_capacity_per_week,
-        target_precision=mql_target_precision,
+        rule=rules.mql,
         default_fraction=DEFAULT_MQL_FRACTION,
-        min_score=mql_min_score,
     )
     if mql_threshold > sql_threshold:
         raise ValueError(

@@ -49,6 +49,7 @@ from leadscore.model.store import (
     TEST_PREDICTIONS_ARTIFACT,
     save_model_pickle,
 )
+from leadscore.model.transforms import ContractFeatureTransform, FeatureTransform
 from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
 from leadscore.training.artifacts import log_parquet, scoring_code_dir, scoring_requirements
@@ -187,6 +188,11 @@ class TrainJob:
         if self.meta.get("mode") != "events":
             return None
         return EventFeatureTransform(EventMapping.model_validate(self.meta["mapping"]))
+
+    @property
+    def feature_transform(self) -> FeatureTransform:
+        """What the model will read: the table's export mapping, or leadscore's own contract."""
+        return self.flat_transform or self.event_transform or ContractFeatureTransform()
 
     @property
     def time_axis(self) -> TimeAxis:
@@ -340,6 +346,21 @@ class TrainJob:
             test_start=split.test_start,
         )
 
+    def model_parts(
+        self, *, encoder: CategoryCodeEncoder, booster: lgb.Booster, calibrator: Any
+    ) -> dict[str, Any]:
+        """What every model of this table carries besides its thresholds, grades and metadata."""
+        return {
+            "encoder": encoder,
+            "booster": booster,
+            "calibrator": calibrator,
+            "feature_names": self.feature_names,
+            "transform": self.feature_transform,
+            "horizon_days": self.horizon_days,  # None: the export declared no horizon
+            # per-lead intervals from the same held-out scores the calibrator was fitted on (issue 16)
+            "uncertainty": getattr(calibrator, "uncertainty_", None),
+        }
+
     def fit_deployment_model(self, split: TimeSplit, *, evaluated: LeadScoringModel) -> LeadScoringModel:
         """The registered model: the same recipe refit on every labelled row, test period included."""
         if not self.config.refit.enabled:
@@ -351,17 +372,7 @@ class TrainJob:
         encoder, booster, calibrator, _, _ = self.fit_refit(
             everything, rounds=max(1, round(rounds)), reference_rows=len(split.train)
         )
-        parts = {
-            "encoder": encoder,
-            "booster": booster,
-            "calibrator": calibrator,
-            "feature_names": self.feature_names,
-            "flat": self.flat_transform,
-            "horizon_days": self.horizon_days,  # None: the export declared no horizon
-            "uncertainty": getattr(calibrator, "uncertainty_", None),
-        }
-        if self.event_transform is not None:
-            parts["events"] = self.event_transform
+        parts = self.model_parts(encoder=encoder, booster=booster, calibrator=calibrator)
         draft = LeadScoringModel(
             **parts,
             thresholds=evaluated.thresholds,
@@ -399,23 +410,11 @@ class TrainJob:
     ) -> tuple[LeadScoringModel, ThresholdChoice]:
         """Thresholds (from held-out probabilities of the newest pre-test rows) and grade cut-offs."""
         config = self.config
-        parts: dict[str, Any] = {
-            "encoder": encoder,
-            "booster": booster,
-            "calibrator": calibrator,
-            "feature_names": self.feature_names,
-            "flat": self.flat_transform,
-            "horizon_days": self.horizon_days,  # None: the export declared no horizon
-            # per-lead intervals from the same held-out scores the calibrator was fitted on (issue 16)
-            "uncertainty": getattr(calibrator, "uncertainty_", None),
-        }
-        if self.event_transform is not None:
-            parts["events"] = self.event_transform
+        parts = self.model_parts(encoder=encoder, booster=booster, calibrator=calibrator)
         draft = LeadScoringModel(
             **parts, thresholds=TierThresholds(0.0, 1.0), grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0))
         )
         n_ages = len(self.meta["snapshot_policy"].get("ages_days") or [0])
-        t = config.thresholds
         probability = (
             draft.predict_proba_features(newest) if newest_probability is None else newest_probability
         )
@@ -423,17 +422,12 @@ class TrainJob:
             y_true=newest["label"].astype(int).to_numpy(),
             y_prob=probability,
             weeks=self.weeks_covered(newest, n_ages=n_ages) if self.time_axis is TimeAxis.TIMESTAMP else 1.0,
-            sql_capacity_per_week=t.sql_capacity_per_week,
-            sql_target_precision=t.sql_target_precision,
-            mql_capacity_per_week=t.mql_capacity_per_week,
-            mql_target_precision=t.mql_target_precision,
-            sql_min_score=t.sql_min_score,
-            mql_min_score=t.mql_min_score,
+            rules=config.thresholds,
         )
         rounds = booster.current_iteration()
         model = LeadScoringModel(
             **parts,
-            thresholds=TierThresholds(choice.mql_threshold, choice.sql_threshold, choice.rule),
+            thresholds=choice.tier_thresholds(),
             grade_cutoffs=(
                 self.grade_cutoffs(draft, grade_rows)
                 if not config.booster.linear_tree

@@ -12,6 +12,7 @@ import yaml
 from leadscore.features.build import EventBuildJob, TooManyRejects, read_table_metadata_model
 from leadscore.features.events import EventFeatureTransform, EventMapping, load_event_mapping
 from leadscore.features.loading import DataContractError
+from leadscore.features.vocabulary import InputLayout
 from leadscore.settings import PROJECT_ROOT, datasets_dir
 
 N_LEADS = 600
@@ -315,7 +316,7 @@ def test_olist_trains_after_build_and_scores_its_own_rows(tmp_path: Path, isolat
     )
     result = TrainJob(config).run()
     assert result.metrics["roc_auc"] > 0.6  # landing page and channel carry signal (README: ~0.66)
-    assert result.model.events is not None and "landing_page_id" in result.model.feature_names
+    assert result.model.layout is InputLayout.EVENT_EXPORT and "landing_page_id" in result.model.feature_names
     # the service's and pyfunc's input: the export's own lead columns
     raw = pd.DataFrame(
         [

@@ -126,10 +126,7 @@ def test_train_promote_and_load_through_postgres_backed_server(
     predicted = pyfunc.predict(raw)
     assert len(predicted) == len(raw)
     assert set(predicted["model_run_id"]) == {result.run_id}
-    from leadscore.model.pyfunc import split_raw_leads
-
-    leads, activities, as_of = split_raw_leads(raw)
-    expected = model.score_features(model.features(leads=leads, activities=activities, as_of=as_of))
+    expected = model.score_features(model.features_from_records(raw))
     np.testing.assert_allclose(predicted["probability"], [r["probability"] for r in expected])
 
     from leadscore.serving.engine import ModelHolder

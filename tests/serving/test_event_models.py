@@ -18,6 +18,7 @@ import pytest
 from leadscore.features.build import EventBuildJob, read_table_metadata_model
 from leadscore.features.crm_shapes import CrmShape, write_shape
 from leadscore.features.simulator import SimulatedCRM, simulate_crm
+from leadscore.features.vocabulary import InputLayout
 from leadscore.serving.engine import (
     LoadedModel,
     _warm_up,
@@ -57,7 +58,7 @@ def event_model(
         )
         result = TrainJob(config).run()
     raw = read_table_metadata_model(table).model_dump()["raw_example"]
-    assert result.model.events is not None
+    assert result.model.layout is InputLayout.EVENT_EXPORT
     return LoadedModel(result.model, "events", "1", time.time()), raw, crm
 
 
@@ -95,7 +96,7 @@ def test_score_records_reads_the_exports_own_rows_like_the_pyfunc(event_model: A
     response = score_records_request(loaded, RecordsRequest.model_validate({"records": raw}))
     assert [r.lead_id for r in response.results] == [str(record["Id"]) for record in raw]
     expected = loaded.model.score_features(
-        loaded.model.events.features_from_records(pd.DataFrame.from_records(raw)), explain=True, top_k=5
+        loaded.model.features_from_records(pd.DataFrame.from_records(raw)), explain=True, top_k=5
     )
     assert [r.probability for r in response.results] == [e["probability"] for e in expected]
     assert all(r.status == "open" and r.probability is not None for r in response.results)

@@ -185,7 +185,7 @@ def test_property_service_pyfunc_and_batch_agree_on_rows_training_accepts(
         path = folder / "rows.csv"
         pd.DataFrame.from_records(rows).to_csv(path, index=False)  # as the export file training reads
         read = pd.read_csv(path, dtype=str, keep_default_na=False)
-        batch = loaded.model.score_features(loaded.model.features_from_export(read), explain=True)
+        batch = loaded.model.score_features(loaded.model.features_from_records(read), explain=True)
         service_p = [r.probability for r in served.results]
         assert service_p == list(through_pyfunc["probability"])
         assert service_p == [b["probability"] for b in batch]
@@ -205,10 +205,11 @@ def test_export_without_an_id_column_is_scored_with_synthetic_ids(
     from leadscore.features.mapping import FlatFeatureTransform
 
     loaded, export = flat_model
-    flat = loaded.model.flat
+    flat = loaded.model.transform
+    assert isinstance(flat, FlatFeatureTransform)
     assert flat is not None
     no_ids = FlatFeatureTransform(flat.mapping.model_copy(update={"id_column": None}))
-    model = dataclasses.replace(loaded.model, flat=no_ids)
+    model = dataclasses.replace(loaded.model, transform=no_ids)
     unnamed = LoadedModel(model, "flat", "1", time.time())
     rows = export.drop(columns=["Became Opportunity", "Lead ID"]).head(3)
     records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")

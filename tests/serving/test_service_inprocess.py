@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from starlette.responses import Response
 
 from leadscore.features.loading import DataContractError, validate_crm_tables
-from leadscore.model.pyfunc import split_raw_leads
+from leadscore.model.pyfunc import LeadScoringPyfunc
 from leadscore.model.raw_leads import prepare_leads
 from leadscore.model.records import RequestInvalid
 from leadscore.serving.schemas import ExplainRequest, RawLead, ScoreRequest, ScoreResponse
@@ -36,10 +36,10 @@ def body(response: Response) -> dict:
 
 
 def pyfunc_path_probabilities(model, leads: list[dict]) -> np.ndarray:
-    """What the MLflow pyfunc computes for the same raw leads (split_raw_leads + the model)."""
-    tables, activities, as_of = split_raw_leads(pd.DataFrame(leads))
-    features = model.features(leads=tables, activities=activities, as_of=as_of)
-    return np.array([r["probability"] for r in model.score_features(features, explain=False)])
+    """What the MLflow pyfunc computes for the same raw leads (its predict, in process)."""
+    pyfunc = LeadScoringPyfunc()
+    pyfunc.model = model
+    return pyfunc.predict(None, pd.DataFrame(leads), {"explain": False})["probability"].to_numpy()
 
 
 def test_score_matches_the_pyfunc_code_path(service, serving_env) -> None:

@@ -77,7 +77,7 @@ def model_and_rows() -> tuple[LeadScoringModel, pd.DataFrame]:
         **parts,
         thresholds=TierThresholds(0.3, 0.6),
         grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0)),
-        flat=flat,
+        transform=flat,
     )
     contributions = draft.contributions(features)[:, :-1] @ draft._grouping
     fit_q = np.quantile(contributions[:, draft._fit_concepts].sum(axis=1), [0.25, 0.5, 0.75])
@@ -86,7 +86,7 @@ def model_and_rows() -> tuple[LeadScoringModel, pd.DataFrame]:
         **parts,
         thresholds=TierThresholds(0.3, 0.6),
         grade_cutoffs=GradeCutoffs(tuple(fit_q), tuple(engagement_q)),  # type: ignore[arg-type]
-        flat=flat,
+        transform=flat,
         uncertainty=ScoreUncertainty.fit(raw=raw, y=frame["y"].to_numpy()),
     )
     return model, features

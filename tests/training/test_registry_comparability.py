@@ -5,11 +5,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from leadscore.features.vocabulary import InputLayout
 from leadscore.training.registry import comparability_problem
 
 
 def _model(**metadata: object) -> Any:
-    return SimpleNamespace(horizon_days=90, flat=None, feature_names=("x",), metadata=metadata)
+    return SimpleNamespace(
+        horizon_days=90, layout=InputLayout.LEADSCORE, feature_names=("x",), metadata=metadata
+    )
 
 
 def test_row_positions_compare_as_numbers_not_text() -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadscore.training.config import ThresholdConfig
 from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds, threshold_table
 
 WEEKS = 12.0
@@ -70,7 +71,10 @@ def test_defaults_are_top_10_and_30_percent(scored) -> None:
 def test_sql_capacity_is_respected_and_tight(scored) -> None:
     labels, probs = scored
     choice = recommend_thresholds(
-        y_true=labels, y_prob=probs, weeks=WEEKS, sql_capacity_per_week=120, mql_target_precision=0.2
+        y_true=labels,
+        y_prob=probs,
+        weeks=WEEKS,
+        rules=ThresholdConfig(sql_capacity_per_week=120, mql_target_precision=0.2),
     )
     per_week = _selected(probs, choice.sql_threshold).sum() / WEEKS
     assert per_week <= 120
@@ -85,7 +89,10 @@ def test_sql_capacity_is_respected_and_tight(scored) -> None:
 def test_precision_target_is_reached_with_the_largest_selection(scored) -> None:
     labels, probs = scored
     choice = recommend_thresholds(
-        y_true=labels, y_prob=probs, weeks=WEEKS, sql_target_precision=0.4, mql_target_precision=0.25
+        y_true=labels,
+        y_prob=probs,
+        weeks=WEEKS,
+        rules=ThresholdConfig(sql_target_precision=0.4, mql_target_precision=0.25),
     )
     sql = _selected(probs, choice.sql_threshold)
     mql = _selected(probs, choice.mql_threshold)
@@ -103,7 +110,10 @@ def test_precision_target_is_reached_with_the_largest_selection(scored) -> None:
 def test_mql_capacity(scored) -> None:
     labels, probs = scored
     choice = recommend_thresholds(
-        y_true=labels, y_prob=probs, weeks=WEEKS, sql_capacity_per_week=50, mql_capacity_per_week=400
+        y_true=labels,
+        y_prob=probs,
+        weeks=WEEKS,
+        rules=ThresholdConfig(sql_capacity_per_week=50, mql_capacity_per_week=400),
     )
     assert choice.mql_leads_per_week <= 400
     assert "marketing capacity" in choice.rule
@@ -114,21 +124,26 @@ def test_both_capacity_and_precision_is_an_error(scored, level) -> None:
     labels, probs = scored
     kwargs = {f"{level}_capacity_per_week": 100.0, f"{level}_target_precision": 0.3}
     with pytest.raises(ValueError, match=rf"{level}_capacity_per_week.*{level}_target_precision"):
-        recommend_thresholds(y_true=labels, y_prob=probs, weeks=WEEKS, **kwargs)
+        recommend_thresholds(y_true=labels, y_prob=probs, weeks=WEEKS, rules=ThresholdConfig(**kwargs))
 
 
 def test_mql_stricter_than_sql_is_an_error(scored) -> None:
     labels, probs = scored
     with pytest.raises(ValueError, match=r"MQL threshold .* above SQL threshold"):
         recommend_thresholds(
-            y_true=labels, y_prob=probs, weeks=WEEKS, sql_capacity_per_week=500, mql_capacity_per_week=20
+            y_true=labels,
+            y_prob=probs,
+            weeks=WEEKS,
+            rules=ThresholdConfig(sql_capacity_per_week=500, mql_capacity_per_week=20),
         )
 
 
 def test_unreachable_precision_and_bad_weeks(scored) -> None:
     labels, probs = scored
     with pytest.raises(ValueError, match=r"not reachable.*0\.500"):
-        recommend_thresholds(y_true=[0, 1, 0], y_prob=[0.9, 0.8, 0.1], weeks=1, sql_target_precision=0.9)
+        recommend_thresholds(
+            y_true=[0, 1, 0], y_prob=[0.9, 0.8, 0.1], weeks=1, rules=ThresholdConfig(sql_target_precision=0.9)
+        )
     with pytest.raises(ValueError, match="weeks"):
         recommend_thresholds(y_true=labels, y_prob=probs, weeks=0)
 
@@ -137,7 +152,10 @@ def test_ties_never_exceed_capacity() -> None:
     probs = np.array([0.9, 0.5, 0.5, 0.5, 0.1, 0.1])
     labels = np.array([1, 1, 0, 0, 0, 0])
     choice = recommend_thresholds(
-        y_true=labels, y_prob=probs, weeks=1, sql_capacity_per_week=2, mql_capacity_per_week=4
+        y_true=labels,
+        y_prob=probs,
+        weeks=1,
+        rules=ThresholdConfig(sql_capacity_per_week=2, mql_capacity_per_week=4),
     )
     assert choice.sql_threshold == 0.9  # taking 0.5 would select 4 leads
     assert choice.sql_leads_per_week == 1
@@ -159,8 +177,7 @@ def test_capacity_property(probs, capacity, weeks, seed) -> None:
         y_true=labels,
         y_prob=probs,
         weeks=weeks,
-        sql_capacity_per_week=capacity,
-        mql_capacity_per_week=capacity * 2,
+        rules=ThresholdConfig(sql_capacity_per_week=capacity, mql_capacity_per_week=capacity * 2),
     )
     assert (probs >= choice.sql_threshold).sum() / weeks <= capacity + 1e-9
     assert (probs >= choice.mql_threshold).sum() / weeks <= 2 * capacity + 1e-9
@@ -171,7 +188,7 @@ def test_capacity_property(probs, capacity, weeks, seed) -> None:
 def test_agreed_scores_are_used_as_given_and_described(scored) -> None:
     labels, probs = scored
     choice = recommend_thresholds(
-        y_true=labels, y_prob=probs, weeks=WEEKS, sql_min_score=30, mql_min_score=12.5
+        y_true=labels, y_prob=probs, weeks=WEEKS, rules=ThresholdConfig(sql_min_score=30, mql_min_score=12.5)
     )
     assert choice.sql_threshold == pytest.approx(0.30) and choice.mql_threshold == pytest.approx(0.125)
     assert "SQL: agreed score >= 30" in choice.rule and "MQL: agreed score >= 12.5" in choice.rule
@@ -180,7 +197,9 @@ def test_agreed_scores_are_used_as_given_and_described(scored) -> None:
     assert choice.sql_leads_per_week == pytest.approx(sql.sum() / WEEKS)
     assert choice.sql_precision == pytest.approx(labels[sql].mean())
     # one level agreed, the other recommended
-    mixed = recommend_thresholds(y_true=labels, y_prob=probs, weeks=WEEKS, sql_min_score=40)
+    mixed = recommend_thresholds(
+        y_true=labels, y_prob=probs, weeks=WEEKS, rules=ThresholdConfig(sql_min_score=40)
+    )
     assert mixed.sql_threshold == pytest.approx(0.40) and "MQL: top 30% of leads" in mixed.rule
 
 
@@ -188,12 +207,22 @@ def test_agreed_score_rules_are_checked(scored) -> None:
     labels, probs = scored
     with pytest.raises(ValueError, match="one rule for SQL"):
         recommend_thresholds(
-            y_true=labels, y_prob=probs, weeks=WEEKS, sql_min_score=30, sql_capacity_per_week=50
+            y_true=labels,
+            y_prob=probs,
+            weeks=WEEKS,
+            rules=ThresholdConfig(sql_capacity_per_week=50, sql_min_score=30),
         )
-    with pytest.raises(ValueError, match="between 0 and 100"):
-        recommend_thresholds(y_true=labels, y_prob=probs, weeks=WEEKS, mql_min_score=100)
-    with pytest.raises(ValueError, match="above SQL threshold"):
-        recommend_thresholds(y_true=labels, y_prob=probs, weeks=WEEKS, sql_min_score=10, mql_min_score=20)
+    with pytest.raises(ValueError, match="less than 100"):
+        recommend_thresholds(
+            y_true=labels, y_prob=probs, weeks=WEEKS, rules=ThresholdConfig(mql_min_score=100)
+        )
+    with pytest.raises(ValueError, match="mql_min_score must not be above sql_min_score"):
+        recommend_thresholds(
+            y_true=labels,
+            y_prob=probs,
+            weeks=WEEKS,
+            rules=ThresholdConfig(sql_min_score=10, mql_min_score=20),
+        )
 
 
 def test_threshold_config_takes_one_rule_per_level() -> None:

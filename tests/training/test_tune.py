@@ -8,10 +8,11 @@ import mlflow
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from leadscore.cli_tune import tune_command
 from leadscore.training.config import BoosterConfig, SplitConfig, TrackingConfig, TrainConfig, load_config
 from leadscore.training.split import time_ordered_split
 from leadscore.training.train import TrainJob
-from leadscore.training.tune import BEST_CONFIG_ARTIFACT, SEARCH_SPACE, TuneJob, tune_command
+from leadscore.training.tune import BEST_CONFIG_ARTIFACT, SEARCH_SPACE, TuneJob
 
 from ..conftest import Trained
 

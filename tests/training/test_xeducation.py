@@ -84,7 +84,7 @@ def test_trains_calibrated_beats_baselines_and_scores_raw_rows(isolated_state: P
     scored = pyfunc.predict(
         raw[[c for c in raw.columns if c in pyfunc.metadata.get_input_schema().input_names()]]
     )
-    direct = result.model.predict_proba_features(result.model.features_from_export(raw))
+    direct = result.model.predict_proba_features(result.model.features_from_records(raw))
     assert scored["probability"].to_numpy() == pytest.approx(direct, abs=1e-12)
     sentences = [r["sentence"] for reasons in scored["reasons_positive"] for r in reasons] + [
         r["sentence"] for reasons in scored["reasons_negative"] for r in reasons
