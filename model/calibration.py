@@ -62,19 +62,28 @@ def prior_logit(y: np.ndarray, sample_weight: np.ndarray | None = None) -> float
 
 
 def fit_calibrator(
-    *, method: CalibrationMethod, raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    *,
+    method: CalibrationMethod,
+    raw: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    blocks: np.ndarray | None = None,
 ) -> IsotonicCalibrator | PlattCalibrator:
     """Fit the configured calibrator on held-out raw scores and labels (optionally weighted).
 
     The calibrator also carries ``uncertainty_``: per-lead intervals estimated from the same held-out
-    scores and labels (:class:`ScoreUncertainty`), so probability and range always share one source.
+    scores and labels (:class:`ScoreUncertainty`), so probability and range always share one source;
+    ``blocks`` (each row's time block, when the scores are out-of-time cross-fitted) lets the ranges
+    carry the between-period spread.
     """
     calibrator: IsotonicCalibrator | PlattCalibrator
     if method is CalibrationMethod.SIGMOID:
         calibrator = PlattCalibrator().fit(raw, y, sample_weight=sample_weight)
     else:
         calibrator = IsotonicCalibrator().fit(raw, y, sample_weight=sample_weight)
-    calibrator.uncertainty_ = ScoreUncertainty.fit(raw=np.asarray(raw), y=np.asarray(y).astype(int))
+    calibrator.uncertainty_ = ScoreUncertainty.fit(
+        raw=np.asarray(raw), y=np.asarray(y).astype(int), blocks=blocks
+    )
     return calibrator
 
 

@@ -19,6 +19,13 @@ need an effective sample size per window, and an interval must not claim more le
 seen. A recency-weighted probability that the plain neighbour rate does not back is flagged, which
 is what a rep should hear when the export drifts.
 
+When the calibration set spans several time blocks (the refit path's out-of-time cross-fitting),
+the range also carries how much the rate of leads scored alike moved from one period to the next:
+each block's offset (in log-odds) from the pooled rates is estimated, the between-block spread
+beyond sampling noise (``period_spread``, a DerSimonian-Laird random-effects estimate) is added in
+quadrature to each range's half-widths. A range then speaks for the next period, not only for the
+calibration period's sampling noise.
+
 The claim is about leads scored like this one, not about this lead's own latent chance: no model
 can observe that.
 """
@@ -29,7 +36,9 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta
+from scipy.special import expit as _expit
+from scipy.special import logit as _raw_logit
+from scipy.stats import beta, norm
 
 __all__ = ["ScoreIntervals", "ScoreUncertainty"]
 
@@ -61,6 +70,8 @@ class ScoreUncertainty:
     """Whether a raw score outside the calibration range is low confidence on that ground alone."""
     shift: float = 0.0
     """Subtracted from a lead's raw score before the look-up (see :meth:`shifted`)."""
+    period_spread: float = 0.0
+    """Between-period standard deviation (log-odds) of the rate of leads scored alike (0: one period)."""
 
     @classmethod
     def fit(
@@ -72,14 +83,17 @@ class ScoreUncertainty:
         level: float = 0.9,
         min_support: int = 100,
         support_width: float = 0.25,
+        blocks: np.ndarray | None = None,
     ) -> ScoreUncertainty:
-        """From the calibration set's raw scores and 0/1 labels (NaN scores are dropped)."""
+        """From the calibration set's raw scores and 0/1 labels (NaN scores are dropped); ``blocks``
+        (a time-block id per row, optional) adds the between-period spread to every range."""
         raw = np.asarray(raw, dtype=np.float64)
         y = np.asarray(y, dtype=np.int64)
         if raw.shape != y.shape:
             raise ValueError(f"raw ({raw.shape}) and y ({y.shape}) must have the same shape")
         keep = np.isfinite(raw)
         raw, y = raw[keep], y[keep]
+        block_ids = None if blocks is None else np.asarray(blocks)[keep]
         if len(raw) == 0:
             raise ValueError("the calibration set is empty: cannot estimate score uncertainty")
         if not 0.0 < level < 1.0:
@@ -88,7 +102,7 @@ class ScoreUncertainty:
         n = len(raw)
         k = neighbours or int(np.clip(round(2.0 * np.sqrt(n)), 100, 2000))
         cum = np.concatenate([[0], np.cumsum(y[order])]).astype(np.int64)
-        return cls(
+        pooled = cls(
             raw_sorted=raw[order].astype(np.float32),
             cum_positives=cum,
             neighbours=min(k, n),
@@ -96,6 +110,28 @@ class ScoreUncertainty:
             min_support=min_support,
             support_width=support_width,
         )
+        if block_ids is None or len(np.unique(block_ids)) < 2:
+            return pooled
+        spread = between_period_spread(rate=pooled.neighbour_rate(raw), y=y, blocks=block_ids)
+        return dataclasses.replace(pooled, period_spread=spread)
+
+    def neighbour_rate(self, raw: np.ndarray) -> np.ndarray:
+        """The conversion rate of the calibration leads nearest to each raw score (the range's centre)."""
+        size, positives = self._window(np.asarray(raw, dtype=np.float64))
+        return positives / np.maximum(size, 1.0)
+
+    def _window(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, k = self.size, self.neighbours
+        position = np.searchsorted(self.raw_sorted.astype(np.float64), raw)
+        # a window centred on the lead: near the ends it shrinks (and the range widens) rather than
+        # leaning on leads scored lower (or higher) than this one
+        half = np.minimum(k // 2, np.minimum(position, n - position))
+        half = np.maximum(half, min(MIN_HALF_WINDOW, n // 2))
+        start = np.clip(position - half, 0, n)
+        stop = np.clip(position + half, 0, n)
+        size = (stop - start).astype(np.float64)
+        positives = (self.cum_positives[stop] - self.cum_positives[start]).astype(np.float64)
+        return size, positives
 
     @property
     def size(self) -> int:
@@ -118,20 +154,17 @@ class ScoreUncertainty:
         """Interval, support and low-confidence flag of each lead (raw score and calibrated probability)."""
         raw = np.asarray(raw, dtype=np.float64) - self.shift
         probability = np.asarray(probability, dtype=np.float64)
-        n, k = self.size, self.neighbours
         sorted_raw = self.raw_sorted.astype(np.float64)
-        position = np.searchsorted(sorted_raw, raw)
-        # a window centred on the lead: near the ends it shrinks (and the range widens) rather than
-        # leaning on leads scored lower (or higher) than this one
-        half = np.minimum(k // 2, np.minimum(position, n - position))
-        half = np.maximum(half, min(MIN_HALF_WINDOW, n // 2))
-        start = np.clip(position - half, 0, n)
-        stop = np.clip(position + half, 0, n)
-        size = (stop - start).astype(np.float64)
-        positives = (self.cum_positives[stop] - self.cum_positives[start]).astype(np.float64)
+        size, positives = self._window(raw)
         tail = (1.0 - self.level) / 2.0
         low = np.where(positives > 0, beta.ppf(tail, positives + 0.5, size - positives + 0.5), 0.0)
         high = np.where(positives < size, beta.ppf(1.0 - tail, positives + 0.5, size - positives + 0.5), 1.0)
+        spread = float(getattr(self, "period_spread", 0.0))  # models saved before it: 0
+        if spread > 0:  # the next period's rate moves too: add it to each half-width, in log-odds
+            centre = _logit(np.clip(positives / np.maximum(size, 1.0), 1e-6, 1 - 1e-6))
+            extra = (norm.ppf(1.0 - tail) * spread) ** 2
+            low = np.where(low > 0, _expit(centre - np.sqrt((centre - _logit(low)) ** 2 + extra)), 0.0)
+            high = np.where(high < 1, _expit(centre + np.sqrt((_logit(high) - centre) ** 2 + extra)), 1.0)
         support = np.searchsorted(sorted_raw, raw + self.support_width, side="right") - np.searchsorted(
             sorted_raw, raw - self.support_width, side="left"
         )
@@ -143,3 +176,41 @@ class ScoreUncertainty:
             support=support.astype(np.int64),
             low_confidence=(support < self.min_support) | outside_range | unbacked,
         )
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.asarray(_raw_logit(np.clip(p, 1e-12, 1 - 1e-12)), dtype=np.float64)
+
+
+def between_period_spread(*, rate: np.ndarray, y: np.ndarray, blocks: np.ndarray) -> float:
+    """How far (standard deviation, log-odds) each period's conversion moved from the pooled rates of
+    leads scored alike, beyond what its sample size explains (DerSimonian-Laird; 0 when it did not).
+
+    ``rate`` is each row's pooled expected rate, ``y`` its label, ``blocks`` its period id. Each
+    period's offset solves sum(expit(logit(rate) + offset)) = its positives (Newton steps).
+    """
+    base = _logit(np.clip(rate, 1e-4, 1 - 1e-4))
+    offsets, variances = [], []
+    for block in np.unique(blocks):
+        mine = blocks == block
+        target = float(y[mine].sum())
+        if target == 0 or target == mine.sum():
+            continue  # no information on the offset's size (it would be infinite)
+        offset = 0.0
+        for _ in range(30):
+            p = _expit(base[mine] + offset)
+            step = (target - p.sum()) / max(float((p * (1 - p)).sum()), 1e-9)
+            offset += step
+            if abs(step) < 1e-8:
+                break
+        p = _expit(base[mine] + offset)
+        offsets.append(offset)
+        variances.append(1.0 / max(float((p * (1 - p)).sum()), 1e-9))
+    if len(offsets) < 2:
+        return 0.0
+    delta, weights = np.asarray(offsets), 1.0 / np.asarray(variances)
+    mean = float((weights * delta).sum() / weights.sum())
+    q = float((weights * (delta - mean) ** 2).sum())
+    scale = float(weights.sum() - (weights**2).sum() / weights.sum())
+    tau_squared = max(0.0, (q - (len(delta) - 1)) / scale) if scale > 0 else 0.0
+    return float(np.sqrt(tau_squared))

@@ -563,6 +563,7 @@ class TrainJob:
             raw=raw,
             y=held_out["label"].astype(int).to_numpy(),
             sample_weight=self.recency_weights(held_out),
+            blocks=np.concatenate([np.full(len(part), b) for b, part in enumerate(index_parts)]),
         )
         calibrator = PriorShiftedCalibrator(
             fitted, prior_logit(frame["label"].astype(int).to_numpy(), self.recency_weights(frame))

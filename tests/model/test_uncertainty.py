@@ -72,3 +72,35 @@ def test_bad_calibration_sets_are_refused() -> None:
         ScoreUncertainty.fit(raw=np.zeros(3), y=np.zeros(4))
     with pytest.raises(ValueError, match="empty"):
         ScoreUncertainty.fit(raw=np.array([np.nan]), y=np.array([1]))
+
+
+def _periods(offsets: list[float], *, rows: int = 6000, seed: int = 3) -> tuple[np.ndarray, ...]:
+    """Calibration rows over periods whose conversion moves by ``offsets`` (log-odds) at equal scores."""
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(-1.5, 1.0, rows * len(offsets))
+    blocks = np.repeat(np.arange(len(offsets)), rows)
+    truth = 1 / (1 + np.exp(-(raw + np.asarray(offsets)[blocks])))
+    return raw, (rng.random(len(raw)) < truth).astype(int), blocks, truth
+
+
+def test_periods_that_move_widen_the_range_to_cover_the_next_one() -> None:
+    offsets = [-0.5, 0.3, -0.2, 0.5, 0.0]
+    raw, y, blocks, _ = _periods(offsets)
+    moving = ScoreUncertainty.fit(raw=raw, y=y, blocks=blocks)
+    pooled = ScoreUncertainty.fit(raw=raw, y=y)
+    assert 0.2 < moving.period_spread < 0.7  # the offsets' standard deviation is 0.38
+    # a next period with its own offset: the pooled range (sampling noise only) misses it more often
+    future = np.linspace(-3, 0, 200)
+    probability = 1 / (1 + np.exp(-future))
+    hits = {}
+    for name, model in (("moving", moving), ("pooled", pooled)):
+        ranges = model.intervals(raw=future, probability=probability)
+        truth = 1 / (1 + np.exp(-(future + 0.45)))
+        hits[name] = float(np.mean((ranges.low <= truth) & (truth <= ranges.high)))
+    assert hits["moving"] >= 0.9 > hits["pooled"]
+
+
+def test_stable_periods_add_no_spread() -> None:
+    raw, y, blocks, _ = _periods([0.0, 0.0, 0.0, 0.0])
+    stable = ScoreUncertainty.fit(raw=raw, y=y, blocks=blocks)
+    assert stable.period_spread < 0.08
