@@ -372,9 +372,14 @@ def _record_value_problem(value: object, kind: str, missing_values: Sequence[str
     return None
 
 
-def score_records_request(loaded: LoadedModel, request: RecordsRequest) -> ScoreResponse:
-    """Score rows of the flat export a flat model was trained on (raises ``RequestInvalid``)."""
+def score_records_request(
+    loaded: LoadedModel, request: RecordsRequest, settings: ServingSettings | None = None
+) -> ScoreResponse:
+    """Score export rows of the export the model was trained on (raises ``RequestInvalid``, and
+    ``PayloadTooLarge`` when nested activities pass ``settings``' event limits)."""
     if isinstance(loaded.model.transform, EventFeatureTransform):
+        if settings is not None:
+            check_record_event_limits(request, settings)
         return _score_event_records(loaded, request)
     flat = loaded.model.transform
     if not isinstance(flat, FlatFeatureTransform):
@@ -518,6 +523,35 @@ def check_event_limits(leads: Sequence[RawLead], settings: ServingSettings, *, f
                 field=field,
                 problem=f"{total:,} events in the request (activities + engagement_counts); the limit is "
                 f"{settings.max_events:,} (LEADSCORE_MAX_EVENTS_PER_REQUEST): split the batch",
+            )
+        )
+    if problems:
+        raise PayloadTooLarge(problems)
+
+
+def check_record_event_limits(request: RecordsRequest, settings: ServingSettings) -> None:
+    """Nested activities of export records, per lead and in all, against the event limits: 413 above."""
+    problems: list[Problem] = []
+    total = 0
+    for index, record in enumerate(request.records):
+        nested = record.get("activities")
+        events = len(nested) if isinstance(nested, list) else 0
+        total += events
+        if events > settings.max_events_per_lead and len(problems) < 20:
+            problems.append(
+                Problem(
+                    field=f"records[{index}].activities",
+                    problem=f"{events:,} activities; the limit is {settings.max_events_per_lead:,} per lead "
+                    "(LEADSCORE_MAX_EVENTS_PER_LEAD)",
+                    lead_index=index,
+                )
+            )
+    if not problems and total > settings.max_events:
+        problems.append(
+            Problem(
+                field="records",
+                problem=f"{total:,} activities in the request; the limit is {settings.max_events:,} "
+                "(LEADSCORE_MAX_EVENTS_PER_REQUEST): split the batch",
             )
         )
     if problems:

@@ -259,9 +259,11 @@ class LeadScoringService:
             )
         try:
             loaded = self.holder.current
-            response = self.engine.score_records_request(loaded, request)
+            response = self.engine.score_records_request(loaded, request, self.settings)
         except RequestInvalid as invalid:
             return self._invalid(invalid)  # type: ignore[return-value]  # BentoML sends a Response as is
+        except PayloadTooLarge as large:
+            return _error(413, str(large), large.problems)  # type: ignore[return-value]
         except ModelUnavailable as error:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         metrics.observe_scores((r.score for r in response.results), (r.tier for r in response.results))

@@ -26,7 +26,7 @@ from leadscore.serving.engine import (
     score_records_request,
     score_request,
 )
-from leadscore.serving.errors import RequestInvalid
+from leadscore.serving.errors import PayloadTooLarge, RequestInvalid
 from leadscore.serving.fast import applies_to
 from leadscore.serving.schemas import ExplainRequest, RecordsRequest, ScoreRequest
 from leadscore.serving.settings import ServingSettings
@@ -109,6 +109,27 @@ def test_score_records_names_a_missing_creation_time(event_model: Any) -> None:
     with pytest.raises(RequestInvalid) as caught:
         score_records_request(loaded, RecordsRequest.model_validate({"records": records}))
     assert [p.field for p in caught.value.problems] == ["records[1].CreatedDate"]
+
+
+def test_score_records_caps_nested_activities_per_lead_and_request(event_model: Any) -> None:
+    loaded, raw, _ = event_model
+    with_activities = [dict(r) for r in raw if isinstance(r.get("activities"), list) and r["activities"]]
+    record = with_activities[0]
+    many = dict(record, activities=record["activities"] * 10)
+    per_lead = ServingSettings(model_name="x", max_events_per_lead=len(record["activities"]) * 5)
+    with pytest.raises(PayloadTooLarge) as caught:
+        score_records_request(loaded, RecordsRequest.model_validate({"records": [record, many]}), per_lead)
+    assert [p.field for p in caught.value.problems] == ["records[1].activities"]
+    per_request = ServingSettings(model_name="x", max_events=len(record["activities"]) * 3)
+    with pytest.raises(PayloadTooLarge) as caught:
+        score_records_request(loaded, RecordsRequest.model_validate({"records": [record] * 4}), per_request)
+    assert [p.field for p in caught.value.problems] == ["records"]
+    # within the limits it scores
+    fine = ServingSettings(model_name="x")
+    assert (
+        len(score_records_request(loaded, RecordsRequest.model_validate({"records": [record]}), fine).results)
+        == 1
+    )
 
 
 def test_warm_up_scores_an_event_model(event_model: Any) -> None:
