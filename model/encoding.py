@@ -43,16 +43,18 @@ class CategoryCodeEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "categories_")
         frame = self._validated_frame(X, reset=False)
         out = np.empty((len(frame), frame.shape[1]), dtype=np.float64)
-        for position, name in enumerate(frame.columns):
-            values = frame[name]
+        numbers: list[int] = []  # plain number columns: converted together, in one call
+        for position, (name, dtype) in enumerate(zip(frame.columns, frame.dtypes, strict=True)):
             if name in self.categories_:
-                out[:, position] = self._codes(name, values)
-            elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-                out[:, position] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+                out[:, position] = self._codes(name, frame.iloc[:, position])
+            elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+                numbers.append(position)
             else:
-                out[:, position] = pd.to_numeric(values, errors="coerce").to_numpy(
+                out[:, position] = pd.to_numeric(frame.iloc[:, position], errors="coerce").to_numpy(
                     dtype=np.float64, na_value=np.nan
                 )
+        if numbers:
+            out[:, numbers] = frame.iloc[:, numbers].to_numpy(dtype=np.float64, na_value=np.nan)
         encoded = pd.DataFrame(out, index=frame.index, columns=frame.columns)
         return encoded if isinstance(X, pd.DataFrame) else encoded.to_numpy(dtype=np.float64)
 

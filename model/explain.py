@@ -303,8 +303,18 @@ class FeatureRow(Mapping[str, object]):
 
 def rows_as_records(frame: pd.DataFrame) -> list[FeatureRow]:
     """Feature rows as read-only mappings (categoricals as strings, missing as None)."""
-    columns = {
-        name: frame[name].to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
-        for name in frame.columns
-    }
+    numeric = [
+        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        for dtype in frame.dtypes
+    ]
+    columns: dict[str, np.ndarray] = {}
+    positions = [i for i, is_number in enumerate(numeric) if is_number]
+    if positions:  # every number column in one conversion: NaN reads as None, floats as floats
+        block = frame.iloc[:, positions].to_numpy(dtype=np.float64, na_value=np.nan)
+        for j, i in enumerate(positions):
+            columns[str(frame.columns[i])] = block[:, j]
+    for i, is_number in enumerate(numeric):
+        if not is_number:
+            name = str(frame.columns[i])
+            columns[name] = frame.iloc[:, i].to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
     return [FeatureRow(columns, i) for i in range(len(frame))]
