@@ -53,7 +53,7 @@ def test_openapi_describes_every_field_and_the_errors(client: TestClient) -> Non
         "RawLead",
         "Activity",
         "EngagementCount",
-        "LeadScore",
+        "ScoredLead",
         "Reason",
         "NextBestAction",
         "ScoreRequestIODescriptor",

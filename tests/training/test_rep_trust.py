@@ -31,6 +31,7 @@ from leadscore.model.explain import (
     top_reasons,
 )
 from leadscore.model.pyfunc import LeadScoringPyfunc
+from leadscore.model.records import RequestInvalid
 from leadscore.model.scoring_model import ACTIONABLE_TYPES, LeadScoringModel, lead_states
 from leadscore.training.batch import score_leads
 from leadscore.training.cards import LeadCard, explain_leads, print_card, render_html_card
@@ -112,22 +113,19 @@ def test_batch_rows_carry_the_status(trained: Trained, model: LeadScoringModel) 
 
 
 def test_pyfunc_and_api_records_carry_status_and_range(trained: Trained, model: LeadScoringModel) -> None:
-    from leadscore.serving.schemas import LeadScore
+    from leadscore.serving.schemas import ScoredLead
 
     lead = trained.crm.leads.iloc[0]
     created = pd.Timestamp(lead["created_at"])
     raw = pd.DataFrame(
         {
-            "lead_id": ["open", "won", "unborn"],
+            "lead_id": ["open", "won", "lost"],
             "created_at": [created.isoformat()] * 3,
             "seniority": [lead["seniority"]] * 3,
             "activities": [[], [], []],
-            "as_of": [
-                (created + pd.Timedelta(days=10)).isoformat(),
-                (created + pd.Timedelta(days=10)).isoformat(),
-                (created - pd.Timedelta(days=3)).isoformat(),
-            ],
+            "as_of": [(created + pd.Timedelta(days=10)).isoformat()] * 3,
             "converted_at": [None, (created + pd.Timedelta(days=4)).isoformat(), None],
+            "disqualified_at": [None, None, (created + pd.Timedelta(days=2)).isoformat()],
         }
     )
     pyfunc = LeadScoringPyfunc()
@@ -135,11 +133,16 @@ def test_pyfunc_and_api_records_carry_status_and_range(trained: Trained, model: 
     out = pyfunc.predict(None, raw).set_index("lead_id")
     assert out.loc["open", "status"] == "open" and out.loc["open", "probability"] > 0
     assert out.loc["won", "status"] == "converted" and pd.isna(out.loc["won", "score"])
-    assert out.loc["unborn", "status"] == "not_yet_created"
+    assert out.loc["lost", "status"] == "disqualified" and pd.isna(out.loc["lost", "probability"])
+    # scoring a lead as of a time before it existed is the caller's mistake: refused like the API does
+    unborn = raw.head(1).assign(as_of=(created - pd.Timedelta(days=3)).isoformat())
+    with pytest.raises(RequestInvalid) as refused:
+        pyfunc.predict(None, unborn)
+    assert [p.field for p in refused.value.problems] == ["leads[0].as_of"]
     record = model.score_features(
         model.features(leads=trained.crm.leads.head(1), activities=trained.crm.activities, as_of=created)
     )[0]
-    api = LeadScore.model_validate(
+    api = ScoredLead.model_validate(
         {**record, "as_of": created.isoformat(), "model_name": "m", "model_version": "1"}
     )
     assert api.status == "open" and api.probability_low is not None and api.probability_high is not None
