@@ -117,11 +117,11 @@ LOW_CONFIDENCE = "Low confidence: few similar leads back this number; read it as
 
 
 def probability_text(scored: LeadScore, *, horizon: str) -> str:
-    """'27% chance of an opportunity within 90 days (likely 24%-31%)'."""
+    """'27% chance of an opportunity within 90 days (likely 24% to 31%)'."""
     text = f"{_percent(float(scored.probability or 0.0))} chance of an opportunity within {horizon}"
     low, high = scored.probability_low, scored.probability_high
     if low is not None and high is not None:
-        text += f" (likely {_percent(float(low))}-{_percent(float(high))})"
+        text += f" (likely {_percent(float(low))} to {_percent(float(high))})"
     return text
 
 

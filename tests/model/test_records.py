@@ -122,3 +122,27 @@ def test_state_fields_close_the_lead() -> None:
     assert state.status.value == "converted" and "2025-01-20" in state.note
     later = prepare_leads(raw_leads_from_frame(_frame(converted_at="2025-03-01T00:00:00Z")), as_of=None)
     assert lead_states(leads=later.leads, as_of=later.as_of)[0].status.value == "open"
+
+
+def test_the_range_reads_as_words_even_at_the_ends() -> None:
+    from leadscore.training.cards import probability_text
+
+    top = LeadScore.model_validate(
+        {
+            "lead_id": "L1",
+            "probability": 0.946,
+            "probability_low": 0.83,
+            "probability_high": 0.9995,
+            "score": 94.6,
+            "tier": "sales_ready",
+            "grade": "A1",
+            "fit_points": 1.0,
+            "engagement_points": 1.0,
+            "base_score": 4.0,
+            "reasons_positive": [],
+            "reasons_negative": [],
+        }
+    )
+    text = probability_text(top, horizon="90 days")
+    assert text == "94.6% chance of an opportunity within 90 days (likely 83% to >99.9%)"
+    assert "->" not in text
