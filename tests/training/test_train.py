@@ -131,28 +131,6 @@ def test_logged_pyfunc_scores_raw_leads(trained: Trained) -> None:
     np.testing.assert_allclose(predicted["probability"].to_numpy(), direct, rtol=0, atol=1e-12)
 
 
-def test_promotion_gate_keeps_the_better_champion(trained: Trained) -> None:
-    name = trained.config.tracking.model_name
-    # the first champion is forced: on this small simulated CRM logistic regression may rank as well
-    # as LightGBM, and then the gate rightly refuses (its checks say against which baseline)
-    first = registry.promote(model_name=name, version=trained.result.model_version, force=True)
-    assert first.promoted and registry.champion_version(model_name=name) == trained.result.model_version
-    assert all(c.passed for c in first.checks if c.reference == "rule_points")
-    weak = TrainJob(
-        trained.config.model_copy(update={"booster": BoosterConfig(max_rounds=1, num_leaves=2)})
-    ).run()
-    blocked = registry.promote(model_name=name, version=weak.model_version)
-    # the champion's deployment refit saw every labelled row, the candidate's test period included:
-    # no fair comparison exists on those rows, so the gate refuses rather than skipping the check
-    assert not blocked.promoted
-    assert "trained on data from the candidate's test period" in blocked.reason
-    assert registry.champion_version(model_name=name) == trained.result.model_version
-    forced = registry.promote(model_name=name, version=weak.model_version, force=True)
-    assert forced.promoted and registry.champion_version(model_name=name) == weak.model_version
-    assert registry.rollback(model_name=name) == trained.result.model_version
-    assert registry.champion_version(model_name=name) == trained.result.model_version
-
-
 def every_third_lead(trained: Trained) -> pd.DataFrame:
     """A third of the leads with all their snapshots (the same time span): for the runs whose point
     needs no 12,000 leads, as each run's logistic baseline and SHAP values grow with the rows."""
@@ -165,6 +143,33 @@ def write_table(table: pd.DataFrame, trained: Trained, path):  # type: ignore[no
     table.to_parquet(path, index=False)
     path.with_suffix(".meta.json").write_text(trained.table_path.with_suffix(".meta.json").read_text())
     return path
+
+
+def test_promotion_gate_keeps_the_better_champion(trained: Trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    name = trained.config.tracking.model_name
+    # the first champion is forced: on this small simulated CRM logistic regression may rank as well
+    # as LightGBM, and then the gate rightly refuses (its checks say against which baseline)
+    first = registry.promote(model_name=name, version=trained.result.model_version, force=True)
+    assert first.promoted and registry.champion_version(model_name=name) == trained.result.model_version
+    assert all(c.passed for c in first.checks if c.reference == "rule_points")
+    weak = TrainJob(
+        trained.config.model_copy(
+            update={
+                "training_table": write_table(every_third_lead(trained), trained, tmp_path / "third.parquet"),
+                "booster": BoosterConfig(max_rounds=1, num_leaves=2),
+            }
+        )
+    ).run()
+    blocked = registry.promote(model_name=name, version=weak.model_version)
+    # the champion's deployment refit saw every labelled row, the candidate's test period included:
+    # no fair comparison exists on those rows, so the gate refuses rather than skipping the check
+    assert not blocked.promoted
+    assert "trained on data from the candidate's test period" in blocked.reason
+    assert registry.champion_version(model_name=name) == trained.result.model_version
+    forced = registry.promote(model_name=name, version=weak.model_version, force=True)
+    assert forced.promoted and registry.champion_version(model_name=name) == weak.model_version
+    assert registry.rollback(model_name=name) == trained.result.model_version
+    assert registry.champion_version(model_name=name) == trained.result.model_version
 
 
 def test_promote_refuses_a_model_worse_than_a_baseline(trained: Trained, tmp_path) -> None:  # type: ignore[no-untyped-def]
