@@ -5,6 +5,7 @@ Needs ``$LEADSCORE_DATASETS_DIR/xeducation/Leads.csv`` (default ``../shared/data
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +66,12 @@ class Trained:
 
 
 @pytest.fixture(scope="module")
-def trained_xeducation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+def trained_xeducation(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
+) -> Iterator[Trained]:
     """The table built through the mapping and trained with the example config, once for this module."""
     home = tmp_path_factory.mktemp("xeducation-home")
+    shutil.copyfile(mlflow_store_template, home / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:  # as the `isolated_state` fixture, for the module
         patch.setenv("LEADSCORE_HOME", str(home))
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
