@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +18,29 @@ from leadscore.training.config import BoosterConfig, TrackingConfig, TrainConfig
 from leadscore.training.train import TrainingResult, TrainJob
 
 
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store with every table and migration, to copy into each fresh home.
+
+    Creating a store runs MLflow's migrations (~4 s each time). The template holds no Default
+    experiment: MLflow creates it when a copy is first opened, with that home's artifact root.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    path = folder / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{path}", str(folder / "artifacts")).engine.dispose()
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("DELETE FROM experiments WHERE experiment_id = 0")
+    return path
+
+
 @pytest.fixture()
-def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store_template: Path) -> Path:
     """A private LEADSCORE_HOME with its own SQLite MLflow store (never ~, never the repo's)."""
     home = tmp_path / "leadscore-home"
     home.mkdir()
+    shutil.copyfile(mlflow_store_template, home / "mlflow.db")
     monkeypatch.setenv("LEADSCORE_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     monkeypatch.setenv("BENTOML_HOME", str(home / "bentoml"))
@@ -45,9 +66,10 @@ class Trained:
 
 @pytest.fixture(scope="session")
 def trained(  # one trained, registered model shared by the training and explanation tests
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
 ) -> Iterator[Trained]:
     home = tmp_path_factory.mktemp("leadscore-home")
+    shutil.copyfile(mlflow_store_template, home / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEADSCORE_HOME", str(home))
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")

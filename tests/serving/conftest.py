@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -22,12 +23,13 @@ from tests.serving.serving_support import HERE, TEST_LEADS, TrainedModel, servin
 
 
 @pytest.fixture(scope="session")
-def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+def trained_model(tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path) -> TrainedModel:
     reuse = os.environ.get("LEADSCORE_TEST_MODEL_HOME")
     if reuse and (Path(reuse) / "env.json").exists():
         home = Path(reuse)
     else:
         home = tmp_path_factory.mktemp("leadscore-model")
+        shutil.copyfile(mlflow_store_template, home / "mlflow.db")  # a fresh store, without the migrations
         result = subprocess.run(
             [sys.executable, str(HERE / "modelkit.py"), "--home", str(home), "--leads", str(TEST_LEADS)],
             capture_output=True,

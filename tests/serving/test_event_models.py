@@ -8,6 +8,7 @@ a message naming the alternative instead of scoring misread rows.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,10 @@ from leadscore.training.train import TrainJob
 
 @pytest.fixture(scope="module")
 def event_model(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
 ) -> tuple[LoadedModel, list[dict[str, Any]], SimulatedCRM]:
     home = tmp_path_factory.mktemp("events")
+    shutil.copyfile(mlflow_store_template, home / "mlflow.db")  # a fresh store, without the migrations
     crm = simulate_crm(n_leads=2_500, seed=11)
     write_shape(crm, shape=CrmShape.SALESFORCE, out_dir=home / "sf", file_format="csv", seed=1)
     table = home / "sf.parquet"

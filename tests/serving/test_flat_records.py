@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,11 @@ MAPPING = {
 
 
 @pytest.fixture(scope="module")
-def flat_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoadedModel, pd.DataFrame]:
+def flat_model(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
+) -> tuple[LoadedModel, pd.DataFrame]:
     home = tmp_path_factory.mktemp("flat")
+    shutil.copyfile(mlflow_store_template, home / "mlflow.db")  # a fresh store, without the migrations
     crm = simulate_crm(n_leads=6000, seed=3)
     counts = (
         crm.activities.assign(

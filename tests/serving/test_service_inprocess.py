@@ -274,7 +274,7 @@ def raw_leads(draw: st.DrawFn) -> list[RawLead]:
     ids = draw(st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=n, max_size=n))
     leads = []
     for lead_id in ids:
-        created = NOW - pd.Timedelta(days=draw(st.floats(min_value=-1, max_value=60)))
+        created = (NOW - pd.Timedelta(days=draw(st.floats(min_value=-1, max_value=60)))).round("us")
         activities = [
             {
                 "timestamp": (created + draw(offsets_days)).isoformat(),

@@ -5,6 +5,9 @@ Needs ``$LEADSCORE_DATASETS_DIR/xeducation/Leads.csv`` (default ``../shared/data
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -16,7 +19,7 @@ from leadscore.features.build import FlatBuildJob, read_table_metadata_if_any
 from leadscore.features.mapping import ColumnRole, load_mapping, read_export
 from leadscore.settings import PROJECT_ROOT, datasets_dir
 from leadscore.training.config import TrainConfig, load_config
-from leadscore.training.train import TrainJob
+from leadscore.training.train import TrainingResult, TrainJob
 
 MAPPING = PROJECT_ROOT / "examples" / "xeducation.yaml"
 LEADS_CSV = datasets_dir() / "xeducation" / "Leads.csv"
@@ -54,18 +57,48 @@ def test_audit_flags_the_known_leaky_columns_on_its_own() -> None:
     assert set(mapping.columns_with(ColumnRole.LEAKY)) == KNOWN_LEAKY
 
 
-def test_trains_calibrated_beats_baselines_and_scores_raw_rows(isolated_state: Path) -> None:
-    table_path = isolated_state / "xeducation.parquet"
-    result_table = FlatBuildJob(mapping_path=MAPPING, output=table_path).run()
-    assert result_table.rows == 9240
+@dataclass
+class Trained:
+    table_path: Path
+    rows: int
+    config: TrainConfig
+    result: TrainingResult
+
+
+@pytest.fixture(scope="module")
+def trained_xeducation(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_store_template: Path
+) -> Iterator[Trained]:
+    """The table built through the mapping and trained with the example config, once for this module."""
+    home = tmp_path_factory.mktemp("xeducation-home")
+    shutil.copyfile(mlflow_store_template, home / "mlflow.db")
+    with pytest.MonkeyPatch.context() as patch:  # as the `isolated_state` fixture, for the module
+        patch.setenv("LEADSCORE_HOME", str(home))
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        patch.setenv("BENTOML_HOME", str(home / "bentoml"))
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        patch.setenv("BENTOML_DO_NOT_TRACK", "true")
+        table_path = home / "xeducation.parquet"
+        built = FlatBuildJob(mapping_path=MAPPING, output=table_path).run()
+        config = load_config(
+            TrainConfig,
+            PROJECT_ROOT / "examples" / "xeducation-train.yaml",
+            {"training_table": str(table_path)},
+        )
+        yield Trained(table_path, built.rows, config, TrainJob(config).run())
+
+
+def test_trains_calibrated_beats_baselines_and_scores_raw_rows(trained_xeducation: Trained) -> None:
+    table_path, config, result = (
+        trained_xeducation.table_path,
+        trained_xeducation.config,
+        trained_xeducation.result,
+    )
+    assert trained_xeducation.rows == 9240
     meta = read_table_metadata_if_any(table_path)
     assert meta is not None and meta["has_time"] is False and not meta["audit_flagged_features"]
     table = pd.read_parquet(table_path)
     assert not KNOWN_LEAKY & set(table.columns) and "tags" not in table.columns
-    config = load_config(
-        TrainConfig, PROJECT_ROOT / "examples" / "xeducation-train.yaml", {"training_table": str(table_path)}
-    )
-    result = TrainJob(config).run()
     comparison = result.comparison.set_index("model")
     # one stratified split of 9,240 rows: AUC varies about +-0.006 between split seeds (see benchmark)
     assert result.metrics["roc_auc"] >= 0.88 and result.metrics["ece"] <= 0.05
@@ -94,20 +127,13 @@ def test_trains_calibrated_beats_baselines_and_scores_raw_rows(isolated_state: P
     assert not any("Tags" in s or "Quality" in s for s in sentences)
 
 
-def test_service_scores_a_raw_x_education_row(isolated_state: Path) -> None:
+def test_service_scores_a_raw_x_education_row(trained_xeducation: Trained) -> None:
     import time
 
     from leadscore.serving.engine import LoadedModel, score_records_request
     from leadscore.serving.schemas import RecordsRequest
 
-    table_path = isolated_state / "xeducation.parquet"
-    FlatBuildJob(mapping_path=MAPPING, output=table_path).run()
-    config = load_config(
-        TrainConfig,
-        PROJECT_ROOT / "examples" / "xeducation-train.yaml",
-        {"training_table": str(table_path), "tracking.register_model": False},
-    )
-    model = TrainJob(config).run().model
+    model = trained_xeducation.result.model  # the model the example config trains (shared above)
     raw = read_export(LEADS_CSV).head(5).drop(columns=["Converted"])  # every column, as the CRM exports it
     records = raw.astype(object).where(raw.notna(), None).to_dict(orient="records")
     response = score_records_request(
