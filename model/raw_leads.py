@@ -121,7 +121,7 @@ def prepare_leads(
     lead_ids = [lead.lead_id for lead in raw]
     report = _Report(lead_ids)
 
-    # --- leads table (same construction as split_raw_leads) ---------------------------------
+    # --- leads table ----------------------------------------------------------------------------------
     leads = pd.DataFrame({"lead_id": np.array(lead_ids, dtype=object)})
     created = utc_naive([lead.created_at for lead in raw])
     leads["created_at"] = created.to_numpy()
