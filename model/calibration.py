@@ -68,13 +68,14 @@ def fit_calibrator(
     y: np.ndarray,
     sample_weight: np.ndarray | None = None,
     blocks: np.ndarray | None = None,
+    block_weights: np.ndarray | None = None,
 ) -> IsotonicCalibrator | PlattCalibrator:
     """Fit the configured calibrator on held-out raw scores and labels (optionally weighted).
 
     The calibrator also carries ``uncertainty_``: per-lead intervals estimated from the same held-out
     scores and labels (:class:`ScoreUncertainty`), so probability and range always share one source;
     ``blocks`` (each row's time block, when the scores are out-of-time cross-fitted) lets the ranges
-    carry the between-period spread.
+    carry the between-period spread; ``block_weights`` is each row's share of its lead's evidence.
     """
     calibrator: IsotonicCalibrator | PlattCalibrator
     if method is CalibrationMethod.SIGMOID:
@@ -82,7 +83,7 @@ def fit_calibrator(
     else:
         calibrator = IsotonicCalibrator().fit(raw, y, sample_weight=sample_weight)
     calibrator.uncertainty_ = ScoreUncertainty.fit(
-        raw=np.asarray(raw), y=np.asarray(y).astype(int), blocks=blocks
+        raw=np.asarray(raw), y=np.asarray(y).astype(int), blocks=blocks, weights=block_weights
     )
     return calibrator
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -315,8 +316,9 @@ def _cell(value: Any) -> Any:
         return [_cell(item) for item in value]
     if isinstance(value, dict):
         return {key: _cell(item) for key, item in value.items()}
-    if isinstance(value, pd.Timestamp):
-        return None if pd.isna(value) else value.isoformat()
+    if isinstance(value, datetime | np.datetime64):  # typed times (Parquet, pandas): ISO 8601 text
+        stamp = pd.Timestamp(value)
+        return None if pd.isna(stamp) else stamp.isoformat()
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     if isinstance(value, np.generic):

@@ -58,6 +58,15 @@ def _lead_id_as_sent(value: Any) -> Any:
 LeadId = Annotated[str, BeforeValidator(_lead_id_as_sent), Field(strict=True)]
 
 
+def _blank_as_missing(value: Any) -> Any:
+    """CRM exports write "" (or spaces) for "no such time": read it as missing, not as a bad timestamp."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+#: An optional time where a blank value means "none" (not converted, not disqualified, score as of now).
+OptionalTimestamp = Annotated[Timestamp | None, BeforeValidator(_blank_as_missing)]
+
+
 class Activity(BaseModel):
     """One timestamped engagement event or sales touch of the lead."""
 
@@ -150,16 +159,16 @@ class RawLead(BaseModel):
         max_length=100,
         description="Optional pre-aggregated engagement (see EngagementCount), added to activities.",
     )
-    as_of: Timestamp | None = Field(
+    as_of: OptionalTimestamp = Field(
         default=None,
         description="Score this lead as of this time (ISO 8601); overrides the request's as_of.",
     )
-    converted_at: Timestamp | None = Field(
+    converted_at: OptionalTimestamp = Field(
         default=None,
         description="When the lead became an opportunity (ISO 8601), if it has: at or before as_of, "
         "the lead gets status converted and no score.",
     )
-    disqualified_at: Timestamp | None = Field(
+    disqualified_at: OptionalTimestamp = Field(
         default=None,
         description="When the lead was disqualified (ISO 8601), if it was: at or before as_of, the "
         "lead gets status disqualified and no score.",
@@ -210,7 +219,8 @@ class LeadScore(BaseModel):
     lead_id: str = Field(description="The lead's id, as sent.")
     status: str = Field(
         default="open",
-        description="open (scored); converted, disqualified or not_yet_created leads are not scored.",
+        description="open (scored); converted or disqualified leads (converted_at / disqualified_at at or "
+        "before as_of) are not scored; batch files also mark leads created after as_of not_yet_created.",
     )
     status_note: str = Field(
         default="",
@@ -332,8 +342,13 @@ def _arrow_type(annotation: Any, *, field_name: str, date_time: bool) -> pa.Data
     raise TypeError(f"no Arrow type for {field_name}: {annotation!r}")
 
 
-#: The delivered record's columns, in order (batch Parquet files, Spark, the API's results).
-SCORED_LEAD_COLUMNS: tuple[str, ...] = tuple(ScoredLead.model_fields)
+#: The delivered record's columns, in order (batch Parquet files, Spark): who and when first, as
+#: batch files have always had them.
+SCORED_LEAD_COLUMNS: tuple[str, ...] = (
+    "lead_id",
+    "as_of",
+    *(name for name in ScoredLead.model_fields if name not in ("lead_id", "as_of")),
+)
 
 
 @cache
@@ -343,7 +358,8 @@ def scored_lead_arrow_schema() -> pa.Schema:
     import pyarrow as pa
 
     fields = []
-    for name, info in ScoredLead.model_fields.items():
+    for name in SCORED_LEAD_COLUMNS:
+        info = ScoredLead.model_fields[name]
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         date_time = extra.get("format") == "date-time"
         fields.append(pa.field(name, _arrow_type(info.annotation, field_name=name, date_time=date_time)))

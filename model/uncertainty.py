@@ -84,9 +84,11 @@ class ScoreUncertainty:
         min_support: int = 100,
         support_width: float = 0.25,
         blocks: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
     ) -> ScoreUncertainty:
         """From the calibration set's raw scores and 0/1 labels (NaN scores are dropped); ``blocks``
-        (a time-block id per row, optional) adds the between-period spread to every range."""
+        (a time-block id per row, optional) adds the between-period spread to every range, with
+        ``weights`` the evidence each row carries (1 / its lead's snapshots)."""
         raw = np.asarray(raw, dtype=np.float64)
         y = np.asarray(y, dtype=np.int64)
         if raw.shape != y.shape:
@@ -94,6 +96,7 @@ class ScoreUncertainty:
         keep = np.isfinite(raw)
         raw, y = raw[keep], y[keep]
         block_ids = None if blocks is None else np.asarray(blocks)[keep]
+        row_weights = None if weights is None else np.asarray(weights, dtype=np.float64)[keep]
         if len(raw) == 0:
             raise ValueError("the calibration set is empty: cannot estimate score uncertainty")
         if not 0.0 < level < 1.0:
@@ -112,7 +115,9 @@ class ScoreUncertainty:
         )
         if block_ids is None or len(np.unique(block_ids)) < 2:
             return pooled
-        spread = between_period_spread(rate=pooled.neighbour_rate(raw), y=y, blocks=block_ids)
+        spread = between_period_spread(
+            rate=pooled.neighbour_rate(raw), y=y, blocks=block_ids, weights=row_weights
+        )
         return dataclasses.replace(pooled, period_spread=spread)
 
     def neighbour_rate(self, raw: np.ndarray) -> np.ndarray:
@@ -182,30 +187,42 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.asarray(_raw_logit(np.clip(p, 1e-12, 1 - 1e-12)), dtype=np.float64)
 
 
-def between_period_spread(*, rate: np.ndarray, y: np.ndarray, blocks: np.ndarray) -> float:
+#: Offsets beyond this many log-odds are not estimated (a block that far off says "refit", not "widen").
+MAX_PERIOD_OFFSET = 5.0
+
+
+def between_period_spread(
+    *, rate: np.ndarray, y: np.ndarray, blocks: np.ndarray, weights: np.ndarray | None = None
+) -> float:
     """How far (standard deviation, log-odds) each period's conversion moved from the pooled rates of
     leads scored alike, beyond what its sample size explains (DerSimonian-Laird; 0 when it did not).
 
-    ``rate`` is each row's pooled expected rate, ``y`` its label, ``blocks`` its period id. Each
-    period's offset solves sum(expit(logit(rate) + offset)) = its positives (Newton steps).
+    ``rate`` is each row's pooled expected rate, ``y`` its label, ``blocks`` its period id and
+    ``weights`` how much independent evidence the row is (1 / the lead's snapshots: a lead's
+    snapshots share one outcome). Each period's offset solves the weighted
+    sum(expit(logit(rate) + offset)) = its weighted positives, by bisection within
+    +-``MAX_PERIOD_OFFSET``; periods whose offset would lie beyond that are left out.
     """
     base = _logit(np.clip(rate, 1e-4, 1 - 1e-4))
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     offsets, variances = [], []
     for block in np.unique(blocks):
         mine = blocks == block
-        target = float(y[mine].sum())
-        if target == 0 or target == mine.sum():
-            continue  # no information on the offset's size (it would be infinite)
-        offset = 0.0
-        for _ in range(30):
-            p = _expit(base[mine] + offset)
-            step = (target - p.sum()) / max(float((p * (1 - p)).sum()), 1e-9)
-            offset += step
-            if abs(step) < 1e-8:
-                break
+        target = float((w[mine] * y[mine]).sum())
+
+        def excess(offset: float, mine: np.ndarray = mine, target: float = target) -> float:
+            return float((w[mine] * _expit(base[mine] + offset)).sum()) - target
+
+        low, high = -MAX_PERIOD_OFFSET, MAX_PERIOD_OFFSET
+        if not excess(low) < 0 < excess(high):
+            continue  # no positives, no negatives, or further off than an interval should stretch
+        for _ in range(60):  # the weighted expected count rises with the offset: bisect
+            middle = (low + high) / 2
+            low, high = (middle, high) if excess(middle) < 0 else (low, middle)
+        offset = (low + high) / 2
         p = _expit(base[mine] + offset)
         offsets.append(offset)
-        variances.append(1.0 / max(float((p * (1 - p)).sum()), 1e-9))
+        variances.append(1.0 / max(float((w[mine] * p * (1 - p)).sum()), 1e-9))
     if len(offsets) < 2:
         return 0.0
     delta, weights = np.asarray(offsets), 1.0 / np.asarray(variances)

@@ -151,6 +151,14 @@ def git_commit() -> str:
         return "unknown"
 
 
+def snapshot_weights(rows: pd.DataFrame) -> np.ndarray | None:
+    """1 / the number of a lead's snapshots among ``rows``: its snapshots share one outcome."""
+    if "lead_id" not in rows.columns:
+        return None
+    counts = rows.groupby("lead_id", sort=False)["lead_id"].transform("size").to_numpy(dtype=np.float64)
+    return 1.0 / counts
+
+
 class TrainJob:
     """Train, calibrate, compare with baselines, evaluate, log and register one model."""
 
@@ -564,6 +572,7 @@ class TrainJob:
             y=held_out["label"].astype(int).to_numpy(),
             sample_weight=self.recency_weights(held_out),
             blocks=np.concatenate([np.full(len(part), b) for b, part in enumerate(index_parts)]),
+            block_weights=snapshot_weights(held_out),
         )
         calibrator = PriorShiftedCalibrator(
             fitted, prior_logit(frame["label"].astype(int).to_numpy(), self.recency_weights(frame))

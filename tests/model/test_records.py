@@ -4,12 +4,13 @@ parser for the service and the pyfunc alike."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from rich.console import Console
 
-from leadscore.model.pyfunc import OUTPUT_SCHEMA, input_signature
+from leadscore.model.pyfunc import OUTPUT_SCHEMA, LeadScoringPyfunc, input_signature
 from leadscore.model.raw_leads import prepare_leads, raw_leads_from_frame
 from leadscore.model.records import (
     SCORED_LEAD_COLUMNS,
@@ -43,10 +44,11 @@ def test_every_output_schema_is_derived_from_the_scored_lead_record() -> None:
     assert ExplainResponse.model_fields["score"].annotation is ScoredLead
     item = ScoreResponse.model_json_schema()["$defs"]["ScoredLead"]
     assert list(item["properties"]) == fields
-    # batch Parquet and Spark
-    assert list(RESULT_COLUMNS) == list(SCORED_LEAD_COLUMNS) == fields
-    assert scored_lead_arrow_schema().names == fields
-    assert [part.split(" ")[0] for part in scored_lead_spark_ddl().split(", ")] == fields
+    # batch Parquet and Spark: the same fields, who and when first (as batch files always had them)
+    columns = ["lead_id", "as_of", *[name for name in fields if name not in ("lead_id", "as_of")]]
+    assert list(RESULT_COLUMNS) == list(SCORED_LEAD_COLUMNS) == columns
+    assert scored_lead_arrow_schema().names == columns
+    assert [part.split(" ")[0] for part in scored_lead_spark_ddl().split(", ")] == columns
     # the MLflow pyfunc's output: the model's part plus the run that trained it
     assert OUTPUT_SCHEMA.input_names() == [*LeadScore.model_fields, "model_run_id"]
     assert input_signature().outputs.input_names() == OUTPUT_SCHEMA.input_names()
@@ -87,13 +89,59 @@ def _frame(**overrides: object) -> pd.DataFrame:
     return pd.DataFrame([{**lead, **overrides}])
 
 
-def test_the_pyfunc_and_the_service_parse_raw_leads_the_same_way() -> None:
-    frame = _frame()
-    from_frame = prepare_leads(raw_leads_from_frame(frame), as_of=None)
-    from_request = prepare_leads([RawLead.model_validate(frame.iloc[0].to_dict())], as_of=None)
-    pd.testing.assert_frame_equal(from_frame.leads, from_request.leads)
-    pd.testing.assert_frame_equal(from_frame.activities, from_request.activities)
-    pd.testing.assert_series_equal(from_frame.as_of, from_request.as_of)
+def test_the_pyfunc_scores_frame_rows_as_the_service_scores_the_request(
+    model: LeadScoringModel, tmp_path: Path
+) -> None:
+    """Raw leads as the pyfunc gets them from a Parquet file (typed times, NaN, numpy arrays of
+    activities) score exactly as the same leads sent to the API."""
+    lead = {
+        "lead_id": "L1",
+        "created_at": "2025-01-01T09:00:00+00:00",
+        "seniority": "vp",
+        "employee_count": 250.0,
+        "activities": [
+            {
+                "timestamp": "2025-01-03T10:00:00+00:00",
+                "activity_type": "page_view",
+                "page_category": "pricing",
+            },
+            {
+                "timestamp": "2025-01-09T10:00:00+00:00",
+                "activity_type": "demo_request",
+                "page_category": None,
+            },
+        ],
+        "as_of": "2025-02-01T00:00:00+00:00",
+    }
+    other = {**lead, "lead_id": "L2", "seniority": None, "employee_count": None, "activities": []}
+    frame = pd.DataFrame([lead, other])
+    for name in ("created_at", "as_of"):
+        frame[name] = pd.to_datetime(frame[name])  # typed timestamps, as a Parquet export has them
+    frame["activities"] = [
+        [{**a, "timestamp": pd.Timestamp(a["timestamp"]).to_pydatetime()} for a in acts]
+        for acts in frame["activities"]
+    ]
+    frame.to_parquet(tmp_path / "leads.parquet")
+    read = pd.read_parquet(tmp_path / "leads.parquet")  # NaN numbers, numpy arrays of activity dicts
+    pyfunc = LeadScoringPyfunc()
+    pyfunc.model = model
+    from_frame = pyfunc.predict(None, read, {"explain": True})
+    request = prepare_leads([RawLead.model_validate(lead), RawLead.model_validate(other)], as_of=None)
+    from_request = model.score_features(
+        model.features(leads=request.leads, activities=request.activities, as_of=request.as_of), explain=True
+    )
+    assert from_frame["probability"].tolist() == [r["probability"] for r in from_request]
+    assert from_frame["reasons_positive"].map(len).tolist() == [
+        len(r["reasons_positive"]) for r in from_request
+    ]
+
+
+def test_blank_times_mean_none() -> None:
+    """CRM rows write "" for "not converted" and "score as of now": open leads, not refusals."""
+    prepared = prepare_leads(
+        raw_leads_from_frame(_frame(converted_at="", disqualified_at=" ", as_of="")), as_of=None
+    )
+    assert lead_states(leads=prepared.leads, as_of=prepared.as_of)[0].status.value == "open"
 
 
 @pytest.mark.parametrize(

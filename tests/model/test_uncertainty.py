@@ -104,3 +104,36 @@ def test_stable_periods_add_no_spread() -> None:
     raw, y, blocks, _ = _periods([0.0, 0.0, 0.0, 0.0])
     stable = ScoreUncertainty.fit(raw=raw, y=y, blocks=blocks)
     assert stable.period_spread < 0.08
+
+
+def test_a_block_at_the_clipped_ends_cannot_blow_the_spread_up() -> None:
+    """A period whose only positive sits where the pooled rate is 0 (clipped): no runaway offset."""
+    from leadscore.model.uncertainty import MAX_PERIOD_OFFSET, between_period_spread
+
+    rate = np.concatenate([np.zeros(500), np.full(500, 0.2), np.full(500, 0.2)])
+    y = np.concatenate([np.eye(1, 500, 0)[0], np.zeros(400), np.ones(100), np.zeros(420), np.ones(80)])
+    blocks = np.repeat([0, 1, 2], 500)
+    spread = between_period_spread(rate=rate, y=y.astype(int), blocks=blocks)
+    assert np.isfinite(spread) and spread <= 2 * MAX_PERIOD_OFFSET
+
+
+def test_snapshots_of_one_lead_count_as_one_piece_of_evidence() -> None:
+    """Copies of the same rows (a lead's several snapshots share one outcome) do not shrink the
+    sampling noise: weighted by 1/copies, the spread is the one of the rows themselves."""
+    from leadscore.model.uncertainty import between_period_spread
+
+    raw, y, blocks, _ = _periods([0.0, 0.0, 0.0, 0.0], rows=1500, seed=9)
+    rate = 1 / (1 + np.exp(-raw))
+    once = between_period_spread(rate=rate, y=y, blocks=blocks)
+    copies = 4
+    repeated = between_period_spread(
+        rate=np.tile(rate, copies),
+        y=np.tile(y, copies),
+        blocks=np.tile(blocks, copies),
+        weights=np.full(copies * len(y), 1 / copies),
+    )
+    assert repeated == pytest.approx(once, abs=1e-6)
+    naive = between_period_spread(
+        rate=np.tile(rate, copies), y=np.tile(y, copies), blocks=np.tile(blocks, copies)
+    )
+    assert naive >= repeated
