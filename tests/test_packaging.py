@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 from leadscore.settings import PROJECT_ROOT, default_tracking_uri, state_dir
+from tests.fresh_venv import fresh_venv
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +38,9 @@ def test_wheel_installs_and_runs_the_demo_from_another_folder(tmp_path: Path) ->
     (wheel,) = wheels.glob("leadscore-*.whl")
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    # the dependencies come from the test environment (a plain path entry: its editable leadscore
-    # finder is not loaded); leadscore itself only from the wheel
-    Path(site, "test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python, site = fresh_venv(
+        venv
+    )  # the dependencies from the test environment; leadscore only from the wheel
     installed = subprocess.run(
         [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
         capture_output=True,

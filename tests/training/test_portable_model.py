@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import mlflow
 import pytest
 
 from tests.conftest import Trained
+from tests.fresh_venv import fresh_venv
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +30,7 @@ def test_logged_model_scores_in_a_fresh_venv_without_leadscore(trained: Trained,
     assert not {"email", "first_name", "last_name", "phone"} & set(example["columns"]), "PII in the example"
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    # third-party packages from the test environment (standing in for `pip install -r requirements.txt`);
-    # a plain path entry, so the test environment's editable leadscore is NOT importable
-    Path(site, "requirements-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python, _ = fresh_venv(venv)  # third-party packages from the test environment; leadscore NOT importable
     script = f"""
 import json, sys
 import mlflow.pyfunc, pandas as pd
