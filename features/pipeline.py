@@ -14,7 +14,7 @@ same second as the snapshot but after it is never counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -163,7 +163,7 @@ def _signal_codes(activities: pd.DataFrame, extra: Sequence[ExtraSignal] = ()) -
 
 
 @contextmanager
-def _progress(enabled: bool, total: int, description: str) -> Iterator[object]:
+def _progress(enabled: bool, total: int, description: str) -> Iterator[Callable[[], None] | None]:
     if not enabled:
         yield None
         return
@@ -201,112 +201,20 @@ def compute_features(
         unknown = snapshots["lead_id"][snapshot_lead < 0].astype(str).unique()[:5].tolist()
         raise ValueError(f"snapshots name leads that are not in the leads table: {unknown}")
 
-    signal_bits = max(_SIGNAL_BITS, (len(SIGNALS) + len(extra_signals)).bit_length())
-    all_windows = tuple(sorted({*windows_days, *(d for e in extra_signals for d in e.windows_days)}))
     as_of_us = _epoch_microseconds(snapshots["as_of"])
-    as_of_s = np.floor_divide(as_of_us, 1_000_000)
     with _progress(progress, total=len(SIGNALS) + 3, description="Computing features") as advance:
-        # 1. encode activities as one sorted key: lead | time (s) | signal
-        activity_lead = _codes_in(activities["lead_id"], lead_index)
-        signal = _signal_codes(activities, extra_signals)
-        keep = (activity_lead >= 0) & (signal >= 0)
-        event_s = -np.floor_divide(-_epoch_microseconds(activities["timestamp"]), 1_000_000)  # ceil
-        if keep.any():
-            first_second = min(int(event_s[keep].min()), int(as_of_s.min()) if len(as_of_s) else 0)
-        else:
-            first_second = int(as_of_s.min()) if len(as_of_s) else 0
-        origin = first_second - max(all_windows) * SECONDS_PER_DAY - 1
-        last_second = max(
-            int(event_s[keep].max()) if keep.any() else origin, int(as_of_s.max()) if len(as_of_s) else origin
+        columns: dict[str, np.ndarray] = activity_feature_columns(
+            n_leads=len(lead_index),
+            snapshot_lead=snapshot_lead,
+            as_of_s=np.floor_divide(as_of_us, 1_000_000),
+            activity_lead=_codes_in(activities["lead_id"], lead_index),
+            event_s=-np.floor_divide(-_epoch_microseconds(activities["timestamp"]), 1_000_000),  # ceil
+            signal=_signal_codes(activities, extra_signals),
+            windows_days=windows_days,
+            extra_signals=extra_signals,
+            advance=advance,
         )
-        time_bits = max(1, int(last_second - origin + 1).bit_length())
-        if len(lead_index).bit_length() + time_bits + signal_bits > 62:
-            raise ValueError("time range x number of leads is too large for one sort key; split the batch")
-        shift = np.int64(time_bits + signal_bits)
-        keys = (
-            (activity_lead[keep].astype(np.int64) << shift)
-            | ((event_s[keep] - origin).astype(np.int64) << signal_bits)
-            | signal[keep].astype(np.int64)
-        )
-        keys.sort()
-        event_signal = (keys & (2**signal_bits - 1)).astype(np.int16)
-        if advance:
-            advance()  # type: ignore[operator]
-
-        # 2. window boundaries of every snapshot (positions in the sorted keys)
-        # snapshots are processed in (lead, time) order so every search and gather walks memory
-        # forwards (random order costs ~10x at 1M leads); results are put back in input order below
-        order = np.lexsort((as_of_s, snapshot_lead))
-        lead_key = snapshot_lead[order].astype(np.int64) << shift
-        relative_as_of = (as_of_s - origin)[order]
-
-        def events_up_to(relative_second: np.ndarray) -> np.ndarray:
-            bound = lead_key | (relative_second.astype(np.int64) << signal_bits) | (2**signal_bits - 1)
-            return np.searchsorted(keys, bound, side="right")
-
-        start = np.searchsorted(keys, lead_key, side="left")
-        upper = events_up_to(relative_as_of)
-        lowers = {days: events_up_to(relative_as_of - days * SECONDS_PER_DAY) for days in all_windows}
-        if advance:
-            advance()  # type: ignore[operator]
-
-        # 3. per-signal counts and recency
         n = len(snapshots)
-        columns: dict[str, np.ndarray] = {}
-        aggregate_counts: dict[tuple[str, int], np.ndarray] = {}  # 30/90-day counts, whatever the windows
-        counted = [(s.name, windows_days) for s in SIGNALS] + [
-            (e.name, e.windows_days) for e in extra_signals
-        ]
-        for index, (signal_name, signal_windows) in enumerate(counted):
-            is_signal = event_signal == index
-            cumulative = np.zeros(len(keys) + 1, dtype=np.int32)
-            np.cumsum(is_signal, out=cumulative[1:])
-            seen_before_upper = cumulative[upper]
-            for days in signal_windows:
-                columns[window_count_name(signal_name, days)] = (
-                    seen_before_upper - cumulative[lowers[days]]
-                ).astype(np.float32)
-            for days in (30, 90):
-                aggregate_counts[(signal_name, days)] = (
-                    columns[window_count_name(signal_name, days)]
-                    if days in signal_windows
-                    else (seen_before_upper - cumulative[lowers[days]]).astype(np.float32)
-                )
-            total = seen_before_upper - cumulative[start]
-            columns[total_count_name(signal_name)] = total.astype(np.float32)
-            days_since = np.full(n, np.nan, dtype=np.float32)
-            has_any = total > 0
-            if has_any.any():
-                positions = np.flatnonzero(is_signal)
-                last_key = keys[positions[seen_before_upper[has_any] - 1]]
-                last_second = (last_key >> signal_bits) & (2**time_bits - 1)
-                days_since[has_any] = (relative_as_of[has_any] - last_second) / SECONDS_PER_DAY
-            columns[days_since_name(signal_name)] = days_since
-            if advance:
-                advance()  # type: ignore[operator]
-
-        # 4. aggregates over signals (an export's own types count in their family's, after the catalogue's)
-        engagement = (*ENGAGEMENT_SIGNALS, *(e.name for e in extra_signals if e.family is Family.ENGAGEMENT))
-        sales = (*SALES_SIGNALS, *(e.name for e in extra_signals if e.family is Family.SALES))
-
-        def total_over(names: Sequence[str], window: int) -> np.ndarray:
-            return np.asarray(
-                np.sum([aggregate_counts[(s, window)] for s in names], axis=0, dtype=np.float32)
-            )
-
-        engagement_30d = total_over(engagement, 30)
-        engagement_90d = total_over(engagement, 90)
-        columns["engagement_events_30d"] = engagement_30d
-        columns["engagement_trend_30d"] = engagement_30d - (engagement_90d - engagement_30d) / 2
-        columns["days_since_last_activity"] = _nanmin([columns[days_since_name(s)] for s in engagement])
-        columns["sales_touches_total"] = np.asarray(
-            np.sum([columns[total_count_name(s)] for s in sales], axis=0, dtype=np.float32)
-        )
-        columns["days_since_last_sales_touch"] = _nanmin([columns[days_since_name(s)] for s in sales])
-
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        columns = {name: values[inverse] for name, values in columns.items()}
 
         # 5. fit columns (static lead attributes) and lead age
         created_us = _epoch_microseconds(leads["created_at"])[snapshot_lead]
@@ -314,8 +222,8 @@ def compute_features(
         for name in ("employee_count", "annual_revenue"):
             values = pd.to_numeric(leads[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             columns[name] = values[snapshot_lead].astype(np.float32)
-        if advance:
-            advance()  # type: ignore[operator]
+        if advance is not None:
+            advance()
         fit = leads.loc[:, [c for c in CATEGORICAL_FEATURES if c != "email_domain_type"]]
         categorical: dict[str, pd.Categorical[Any]] = {}
         for name in fit.columns:
@@ -330,8 +238,8 @@ def compute_features(
             )
         else:
             categorical["email_domain_type"] = pd.Categorical(["missing"] * n)
-        if advance:
-            advance()  # type: ignore[operator]
+        if advance is not None:
+            advance()
 
     frame = pd.DataFrame(
         {
@@ -355,6 +263,123 @@ def compute_features(
         }
     )
     return pd.concat([frame, features], axis=1)
+
+
+def activity_feature_columns(
+    *,
+    n_leads: int,
+    snapshot_lead: np.ndarray,
+    as_of_s: np.ndarray,
+    activity_lead: np.ndarray,
+    event_s: np.ndarray,
+    signal: np.ndarray,
+    windows_days: tuple[int, ...] = WINDOWS_DAYS,
+    extra_signals: Sequence[ExtraSignal] = (),
+    advance: Callable[[], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """The activity features of each snapshot, from plain arrays: the core of :func:`compute_features`.
+
+    ``snapshot_lead``/``activity_lead``: lead positions (0..n_leads-1; -1 activities are ignored);
+    ``as_of_s``: snapshot times in whole seconds (rounded down); ``event_s``: event times in whole
+    seconds (rounded up); ``signal``: each event's signal index (-1: not counted). Returns window
+    counts, totals and recency per signal and the family aggregates (float32), in snapshot order.
+    """
+    signal_bits = max(_SIGNAL_BITS, (len(SIGNALS) + len(extra_signals)).bit_length())
+    all_windows = tuple(sorted({*windows_days, *(d for e in extra_signals for d in e.windows_days)}))
+    # 1. encode activities as one sorted key: lead | time (s) | signal
+    keep = (activity_lead >= 0) & (signal >= 0)
+    if keep.any():
+        first_second = min(int(event_s[keep].min()), int(as_of_s.min()) if len(as_of_s) else 0)
+    else:
+        first_second = int(as_of_s.min()) if len(as_of_s) else 0
+    origin = first_second - max(all_windows) * SECONDS_PER_DAY - 1
+    last_second = max(
+        int(event_s[keep].max()) if keep.any() else origin, int(as_of_s.max()) if len(as_of_s) else origin
+    )
+    time_bits = max(1, int(last_second - origin + 1).bit_length())
+    if int(n_leads).bit_length() + time_bits + signal_bits > 62:
+        raise ValueError("time range x number of leads is too large for one sort key; split the batch")
+    shift = np.int64(time_bits + signal_bits)
+    keys = (
+        (activity_lead[keep].astype(np.int64) << shift)
+        | ((event_s[keep] - origin).astype(np.int64) << signal_bits)
+        | signal[keep].astype(np.int64)
+    )
+    keys.sort()
+    event_signal = (keys & (2**signal_bits - 1)).astype(np.int16)
+    if advance is not None:
+        advance()
+
+    # 2. window boundaries of every snapshot (positions in the sorted keys)
+    # snapshots are processed in (lead, time) order so every search and gather walks memory
+    # forwards (random order costs ~10x at 1M leads); results are put back in input order below
+    order = np.lexsort((as_of_s, snapshot_lead))
+    lead_key = snapshot_lead[order].astype(np.int64) << shift
+    relative_as_of = (as_of_s - origin)[order]
+
+    def events_up_to(relative_second: np.ndarray) -> np.ndarray:
+        bound = lead_key | (relative_second.astype(np.int64) << signal_bits) | (2**signal_bits - 1)
+        return np.searchsorted(keys, bound, side="right")
+
+    start = np.searchsorted(keys, lead_key, side="left")
+    upper = events_up_to(relative_as_of)
+    lowers = {days: events_up_to(relative_as_of - days * SECONDS_PER_DAY) for days in all_windows}
+    if advance is not None:
+        advance()
+
+    # 3. per-signal counts and recency
+    n = len(snapshot_lead)
+    columns: dict[str, np.ndarray] = {}
+    aggregate_counts: dict[tuple[str, int], np.ndarray] = {}  # 30/90-day counts, whatever the windows
+    counted = [(s.name, windows_days) for s in SIGNALS] + [(e.name, e.windows_days) for e in extra_signals]
+    for index, (signal_name, signal_windows) in enumerate(counted):
+        is_signal = event_signal == index
+        cumulative = np.zeros(len(keys) + 1, dtype=np.int32)
+        np.cumsum(is_signal, out=cumulative[1:])
+        seen_before_upper = cumulative[upper]
+        for days in signal_windows:
+            columns[window_count_name(signal_name, days)] = (
+                seen_before_upper - cumulative[lowers[days]]
+            ).astype(np.float32)
+        for days in (30, 90):
+            aggregate_counts[(signal_name, days)] = (
+                columns[window_count_name(signal_name, days)]
+                if days in signal_windows
+                else (seen_before_upper - cumulative[lowers[days]]).astype(np.float32)
+            )
+        total = seen_before_upper - cumulative[start]
+        columns[total_count_name(signal_name)] = total.astype(np.float32)
+        days_since = np.full(n, np.nan, dtype=np.float32)
+        has_any = total > 0
+        if has_any.any():
+            positions = np.flatnonzero(is_signal)
+            last_key = keys[positions[seen_before_upper[has_any] - 1]]
+            last_second = (last_key >> signal_bits) & (2**time_bits - 1)
+            days_since[has_any] = (relative_as_of[has_any] - last_second) / SECONDS_PER_DAY
+        columns[days_since_name(signal_name)] = days_since
+        if advance is not None:
+            advance()
+
+    # 4. aggregates over signals (an export's own types count in their family's, after the catalogue's)
+    engagement = (*ENGAGEMENT_SIGNALS, *(e.name for e in extra_signals if e.family is Family.ENGAGEMENT))
+    sales = (*SALES_SIGNALS, *(e.name for e in extra_signals if e.family is Family.SALES))
+
+    def total_over(names: Sequence[str], window: int) -> np.ndarray:
+        return np.asarray(np.sum([aggregate_counts[(s, window)] for s in names], axis=0, dtype=np.float32))
+
+    engagement_30d = total_over(engagement, 30)
+    engagement_90d = total_over(engagement, 90)
+    columns["engagement_events_30d"] = engagement_30d
+    columns["engagement_trend_30d"] = engagement_30d - (engagement_90d - engagement_30d) / 2
+    columns["days_since_last_activity"] = _nanmin([columns[days_since_name(s)] for s in engagement])
+    columns["sales_touches_total"] = np.asarray(
+        np.sum([columns[total_count_name(s)] for s in sales], axis=0, dtype=np.float32)
+    )
+    columns["days_since_last_sales_touch"] = _nanmin([columns[days_since_name(s)] for s in sales])
+
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return {name: values[inverse] for name, values in columns.items()}
 
 
 def _nanmin(arrays: list[np.ndarray]) -> np.ndarray:

@@ -37,6 +37,7 @@ from leadscore.features.pipeline import (
     FREE_MAIL_DOMAINS,
     SALES_SIGNALS,
     SECONDS_PER_DAY,
+    activity_feature_columns,
 )
 from leadscore.features.vocabulary import ActivityType, PageCategory
 
@@ -48,6 +49,7 @@ __all__ = [
     "epoch_microseconds",
     "isoformat_us",
     "lead_features",
+    "leads_feature_columns",
     "signal_of",
 ]
 
@@ -205,6 +207,43 @@ def lead_features(
         row[name] = lead.categorical.get(name)
     row["email_domain_type"] = email_domain_type(lead.email)
     return {name: row[name] for name in FEATURE_NAMES}
+
+
+def leads_feature_columns(
+    *,
+    leads: Sequence[LeadValues],
+    as_of_us: np.ndarray,
+    event_seconds: Sequence[np.ndarray],
+    event_signals: Sequence[np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Feature columns of one snapshot per lead (``leads[i]`` as of ``as_of_us[i]``), without pandas.
+
+    The activity features come from :func:`~leadscore.features.pipeline.activity_feature_columns`,
+    the kernel of ``compute_features``; ``event_seconds[i]``/``event_signals[i]`` are lead i's
+    events as in :func:`lead_features`. Numbers are float32 arrays (NaN when missing), categoricals
+    object arrays of text or None; every catalogue feature, in catalogue order.
+    """
+    n = len(leads)
+    as_of = np.asarray(as_of_us, dtype=np.int64)
+    columns = activity_feature_columns(
+        n_leads=n,
+        snapshot_lead=np.arange(n, dtype=np.int64),
+        as_of_s=np.floor_divide(as_of, MICROSECONDS),
+        activity_lead=np.repeat(np.arange(n, dtype=np.int64), [len(e) for e in event_seconds]),
+        event_s=np.concatenate([*event_seconds, np.zeros(0, dtype=np.int64)]).astype(np.int64),
+        signal=np.concatenate([*event_signals, np.zeros(0, dtype=np.int64)]).astype(np.int64),
+    )
+    created = np.array([lead.created_us for lead in leads], dtype=np.int64)
+    columns["lead_age_days"] = ((as_of - created) / (SECONDS_PER_DAY * 1e6)).astype(np.float32)
+    for name in NUMERIC_FIT_COLUMNS:
+        values = [getattr(lead, name) for lead in leads]
+        columns[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64).astype(
+            np.float32
+        )
+    for name in CATEGORICAL_FIT_COLUMNS:
+        columns[name] = np.array([lead.categorical.get(name) for lead in leads], dtype=object)
+    columns["email_domain_type"] = np.array([email_domain_type(lead.email) for lead in leads], dtype=object)
+    return {name: columns[name] for name in FEATURE_NAMES}
 
 
 def _nanmin(values: np.ndarray) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -256,6 +257,7 @@ def top_reasons(
     Reasons below ``min_abs_points`` are not listed; with ``per_lead_only``, neither are context
     concepts (market conditions shared by every lead) nor reasons against a signal's known direction.
     """
+    values = points_row.tolist()
 
     def listed(i: int) -> bool:
         if not per_lead_only:
@@ -263,18 +265,20 @@ def top_reasons(
         concept = concepts[i]
         if concept.family is Family.CONTEXT:
             return False
-        return not contradicts_direction(concept.name, feature_row, float(points_row[i]))
+        return not contradicts_direction(concept.name, feature_row, values[i])
 
-    order = np.argsort(-points_row)
-    positive = [i for i in order if points_row[i] >= min_abs_points and listed(i)][:top_positive]
-    negative = [i for i in order[::-1] if points_row[i] <= -min_abs_points and listed(i)][:top_negative]
+    order = np.argsort(-points_row).tolist()
+    positive = list(islice((i for i in order if values[i] >= min_abs_points and listed(i)), top_positive))
+    negative = list(
+        islice((i for i in reversed(order) if values[i] <= -min_abs_points and listed(i)), top_negative)
+    )
 
     def reason(index: int) -> Reason:
         concept = concepts[index]
         return Reason(
             concept.name,
             (sentence or concept_sentence)(concept.name, feature_row),
-            float(points_row[index]),
+            values[index],
             concept.family,
         )
 
@@ -282,9 +286,11 @@ def top_reasons(
 
 
 class FeatureRow(Mapping[str, object]):
-    """One row of a feature frame, read lazily: reasons touch a handful of its ~100 values."""
+    """One row of feature columns, read lazily: reasons touch a handful of its ~100 values."""
 
-    def __init__(self, columns: dict[str, np.ndarray], index: int) -> None:
+    __slots__ = ("_columns", "_index")
+
+    def __init__(self, columns: Mapping[str, list[object]], index: int) -> None:
         self._columns = columns
         self._index = index
 
@@ -292,13 +298,20 @@ class FeatureRow(Mapping[str, object]):
         value = self._columns[name][self._index]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
-        return value.item() if isinstance(value, np.generic) else value
+        return value
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._columns)
 
     def __len__(self) -> int:
         return len(self._columns)
+
+
+def records_from_columns(columns: Mapping[str, np.ndarray]) -> list[FeatureRow]:
+    """Feature rows as read-only mappings over whole columns (numbers as floats, missing as None)."""
+    values = {name: column.tolist() for name, column in columns.items()}
+    n = len(next(iter(values.values()))) if values else 0
+    return [FeatureRow(values, i) for i in range(n)]
 
 
 def rows_as_records(frame: pd.DataFrame) -> list[FeatureRow]:
@@ -317,4 +330,6 @@ def rows_as_records(frame: pd.DataFrame) -> list[FeatureRow]:
         if not is_number:
             name = str(frame.columns[i])
             columns[name] = frame.iloc[:, i].to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
-    return [FeatureRow(columns, i) for i in range(len(frame))]
+    if not columns:
+        return [FeatureRow({}, i) for i in range(len(frame))]
+    return records_from_columns(columns)

@@ -1,9 +1,10 @@
 """The scoring engine behind the HTTP service: model holder with atomic hot swap, batched scoring.
 
-The hot path of ``/score`` is one ``compute_features`` and one LightGBM call (``pred_contrib``
-when explaining, raw scores otherwise) for the whole batch, through the very
-:class:`~leadscore.model.scoring_model.LeadScoringModel` object the MLflow pyfunc carries; nothing is
-loaded per request and no model call runs per lead.
+The hot path of ``/score`` is one feature computation (``compute_features``, or its kernel on plain
+arrays for leads the fast path reads, :mod:`leadscore.serving.fast`) and one LightGBM call
+(``pred_contrib`` when explaining, raw scores otherwise) for the whole batch, through the parts of the
+very :class:`~leadscore.model.scoring_model.LeadScoringModel` object the MLflow pyfunc carries;
+nothing is loaded per request and no model call runs per lead.
 
 Hot reload: :meth:`ModelHolder.reload` resolves the version (the champion alias, or the pinned
 ``LEADSCORE_MODEL_VERSION``), loads a new model *outside* any request, then replaces the holder's
@@ -596,12 +597,54 @@ def score_one_fast(loaded: LoadedModel, one: OneLead, *, explain: bool, top_k: i
     """The single-lead fast path: the same dict ``score_prepared`` gives for a batch of one."""
     assert loaded.fast is not None
     result, _ = loaded.fast.score(one.features(), lead_id=one.lead_id, explain=explain, top_k=top_k)
+    return _finish(loaded, result, one)
+
+
+def score_many_fast(
+    loaded: LoadedModel, leads: Sequence[OneLead], *, explain: bool, top_k: int
+) -> list[dict[str, object]]:
+    """The fast path for a batch: ``score_prepared``'s dicts from one feature pass and one model call."""
+    assert loaded.fast is not None
+    results = loaded.fast.score_many(leads, explain=explain, top_k=top_k)
+    return [_finish(loaded, result, one) for result, one in zip(results, leads, strict=True)]
+
+
+def _finish(loaded: LoadedModel, result: dict[str, object], one: OneLead) -> dict[str, object]:
+    """A fast-path result completed as ``score_prepared`` completes a batch's."""
     for key in ("fit_points", "engagement_points", "base_score"):
         result.setdefault(key, None)
     result.setdefault("reasons_positive", [])
     result.setdefault("reasons_negative", [])
     result.update(as_of=one.as_of_text, model_name=loaded.name, model_version=loaded.version)
     return result
+
+
+def _fast_many(
+    loaded: LoadedModel,
+    leads: Sequence[RawLead],
+    *,
+    as_of: str | None,
+    settings: ServingSettings,
+    now: pd.Timestamp | None,
+) -> list[OneLead] | None:
+    """Every lead read for the fast path, or None when any lead is not certainly valid (or ids repeat):
+    then the batch path checks the whole request and names each problem."""
+    now_us = _now_us(now)
+    ready: list[OneLead] = []
+    seen: set[str] = set()
+    for raw in leads:
+        one = prepare_one(
+            raw,
+            request_as_of=as_of,
+            now_us=now_us,
+            clock_skew_seconds=settings.clock_skew_seconds,
+            full_validation=settings.full_validation,
+        )
+        if one is None or one.lead_id in seen:
+            return None
+        seen.add(one.lead_id)
+        ready.append(one)
+    return ready
 
 
 def score_request(
@@ -614,7 +657,8 @@ def score_request(
 ) -> ScoreResponse:
     """Validate, convert and score a ``/score`` request (raises ``RequestInvalid``, ``PayloadTooLarge``).
 
-    One lead takes the fast path when it applies (``fast=False`` forces the batch path).
+    Leads take the fast path when it applies to the model and every lead is certainly valid
+    (``fast=False`` forces the batch path, which also names every problem of an invalid request).
     """
     _require_activity_model(loaded, "leads")
     check_event_limits(request.leads, settings, field="leads")
@@ -623,6 +667,12 @@ def score_request(
         if one is not None:
             return _response(
                 loaded, [score_one_fast(loaded, one, explain=request.explain, top_k=request.top_k)]
+            )
+    elif fast and loaded.fast is not None:
+        many = _fast_many(loaded, request.leads, as_of=request.as_of, settings=settings, now=now)
+        if many is not None:
+            return _response(
+                loaded, score_many_fast(loaded, many, explain=request.explain, top_k=request.top_k)
             )
     prepared = prepare_leads(
         request.leads,

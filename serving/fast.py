@@ -1,4 +1,4 @@
-"""The single-lead fast path: one valid lead scored without DataFrames, equal to the batch path.
+"""The fast path: valid leads scored without DataFrames, equal to the batch path.
 
 :func:`prepare_one` reads one :class:`~leadscore.serving.schemas.RawLead` into the values of
 :mod:`leadscore.features.single_lead` and checks it the way
@@ -7,15 +7,18 @@ not certainly valid (a problem to report, a time stamp form it does not parse, f
 asked for) and the caller takes the batch path, which then accepts or reports it. A lead is never
 rejected here.
 
-:class:`FastScorer` scores that row with the model's own parts (encoder categories, booster,
-calibrator) on a one-row NumPy array instead of a DataFrame, then hands the raw scores and
-contributions to the model's own ``results_from_raw`` / ``reasons_from_contributions`` /
+:class:`FastScorer` scores those values with the model's own parts (encoder categories, booster,
+calibrator) on NumPy arrays instead of DataFrames, then hands the raw scores and contributions to
+the model's own ``results_from_raw`` / ``reasons_from_contributions`` /
 ``actions_from_probabilities``, the code ``score_features`` and ``next_best_actions`` run: tiers,
-grades, intervals, status and action filters cannot drift apart. The next best actions re-score
-modified copies of the row in one booster call instead of re-running the pipeline per action. It applies
-only to models whose features are exactly the native event catalogue's (:func:`applies_to`):
-flat-export models and models with their own activity types or fields use the batch path.
-``tests/serving/test_single_lead.py`` proves features, probabilities, reasons and actions equal.
+grades, intervals, status and action filters cannot drift apart. One lead's features come from
+:func:`~leadscore.features.single_lead.lead_features` (no array set-up: fastest for one); a batch's
+from :func:`~leadscore.features.single_lead.leads_feature_columns`, ``compute_features``' own
+kernel on plain arrays. The next best actions re-score modified copies of the row in one booster
+call instead of re-running the pipeline per action. It applies only to models whose features are
+exactly the native event catalogue's (:func:`applies_to`): flat-export models and models with their
+own activity types or fields use the batch path. ``tests/serving/test_single_lead.py`` proves
+features, probabilities, reasons and actions equal, for single leads and for batches.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from leadscore.features.single_lead import (
     epoch_microseconds,
     isoformat_us,
     lead_features,
+    leads_feature_columns,
     signal_of,
     spread_events,
 )
 from leadscore.features.vocabulary import InputLayout
-from leadscore.model.explain import Reason
+from leadscore.model.explain import Reason, records_from_columns
 from leadscore.model.scoring_model import ACTIONABLE_TYPES, LeadScoringModel, NextBestAction
 from leadscore.serving.schemas import RawLead
 
@@ -192,6 +196,19 @@ class FastScorer:
                     out[r, c] = known.get(str(value), other)
         return out
 
+    def encode_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Encoded rows for the booster from feature columns (``leads_feature_columns``), column by column."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        out = np.empty((n, len(self.names)), dtype=np.float64)
+        for c, name in enumerate(self.names):
+            coding = self.codes.get(name)
+            if coding is None:
+                out[:, c] = columns[name]
+            else:
+                known, other = coding
+                out[:, c] = [np.nan if v is None else known.get(str(v), other) for v in columns[name]]
+        return out
+
     # A handful of rows: one thread. LightGBM's OpenMP team costs more than the trees for one row
     # (tens of milliseconds on a busy machine); each row's result does not depend on threads.
     def contributions(self, encoded: np.ndarray) -> np.ndarray:
@@ -226,6 +243,48 @@ class FastScorer:
             top_k=top_k,
         )[0]
         return result, contributions
+
+    def score_many(self, leads: Sequence[OneLead], *, explain: bool, top_k: int) -> list[dict[str, object]]:
+        """Scored leads (the dicts ``score_features`` returns), all in one feature pass and one model call.
+
+        The features come from ``compute_features``' own kernel on plain arrays (no DataFrames);
+        everything after the booster is ``LeadScoringModel.results_from_raw``.
+        """
+        columns = leads_feature_columns(
+            leads=[one.lead for one in leads],
+            as_of_us=np.array([one.as_of_us for one in leads], dtype=np.int64),
+            event_seconds=[ceil_seconds(one.event_us) for one in leads],
+            event_signals=[one.event_signals for one in leads],
+        )
+        encoded = self.encode_columns(columns)
+        booster = self.model.booster
+        contributions = (
+            np.asarray(booster.predict(encoded, pred_contrib=True), dtype=np.float64) if explain else None
+        )
+        raw = (
+            contributions.sum(axis=1)
+            if contributions is not None
+            else np.asarray(booster.predict(encoded, raw_score=True), dtype=np.float64)
+        )
+        used = {name: columns[name] for name in self.names}
+
+        def column(name: str) -> np.ndarray | None:
+            values = columns.get(name)
+            if values is None or values.dtype == object:
+                return None
+            return values.astype(np.float64)
+
+        return self.model.results_from_raw(
+            raw=raw,
+            contributions=contributions,
+            records=records_from_columns(used) if explain else None,
+            column=column,
+            contributions_of=lambda rows: np.asarray(
+                booster.predict(encoded[rows], pred_contrib=True), dtype=np.float64
+            ),
+            lead_ids=[one.lead_id for one in leads],
+            top_k=top_k,
+        )
 
     def all_reasons(self, row: Mapping[str, object], contributions: np.ndarray) -> list[Reason]:
         """Every grouped contribution, strongest first (``LeadScoringModel.all_reasons`` for one row)."""

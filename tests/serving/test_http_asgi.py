@@ -337,6 +337,7 @@ def test_unexpected_errors_are_500_json_without_details(
 
     monkeypatch.setattr(engine, "score_prepared", broken)
     monkeypatch.setattr(engine, "score_one_fast", broken)
+    monkeypatch.setattr(engine, "score_many_fast", broken)
     response = post(client, {"leads": [lead, dict(lead, lead_id="another")]})
     assert response.status_code == 500
     response = post(client, {"leads": [lead]})

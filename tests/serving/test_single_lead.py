@@ -239,7 +239,40 @@ def test_property_fast_path_equals_batch_path(
     assert stats["fast"] >= 20, stats
 
 
-def test_score_request_takes_the_fast_path_only_for_one_lead(
+def test_property_fast_batches_equal_the_batch_path(
+    loaded: engine.LoadedModel, samples: list[dict[str, Any]]
+) -> None:
+    """A batch of certainly valid leads goes through ``compute_features``' kernel on plain arrays:
+    the whole response equals the pandas batch path's; any other batch is the batch path's."""
+    stats = {"fast": 0, "declined": 0}
+
+    @given(st.lists(leads(samples), min_size=2, max_size=6), st.booleans(), st.integers(0, 8), st.booleans())
+    @PROPERTY
+    def check(
+        cases: list[tuple[dict[str, Any], str | None]], explain: bool, top_k: int, repeat_an_id: bool
+    ) -> None:
+        raws = [{**raw, "lead_id": f"{raw['lead_id']}-{i}"} for i, (raw, _) in enumerate(cases)]
+        if repeat_an_id:
+            raws[-1]["lead_id"] = raws[0]["lead_id"]
+        request = ScoreRequest.model_validate({"leads": raws, "explain": explain, "top_k": top_k})
+        many = engine._fast_many(loaded, request.leads, as_of=None, settings=SETTINGS, now=NOW)
+        stats["fast" if many is not None else "declined"] += 1
+        try:
+            batch = engine.score_request(loaded, request, SETTINGS, now=NOW, fast=False)
+        except RequestInvalid as invalid:
+            assert many is None, "the fast path accepted a batch the batch path rejects"
+            with pytest.raises(RequestInvalid) as again:
+                engine.score_request(loaded, request, SETTINGS, now=NOW, fast=True)
+            assert again.value.problems == invalid.problems
+            return
+        fast = engine.score_request(loaded, request, SETTINGS, now=NOW, fast=True)
+        assert fast.model_dump() == batch.model_dump()
+
+    check()
+    assert stats["fast"] >= 10, stats
+
+
+def test_score_request_prepares_tables_only_when_a_lead_is_not_certainly_valid(
     loaded: engine.LoadedModel, samples: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
@@ -251,10 +284,15 @@ def test_score_request_takes_the_fast_path_only_for_one_lead(
 
     monkeypatch.setattr(engine, "prepare_leads", counting)
     one = engine.score_request(loaded, ScoreRequest.model_validate({"leads": samples[:1]}), SETTINGS, now=NOW)
-    assert calls == []
     two = engine.score_request(loaded, ScoreRequest.model_validate({"leads": samples[:2]}), SETTINGS, now=NOW)
-    assert calls == [2]
+    assert calls == []
     assert one.results[0] == two.results[0]
+    unsure = {**samples[1], "created_at": "01/02/2024"}  # not a form the fast reader claims: batch path
+    with pytest.raises(RequestInvalid):
+        engine.score_request(
+            loaded, ScoreRequest.model_validate({"leads": [samples[0], unsure]}), SETTINGS, now=NOW
+        )
+    assert calls == [2]
 
 
 def test_outside_profile_lead_with_a_demo_request_is_for_review_on_both_paths(
