@@ -29,6 +29,9 @@ from leadscore.features.catalogue import (
 from leadscore.features.wording import count_phrase
 
 
+IDLE_DAYS = 14  # from this many days without activity the card says the lead went quiet
+
+
 @dataclass(frozen=True)
 class Concept:
     """A group of features explained as one reason."""
@@ -168,7 +171,7 @@ def concept_sentence(concept: str, row: Mapping[str, object]) -> str:
         number = _number(value)
         if number is None:
             return "No activity from the lead yet"
-        if number >= 14:
+        if number >= IDLE_DAYS:
             return f"No activity from the lead for {round(number)} days"
         return f"The lead was last active {_days(number)}"
     if concept == "engagement_events_30d":
@@ -229,8 +232,14 @@ def contradicts_direction(concept: str, row: Mapping[str, object], impact: float
 
     For a signal whose direction is known (more pricing visits never lower the score), "1
     pricing-page visit" lowering the score or "No pricing-page visits yet" raising it is a comparison
-    with the average lead, not something a rep can read: such reasons are not listed.
+    with the average lead, not something a rep can read: such reasons are not listed. Likewise the
+    lead's recency: "The lead was last active today" never reads as lowering the score, nor "No
+    activity from the lead for 20 days" as raising it.
     """
+    if concept == "days_since_last_activity" and impact != 0:
+        since = _number(row.get(concept))
+        recently_active = since is not None and since < IDLE_DAYS
+        return recently_active != (impact > 0)
     signal = SIGNAL_BY_NAME.get(concept)
     if signal is None or signal.direction is Direction.UNKNOWN or impact == 0:
         return False

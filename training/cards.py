@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, StrictUndefined, Template, select_autoescape
 from markupsafe import Markup
@@ -17,6 +18,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from leadscore.features.catalogue import total_count_name
 from leadscore.model.records import LeadScore
 from leadscore.model.scoring_model import LeadScoringModel, NextBestAction, lead_states
 
@@ -64,6 +66,7 @@ class LeadCard:
     model_version: str
     horizon_days: int | None = None
     who: LeadIdentity | None = None
+    range_tiers: tuple[str, str] | None = None  # the tier at the low and the high end of the range
 
     def __repr__(self) -> str:
         return f"LeadCard(lead_id={self.lead_id!r}, as_of={self.as_of!r}, status={self.scored.status!r})"
@@ -105,15 +108,70 @@ def explain_leads(
     actions = model.next_best_actions(leads=leads, activities=mine, as_of=as_of, states=states)
     version = str(model.metadata.get("version", ""))
     people = [lead_identity({str(k): v for k, v in row.items()}) for row in leads.to_dict(orient="records")]
+    demo = total_count_name("demo_request")
+    hand_raised = (
+        features[demo].to_numpy(dtype=float) > 0 if demo in features else np.zeros(len(features), bool)
+    )
     return [
         LeadCard(
-            str(s["lead_id"]), str(as_of), LeadScore.model_validate(s), a, version, model.horizon_days, who
+            str(s["lead_id"]),
+            str(as_of),
+            LeadScore.model_validate(s),
+            a,
+            version,
+            model.horizon_days,
+            who,
+            range_tiers(model, LeadScore.model_validate(s), hand_raised=bool(raised)),
         )
-        for s, a, who in zip(scored, actions, people, strict=True)
+        for s, a, who, raised in zip(scored, actions, people, hand_raised, strict=True)
     ]
 
 
+def range_tiers(model: LeadScoringModel, scored: LeadScore, *, hand_raised: bool) -> tuple[str, str] | None:
+    """The tier the lead would have at the low and at the high end of its range (same grades)."""
+    if scored.probability_low is None or scored.probability_high is None or not scored.grade:
+        return None
+    fit, engagement = scored.grade[0], scored.grade[1:]
+
+    def tier_at(probability: float) -> str:
+        return model.tier(
+            probability, fit_grade=fit, engagement_grade=engagement, hand_raised=hand_raised
+        ).value
+
+    return tier_at(float(scored.probability_low)), tier_at(float(scored.probability_high))
+
+
 LOW_CONFIDENCE = "Low confidence: few similar leads back this number; read it as the range."
+TIER_NAMES = {
+    "sales_ready": "sales-ready",
+    "marketing_qualified": "marketing-qualified",
+    "nurture": "nurture",
+    "not_a_fit": "not a fit",
+    "review_outside_profile": "review",
+}
+
+
+def confidence_text(card: LeadCard) -> str | None:
+    """What a low-confidence flag means for the rep's next step (None when the number is well backed).
+
+    When the whole range lies in the lead's tier the rep can act on the tier; when it spans tiers,
+    the card says which, so the rep qualifies first.
+    """
+    s = card.scored
+    if not s.low_confidence:
+        return None
+    if card.range_tiers is None:
+        return LOW_CONFIDENCE
+    low, high = card.range_tiers
+    if low == high == str(s.tier):
+        return (
+            "Few similar leads back this exact number, but its whole range is "
+            f"{TIER_NAMES.get(low, low)}: act on the tier."
+        )
+    return (
+        f"Low confidence: few similar leads back this number, and its range spans {TIER_NAMES.get(low, low)} "
+        f"to {TIER_NAMES.get(high, high)}: qualify the lead before acting on the tier."
+    )
 
 
 def probability_text(scored: LeadScore, *, horizon: str) -> str:
@@ -166,8 +224,9 @@ def print_card(card: LeadCard, *, console: Console) -> None:
     body.add_row(
         f"[bold]Score {_score_text(float(s.score or 0.0))}/100[/]: {escape(probability_text(s, horizon=horizon))}"
     )
-    if s.low_confidence:
-        body.add_row(f"[bold]{LOW_CONFIDENCE}[/]")
+    confidence = confidence_text(card)
+    if confidence:
+        body.add_row(f"[bold]{escape(confidence)}[/]")
     body.add_row(
         f"Tier: [bold]{escape(TIER_LABELS.get(str(s.tier), str(s.tier)))}[/]   "
         f"Grade: [bold]{escape(str(s.grade))}[/] "
@@ -240,7 +299,7 @@ ol{padding-left:22px}li{margin:3px 0}
   <div><span class="tier">{{ tier_label }}</span> &nbsp; <span class="grade">Grade <b>{{ s.grade }}</b></span>
    <span class="muted small">(fit A&ndash;D, engagement 1&ndash;4)</span></div>
   <div class="muted" style="margin-top:6px">{{ probability_text }}</div>
-  {% if s.low_confidence %}<div class="low-confidence" style="margin-top:6px"><b>{{ low_confidence }}</b></div>{% endif %}
+  {% if low_confidence %}<div class="low-confidence" style="margin-top:6px"><b>{{ low_confidence }}</b></div>{% endif %}
   {% if s.follow_up %}<div class="follow-up" style="margin-top:6px"><b>Follow-up:</b> {{ s.follow_up }}</div>{% endif %}
  </div>
 </div>
@@ -367,7 +426,7 @@ def render_html_card(card: LeadCard) -> str:
         market=market if abs(market) >= 1.0 else 0.0,
         score_text=_score_text(float(s.score or 0.0)),
         probability_text=probability_text(s, horizon=f"{horizon} days" if horizon else "the horizon"),
-        low_confidence=LOW_CONFIDENCE,
+        low_confidence=confidence_text(card),
         horizon=f"{horizon} days" if horizon else "the horizon",
         groups=[("Raises the score", positive), ("Lowers the score", negative)],
         max_impact=max_impact,

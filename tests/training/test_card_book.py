@@ -20,7 +20,7 @@ from leadscore.features.catalogue import SIGNALS, Direction, Family
 from leadscore.features.vocabulary import LeadStatus, Tier
 from leadscore.model.records import LeadScore
 from leadscore.model.scoring_model import ACTIONABLE_TYPES, JUST_DONE_DAYS
-from leadscore.training.cards import LeadCard, explain_leads, print_card
+from leadscore.training.cards import LOW_CONFIDENCE, LeadCard, confidence_text, explain_leads, print_card
 
 from ..conftest import Trained
 
@@ -31,6 +31,7 @@ PLURALS = sorted(
 )
 MACHINE_CODES = re.compile(r"\b[a-z]+_[a-z_]+\b|\bnan\b|\bNone\b|\bc level\b", re.IGNORECASE)
 IDLE = re.compile(r"No activity from the lead for (\d+) days")
+QUIET = re.compile(r"^No activity from the lead (for \d+ days|yet)$")
 IN_WINDOW = re.compile(r"^(\d+) (.+) in the last (\d+) days$")
 
 
@@ -69,6 +70,8 @@ def card_problems(card: LeadCard) -> list[str]:
             problems.append(f"machine code in '{sentence}'")
         if re.search(r"-\d+ days?|created -", sentence):
             problems.append(f"impossible negative time in '{sentence}'")
+    if LOW_CONFIDENCE in text:
+        problems.append("a low-confidence flag without what it means for the tier")
     if s.get("status") != LeadStatus.OPEN:
         if s.get("score") is not None or card.actions:
             problems.append("a closed lead was scored or given actions")
@@ -95,6 +98,10 @@ def card_problems(card: LeadCard) -> list[str]:
             raises = reason["impact"] > 0
             if (signal.direction is Direction.INCREASING) == (absent == raises):
                 problems.append(f"'{reason['sentence']}' {'raises' if raises else 'lowers'} the score")
+        if reason["sentence"].startswith("The lead was last active") and reason["impact"] < 0:
+            problems.append(f"'{reason['sentence']}' lowers the score")
+        if QUIET.match(reason["sentence"]) and reason["impact"] > 0:
+            problems.append(f"'{reason['sentence']}' raises the score")
     if "Not contacted by sales yet" in sentences and any(
         r["family"] == "sales" and re.match(r"^[1-9]", r["sentence"]) for r in reasons
     ):
@@ -186,6 +193,12 @@ def test_the_suite_catches_the_old_wording() -> None:
                         "impact": -2.0,
                         "family": "engagement",
                     },
+                    {
+                        "concept": "days_since_last_activity",
+                        "sentence": "The lead was last active today",
+                        "impact": -3.1,
+                        "family": "engagement",
+                    },
                 ],
             }
         ),
@@ -197,3 +210,31 @@ def test_the_suite_catches_the_old_wording() -> None:
     assert "c level" in problems
     assert "'No demo requests yet' raises" in problems
     assert "idle for 15 days" in problems
+    assert "'The lead was last active today' lowers the score" in problems
+
+
+def test_a_low_confidence_line_says_whether_the_tier_holds() -> None:
+    scored = LeadScore.model_validate(
+        {
+            "lead_id": "L1",
+            "status": "open",
+            "probability": 0.946,
+            "probability_low": 0.83,
+            "probability_high": 0.999,
+            "low_confidence": True,
+            "score": 94.6,
+            "tier": "sales_ready",
+            "grade": "A1",
+            "fit_points": 41.1,
+            "engagement_points": 49.9,
+            "base_score": 4.0,
+            "reasons_positive": [],
+            "reasons_negative": [],
+        }
+    )
+    holds = LeadCard("L1", "2025-01-01", scored, [], "1", 90, None, ("sales_ready", "sales_ready"))
+    spans = LeadCard("L1", "2025-01-01", scored, [], "1", 90, None, ("nurture", "sales_ready"))
+    assert "whole range is sales-ready: act on the tier" in str(confidence_text(holds))
+    assert "spans nurture to sales-ready: qualify the lead" in str(confidence_text(spans))
+    sure = LeadCard("L1", "2025-01-01", scored.model_copy(update={"low_confidence": False}), [], "1", 90)
+    assert confidence_text(sure) is None
