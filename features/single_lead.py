@@ -72,6 +72,14 @@ _PAGE_OTHER = SIGNAL_INDEX[(ActivityType.PAGE_VIEW.value, PageCategory.OTHER.val
 _ENGAGEMENT = np.array([SIGNALS.index(next(s for s in SIGNALS if s.name == n)) for n in ENGAGEMENT_SIGNALS])
 _SALES = np.array([SIGNALS.index(next(s for s in SIGNALS if s.name == n)) for n in SALES_SIGNALS])
 _N_SIGNALS = len(SIGNALS)
+_SIGNAL_NAMES = tuple(
+    (
+        tuple((days, window_count_name(spec.name, days)) for days in WINDOWS_DAYS),
+        total_count_name(spec.name),
+        days_since_name(spec.name),
+    )
+    for spec in SIGNALS
+)
 
 
 def epoch_microseconds(text: str | None) -> int | None:
@@ -186,11 +194,14 @@ def lead_features(
     days_since[has_any] = (as_of_s - last[has_any]) / SECONDS_PER_DAY
 
     row: dict[str, object] = {}
-    for index, spec in enumerate(SIGNALS):
-        for days in WINDOWS_DAYS:
-            row[window_count_name(spec.name, days)] = float(np.float32(windows[days][index]))
-        row[total_count_name(spec.name)] = float(np.float32(totals[index]))
-        row[days_since_name(spec.name)] = float(days_since[index])
+    window_counts = {days: counts.tolist() for days, counts in windows.items()}  # exact in float32
+    total_counts = totals.tolist()
+    recency = days_since.tolist()
+    for index, (window_names, total_name, since_name) in enumerate(_SIGNAL_NAMES):
+        for days, name in window_names:
+            row[name] = float(window_counts[days][index])
+        row[total_name] = float(total_counts[index])
+        row[since_name] = recency[index]
     window_30 = windows[30].astype(np.float32)
     window_90 = windows[90].astype(np.float32)
     engagement_30d = np.sum(window_30[_ENGAGEMENT], dtype=np.float32)

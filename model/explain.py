@@ -28,7 +28,6 @@ from leadscore.features.catalogue import (
 )
 from leadscore.features.wording import count_phrase
 
-
 IDLE_DAYS = 14  # from this many days without activity the card says the lead went quiet
 
 

@@ -33,12 +33,13 @@ can observe that.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import betaincinv, ndtri
 from scipy.special import expit as _expit
 from scipy.special import logit as _raw_logit
-from scipy.stats import beta, norm
 
 __all__ = ["ScoreIntervals", "ScoreUncertainty"]
 
@@ -125,9 +126,17 @@ class ScoreUncertainty:
         size, positives = self._window(np.asarray(raw, dtype=np.float64))
         return positives / np.maximum(size, 1.0)
 
+    @functools.cached_property
+    def _sorted64(self) -> np.ndarray:
+        """``raw_sorted`` as float64, converted once (a search casts the whole array otherwise)."""
+        return self.raw_sorted.astype(np.float64)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "_sorted64"}  # derived: not pickled
+
     def _window(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, k = self.size, self.neighbours
-        position = np.searchsorted(self.raw_sorted.astype(np.float64), raw)
+        position = np.searchsorted(self._sorted64, raw)
         # a window centred on the lead: near the ends it shrinks (and the range widens) rather than
         # leaning on leads scored lower (or higher) than this one
         half = np.minimum(k // 2, np.minimum(position, n - position))
@@ -159,15 +168,18 @@ class ScoreUncertainty:
         """Interval, support and low-confidence flag of each lead (raw score and calibrated probability)."""
         raw = np.asarray(raw, dtype=np.float64) - self.shift
         probability = np.asarray(probability, dtype=np.float64)
-        sorted_raw = self.raw_sorted.astype(np.float64)
+        sorted_raw = self._sorted64
         size, positives = self._window(raw)
         tail = (1.0 - self.level) / 2.0
-        low = np.where(positives > 0, beta.ppf(tail, positives + 0.5, size - positives + 0.5), 0.0)
-        high = np.where(positives < size, beta.ppf(1.0 - tail, positives + 0.5, size - positives + 0.5), 1.0)
+        # Jeffreys interval: quantiles of Beta(positives + 1/2, others + 1/2) (``betaincinv`` is what
+        # scipy.stats.beta.ppf computes, without its per-call argument checks: ~0.15 ms a call)
+        a, b = positives + 0.5, size - positives + 0.5
+        low = np.where(positives > 0, betaincinv(a, b, tail), 0.0)
+        high = np.where(positives < size, betaincinv(a, b, 1.0 - tail), 1.0)
         spread = float(getattr(self, "period_spread", 0.0))  # models saved before it: 0
         if spread > 0:  # the next period's rate moves too: add it to each half-width, in log-odds
             centre = _logit(np.clip(positives / np.maximum(size, 1.0), 1e-6, 1 - 1e-6))
-            extra = (norm.ppf(1.0 - tail) * spread) ** 2
+            extra = (ndtri(1.0 - tail) * spread) ** 2  # the normal quantile
             low = np.where(low > 0, _expit(centre - np.sqrt((centre - _logit(low)) ** 2 + extra)), 0.0)
             high = np.where(high < 1, _expit(centre + np.sqrt((_logit(high) - centre) ** 2 + extra)), 1.0)
         support = np.searchsorted(sorted_raw, raw + self.support_width, side="right") - np.searchsorted(
