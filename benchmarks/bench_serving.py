@@ -277,10 +277,35 @@ def in_process(home_env: dict[str, str], leads: list[dict[str, Any]], repeats: i
         started = time.perf_counter()
         engine.score_request(loaded, requests[i % len(requests)], settings, fast=False)
         batch_times.append(time.perf_counter() - started)
+    # 100-lead batches with reasons: the pandas batch path (the only one before this session) vs the
+    # fast path for batches, interleaved in one run
+    hundreds = [
+        ScoreRequest.model_validate(
+            {"leads": [dict(lead, lead_id=f"{lead['lead_id']}-{j}") for j, lead in enumerate(chunk)]}
+        )
+        for chunk in (leads[i : i + 100] for i in range(0, max(len(leads) - 99, 1), 100))
+    ]
+    pandas_path, fast_path = [], []
+    for i in range(max(repeats // 50, 10)):
+        request = hundreds[i % len(hundreds)]
+        started = time.perf_counter()
+        engine.score_request(loaded, request, settings, fast=False)
+        pandas_path.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        engine.score_request(loaded, request, settings)
+        fast_path.append(time.perf_counter() - started)
     return {
         "model_call_one_lead": summary(model_times),
         "batch_path_one_lead": summary(batch_times),
         "raw_booster_predict_plus_pred_contrib_one_row": summary(raw_times),
+        "batch_100_reasons_pandas_path": {
+            **summary(pandas_path),
+            "leads_per_s": round(100 / float(np.median(pandas_path))),
+        },
+        "batch_100_reasons_fast_path": {
+            **summary(fast_path),
+            "leads_per_s": round(100 / float(np.median(fast_path))),
+        },
     }
 
 
@@ -457,6 +482,11 @@ def main(argv: list[str] | None = None) -> int:
         "in_process_one_lead_over_raw_booster_p50": round(
             process_times["model_call_one_lead"]["p50_ms"]
             / process_times["raw_booster_predict_plus_pred_contrib_one_row"]["p50_ms"],
+            2,
+        ),
+        "in_process_batch_100_fast_over_pandas_path_leads_per_s": round(
+            process_times["batch_100_reasons_fast_path"]["leads_per_s"]
+            / process_times["batch_100_reasons_pandas_path"]["leads_per_s"],
             2,
         ),
         "batch_reasons_leads_per_s_over_peer": round(

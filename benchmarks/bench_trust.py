@@ -165,6 +165,24 @@ def main() -> None:
         "cards_with_country_or_department_reason": round(
             float(np.mean([any(r["concept"] in ("country", "department") for r in rs) for rs in reasons])), 4
         ),
+        # the simulator's truth ignores country (it only sets e-mail domains and phone formats) but
+        # uses department (the buying centre): a country reason is noise, or a proxy for a student
+        "cards_with_country_reason": round(
+            float(np.mean([any(r["concept"] == "country" for r in rs) for rs in reasons])), 4
+        ),
+        "cards_with_department_reason": round(
+            float(np.mean([any(r["concept"] == "department" for r in rs) for rs in reasons])), 4
+        ),
+        "cards_with_recency_read_backwards": int(
+            sum(
+                any(
+                    (r["sentence"].startswith("The lead was last active") and r["impact"] < 0)
+                    or (r["sentence"].startswith("No activity from the lead") and r["impact"] > 0)
+                    for r in rs
+                )
+                for rs in reasons
+            )
+        ),
         "top_action_mix": {str(k): round(float(v), 4) for k, v in top_actions.items()},
     }
     write_results(args.results, payload)

@@ -142,6 +142,14 @@ def range_tiers(model: LeadScoringModel, scored: LeadScore, *, hand_raised: bool
 
 
 LOW_CONFIDENCE = "Low confidence: few similar leads back this number; read it as the range."
+
+
+def no_action_text(card: LeadCard) -> str:
+    """What the card says when no rep action is associated with a higher score: where to look instead."""
+    advice = "the tier and the follow-up advice above" if card.scored.follow_up else "the tier above"
+    return f"No single extra rep action is associated with a higher score now: follow {advice}."
+
+
 TIER_NAMES = {
     "sales_ready": "sales-ready",
     "marketing_qualified": "marketing-qualified",
@@ -243,7 +251,7 @@ def print_card(card: LeadCard, *, console: Console) -> None:
         body.add_row("No single reason moves the score by a point or more.")
     body.add_row(
         "[bold]Next best action[/] (what the model associates with a higher score, not measured effects)\n"
-        + (actions or "  no rep action is associated with a higher score for this lead now")
+        + (actions or f"  {escape(no_action_text(card))}")
     )
     _print_panel(card, body, console)
 
@@ -333,7 +341,7 @@ ol{padding-left:22px}li{margin:3px 0}
 
 <h2>Next best action</h2>
 {% if actions %}<ol>{% for a in actions %}<li><b>{{ a.label }}.</b> <span class="muted">{{ a.evidence }}</span></li>{% endfor %}</ol>
-{% else %}<p class="muted">No rep action is associated with a higher score for this lead now.</p>{% endif %}
+{% else %}<p class="muted">{{ no_action }}</p>{% endif %}
 <div class="foot">Reason points are TreeSHAP contributions grouped by concept and converted to score points;
 reasons under a point are not listed. Next best actions re-score the lead with one more such activity now:
 they show what the model associates with a higher score, not what the action will cause.</div>
@@ -427,6 +435,7 @@ def render_html_card(card: LeadCard) -> str:
         score_text=_score_text(float(s.score or 0.0)),
         probability_text=probability_text(s, horizon=f"{horizon} days" if horizon else "the horizon"),
         low_confidence=confidence_text(card),
+        no_action=no_action_text(card),
         horizon=f"{horizon} days" if horizon else "the horizon",
         groups=[("Raises the score", positive), ("Lowers the score", negative)],
         max_impact=max_impact,
