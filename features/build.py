@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -153,6 +154,9 @@ class TooManyRejects(DataContractError):
         return "\n".join([head, *(f"  - {p.describe()}" for p in self.problems)])
 
 
+REPEATED_ROW = "repeats an earlier row exactly (the first copy is kept)"
+
+
 def rejected_rows(
     problems: list[ContractProblem], *, sizes: dict[str, int], max_share: float
 ) -> dict[str, np.ndarray]:
@@ -163,19 +167,42 @@ def rejected_rows(
     for p in problems:
         if p.all_rows is not None:
             rows[p.table] = np.union1d(rows.get(p.table, np.empty(0, dtype=np.int64)), p.all_rows)
-    shares = {t: (len(r) / sizes[t] if sizes.get(t) else 0.0) for t, r in rows.items()}
+    lost = {t: sum(len(p.file_lines) for p in problems if p.table == t) for t in rows}  # unreadable lines
+    shares = {
+        t: ((len(r) + lost[t]) / (sizes.get(t, 0) + lost[t]) if sizes.get(t, 0) + lost[t] else 0.0)
+        for t, r in rows.items()
+    }
     if whole or any(share > max_share for share in shares.values()):
         raise TooManyRejects(problems, shares=shares, limit=max_share)
     return rows
 
 
 def rejects_frame(problems: list[ContractProblem], *, values: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One line per rejected row and reason: table, file, line (the file's own), column, value, problem."""
+    """One line per rejected row and reason: table, file, line (the file's own), column, value, problem.
+
+    Lines that never became rows (unreadable) have no row; a row whose line is not known has no line.
+    """
+    from leadscore.features.loading import ROW_LINES
+
     records = []
     for p in problems:
+        for line in p.file_lines:  # lines that never became rows
+            records.append(
+                {
+                    "table": p.table,
+                    "file": p.source,
+                    "line": line,
+                    "row": None,
+                    "column": None,
+                    "value": None,
+                    "problem": p.problem,
+                }
+            )
         if p.all_rows is None:
             continue
         raw = values.get(p.table)
+        if p.row_lines is None and raw is not None and raw.attrs.get(ROW_LINES) is not None:
+            p = dataclasses.replace(p, row_lines=raw.attrs[ROW_LINES])  # e.g. a cascade added later
         for row in p.all_rows:
             value = None
             if raw is not None and p.column is not None and p.column in raw.columns:
@@ -185,7 +212,7 @@ def rejects_frame(problems: list[ContractProblem], *, values: dict[str, pd.DataF
                 {
                     "table": p.table,
                     "file": p.source,
-                    "line": int(row) + p.first_line if p.first_line is not None else None,
+                    "line": p.line_of(int(row)),
                     "row": int(row),
                     "column": p.column,
                     "value": value,
@@ -193,7 +220,46 @@ def rejects_frame(problems: list[ContractProblem], *, values: dict[str, pd.DataF
                 }
             )
     columns = ["table", "file", "line", "row", "column", "value", "problem"]
-    return pd.DataFrame.from_records(records, columns=columns).sort_values(["table", "row"], kind="stable")
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    frame["line"] = frame["line"].astype("Int64")  # empty where the file's line is not known
+    frame["row"] = frame["row"].astype("Int64")  # empty for lines that never became rows
+    return frame.sort_values(["table", "line", "row"], kind="stable", na_position="last")
+
+
+def with_file_lines(
+    problems: list[ContractProblem], frames: dict[str, pd.DataFrame], sources: dict[str, Path]
+) -> list[ContractProblem]:
+    """The problems with each CSV table's row -> line map and its unreadable lines added.
+
+    ``frames`` are the tables as :func:`~leadscore.features.loading.read_export_file` read them.
+    """
+    from leadscore.features.loading import ROW_LINES, UNREADABLE_LINES
+
+    out = [
+        dataclasses.replace(p, row_lines=frames[p.table].attrs.get(ROW_LINES))
+        if p.table in frames and frames[p.table].attrs.get(ROW_LINES) is not None
+        else p
+        for p in problems
+    ]
+    for table, frame in frames.items():
+        by_problem: dict[str, list[int]] = {}
+        for line, problem in frame.attrs.get(UNREADABLE_LINES, ()):
+            by_problem.setdefault(problem, []).append(line)
+        for problem, lines in by_problem.items():
+            out.append(
+                ContractProblem(
+                    table,
+                    None,
+                    problem,
+                    (),
+                    len(lines),
+                    source=str(sources[table]),
+                    first_line=2,
+                    all_rows=np.empty(0, dtype=np.int64),
+                    file_lines=tuple(lines),
+                )
+            )
+    return out
 
 
 def write_rejects(output: Path, frame: pd.DataFrame) -> Path | None:
@@ -454,15 +520,20 @@ class FlatBuildJob:
         candidates: list[ContractProblem | None] = []
         if transform.id_column in frame.columns:
             ids = frame[transform.id_column]
+            # a row repeated cell for cell (an export run twice, files joined): one copy is kept
+            repeats = frame.duplicated(keep="first").to_numpy(dtype=bool)
+            candidates.append(row_problem("export", None, REPEATED_ROW, repeats, source=source))
             candidates.append(
                 row_problem("export", transform.id_column, "missing id", ids.isna().to_numpy(), source=source)
             )
+            clashing = np.zeros(len(frame), dtype=bool)
+            clashing[~repeats] = (ids[~repeats].duplicated(keep=False) & ids[~repeats].notna()).to_numpy()
             candidates.append(
                 row_problem(
                     "export",
                     transform.id_column,
-                    "duplicate id",
-                    (ids.duplicated(keep=False) & ids.notna()).to_numpy(),
+                    "duplicate id (rows that differ: which one is right is for you to say)",
+                    clashing,
                     source=source,
                 )
             )
@@ -487,6 +558,7 @@ class FlatBuildJob:
                     row_problem("export", column, f"not a number, got {example}", bad, source=source)
                 )
         problems += [p for p in candidates if p is not None]
+        problems = with_file_lines(problems, {"export": frame}, {"export": source})
         rejected = rejected_rows(problems, sizes={"export": len(frame)}, max_share=mapping.max_reject_share)
         rejects = rejects_frame(problems, values={"export": frame})
         rejects_file = write_rejects(self.output, rejects)
@@ -553,7 +625,11 @@ class FlatBuildJob:
         )
         write_table_metadata(self.output, meta, table=table)
         return BuildFeaturesResult(
-            self.output, len(table), positive_rate, rejected=int((~keep).sum()), rejects_file=rejects_file
+            self.output,
+            len(table),
+            positive_rate,
+            rejected=int((~keep).sum()) + sum(len(p.file_lines) for p in problems),
+            rejects_file=rejects_file,
         )
 
 
@@ -684,6 +760,7 @@ class EventBuildJob:
         )
         problems = located(problems, paths)
         problems = [p if p.column is None else _renamed_back(p, mapping) for p in problems]
+        problems = with_file_lines(problems, raw, paths)
         sizes = {t: len(raw[t]) for t in tables}
         rejected = rejected_rows(problems, sizes=sizes, max_share=mapping.max_reject_share)
         # a rejected lead takes its activities and outcomes with it (said in the rejects file)
@@ -826,7 +903,7 @@ class EventBuildJob:
             self.output,
             len(table),
             positive_rate,
-            rejected=sum(len(r) for r in rejected.values()),
+            rejected=sum(len(r) for r in rejected.values()) + sum(len(p.file_lines) for p in problems),
             rejects_file=rejects_file,
         )
 

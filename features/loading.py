@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import logging
+import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -85,16 +86,34 @@ class ContractProblem:
     """The file's line number of data row 0 (2 for a CSV with a header); None: rows are 0-based."""
     all_rows: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     """Every offending 0-based row (``rows`` shows the first 10); None for table-level problems."""
+    row_lines: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    """The file line each data row starts on, where rows and lines are not simply ``first_line``
+    apart (blank or unreadable lines, quoted line breaks): see :func:`read_export_file`."""
+    file_lines: tuple[int, ...] = ()
+    """For lines that never became rows (unreadable): their line numbers in the file."""
+
+    def line_of(self, row: int) -> int | None:
+        """The file's line number of a 0-based data row (None when not from a CSV or not known)."""
+        if self.row_lines is not None:
+            line = int(self.row_lines[row]) if 0 <= row < len(self.row_lines) else -1
+            return line if line >= 0 else None
+        return None if self.first_line is None else row + self.first_line
 
     def lines(self) -> tuple[int, ...]:
         """The example rows as the file's own line numbers (0-based rows when not from a CSV)."""
-        return tuple(r + (self.first_line or 0) for r in self.rows)
+        if self.first_line is None:
+            return self.rows
+        return tuple(line for r in self.rows if (line := self.line_of(r)) is not None)
 
     def describe(self) -> str:
         """One line naming table, column, problem, row count and example rows."""
         where = self.table if self.column is None else f"{self.table}.{self.column}"
         if self.source is not None:
             where = f"{where} [{self.source}]"
+        if self.file_lines:
+            shown_lines = ", ".join(map(str, self.file_lines[:10]))
+            noun = "line" if len(self.file_lines) == 1 else "lines"
+            return f"{where}: {self.problem} ({len(self.file_lines)} {noun}: {shown_lines})"
         noun = "row" if self.count == 1 else "rows"
         at = "" if self.first_line is None else (" at line" if len(self.rows) == 1 else " at lines")
         shown = ", ".join(map(str, self.lines()))
@@ -680,6 +699,77 @@ class ExportReadError(ValueError):
     """An export file cannot be read as configured; the message names the file and the fix."""
 
 
+#: ``DataFrame.attrs`` keys :func:`read_export_file` sets on a CSV's frame.
+UNREADABLE_LINES = "leadscore_unreadable_lines"  # (line, problem) of lines set aside
+ROW_LINES = "leadscore_row_lines"  # each row's file line (None: header + 1 + row, or not known)
+_BAD_LINE = re.compile(r"Skipping line (\d+): (expected \d+ fields, saw \d+)")
+
+
+def _column_name(name: object) -> str:
+    """A header cell without a UTF-8 byte order mark, whether decoded as one or as cp1252/latin-1 text."""
+    return str(name).lstrip("\ufeff").removeprefix("\u00ef\u00bb\u00bf").strip()
+
+
+def _repeated_header_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows whose every cell is its column's name (a header line inside the data)."""
+    if frame.empty or len(frame.columns) == 0:
+        return np.zeros(len(frame), dtype=bool)
+    names = [str(c) for c in frame.columns]
+    candidate = (frame.iloc[:, 0].astype("string").str.strip() == names[0]).fillna(False).to_numpy(dtype=bool)
+    for position, name in enumerate(names[1:], start=1):
+        if not candidate.any():
+            break
+        cells = frame.iloc[:, position].astype("string").str.strip()
+        candidate &= (cells == name).fillna(False).to_numpy(dtype=bool)
+    return candidate
+
+
+def csv_row_lines(
+    path: Path, *, encoding: str, sep: str, n_rows: int, n_unreadable: int, gzipped: bool
+) -> tuple[np.ndarray | None, list[int] | None]:
+    """The file line each data row starts on, and the lines set aside, as the file counts them.
+
+    A file with one physical line per record needs no map (the common case, found by counting line
+    breaks): ``(None, None)``, rows are ``row + 2``. Otherwise (blank lines, unreadable lines, quoted
+    line breaks) the file is read again with Python's csv reader, keeping records as pandas does:
+    blank lines skipped, lines with more fields than the header set aside (their start lines are
+    the second value). When the counts differ from pandas' (``n_rows``, ``n_unreadable``), the rows'
+    lines are all -1 (not known: the rejects leave ``line`` empty rather than guess) and the second
+    value is None.
+    """
+    opener = gzip.open if gzipped else open
+    breaks, last = 0, b"\n"
+    with opener(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            breaks += block.count(b"\n")
+            last = block[-1:]
+    physical = breaks + (0 if last == b"\n" else 1)
+    if physical == n_rows + 1 and n_unreadable == 0:
+        return None, None
+    import csv
+
+    starts: list[int] = []
+    unreadable: list[int] = []
+    unknown = np.full(n_rows, -1, dtype=np.int64)
+    try:
+        with opener(path, "rt", encoding=encoding, newline="") as text:
+            reader = csv.reader(text, delimiter=sep)
+            header = next(reader, None)
+            if header is None:
+                return unknown, None
+            consumed = reader.line_num
+            for record in reader:
+                start, consumed = consumed + 1, reader.line_num
+                if not record:
+                    continue  # a blank line
+                (unreadable if len(record) > len(header) else starts).append(start)
+    except (csv.Error, UnicodeDecodeError):
+        return unknown, None
+    if len(starts) != n_rows or len(unreadable) != n_unreadable:
+        return unknown, None
+    return np.asarray(starts, dtype=np.int64), unreadable
+
+
 def sniff_separator(header: str) -> str | None:
     """The separator that splits a header line into the most fields (None when none does)."""
     counts = {sep: header.count(sep) for sep in SEPARATORS}
@@ -745,16 +835,19 @@ def read_export_file(
             f"header is split by {_SEPARATOR_NAMES[sniffed]}; set read.delimiter: {sniffed!r} in the mapping"
         )
     try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            encoding=encoding,
-            decimal=decimal,
-            thousands=thousands,
-            dtype=dict.fromkeys(text_columns, str),
-            low_memory=False,
-            encoding_errors="strict",
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                sep=sep,
+                encoding=encoding,
+                decimal=decimal,
+                thousands=thousands,
+                dtype=dict.fromkeys(text_columns, str),
+                low_memory=False,
+                encoding_errors="strict",
+                on_bad_lines="warn",  # a line with too many fields is set aside, not the whole file
+            )
     except pd.errors.EmptyDataError:
         raise ExportReadError(f"{path} is empty: no header and no data rows") from None
     except UnicodeDecodeError as error:
@@ -763,7 +856,31 @@ def read_export_file(
         ) from None
     except pd.errors.ParserError as error:
         raise ExportReadError(f"{path}: cannot parse as CSV with separator {sep!r} ({error})") from None
-    frame.columns = [str(c).lstrip("\ufeff").strip() for c in frame.columns]
+    unreadable: list[tuple[int, str]] = []
+    for warning in caught:
+        found = _BAD_LINE.findall(str(warning.message))
+        if found:
+            unreadable += [(int(line), f"unreadable line: {detail}") for line, detail in found]
+        else:  # not ours to interpret: pass it on
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    # a UTF-8 byte order mark, whether decoded as such or as cp1252/latin-1 text
+    frame.columns = [_column_name(c) for c in frame.columns]
+    gzipped = compression is not None
+    row_lines, unreadable_lines = csv_row_lines(
+        path, encoding=encoding, sep=sep, n_rows=len(frame), n_unreadable=len(unreadable), gzipped=gzipped
+    )
+    if unreadable_lines is not None:  # pandas numbers lines its own way around quoted line breaks
+        pairs = zip(unreadable_lines, unreadable, strict=True)
+        unreadable = [(line, problem) for line, (_, problem) in pairs]
+    repeated = _repeated_header_rows(frame)
+    if repeated.any():  # exports joined one after another: each header line again, as a data row
+        lines = row_lines if row_lines is not None else np.arange(len(frame), dtype=np.int64) + 2
+        problem = "unreadable line: the header repeated (files joined?)"
+        unreadable += [(int(line), problem) for line in lines[repeated]]
+        frame = frame.loc[~repeated].reset_index(drop=True)
+        row_lines = lines[~repeated]
+    frame.attrs[UNREADABLE_LINES] = tuple(sorted(unreadable))
+    frame.attrs[ROW_LINES] = row_lines
     missing = [c for c in expected if c not in frame.columns]
     if missing and len(frame.columns) == 1 and sniffed not in (None, sep):
         raise ExportReadError(

@@ -201,7 +201,7 @@ def _build_flat(*, mapping: Path, data: Path | None, output: Path) -> None:
         f"feature table: {result.rows:,} {what}, positive rate {result.positive_rate:.3f} -> {result.output}"
         f"\nleakage audit: {result.output.with_suffix('.audit.csv')}"
         + (
-            f"\nrejected rows: {result.rejected:,} -> {result.rejects_file}"
+            f"\nrejected rows and unreadable lines: {result.rejected:,} -> {result.rejects_file}"
             if result.rejects_file is not None
             else ""
         )

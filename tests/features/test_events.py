@@ -205,6 +205,22 @@ def test_deal_dated_before_its_lead_is_rejected_and_the_build_goes_on(tmp_path: 
     assert row["problem"] == "conversion before the lead was created" and contact in lines[4]
 
 
+def test_an_unreadable_activity_line_is_set_aside_by_its_line_number(tmp_path: Path) -> None:
+    paths = make_event_export(tmp_path)
+    lines = paths["activities"].read_text().splitlines()
+    width = len(lines[0].split(";"))
+    lines.insert(6, lines[5] + ";stray;fields")  # line 7: two separators too many
+    lines.insert(3, "")  # a blank line before it: line 8 now
+    paths["activities"].write_text("\n".join(lines) + "\n")
+    result = EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "t.parquet").run()
+    rejects = pd.read_csv(result.rejects_file)
+    assert len(rejects) == 1
+    row = rejects.iloc[0]
+    assert row["table"] == "activities" and row["line"] == 8 and pd.isna(row["row"])
+    assert row["problem"] == f"unreadable line: expected {width} fields, saw {width + 2}"
+    assert paths["activities"].read_text().splitlines()[7].endswith(";stray;fields")
+
+
 def test_unmapped_activity_type_is_named_with_a_hint_and_stops_above_the_share(tmp_path: Path) -> None:
     paths = make_event_export(tmp_path)
     activities = pd.read_csv(paths["activities"], sep=";", dtype=str)

@@ -147,6 +147,48 @@ def test_dirty_rows_go_to_rejects_with_line_numbers_and_reason(tmp_path: Path) -
     assert "00007" not in set(pd.read_parquet(result.output)["lead_id"])
 
 
+def test_an_export_as_it_comes_loses_only_what_cannot_be_read(tmp_path: Path) -> None:
+    """A byte order mark, a blank line, a header repeated where two files were joined, a line with
+    stray separators, a row exported twice and a quoted line break: the build goes on, every line
+    set aside is named by its own line number, and nothing else is lost."""
+    export = tmp_path / "leads.csv"
+    frame = make_export(300)
+    frame.loc[5, "Notes"] = "called twice,\nno answer"  # a quoted line break: row 5 spans 2 lines
+    header = ",".join(frame.columns)
+    rows = [
+        frame.iloc[[i]].to_csv(header=False, index=False, lineterminator="\n").rstrip("\n")
+        for i in range(300)
+    ]
+    body = [
+        header,
+        *rows[:10],
+        "",
+        *rows[10:20],
+        header,
+        *rows[20:30],
+        rows[30] + ",x,y",
+        rows[30],
+        *rows[31:],
+    ]
+    body.insert(body.index(rows[40]) + 1, rows[40])  # exported twice, cell for cell
+    export.write_bytes(("\ufeff" + "\n".join(body) + "\n").encode("utf-8"))
+    physical = export.read_text(encoding="utf-8-sig").splitlines()
+    mapping_path = write_mapping(tmp_path, export, max_reject_share=0.02)
+    result = FlatBuildJob(mapping_path=mapping_path, output=tmp_path / "t.parquet").run()
+    rejects = pd.read_csv(result.rejects_file)
+    by_problem = {r["problem"]: r for r in rejects.to_dict(orient="records")}
+    repeated = by_problem["unreadable line: the header repeated (files joined?)"]
+    assert physical[int(repeated["line"]) - 1] == header
+    width = len(frame.columns)
+    stray = by_problem[f"unreadable line: expected {width} fields, saw {width + 2}"]
+    assert physical[int(stray["line"]) - 1].endswith(",x,y")
+    twice = by_problem["repeats an earlier row exactly (the first copy is kept)"]
+    assert physical[int(twice["line"]) - 1] == physical[int(twice["line"]) - 2] == rows[40]
+    assert len(rejects) == 3 and result.rejected == 3
+    table = pd.read_parquet(result.output)
+    assert len(table) == 300 and table["lead_id"].is_unique  # every lead once, none lost
+
+
 def test_too_many_dirty_rows_stop_the_build_listing_every_problem(tmp_path: Path) -> None:
     export = tmp_path / "leads.csv"
     frame = make_export(200).astype({"Visits": object})
