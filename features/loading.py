@@ -738,12 +738,13 @@ def csv_row_lines(
     value is None.
     """
     opener = gzip.open if gzipped else open
-    breaks, last = 0, b"\n"
+    breaks, tail = 0, b""
     with opener(path, "rb") as handle:
         while block := handle.read(1 << 24):
             breaks += block.count(b"\n")
-            last = block[-1:]
-    physical = breaks + (0 if last == b"\n" else 1)
+            tail = (tail + block)[-256:]
+    content = tail.rstrip(b"\r\n")  # blank lines at the very end hold no rows: not counted
+    physical = breaks - tail[len(content) :].count(b"\n") + (1 if content else 0)
     if physical == n_rows + 1 and n_unreadable == 0:
         return None, None
     import csv
