@@ -297,7 +297,7 @@ def raw_leads(draw: st.DrawFn) -> list[RawLead]:
     return leads
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(leads=raw_leads())
 def test_vectorised_checks_agree_with_the_contract_validator(leads: list[RawLead]) -> None:
     try:
