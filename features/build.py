@@ -198,12 +198,13 @@ def rejects_frame(problems: list[ContractProblem], *, values: dict[str, pd.DataF
                     "problem": p.problem,
                 }
             )
-        if p.all_rows is None:
+        rows = p.all_rows
+        if rows is None:
             continue
         raw = values.get(p.table)
         if p.row_lines is None and raw is not None and raw.attrs.get(ROW_LINES) is not None:
             p = dataclasses.replace(p, row_lines=raw.attrs[ROW_LINES])  # e.g. a cascade added later
-        for row in p.all_rows:
+        for row in rows:
             value = None
             if raw is not None and p.column is not None and p.column in raw.columns:
                 cell = raw[p.column].iloc[int(row)]
