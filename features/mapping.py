@@ -285,14 +285,28 @@ def parse_numbers(values: pd.Series, *, decimal: str = ".", thousands: str | Non
     return pd.to_numeric(text, errors="coerce").astype(float)
 
 
+def parse_number_text(text: str, *, decimal: str = ".", thousands: str | None = None) -> float | None:
+    """One value as :func:`parse_numbers` reads it (None where it reads NaN): the service checks a
+    record's value with this, so it accepts exactly what training read as a number."""
+    cleaned = text.strip()
+    if thousands:
+        cleaned = cleaned.replace(thousands, "")
+    if decimal != ".":
+        cleaned = cleaned.replace(decimal, ".")
+    number = pd.to_numeric(pd.Series([cleaned], dtype="string"), errors="coerce").iloc[0]
+    return None if pd.isna(number) else float(number)
+
+
 def not_numbers(
     values: pd.Series, *, missing: set[str], decimal: str = ".", thousands: str | None = None
 ) -> np.ndarray:
-    """Rows holding a value that is neither missing nor a number (e.g. "ten")."""
+    """Rows holding a value that is neither missing nor a finite number within float32 ("ten", "inf")."""
     text = values.astype("string").str.strip()
     present = (text.notna() & ~text.isin(list(missing))).to_numpy(dtype=bool)
     numbers = parse_numbers(values, decimal=decimal, thousands=thousands).to_numpy(dtype=float)
-    return present & np.isnan(numbers)
+    with np.errstate(over="ignore"):  # beyond float32 (the features' type) is no number either
+        finite = np.isfinite(numbers.astype(np.float32))
+    return present & ~finite
 
 
 def feature_name(column: str) -> str:

@@ -19,14 +19,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import pandas as pd
 
 from leadscore.features.events import EventFeatureTransform
-from leadscore.features.mapping import FlatFeatureTransform
+from leadscore.features.mapping import FlatFeatureTransform, parse_number_text
 from leadscore.features.vocabulary import ActivityType, InputLayout, LeadStatus
 from leadscore.model import store
 from leadscore.model.raw_leads import PreparedLeads, now_utc, prepare_leads
@@ -342,12 +342,20 @@ def record_contract(flat: object) -> dict[str, str]:
     return {column: spec.kind.value for column, spec in zip(columns, catalogue, strict=True)}
 
 
-def _record_value_problem(value: object, kind: str, missing_values: Sequence[str]) -> str | None:
+def _record_value_problem(
+    value: object,
+    kind: str,
+    missing_values: Collection[str],
+    *,
+    decimal: str = ".",
+    thousands: str | None = None,
+) -> str | None:
     """Why a record value does not fit its column's kind (None when it does).
 
     Numeric columns take what training reads as a number: finite numbers of any sign within float32
-    (the features' type), numeric text, and the mapping's missing placeholders or null; ``true`` is
-    not a number. Categorical columns take any scalar.
+    (the features' type), numeric text as the mapping reads it (its decimal mark and thousands
+    separator), and the column's missing placeholders or null; ``true`` is not a number.
+    Categorical columns take any scalar.
     """
     if isinstance(value, list):
         return "expected one value, got a list (nested activities are for event-export models)"
@@ -358,12 +366,10 @@ def _record_value_problem(value: object, kind: str, missing_values: Sequence[str
     if isinstance(value, str):
         if value.strip() in missing_values or value.strip() == "":
             return None
-        if "_" in value:
+        parsed = parse_number_text(value, decimal=decimal, thousands=thousands)
+        if parsed is None:
             return "expected a number, got text"
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return "expected a number, got text"
+        number = parsed
     elif isinstance(value, int | float):
         number = float(value)
     else:
@@ -405,7 +411,13 @@ def score_records_request(
             )
             continue
         for column, kind in contract.items():
-            problem = _record_value_problem(record.get(column), kind, flat.mapping.missing_values)
+            problem = _record_value_problem(
+                record.get(column),
+                kind,
+                flat.mapping.missing_for(column),
+                decimal=flat.mapping.read.decimal,
+                thousands=flat.mapping.read.thousands,
+            )
             if problem is not None:
                 problems.append(
                     Problem(

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadscore.features.build import (
     FlatBuildJob,
@@ -23,6 +25,9 @@ from leadscore.features.mapping import (
     ExportMapping,
     FlatFeatureTransform,
     column_sentence,
+    not_numbers,
+    parse_number_text,
+    parse_numbers,
     read_export,
     render_sentence,
 )
@@ -291,3 +296,29 @@ def test_flat_transform_keeps_negative_numbers_and_decimal_comma_at_scoring(tmp_
     assert features["economy"].iloc[0] == pytest.approx(-2.25)
     assert np.isnan(features["calls"].iloc[0])
     assert transform.sentence("visits", {"visits": 1.0}) == "Visited 1 time"
+
+
+@given(
+    st.text(alphabet="0123456789.,-+e _$abcinfINF", max_size=12),
+    st.sampled_from([(".", None), (",", "."), (".", ","), (",", " ")]),
+)
+@settings(max_examples=300, deadline=None)
+def test_one_value_reads_as_the_column_reads_it(text: str, marks: tuple[str, str | None]) -> None:
+    """The service checks a record's value one at a time: it must read what training reads."""
+    decimal, thousands = marks
+    one = parse_number_text(text, decimal=decimal, thousands=thousands)
+    column = parse_numbers(pd.Series([text, "1"]), decimal=decimal, thousands=thousands).iloc[0]
+    assert (one is None and pd.isna(column)) or one == column
+
+
+def test_infinite_and_float32_overflowing_numbers_are_rejected_rows() -> None:
+    values = pd.Series(["1.5", "inf", "-inf", "1e39", "", "Select", "ten"])
+    assert not_numbers(values, missing={"", "Select"}).tolist() == [
+        False,
+        True,
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]

@@ -220,3 +220,17 @@ def test_export_without_an_id_column_is_scored_with_synthetic_ids(
     response = score_records_request(unnamed, RecordsRequest(records=records))
     assert [r.lead_id for r in response.results] == ["row-2", "row-3", "row-4"]
     assert all(r.probability is not None for r in response.results)
+
+
+def test_record_numbers_are_read_with_the_mapping_s_decimal_mark_and_missing_values() -> None:
+    """A decimal-comma export: the service accepts "1,5" as training did, and the column's own
+    placeholder as missing (it refused both before)."""
+    from leadscore.serving.engine import _record_value_problem
+
+    comma = {"decimal": ",", "thousands": "."}
+    assert _record_value_problem("1,5", "numeric", {""}, **comma) is None
+    assert _record_value_problem("1.234,5", "numeric", {""}, **comma) is None
+    assert _record_value_problem("n/a", "numeric", {"", "n/a"}, **comma) is None
+    assert _record_value_problem("1,5", "numeric", {""}) == "expected a number, got text"
+    assert _record_value_problem("ten", "numeric", {""}, **comma) == "expected a number, got text"
+    assert "finite" in str(_record_value_problem("inf", "numeric", {""}))
