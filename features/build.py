@@ -168,9 +168,18 @@ def rejected_rows(
         if p.all_rows is not None:
             rows[p.table] = np.union1d(rows.get(p.table, np.empty(0, dtype=np.int64)), p.all_rows)
     lost = {t: sum(len(p.file_lines) for p in problems if p.table == t) for t in rows}  # unreadable lines
+    # a row repeated cell for cell loses nothing (its first copy is kept): not counted against the share
+    repeated = [p for p in problems if p.problem == REPEATED_ROW and p.all_rows is not None]
+    repeats = {
+        t: np.unique(
+            np.concatenate([np.empty(0, dtype=np.int64), *(p.all_rows for p in repeated if p.table == t)])
+        )
+        for t in rows
+    }
+    counted = {t: np.setdiff1d(r, repeats[t]) for t, r in rows.items()}
     shares = {
         t: ((len(r) + lost[t]) / (sizes.get(t, 0) + lost[t]) if sizes.get(t, 0) + lost[t] else 0.0)
-        for t, r in rows.items()
+        for t, r in counted.items()
     }
     if whole or any(share > max_share for share in shares.values()):
         raise TooManyRejects(problems, shares=shares, limit=max_share)
@@ -182,7 +191,7 @@ def rejects_frame(problems: list[ContractProblem], *, values: dict[str, pd.DataF
 
     Lines that never became rows (unreadable) have no row; a row whose line is not known has no line.
     """
-    from leadscore.features.loading import ROW_LINES
+    from leadscore.features.loading import export_lines
 
     records = []
     for p in problems:
@@ -191,7 +200,7 @@ def rejects_frame(problems: list[ContractProblem], *, values: dict[str, pd.DataF
                 {
                     "table": p.table,
                     "file": p.source,
-                    "line": line,
+                    "line": line if line >= 0 else None,
                     "row": None,
                     "column": None,
                     "value": None,
@@ -202,8 +211,8 @@ def rejects_frame(problems: list[ContractProblem], *, values: dict[str, pd.DataF
         if rows is None:
             continue
         raw = values.get(p.table)
-        if p.row_lines is None and raw is not None and raw.attrs.get(ROW_LINES) is not None:
-            p = dataclasses.replace(p, row_lines=raw.attrs[ROW_LINES])  # e.g. a cascade added later
+        if p.row_lines is None and raw is not None and export_lines(raw).row_lines is not None:
+            p = dataclasses.replace(p, row_lines=export_lines(raw).row_lines)  # e.g. a cascade added later
         for row in rows:
             value = None
             if raw is not None and p.column is not None and p.column in raw.columns:
@@ -234,17 +243,17 @@ def with_file_lines(
 
     ``frames`` are the tables as :func:`~leadscore.features.loading.read_export_file` read them.
     """
-    from leadscore.features.loading import ROW_LINES, UNREADABLE_LINES
+    from leadscore.features.loading import export_lines
 
     out = [
-        dataclasses.replace(p, row_lines=frames[p.table].attrs.get(ROW_LINES))
-        if p.table in frames and frames[p.table].attrs.get(ROW_LINES) is not None
+        dataclasses.replace(p, row_lines=export_lines(frames[p.table]).row_lines)
+        if p.table in frames and export_lines(frames[p.table]).row_lines is not None
         else p
         for p in problems
     ]
     for table, frame in frames.items():
         by_problem: dict[str, list[int]] = {}
-        for line, problem in frame.attrs.get(UNREADABLE_LINES, ()):
+        for line, problem in export_lines(frame).unreadable:
             by_problem.setdefault(problem, []).append(line)
         for problem, lines in by_problem.items():
             out.append(

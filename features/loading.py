@@ -111,7 +111,7 @@ class ContractProblem:
         if self.source is not None:
             where = f"{where} [{self.source}]"
         if self.file_lines:
-            shown_lines = ", ".join(map(str, self.file_lines[:10]))
+            shown_lines = ", ".join(str(line) if line >= 0 else "?" for line in self.file_lines[:10])
             noun = "line" if len(self.file_lines) == 1 else "lines"
             return f"{where}: {self.problem} ({len(self.file_lines)} {noun}: {shown_lines})"
         noun = "row" if self.count == 1 else "rows"
@@ -699,9 +699,33 @@ class ExportReadError(ValueError):
     """An export file cannot be read as configured; the message names the file and the fix."""
 
 
-#: ``DataFrame.attrs`` keys :func:`read_export_file` sets on a CSV's frame.
-UNREADABLE_LINES = "leadscore_unreadable_lines"  # (line, problem) of lines set aside
-ROW_LINES = "leadscore_row_lines"  # each row's file line (None: header + 1 + row, or not known)
+#: The ``DataFrame.attrs`` key under which :func:`read_export_file` leaves a CSV's :class:`ExportLines`.
+EXPORT_LINES = "leadscore_export_lines"
+
+
+@dataclass(frozen=True, eq=False)
+class ExportLines:
+    """Where a CSV's rows and set-aside lines are in the file (``frame.attrs[EXPORT_LINES]``).
+
+    Compared by identity and never copied: pandas compares and deep-copies ``attrs`` on every
+    derived frame, and an array would neither compare to a bool nor copy for free.
+    """
+
+    row_lines: np.ndarray | None
+    """Each row's file line (-1: not known); None when rows are simply header + 1 + row."""
+    unreadable: tuple[tuple[int, str], ...]
+    """(line, problem) of each line set aside (line -1: not known)."""
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ExportLines:
+        return self
+
+
+def export_lines(frame: pd.DataFrame) -> ExportLines:
+    """The line map :func:`read_export_file` left on ``frame`` (empty for other frames)."""
+    found = frame.attrs.get(EXPORT_LINES)
+    return found if isinstance(found, ExportLines) else ExportLines(None, ())
+
+
 _BAD_LINE = re.compile(r"Skipping line (\d+): (expected \d+ fields, saw \d+)")
 
 
@@ -761,8 +785,8 @@ def csv_row_lines(
             consumed = reader.line_num
             for record in reader:
                 start, consumed = consumed + 1, reader.line_num
-                if not record:
-                    continue  # a blank line
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue  # a blank (or whitespace-only) line: pandas skips it too
                 (unreadable if len(record) > len(header) else starts).append(start)
     except (csv.Error, UnicodeDecodeError):
         return unknown, None
@@ -848,6 +872,7 @@ def read_export_file(
                 low_memory=False,
                 encoding_errors="strict",
                 on_bad_lines="warn",  # a line with too many fields is set aside, not the whole file
+                index_col=False,  # extra fields on the first data line never become an index
             )
     except pd.errors.EmptyDataError:
         raise ExportReadError(f"{path} is empty: no header and no data rows") from None
@@ -858,14 +883,20 @@ def read_export_file(
     except pd.errors.ParserError as error:
         raise ExportReadError(f"{path}: cannot parse as CSV with separator {sep!r} ({error})") from None
     unreadable: list[tuple[int, str]] = []
+    first_line_too_long = False
     for warning in caught:
         found = _BAD_LINE.findall(str(warning.message))
-        if found:
+        if "Length of header or names does not match length of data" in str(warning.message):
+            first_line_too_long = True  # pandas cut the first data line's extra fields off
+        elif found:
             unreadable += [(int(line), f"unreadable line: {detail}") for line, detail in found]
         else:  # not ours to interpret: pass it on
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     # a UTF-8 byte order mark, whether decoded as such or as cp1252/latin-1 text
     frame.columns = [_column_name(c) for c in frame.columns]
+    if first_line_too_long:  # set aside like every other line with too many fields
+        frame = frame.iloc[1:].reset_index(drop=True)
+        unreadable.insert(0, (2, f"unreadable line: expected {len(frame.columns)} fields, saw more"))
     gzipped = compression is not None
     row_lines, unreadable_lines = csv_row_lines(
         path, encoding=encoding, sep=sep, n_rows=len(frame), n_unreadable=len(unreadable), gzipped=gzipped
@@ -880,8 +911,7 @@ def read_export_file(
         unreadable += [(int(line), problem) for line in lines[repeated]]
         frame = frame.loc[~repeated].reset_index(drop=True)
         row_lines = lines[~repeated]
-    frame.attrs[UNREADABLE_LINES] = tuple(sorted(unreadable))
-    frame.attrs[ROW_LINES] = row_lines
+    frame.attrs[EXPORT_LINES] = ExportLines(row_lines, tuple(sorted(unreadable)))
     missing = [c for c in expected if c not in frame.columns]
     if missing and len(frame.columns) == 1 and sniffed not in (None, sep):
         raise ExportReadError(

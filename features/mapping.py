@@ -272,6 +272,10 @@ def mapping_json_schema() -> dict[str, Any]:
     }
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def parse_numbers(values: pd.Series, *, decimal: str = ".", thousands: str | None = None) -> pd.Series:
     """Numbers from export values (text or numbers); unparsable text becomes NaN (check it first
     with :func:`not_numbers`)."""
@@ -282,7 +286,13 @@ def parse_numbers(values: pd.Series, *, decimal: str = ".", thousands: str | Non
         text = text.str.replace(thousands, "", regex=False)
     if decimal != ".":
         text = text.str.replace(decimal, ".", regex=False)
-    return pd.to_numeric(text, errors="coerce").astype(float)
+    parsed = pd.to_numeric(text, errors="coerce").astype(float)
+    if values.dtype == object and (thousands or decimal != "."):
+        # numbers already (a JSON record mixing 1.5 with "2,5"): never read their "." as a separator
+        is_number = values.map(_is_number).to_numpy(dtype=bool)
+        if is_number.any():
+            parsed[is_number] = pd.to_numeric(values[is_number], errors="coerce").astype(float)
+    return parsed
 
 
 def parse_number_text(text: str, *, decimal: str = ".", thousands: str | None = None) -> float | None:

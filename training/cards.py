@@ -109,8 +109,10 @@ def explain_leads(
     version = str(model.metadata.get("version", ""))
     people = [lead_identity({str(k): v for k, v in row.items()}) for row in leads.to_dict(orient="records")]
     demo = total_count_name("demo_request")
-    hand_raised = (
-        features[demo].to_numpy(dtype=float) > 0 if demo in features else np.zeros(len(features), bool)
+    hand_raised = (  # as the model's tiers read it: only where the model has the feature
+        features[demo].to_numpy(dtype=float) > 0
+        if demo in model.feature_names
+        else np.zeros(len(features), dtype=bool)
     )
     return [
         LeadCard(

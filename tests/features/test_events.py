@@ -221,6 +221,16 @@ def test_an_unreadable_activity_line_is_set_aside_by_its_line_number(tmp_path: P
     assert paths["activities"].read_text().splitlines()[7].endswith(";stray;fields")
 
 
+def test_blank_lines_in_every_table_change_nothing_but_the_line_numbers(tmp_path: Path) -> None:
+    paths = make_event_export(tmp_path)
+    clean = EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "clean.parquet").run()
+    for path in paths.values():
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join([*lines[:4], "", *lines[4:]]) + "\n")
+    result = EventBuildJob(mapping_path=write_mapping(tmp_path), output=tmp_path / "t.parquet").run()
+    pd.testing.assert_frame_equal(pd.read_parquet(result.output), pd.read_parquet(clean.output))
+
+
 def test_unmapped_activity_type_is_named_with_a_hint_and_stops_above_the_share(tmp_path: Path) -> None:
     paths = make_event_export(tmp_path)
     activities = pd.read_csv(paths["activities"], sep=";", dtype=str)

@@ -24,7 +24,9 @@ from leadscore.features.loading import (
     DataContractError,
     empty_activities,
     empty_outcomes,
+    export_lines,
     load_crm_tables,
+    read_export_file,
     read_table,
     validate_crm_tables,
 )
@@ -619,3 +621,43 @@ def test_required_columns_are_still_required() -> None:
     assert [(p.table, p.column, p.problem) for p in caught.value.problems] == [
         ("leads", "created_at", "missing column")
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "ids", "row_lines", "unreadable"),
+    [
+        # extra fields on the first data line: set aside like any other line (pandas would make an index)
+        (
+            "id,x\n1,2,9\n3,4\n5,6\n",
+            ["3", "5"],
+            [3, 4],
+            [(2, "unreadable line: expected 2 fields, saw more")],
+        ),
+        ("id,x\n1,2\n   \n3,4\n", ["1", "3"], [2, 4], []),  # a whitespace-only line is blank
+        (
+            "id,x\n1,2\n  \nid,x\n5,6\n",
+            ["1", "5"],
+            [2, 5],
+            [(4, "unreadable line: the header repeated (files joined?)")],
+        ),
+        # CRLF, a blank line, a quoted line break, a line with a stray field
+        (
+            'id,x\r\n1,2\r\n\r\n"3\n",4\r\n5,6,7\r\n8,9\r\n',
+            ["1", "3\n", "8"],
+            [2, 4, 7],
+            [(6, "unreadable line: expected 2 fields, saw 3")],
+        ),
+        ("id,x\n1,2\n3,4", ["1", "3"], None, []),  # one line per row: no map needed
+    ],
+)
+def test_rows_keep_their_file_lines_and_unreadable_lines_are_set_aside(
+    tmp_path: Path, text: str, ids: list[str], row_lines: list[int] | None, unreadable: list[tuple[int, str]]
+) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes(text.encode())
+    frame = read_export_file(path, text_columns=("id",))
+    lines = export_lines(frame)
+    assert frame["id"].tolist() == ids
+    assert (lines.row_lines.tolist() if lines.row_lines is not None else None) == row_lines
+    assert list(lines.unreadable) == unreadable
+    assert len(pd.concat([frame, frame])) == 2 * len(ids)  # pandas compares attrs on concat

@@ -194,6 +194,18 @@ def test_an_export_as_it_comes_loses_only_what_cannot_be_read(tmp_path: Path) ->
     assert len(table) == 300 and table["lead_id"].is_unique  # every lead once, none lost
 
 
+def test_an_export_run_twice_is_read_once(tmp_path: Path) -> None:
+    """Every row twice, cell for cell: nothing is lost, so the reject share does not stop the build."""
+    export = tmp_path / "leads.csv"
+    frame = make_export(200)
+    pd.concat([frame, frame]).to_csv(export, index=False)
+    result = FlatBuildJob(mapping_path=write_mapping(tmp_path, export), output=tmp_path / "t.parquet").run()
+    table = pd.read_parquet(result.output)
+    assert len(table) == 200 and table["lead_id"].is_unique
+    rejects = pd.read_csv(result.rejects_file)
+    assert len(rejects) == 200 and set(rejects["line"]) == set(range(202, 402))
+
+
 def test_too_many_dirty_rows_stop_the_build_listing_every_problem(tmp_path: Path) -> None:
     export = tmp_path / "leads.csv"
     frame = make_export(200).astype({"Visits": object})
@@ -322,3 +334,10 @@ def test_infinite_and_float32_overflowing_numbers_are_rejected_rows() -> None:
         False,
         True,
     ]
+
+
+def test_numbers_sent_as_numbers_are_never_read_through_the_separators() -> None:
+    """A JSON record mixing 1.5 with "2,5" (a decimal-comma export): 1.5 stays 1.5, not 15."""
+    mixed = pd.Series([1.5, "n/a", "2,5", 3, "1.234,5"], dtype=object)
+    parsed = parse_numbers(mixed, decimal=",", thousands=".")
+    assert parsed.iloc[[0, 2, 3, 4]].tolist() == [1.5, 2.5, 3.0, 1234.5] and pd.isna(parsed.iloc[1])
