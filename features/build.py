@@ -15,7 +15,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from leadscore.features.contract import mask_personal_data
-from leadscore.features.loading import ContractProblem, CrmTables, DataContractError, load_crm_tables
+from leadscore.features.loading import (
+    FOOTER_LINE,
+    ContractProblem,
+    CrmTables,
+    DataContractError,
+    load_crm_tables,
+)
 from leadscore.features.training_table import SnapshotPolicy, build_training_table, observed_until
 
 if TYPE_CHECKING:
@@ -167,7 +173,9 @@ def rejected_rows(
     for p in problems:
         if p.all_rows is not None:
             rows[p.table] = np.union1d(rows.get(p.table, np.empty(0, dtype=np.int64)), p.all_rows)
-    lost = {t: sum(len(p.file_lines) for p in problems if p.table == t) for t in rows}  # unreadable lines
+    lost = {  # unreadable lines (a report's footer lines hold no data: not counted)
+        t: sum(len(p.file_lines) for p in problems if p.table == t and p.problem != FOOTER_LINE) for t in rows
+    }
     # a row repeated cell for cell loses nothing (its first copy is kept): not counted against the share
     repeated = [p for p in problems if p.problem == REPEATED_ROW and p.all_rows is not None]
     repeats = {
