@@ -255,8 +255,11 @@ def test_property_fast_batches_equal_the_batch_path(
     @settings(PROPERTY, max_examples=40)
     def check(cases: list[tuple[dict[str, Any], str | None]], explain: bool, top_k: int) -> None:
         raws = [{**raw, "lead_id": f"{raw['lead_id']}-{i}"} for i, (raw, _) in enumerate(cases)]
-        request = ScoreRequest.model_validate({"leads": raws, "explain": explain, "top_k": top_k})
-        many = engine._fast_many(loaded, request.leads, as_of=None, settings=SETTINGS, now=NOW)
+        as_of = cases[0][1]  # the request's own as_of, when the first lead drew one
+        request = ScoreRequest.model_validate(
+            {"leads": raws, "explain": explain, "top_k": top_k, "as_of": as_of}
+        )
+        many = engine._fast_many(loaded, request.leads, as_of=request.as_of, settings=SETTINGS, now=NOW)
         stats["fast" if many is not None else "declined"] += 1
         try:
             batch = engine.score_request(loaded, request, SETTINGS, now=NOW, fast=False)
