@@ -726,6 +726,7 @@ def export_lines(frame: pd.DataFrame) -> ExportLines:
     return found if isinstance(found, ExportLines) else ExportLines(None, ())
 
 
+_EXCEL_SEPARATOR = re.compile(r"sep=(.)")  # Excel's first line naming the separator, e.g. "sep=;"
 _BAD_LINE = re.compile(r"Skipping line (\d+): (expected \d+ fields, saw \d+)")
 
 
@@ -782,7 +783,7 @@ def _repeated_header_rows(frame: pd.DataFrame) -> np.ndarray:
 
 
 def csv_row_lines(
-    path: Path, *, encoding: str, sep: str, n_rows: int, n_unreadable: int, gzipped: bool
+    path: Path, *, encoding: str, sep: str, n_rows: int, n_unreadable: int, gzipped: bool, preamble: int = 0
 ) -> tuple[np.ndarray | None, list[int] | None]:
     """The file line each data row starts on, and the lines set aside, as the file counts them.
 
@@ -802,8 +803,9 @@ def csv_row_lines(
             tail = (tail + block)[-256:]
     content = tail.rstrip(b"\r\n")  # blank lines at the very end hold no rows: not counted
     physical = breaks - tail[len(content) :].count(b"\n") + (1 if content else 0)
-    if physical == n_rows + 1 and n_unreadable == 0:
-        return None, None
+    if physical == preamble + n_rows + 1 and n_unreadable == 0:
+        # one line per row: rows and lines are 2 apart (plus a "sep=" line before the header)
+        return (None if preamble == 0 else np.arange(n_rows, dtype=np.int64) + 2 + preamble), None
     import csv
 
     starts: list[int] = []
@@ -811,13 +813,15 @@ def csv_row_lines(
     unknown = np.full(n_rows, -1, dtype=np.int64)
     try:
         with opener(path, "rt", encoding=encoding, newline="") as text:
+            for _ in range(preamble):
+                text.readline()
             reader = csv.reader(text, delimiter=sep)
             header = next(reader, None)
             if header is None:
                 return unknown, None
-            consumed = reader.line_num
+            consumed = preamble + reader.line_num
             for record in reader:
-                start, consumed = consumed + 1, reader.line_num
+                start, consumed = consumed + 1, preamble + reader.line_num
                 if not record or (len(record) == 1 and not record[0].strip()):
                     continue  # a blank (or whitespace-only) line: pandas skips it too
                 (unreadable if len(record) > len(header) else starts).append(start)
@@ -883,9 +887,12 @@ def read_export_file(
         raise ExportReadError(f"{path}: unknown encoding '{encoding}' in read.encoding") from None
     if not text.strip():
         raise ExportReadError(f"{path} is empty: no header and no data rows")
-    header = text.lstrip("\ufeff").splitlines()[0]
+    first_lines = text.lstrip("\ufeff").splitlines()
+    excel = _EXCEL_SEPARATOR.fullmatch(first_lines[0].strip())
+    preamble = 1 if excel else 0  # Excel's "sep=;" line names the separator; the header follows it
+    header = first_lines[preamble] if len(first_lines) > preamble else ""
     sniffed = sniff_separator(header)
-    sep = delimiter or sniffed or ","
+    sep = delimiter or (excel.group(1) if excel else None) or sniffed or ","
     expected = list(expected_columns)
     if sep not in header and sniffed is not None and sniffed != sep:
         raise ExportReadError(
@@ -904,6 +911,7 @@ def read_export_file(
                 dtype=dict.fromkeys(text_columns, str),
                 low_memory=False,
                 encoding_errors="strict",
+                skiprows=preamble,
                 on_bad_lines="warn",  # a line with too many fields is set aside, not the whole file
                 index_col=False,  # extra fields on the first data line never become an index
             )
@@ -932,7 +940,13 @@ def read_export_file(
         unreadable.insert(0, (2, f"unreadable line: expected {len(frame.columns)} fields, saw more"))
     gzipped = compression is not None
     row_lines, unreadable_lines = csv_row_lines(
-        path, encoding=encoding, sep=sep, n_rows=len(frame), n_unreadable=len(unreadable), gzipped=gzipped
+        path,
+        encoding=encoding,
+        sep=sep,
+        n_rows=len(frame),
+        n_unreadable=len(unreadable),
+        gzipped=gzipped,
+        preamble=preamble,
     )
     if unreadable_lines is not None:  # pandas numbers lines its own way around quoted line breaks
         pairs = zip(unreadable_lines, unreadable, strict=True)

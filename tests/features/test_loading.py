@@ -648,6 +648,14 @@ def test_required_columns_are_still_required() -> None:
             [(6, "unreadable line: expected 2 fields, saw 3")],
         ),
         ("id,x\n1,2\n3,4", ["1", "3"], None, []),  # one line per row: no map needed
+        # Excel's "sep=;" first line names the separator; lines count from the file's first
+        ("sep=;\nid;x\n1;2\n3;4\n", ["1", "3"], [3, 4], []),
+        (
+            "sep=;\nid;x\n1;2\n\n3;4;5\n6;7\n",
+            ["1", "6"],
+            [3, 6],
+            [(5, "unreadable line: expected 2 fields, saw 3")],
+        ),
     ],
 )
 def test_rows_keep_their_file_lines_and_unreadable_lines_are_set_aside(
