@@ -315,11 +315,32 @@ class FeatureRow(Mapping[str, object]):
         return len(self._columns)
 
 
+class _ColumnLists(Mapping[str, list[object]]):
+    """Feature columns turned into Python lists on first read, each once: reasons read a few columns
+    of every row, and a list read costs a tenth of a NumPy scalar's; unread columns are never copied."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray]) -> None:
+        self._arrays = columns
+        self._lists: dict[str, list[object]] = {}
+
+    def __getitem__(self, name: str) -> list[object]:
+        found = self._lists.get(name)
+        if found is None:
+            found = self._lists[name] = self._arrays[name].tolist()
+        return found
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+
 def records_from_columns(columns: Mapping[str, np.ndarray]) -> list[FeatureRow]:
     """Feature rows as read-only mappings over whole columns (numbers as floats, missing as None)."""
-    values = {name: column.tolist() for name, column in columns.items()}
-    n = len(next(iter(values.values()))) if values else 0
-    return [FeatureRow(values, i) for i in range(n)]
+    n = len(next(iter(columns.values()))) if columns else 0
+    lists = _ColumnLists(columns)
+    return [FeatureRow(lists, i) for i in range(n)]
 
 
 def rows_as_records(frame: pd.DataFrame) -> list[FeatureRow]:
