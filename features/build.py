@@ -689,6 +689,7 @@ class EventBuildJob:
                 encoding=options.encoding,
                 decimal=options.decimal,
                 thousands=options.thousands,
+                missing_text=options.missing_text,
                 text_columns=self._text_columns(mapping, name),
                 expected_columns=self._used_columns(mapping, name),
             )

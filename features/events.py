@@ -435,9 +435,14 @@ class EventFeatureTransform:
         return tuple(specs)
 
     # --- export rows -> contract rows ----------------------------------------------------------
-    def missing_for(self, column: str) -> set[str]:
-        m = self.mapping.tables.leads.attributes.get(column)
-        return {*self.mapping.missing_values, *(m.missing_values if m is not None else ())}
+    def missing_for(self, column: str, *, table: str = "leads") -> set[str]:
+        """The texts that mean "missing" in a column: the file's, the mapping's and the attribute's."""
+        m = self.mapping.tables.leads.attributes.get(column) if table == "leads" else None
+        return {
+            *self.mapping.read_options(table).missing_text,
+            *self.mapping.missing_values,
+            *(m.missing_values if m is not None else ()),
+        }
 
     def contract_leads(self, raw: pd.DataFrame, *, ids: np.ndarray | None = None) -> pd.DataFrame:
         """Leads with contract column names (custom attributes keep their export names, cleaned)."""
@@ -453,7 +458,7 @@ class EventFeatureTransform:
         out["created_at"] = parse_dates_text(raw.get(spec.created_at_column), options, len(raw), raw.index)
         for column, target in spec.rename.items():
             values = raw[column] if column in raw.columns else pd.Series([None] * len(raw), index=raw.index)
-            out[target.value] = _clean(values, set(self.mapping.missing_values))
+            out[target.value] = _clean(values, self.missing_for(column))
         for column in self.attributes:
             values = raw[column] if column in raw.columns else pd.Series([None] * len(raw), index=raw.index)
             cleaned = _clean(values, self.missing_for(column))
@@ -481,10 +486,13 @@ class EventFeatureTransform:
         out = pd.DataFrame(index=raw.index)
         out["lead_id"] = raw[spec.lead_id_column] if spec.lead_id_column in raw.columns else None
         out["timestamp"] = parse_dates_text(raw.get(spec.timestamp_column), options, len(raw), raw.index)
-        types = _clean(raw.get(spec.type_column, pd.Series([None] * len(raw), index=raw.index)), set())
+        types = _clean(
+            raw.get(spec.type_column, pd.Series([None] * len(raw), index=raw.index)),
+            set(options.missing_text),
+        )
         out["activity_type"] = types.map(lambda t: self.type_map.get(t, t) if isinstance(t, str) else t)
         if spec.page_column is not None and spec.page_column in raw.columns:
-            page = _clean(raw[spec.page_column], set(self.mapping.missing_values))
+            page = _clean(raw[spec.page_column], self.missing_for(spec.page_column, table="activities"))
             known = {p.value for p in PageCategory}
             out["page_category"] = page.map(
                 lambda v: (

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from leadscore.features.contract import ActivitiesSchema, ActivityType, LeadsSchema, OutcomesSchema
+from leadscore.features.vocabulary import DEFAULT_MISSING_TEXT
 
 __all__ = [
     "ContractProblem",
@@ -847,14 +848,17 @@ def read_export_file(
     encoding: str = "utf-8",
     decimal: str = ".",
     thousands: str | None = None,
+    missing_text: Iterable[str] | None = None,
     text_columns: Iterable[str] = (),
     expected_columns: Iterable[str] = (),
 ) -> pd.DataFrame:
     """Read one CSV or Parquet export; ``delimiter=None`` sniffs it from the header line.
 
     ``text_columns`` are read as text (ids keep leading zeros); everything else as pandas infers
-    it with the given decimal mark. Raises :class:`ExportReadError` naming the file for an empty
-    file, a header-only file, bad encoding, or a separator that leaves expected columns unsplit.
+    it with the given decimal mark. Cells whose text is in ``missing_text`` (default: the mapping's
+    default list, pandas' own) are read as missing, and nothing else is. Raises
+    :class:`ExportReadError` naming the file for an empty file, a header-only file, bad encoding, or
+    a separator that leaves expected columns unsplit.
     """
     path = Path(path)
     if not path.exists():
@@ -912,6 +916,8 @@ def read_export_file(
                 low_memory=False,
                 encoding_errors="strict",
                 skiprows=preamble,
+                keep_default_na=False,  # exactly the missing text the service also applies
+                na_values=list(DEFAULT_MISSING_TEXT if missing_text is None else missing_text),
                 on_bad_lines="warn",  # a line with too many fields is set aside, not the whole file
                 index_col=False,  # extra fields on the first data line never become an index
             )

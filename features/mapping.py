@@ -37,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from leadscore.features.catalogue import Family, FeatureKind, FeatureSpec
-from leadscore.features.vocabulary import InputLayout
+from leadscore.features.vocabulary import DEFAULT_MISSING_TEXT, InputLayout
 from leadscore.features.wording import choose_forms, is_one
 
 
@@ -47,7 +47,7 @@ def render_sentence(template: str, value: object, **fields: object) -> str:
 
 
 class ReadOptions(BaseModel):
-    """How to read a CSV export (ignored for Parquet, except ``format``)."""
+    """How to read a CSV export (ignored for Parquet, except ``format`` and ``missing_text``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,6 +72,12 @@ class ReadOptions(BaseModel):
     date_format: str | None = Field(
         default=None,
         description="strftime format of dates, e.g. '%d/%m/%Y'. Left out: ISO 8601, else inferred.",
+    )
+    missing_text: tuple[str, ...] = Field(
+        default=DEFAULT_MISSING_TEXT,
+        description="Cell texts that mean 'no value' in every column of the file, ids, dates and labels "
+        "included (default: pandas' list, e.g. NA, NULL, nan, #N/A). The service reads records the same "
+        "way. Set [''] to keep e.g. 'NA' (Namibia) as text.",
     )
 
 
@@ -214,8 +220,13 @@ class ExportMapping(BaseModel):
         return "row_order" if self.order_column is not None or self.rows_in_time_order else "none"
 
     def missing_for(self, column: str) -> set[str]:
+        """The texts that mean "missing" in ``column``: the file's, the mapping's and the column's."""
         extra = self.columns[column].missing_values if column in self.columns else ()
-        return {*self.missing_values, *extra}
+        return {*self.read.missing_text, *self.missing_values, *extra}
+
+    def is_missing_text(self, value: object) -> bool:
+        """Whether a cell the client sent reads as no value (null, blank or the file's missing text)."""
+        return value is None or (isinstance(value, str) and value.strip() in {"", *self.read.missing_text})
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
@@ -347,6 +358,7 @@ def read_export(
         encoding=options.encoding,
         decimal=options.decimal,
         thousands=options.thousands,
+        missing_text=options.missing_text,
         text_columns=text,
         expected_columns=expected,
     )

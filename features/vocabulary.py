@@ -8,6 +8,30 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# Cell texts a CSV export means as "no value": pandas' own default list, written out so that the
+# reader and the service use one list whatever the pandas version (see ReadOptions.missing_text).
+DEFAULT_MISSING_TEXT: tuple[str, ...] = (
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+)
+
 
 class InputLayout(StrEnum):
     """What a model's feature transform reads: the leads it can score."""

@@ -499,3 +499,22 @@ def test_actionable_is_documented_as_a_catalogue_label_not_a_next_best_action() 
     assert "never a custom type" in described and "next best actions" in described
     attributes = schema["$defs"]["LeadsTable"]["properties"]["attributes"]["description"]
     assert "Not point-in-time" in attributes
+
+
+def test_missing_text_in_lead_columns_reads_as_no_value_as_the_csv_reader_does() -> None:
+    """Records a CRM sends: "NA"/"NULL"/"nan" in a renamed column, a categorical and a numeric
+    attribute are no value, as the CSV reader reads them at training (not a category "NA")."""
+    transform = EventFeatureTransform(EventMapping.model_validate(mapping_data()))
+    raw = pd.DataFrame(
+        {
+            "Contact": ["c1", "c2"],
+            "Signed Up": ["01/02/2024 10:00", "01/02/2024 10:00"],
+            "Lead Source": ["NA", "web"],
+            "Plan Interest": ["NULL", "pro"],
+            "Seats": ["nan", "3"],
+        }
+    )
+    leads = transform.contract_leads(raw)
+    assert leads["channel"].tolist() == [None, "web"]
+    assert leads["Plan Interest"].tolist() == [None, "pro"]
+    assert pd.isna(leads["Seats"].iloc[0]) and leads["Seats"].iloc[1] == 3

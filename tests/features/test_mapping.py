@@ -363,3 +363,47 @@ def test_numbers_sent_as_numbers_are_never_read_through_the_separators() -> None
     mixed = pd.Series([1.5, "n/a", "2,5", 3, "1.234,5"], dtype=object)
     parsed = parse_numbers(mixed, decimal=",", thousands=".")
     assert parsed.iloc[[0, 2, 3, 4]].tolist() == [1.5, 2.5, 3.0, 1234.5] and pd.isna(parsed.iloc[1])
+
+
+def test_missing_text_reads_the_same_in_a_csv_and_in_records_a_crm_sends(tmp_path: Path) -> None:
+    """Train/serve parity: every text the CSV reader takes for "no value" (NA, NULL, nan, #N/A...)
+    is no value in a record sent to the service too, in numeric and categorical columns alike."""
+    from leadscore.features.vocabulary import DEFAULT_MISSING_TEXT
+    from leadscore.serving.engine import _record_value_problem
+
+    tokens = [t for t in DEFAULT_MISSING_TEXT if t]
+    export = tmp_path / "leads.csv"
+    lines = ["Lead Id,Source,Visits,Economy,Calls,Notes,Converted"]
+    lines += [f"{i:05d},{token},{token},1.5,2,a,{i % 2}" for i, token in enumerate(tokens)]
+    lines += ["09998,web,3,1.5,2,a,1", "09999,ads,4,-1,999,b,0"]
+    export.write_text("\n".join(lines) + "\n")
+    mapping = ExportMapping.model_validate(yaml.safe_load(write_mapping(tmp_path, export).read_text()))
+    transform = FlatFeatureTransform(mapping)
+    frame = read_export(export, mapping=mapping)
+    trained = transform.features(frame)
+    records = [
+        dict(zip(lines[0].split(","), line.split(","), strict=True)) for line in lines[1:]
+    ]  # what a CRM sends: the cells' own text
+    served = transform.features_from_records(pd.DataFrame.from_records(records))
+    pd.testing.assert_frame_equal(served.drop(columns="as_of"), trained.drop(columns="as_of"))
+    assert trained["source"].iloc[: len(tokens)].isna().all()
+    assert trained["visits"].iloc[: len(tokens)].isna().all()
+    assert trained["source"].iloc[-2:].tolist() == ["web", "ads"]
+    for token in tokens:  # the service accepts what training read as missing
+        assert _record_value_problem(token, "numeric", mapping.missing_for("Visits")) is None
+
+
+def test_missing_text_can_be_narrowed_so_na_stays_a_value(tmp_path: Path) -> None:
+    """``read.missing_text: ['']`` keeps "NA" (Namibia) a category, in the file and at serving."""
+    export = tmp_path / "leads.csv"
+    export.write_text(
+        "Lead Id,Source,Visits,Economy,Calls,Notes,Converted\n00001,NA,1,0.5,2,a,1\n00002,web,,0.5,2,a,0\n"
+    )
+    path = write_mapping(tmp_path, export, read={"missing_text": [""]}, missing_values=[""])
+    mapping = ExportMapping.model_validate(yaml.safe_load(path.read_text()))
+    frame = read_export(export, mapping=mapping)
+    transform = FlatFeatureTransform(mapping)
+    assert transform.features(frame)["source"].tolist() == ["NA", "web"]
+    record = {"Lead Id": "00001", "Source": "NA", "Visits": "1", "Economy": "0.5", "Calls": "2"}
+    assert transform.features_from_records(pd.DataFrame.from_records([record]))["source"].tolist() == ["NA"]
+    assert "NA" not in mapping.missing_for("Source")
