@@ -336,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds of single requests")
     parser.add_argument("--per-round", type=int, default=25, help="single requests per server per round")
     parser.add_argument("--in-process", type=int, default=2000, help="in-process repetitions")
+    parser.add_argument(
+        "--under-load",
+        type=int,
+        default=1000,
+        help="single requests while batches are sent (a p99 of 200 would rest on 2 requests)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -461,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         sent = background_batches(f"{ours_url}/score", explain_bodies[0], ours_headers, args.clients, stop)
         time.sleep(1.0)
         with httpx.Client(timeout=60) as client:
-            under_load = latencies_of(client, "POST", f"{ours_url}/score", ours_single[:200], ours_headers)
+            bodies = [ours_single[i % len(ours_single)] for i in range(args.under_load)]
+            under_load = latencies_of(client, "POST", f"{ours_url}/score", bodies, ours_headers)
         stop.set()
         time.sleep(0.5)
         rss_after = {"ours": tree_rss_mb(ours_process.pid), "peer": tree_rss_mb(peer_process.pid)}

@@ -23,6 +23,9 @@ features, probabilities, reasons and actions equal, for single leads and for bat
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -165,6 +168,66 @@ def applies_to(model: LeadScoringModel) -> bool:
     )
 
 
+logger = logging.getLogger(__name__)
+
+_PREDICT_CONTRIB = 3  # LightGBM's C API: C_API_PREDICT_CONTRIB
+_DTYPE_FLOAT64 = 1  # C_API_DTYPE_FLOAT64
+
+
+class OneRowContributions:
+    """``booster.predict(row, pred_contrib=True, num_threads=1)`` for one row in one C call, with
+    the GIL held.
+
+    LightGBM's Python predict makes four C calls per row, and ``ctypes`` lets go of the GIL for
+    each: in a service whose batch threads hold the GIL, a single lead then waits up to one switch
+    interval to get it back, four times. This calls LightGBM's own single-row fast API
+    (``LGBM_BoosterPredictForMatSingleRowFast``) through the same library loaded as a
+    :class:`ctypes.PyDLL` (calls keep the GIL; one row takes tens of microseconds). The values are
+    LightGBM's own, bit for bit (``tests/serving/test_single_lead.py``). One call at a time.
+    """
+
+    def __init__(self, booster: object, n_features: int) -> None:
+        import lightgbm.basic
+
+        self._lib = ctypes.PyDLL(lightgbm.basic._LIB._name)
+        self._lock = threading.Lock()
+        self._out = np.empty(n_features + 1, dtype=np.float64)
+        self._out_len = ctypes.c_int64()
+        best = int(getattr(booster, "best_iteration", 0) or 0)
+        self._config = ctypes.c_void_p()
+        status = self._lib.LGBM_BoosterPredictForMatSingleRowFastInit(
+            booster._handle,  # type: ignore[attr-defined]
+            ctypes.c_int(_PREDICT_CONTRIB),
+            ctypes.c_int(0),
+            ctypes.c_int(best if best > 0 else -1),  # as Booster.predict: the best iteration if any
+            ctypes.c_int(_DTYPE_FLOAT64),
+            ctypes.c_int32(n_features),
+            ctypes.c_char_p(b"num_threads=1"),
+            ctypes.byref(self._config),
+        )
+        if status != 0:
+            raise RuntimeError(lightgbm.basic._LIB.LGBM_GetLastError().decode())
+        self._booster = booster  # the config points into it: keep it alive
+
+    def __call__(self, row: np.ndarray) -> np.ndarray:
+        data = np.ascontiguousarray(row, dtype=np.float64)
+        with self._lock:
+            status = self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+                self._config,
+                data.ctypes.data_as(ctypes.c_void_p),
+                ctypes.byref(self._out_len),
+                self._out.ctypes.data_as(ctypes.c_void_p),
+            )
+            if status != 0 or self._out_len.value != len(self._out):
+                raise RuntimeError("LightGBM's single-row prediction failed")
+            return self._out.copy().reshape(1, -1)
+
+    def __del__(self) -> None:
+        config = getattr(self, "_config", None)
+        if config is not None and config.value:
+            self._lib.LGBM_FastConfigFree(config)
+
+
 class FastScorer:
     """Scores one feature row with a native model's parts, exactly as ``score_features`` would."""
 
@@ -173,6 +236,11 @@ class FastScorer:
             raise ValueError("the fast path applies only to models on the native event features")
         self.model = model
         self.names = tuple(model.feature_names)
+        try:
+            self._one_row: OneRowContributions | None = OneRowContributions(model.booster, len(self.names))
+        except (OSError, AttributeError, RuntimeError) as error:  # another LightGBM build: its own predict
+            logger.warning("single-row contributions through LightGBM's Python predict (%s)", error)
+            self._one_row = None
         categories: dict[str, tuple[str, ...]] = model.encoder.categories_
         self.codes: dict[str, tuple[dict[str, float], float]] = {
             name: ({value: float(i) for i, value in enumerate(known)}, float(len(known) - 1))
@@ -212,6 +280,8 @@ class FastScorer:
     # A handful of rows: one thread. LightGBM's OpenMP team costs more than the trees for one row
     # (tens of milliseconds on a busy machine); each row's result does not depend on threads.
     def contributions(self, encoded: np.ndarray) -> np.ndarray:
+        if len(encoded) == 1 and self._one_row is not None:
+            return self._one_row(encoded[0])
         return np.asarray(
             self.model.booster.predict(encoded, pred_contrib=True, num_threads=1), dtype=np.float64
         )

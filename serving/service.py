@@ -37,7 +37,8 @@ import bentoml  # noqa: E402
 import pydantic  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
-from leadscore.serving import metrics, state  # noqa: E402
+from leadscore.serving import batch_threads, metrics, state  # noqa: E402
+from leadscore.serving.batch_threads import parsed_off_the_event_loop  # noqa: E402
 from leadscore.serving.errors import (  # noqa: E402
     ModelUnavailable,
     PayloadTooLarge,
@@ -139,6 +140,7 @@ class LeadScoringService:
         # single leads run on the event loop; batches on their own threads, so a single lead
         # never waits behind a batch (only for the GIL, handed over every millisecond)
         sys.setswitchinterval(0.001)
+        batch_threads.set_batch_niceness(self.settings.batch_niceness)
         self._batch_limiter = anyio.CapacityLimiter(1)
         try:
             self.holder.reload()
@@ -192,7 +194,7 @@ class LeadScoringService:
         self._wake.set()
 
     # --- API ------------------------------------------------------------------------------------
-    @bentoml.api(route="/score")
+    @bentoml.api(route="/score", input_spec=parsed_off_the_event_loop(ScoreRequest))
     async def score(self, request: ScoreRequest, /) -> ScoreResponse:
         """Score a batch of raw CRM leads: probability, 0-100 score, tier, grade, top reasons.
 
@@ -206,7 +208,7 @@ class LeadScoringService:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         if self.engine.single_lead_fast_path(loaded, request, self.settings):
             return self.score_sync(request)
-        return await anyio.to_thread.run_sync(self.score_sync, request, limiter=self._batch_limiter)
+        return await batch_threads.run_batch_work(self.score_sync, request, limiter=self._batch_limiter)
 
     def score_sync(self, request: ScoreRequest) -> ScoreResponse:
         """``/score`` on the calling thread."""
@@ -237,7 +239,7 @@ class LeadScoringService:
         )
         return response
 
-    @bentoml.api(route="/score-records")
+    @bentoml.api(route="/score-records", input_spec=parsed_off_the_event_loop(RecordsRequest))
     async def score_records(self, request: RecordsRequest, /) -> ScoreResponse:
         """Score leads sent as rows of the CRM export a mapping model was trained on.
 
@@ -246,7 +248,8 @@ class LeadScoringService:
         lead row with its activities nested as the activities file's rows. Reasons read in the
         export's terms.
         """
-        return await anyio.to_thread.run_sync(self.score_records_sync, request, limiter=self._batch_limiter)
+        records = self.score_records_sync
+        return await batch_threads.run_batch_work(records, request, limiter=self._batch_limiter)
 
     def score_records_sync(self, request: RecordsRequest) -> ScoreResponse:
         """``/score-records`` on the calling thread."""
@@ -276,7 +279,7 @@ class LeadScoringService:
         )
         return response
 
-    @bentoml.api(route="/explain")
+    @bentoml.api(route="/explain", input_spec=parsed_off_the_event_loop(ExplainRequest))
     async def explain(self, request: ExplainRequest, /) -> ExplainResponse:
         """Explain one lead: its score, every grouped contribution, and the next best actions."""
         try:
@@ -286,7 +289,7 @@ class LeadScoringService:
         single = ScoreRequest.model_construct(leads=[request.lead])
         if self.engine.single_lead_fast_path(loaded, single, self.settings):
             return self.explain_sync(request)
-        return await anyio.to_thread.run_sync(self.explain_sync, request, limiter=self._batch_limiter)
+        return await batch_threads.run_batch_work(self.explain_sync, request, limiter=self._batch_limiter)
 
     def explain_sync(self, request: ExplainRequest) -> ExplainResponse:
         """``/explain`` on the calling thread."""

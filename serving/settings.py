@@ -35,6 +35,7 @@ MAX_CONCURRENCY_ENV = "LEADSCORE_MAX_CONCURRENCY"
 LOAD_TIMEOUT_ENV = "LEADSCORE_LOAD_TIMEOUT_SECONDS"
 AUTH_FAILURES_ENV = "LEADSCORE_AUTH_FAILURES_PER_MINUTE"
 REQUEST_TIMEOUT_ENV = "LEADSCORE_REQUEST_TIMEOUT_SECONDS"
+BATCH_NICENESS_ENV = "LEADSCORE_BATCH_NICENESS"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -49,6 +50,7 @@ DEFAULT_MAX_CONCURRENCY = 32  # API requests in progress per worker; more get 50
 DEFAULT_LOAD_TIMEOUT_SECONDS = 20.0  # one registry check or model load
 DEFAULT_AUTH_FAILURES_PER_MINUTE = 30  # wrong keys per client address, then 429
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0  # the service's own time per request, then 504
+DEFAULT_BATCH_NICENESS = 10  # batch threads' OS priority below single leads' (0 = the same, 19 = lowest)
 MIN_KEY_LENGTH = 16
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
@@ -115,6 +117,7 @@ class ServingSettings:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     load_timeout_seconds: float = DEFAULT_LOAD_TIMEOUT_SECONDS
     auth_failures_per_minute: int = DEFAULT_AUTH_FAILURES_PER_MINUTE
+    batch_niceness: int = DEFAULT_BATCH_NICENESS
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -137,6 +140,7 @@ class ServingSettings:
             auth_failures_per_minute=int(
                 _number(AUTH_FAILURES_ENV, DEFAULT_AUTH_FAILURES_PER_MINUTE, minimum=1)
             ),
+            batch_niceness=min(19, int(_number(BATCH_NICENESS_ENV, DEFAULT_BATCH_NICENESS, minimum=0))),
         )
 
     def require_auth_configured(self) -> None:

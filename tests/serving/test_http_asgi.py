@@ -382,3 +382,21 @@ def test_logs_carry_no_personal_data(
     text = caplog.text
     for private in (secret_id, email, "Chief Secret Officer", "jane.private"):
         assert private not in text
+
+
+def test_a_large_batch_is_validated_off_the_event_loop_with_the_same_errors(
+    client: TestClient, trained_model: TrainedModel
+) -> None:
+    """Bodies above INLINE_PARSE_BYTES are validated on a worker thread: a bad field deep in a
+    large batch is still a 422 naming the field and the lead, and a good batch scores."""
+    from leadscore.serving.batch_threads import INLINE_PARSE_BYTES
+
+    leads = trained_model.batch(45)
+    assert len(json.dumps({"leads": leads})) > INLINE_PARSE_BYTES
+    good = post(client, {"leads": leads, "explain": False})
+    assert good.status_code == 200 and len(good.json()["results"]) == 45
+    leads[40] = dict(leads[40], created_at="yesterday-ish")
+    bad = post(client, {"leads": leads})
+    assert bad.status_code == 422, bad.text
+    problem = problems_of(bad)["leads[40].created_at"]
+    assert "ISO 8601" in problem["problem"] and problem["lead_id"] == leads[40]["lead_id"]

@@ -342,3 +342,16 @@ def test_outside_profile_lead_with_a_demo_request_is_for_review_on_both_paths(
             batch = engine.score_request(strict, request, SETTINGS, now=NOW, fast=False).results[0]
             assert fast.tier == batch.tier == expected, (explain, fast.tier, batch.tier)
             assert fast == batch
+
+
+def test_one_row_contributions_are_lightgbm_s_own_bit_for_bit(loaded: engine.LoadedModel) -> None:
+    """One lead's TreeSHAP through LightGBM's single-row C API (GIL held) equals Booster.predict."""
+    scorer = FastScorer(loaded.model)
+    assert scorer._one_row is not None  # the wheel's library has the single-row API
+    rng = np.random.default_rng(3)
+    rows = rng.normal(0, 3, size=(200, len(scorer.names)))
+    rows[rng.random(rows.shape) < 0.3] = np.nan
+    for row in rows:
+        expected = loaded.model.booster.predict(row[None, :], pred_contrib=True, num_threads=1)
+        assert np.array_equal(scorer.contributions(row[None, :]), expected)
+    assert scorer.contributions(rows[:3]).shape == (3, len(scorer.names) + 1)  # batches: predict
