@@ -484,6 +484,7 @@ class FlatBuildJob:
         self.data = data
 
     def run(self) -> BuildFeaturesResult:
+        from leadscore.features.loading import export_lines
         from leadscore.features.mapping import (
             SYNTHETIC_ID_COLUMN,
             ColumnRole,
@@ -501,11 +502,13 @@ class FlatBuildJob:
             raise FileNotFoundError(f"export not found: {source} (set LEADSCORE_DATASETS_DIR or pass --data)")
         frame = read_export(source, file_format=mapping.source.format, mapping=mapping)
         if mapping.id_column is None:
-            frame[SYNTHETIC_ID_COLUMN] = synthetic_ids(len(frame))
+            line_ids = synthetic_ids(len(frame), lines=export_lines(frame).row_lines)
+            frame[SYNTHETIC_ID_COLUMN] = line_ids
             log.warning(
-                "%s has no id column in the mapping: synthetic ids row-2..row-%d from its line numbers",
+                "%s has no id column in the mapping: synthetic ids %s..%s from its line numbers",
                 source,
-                len(frame) + 1,
+                line_ids[0] if len(line_ids) else "-",
+                line_ids[-1] if len(line_ids) else "-",
             )
         transform = FlatFeatureTransform(mapping)
         is_csv = not source.name.lower().endswith((".parquet", ".pq"))
@@ -557,7 +560,11 @@ class FlatBuildJob:
             )
         label = None
         if mapping.label.column in frame.columns:
-            label = label_values(frame[mapping.label.column], positive_values=mapping.label.positive_values)
+            label = label_values(
+                frame[mapping.label.column],
+                positive_values=mapping.label.positive_values,
+                missing_values=mapping.missing_values,
+            )
             candidates.append(
                 row_problem(
                     "export", mapping.label.column, "missing label", label.isna().to_numpy(), source=source

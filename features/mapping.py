@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from leadscore.features.catalogue import Family, FeatureKind, FeatureSpec
 from leadscore.features.vocabulary import DEFAULT_MISSING_TEXT, InputLayout
@@ -75,10 +75,31 @@ class ReadOptions(BaseModel):
     )
     missing_text: tuple[str, ...] = Field(
         default=DEFAULT_MISSING_TEXT,
-        description="Cell texts that mean 'no value' in every column of the file, ids, dates and labels "
-        "included (default: pandas' list, e.g. NA, NULL, nan, #N/A). The service reads records the same "
-        "way. Set [''] to keep e.g. 'NA' (Namibia) as text.",
+        description="Cell texts that mean 'no value' in every column of a CSV file, ids, dates and labels "
+        "included (default: pandas' list, e.g. NA, NULL, nan, #N/A; an empty cell always counts). The "
+        "service reads records the same way; in Parquet files they apply to the feature columns. Set [''] "
+        "to keep e.g. 'NA' (Namibia) as text. Texts only: a numeric placeholder such as 999 goes in its "
+        "column's missing_values.",
     )
+
+    @field_validator("missing_text")
+    @classmethod
+    def _texts_and_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        numbers = [v for v in value if v.strip() and parse_number_text(v) is not None]
+        if numbers:
+            raise ValueError(
+                f"{numbers} read as numbers: pandas would take them as missing in every numeric column; "
+                "give a numeric placeholder in its column's missing_values instead"
+            )
+        return tuple(dict.fromkeys(("", *value)))  # an empty cell is never a value
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Models pickled before a field existed load with its default (their reading is unchanged)."""
+        values = state.get("__dict__", {})
+        for name, info in type(self).model_fields.items():
+            if name not in values and not info.is_required():
+                values[name] = info.get_default(call_default_factory=True)
+        super().__setstate__(state)
 
 
 class ColumnRole(StrEnum):
@@ -367,14 +388,28 @@ def read_export(
 SYNTHETIC_ID_COLUMN = "__row_id__"
 
 
-def synthetic_ids(n_rows: int, *, first_line: int = 2) -> np.ndarray:
-    """Ids for an export without an id column: ``row-<the file's line number>``."""
+def synthetic_ids(n_rows: int, *, first_line: int = 2, lines: np.ndarray | None = None) -> np.ndarray:
+    """Ids for an export without an id column: ``row-<the file's line number>``.
+
+    ``lines`` (each row's file line, from the reader's line map) makes them the file's own numbers
+    across blank and set-aside lines; without it, or where a line is not known, rows count from
+    ``first_line``.
+    """
+    if lines is not None and len(lines) == n_rows and (np.asarray(lines) > 0).all():
+        return np.array([f"row-{int(line)}" for line in lines], dtype=object)
     return np.array([f"row-{first_line + i}" for i in range(n_rows)], dtype=object)
 
 
-def label_values(series: pd.Series, *, positive_values: tuple[object, ...]) -> pd.Series:
-    """1/0 labels (missing stays missing): numbers compare as numbers ("1.0" == 1), text as text."""
-    missing = series.isna()
+def label_values(
+    series: pd.Series, *, positive_values: tuple[object, ...], missing_values: Collection[str] = ()
+) -> pd.Series:
+    """1/0 labels (missing stays missing): numbers compare as numbers ("1.0" == 1), text as text.
+
+    Blank cells and ``missing_values`` (the mapping's placeholders, e.g. "N/A") are missing, never a 0.
+    """
+    text = series.astype("string").str.strip()
+    missing = series.isna() | text.isin(["", *missing_values]).fillna(False).to_numpy(dtype=bool)
+    series = series.mask(missing)
     numeric_positives = [v for v in positive_values if isinstance(v, int | float) and not isinstance(v, bool)]
     as_numbers = pd.to_numeric(series, errors="coerce")
     if numeric_positives and as_numbers[~missing].notna().all():

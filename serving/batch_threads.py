@@ -5,26 +5,28 @@ busy worker a single lead can still wait for two things a batch holds: the CPU (
 for a batch's TreeSHAP) and the event loop itself (BentoML validates a request body there: ~4 ms of
 pydantic work for 100 leads). So:
 
-* :func:`run_batch_work` runs batch work on a worker thread whose OS priority is lowered once
-  (Linux: per thread, ``LEADSCORE_BATCH_NICENESS``, default 10; LightGBM's threads started from it
-  inherit it). The kernel then gives a waiting single lead the CPU first; batches still use every
-  idle cycle.
+* :func:`run_batch_work` runs batch work on the service's own worker thread, whose OS priority is
+  lowered when it starts (Linux: per thread, ``LEADSCORE_BATCH_NICENESS``, default 10; LightGBM's
+  threads started from it inherit it). The kernel then gives a waiting single lead the CPU first;
+  batches still use every idle cycle.
 * :func:`parsed_off_the_event_loop` makes the input spec BentoML would make for a request model,
-  except that a body above :data:`INLINE_PARSE_BYTES` is validated on such a thread. Same model,
+  except that a body above :data:`INLINE_PARSE_BYTES` is validated on the service's own parse
+  thread (not lowered: see :data:`LOWERED_POOLS`). Same model,
   same errors (a 422 naming the field), same OpenAPI document.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 import bentoml
 import pydantic
 
@@ -34,8 +36,15 @@ T = TypeVar("T")
 #: validated in place, without a thread hop.
 INLINE_PARSE_BYTES = 16 * 1024
 
-_lowered: set[int] = set()  # native ids of threads already lowered
+#: Pools whose thread runs at the batch niceness. Scoring is lowered: much of a batch's time is
+#: LightGBM's threads, which hold no GIL. Parsing is not: pydantic validates a body in one call that
+#: holds the GIL throughout, and a lowered thread descheduled while holding it would stall the
+#: event loop (measured: p99 of single leads under batch load got worse with it lowered).
+LOWERED_POOLS = frozenset({"score"})
+
 _niceness = [10]
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
 
 
 def set_batch_niceness(niceness: int) -> None:
@@ -44,30 +53,38 @@ def set_batch_niceness(niceness: int) -> None:
 
 
 def lower_this_thread() -> None:
-    """Lower the calling thread's OS priority to the batch niceness (once per thread; Linux only)."""
-    thread = threading.get_native_id()
-    if thread in _lowered:
-        return
-    _lowered.add(thread)
+    """Lower the calling thread's OS priority to the batch niceness (Linux only: this thread alone)."""
     if sys.platform == "linux" and _niceness[0] > 0:
         with contextlib.suppress(OSError):  # not permitted here: the normal priority
-            os.setpriority(os.PRIO_PROCESS, thread, _niceness[0])  # Linux: this thread only
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _niceness[0])
 
 
-def _lowered_call(work: Callable[..., T], *args: Any) -> T:
-    lower_this_thread()
-    return work(*args)
+def batch_pool(name: str) -> ThreadPoolExecutor:
+    """The one-thread pool ``name`` (``score``, ``parse``): its own thread (``score``'s lowered).
+
+    Own threads, not anyio's shared ones, so that nothing else (``/readyz``, ``/metrics``) ever
+    runs at the lowered priority; one thread each, so that one batch is scored and one body parsed
+    at a time (more would only contend for the GIL).
+    """
+    with _pools_lock:
+        if name not in _pools:
+            _pools[name] = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix=f"leadscore-{name}",
+                initializer=lower_this_thread if name in LOWERED_POOLS else None,
+            )
+        return _pools[name]
 
 
-async def run_batch_work(work: Callable[..., T], *args: Any, limiter: anyio.CapacityLimiter) -> T:
-    """``work(*args)`` on a lowered worker thread, at most ``limiter``'s count at a time."""
-    return await anyio.to_thread.run_sync(_lowered_call, work, *args, limiter=limiter)
+async def run_batch_work(work: Callable[..., T], *args: Any, pool: str = "score") -> T:
+    """``work(*args)`` on the lowered thread of ``pool``, one call at a time, in the caller's context
+    (trace ids in log lines, as ``anyio.to_thread`` would)."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(batch_pool(pool), context.run, work, *args)
 
 
 class _ParsedOffTheEventLoop(bentoml.IODescriptor):
     """An API input whose large JSON bodies are validated off the event loop."""
-
-    _limiter: ClassVar[anyio.CapacityLimiter | None] = None
 
     @classmethod
     async def from_http_request(cls, request: Any, serde: Any) -> Any:
@@ -76,14 +93,12 @@ class _ParsedOffTheEventLoop(bentoml.IODescriptor):
         body = await request.body()
         if len(body) <= INLINE_PARSE_BYTES:
             return cls.model_validate_json(body or b"{}")
-        if _ParsedOffTheEventLoop._limiter is None:
-            _ParsedOffTheEventLoop._limiter = anyio.CapacityLimiter(1)
-        return await run_batch_work(cls.model_validate_json, body, limiter=_ParsedOffTheEventLoop._limiter)
+        return await run_batch_work(cls.model_validate_json, body, pool="parse")
 
 
 def parsed_off_the_event_loop(model: type[pydantic.BaseModel]) -> type[bentoml.IODescriptor]:
     """The input spec BentoML makes for ``model`` as an API's one positional argument (same name,
-    same schema), validating bodies above :data:`INLINE_PARSE_BYTES` on a lowered worker thread."""
+    same schema), validating bodies above :data:`INLINE_PARSE_BYTES` on the service's parse thread."""
     spec = pydantic.create_model(
         f"{model.__name__}IODescriptor", __base__=(_ParsedOffTheEventLoop, model), __module__=__name__
     )

@@ -189,9 +189,14 @@ class OneRowContributions:
     def __init__(self, booster: object, n_features: int) -> None:
         import lightgbm.basic
 
+        if booster.num_feature() != n_features:  # type: ignore[attr-defined]
+            raise RuntimeError(f"the booster has {booster.num_feature()} features, not {n_features}")  # type: ignore[attr-defined]
         self._lib = ctypes.PyDLL(lightgbm.basic._LIB._name)
         self._lock = threading.Lock()
-        self._out = np.empty(n_features + 1, dtype=np.float64)
+        self._n_features = n_features
+        # every model of an iteration (one for binary) gets n_features + 1 values
+        per_row = booster.num_model_per_iteration() * (n_features + 1)  # type: ignore[attr-defined]
+        self._out = np.empty(per_row, dtype=np.float64)
         self._out_len = ctypes.c_int64()
         best = int(getattr(booster, "best_iteration", 0) or 0)
         self._config = ctypes.c_void_p()
@@ -211,6 +216,8 @@ class OneRowContributions:
 
     def __call__(self, row: np.ndarray) -> np.ndarray:
         data = np.ascontiguousarray(row, dtype=np.float64)
+        if data.shape != (self._n_features,):
+            raise ValueError(f"one row of {self._n_features} features expected, got shape {data.shape}")
         with self._lock:
             status = self._lib.LGBM_BoosterPredictForMatSingleRowFast(
                 self._config,
@@ -219,7 +226,10 @@ class OneRowContributions:
                 self._out.ctypes.data_as(ctypes.c_void_p),
             )
             if status != 0 or self._out_len.value != len(self._out):
-                raise RuntimeError("LightGBM's single-row prediction failed")
+                import lightgbm.basic
+
+                reason = lightgbm.basic._LIB.LGBM_GetLastError().decode()
+                raise RuntimeError(f"LightGBM's single-row prediction failed: {reason}")
             return self._out.copy().reshape(1, -1)
 
     def __del__(self) -> None:

@@ -32,7 +32,6 @@ apply_environment_defaults()  # project-local MLflow/BentoML state, telemetry of
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
-import anyio  # noqa: E402
 import bentoml  # noqa: E402
 import pydantic  # noqa: E402
 from starlette.responses import Response  # noqa: E402
@@ -141,7 +140,6 @@ class LeadScoringService:
         # never waits behind a batch (only for the GIL, handed over every millisecond)
         sys.setswitchinterval(0.001)
         batch_threads.set_batch_niceness(self.settings.batch_niceness)
-        self._batch_limiter = anyio.CapacityLimiter(1)
         try:
             self.holder.reload()
         except ModelUnavailable as error:  # the pre-flight passed: keep the port, retry in the background
@@ -208,7 +206,7 @@ class LeadScoringService:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         if self.engine.single_lead_fast_path(loaded, request, self.settings):
             return self.score_sync(request)
-        return await batch_threads.run_batch_work(self.score_sync, request, limiter=self._batch_limiter)
+        return await batch_threads.run_batch_work(self.score_sync, request)
 
     def score_sync(self, request: ScoreRequest) -> ScoreResponse:
         """``/score`` on the calling thread."""
@@ -249,7 +247,7 @@ class LeadScoringService:
         export's terms.
         """
         records = self.score_records_sync
-        return await batch_threads.run_batch_work(records, request, limiter=self._batch_limiter)
+        return await batch_threads.run_batch_work(records, request)
 
     def score_records_sync(self, request: RecordsRequest) -> ScoreResponse:
         """``/score-records`` on the calling thread."""
@@ -289,7 +287,7 @@ class LeadScoringService:
         single = ScoreRequest.model_construct(leads=[request.lead])
         if self.engine.single_lead_fast_path(loaded, single, self.settings):
             return self.explain_sync(request)
-        return await batch_threads.run_batch_work(self.explain_sync, request, limiter=self._batch_limiter)
+        return await batch_threads.run_batch_work(self.explain_sync, request)
 
     def explain_sync(self, request: ExplainRequest) -> ExplainResponse:
         """``/explain`` on the calling thread."""

@@ -25,6 +25,7 @@ from leadscore.features.mapping import (
     ExportMapping,
     FlatFeatureTransform,
     column_sentence,
+    label_values,
     not_numbers,
     parse_number_text,
     parse_numbers,
@@ -261,6 +262,23 @@ def test_export_without_id_column_gets_synthetic_line_ids(
     assert any("synthetic ids" in r.message for r in caplog.records)
 
 
+def test_synthetic_ids_are_the_file_s_own_line_numbers_across_blank_and_set_aside_lines(
+    tmp_path: Path,
+) -> None:
+    export = tmp_path / "leads.csv"
+    lines = make_export(200).drop(columns=["Lead Id"]).to_csv(index=False).splitlines()
+    lines.insert(3, "")  # a blank line: rows after it sit one line further down
+    lines.insert(5, "web,1,2,3,a,0,extra,fields")  # a line with too many fields, set aside
+    export.write_text("\n".join(lines) + "\n")
+    mapping = yaml.safe_load(write_mapping(tmp_path, export, max_reject_share=0.5).read_text())
+    del mapping["id_column"]
+    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump(mapping))
+    result = FlatBuildJob(mapping_path=tmp_path / "mapping.yaml", output=tmp_path / "t.parquet").run()
+    ids = pd.read_parquet(result.output)["lead_id"].tolist()
+    assert ids[:5] == ["row-2", "row-3", "row-5", "row-7", "row-8"]
+    assert len(ids) == 200 and ids[-1] == "row-203"
+
+
 def test_unmapped_columns_are_listed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     export = tmp_path / "leads.csv"
     make_export(100).to_csv(export, index=False)
@@ -407,3 +425,34 @@ def test_missing_text_can_be_narrowed_so_na_stays_a_value(tmp_path: Path) -> Non
     record = {"Lead Id": "00001", "Source": "NA", "Visits": "1", "Economy": "0.5", "Calls": "2"}
     assert transform.features_from_records(pd.DataFrame.from_records([record]))["source"].tolist() == ["NA"]
     assert "NA" not in mapping.missing_for("Source")
+
+
+def test_a_model_pickled_before_missing_text_existed_loads_with_the_default() -> None:
+    """Registered models hold their mapping pickled: one saved without the field still scores."""
+    import pickle
+
+    from leadscore.features.mapping import ReadOptions
+    from leadscore.features.vocabulary import DEFAULT_MISSING_TEXT
+
+    options = ReadOptions(decimal=",")
+    state = options.__getstate__()
+    del state["__dict__"]["missing_text"]  # as an older version saved it
+    old = ReadOptions.__new__(ReadOptions)
+    old.__setstate__(state)
+    assert old.missing_text == DEFAULT_MISSING_TEXT and old.decimal == ","
+    assert pickle.loads(pickle.dumps(old)) == options
+
+
+def test_narrowed_missing_text_keeps_placeholder_labels_missing_not_negative() -> None:
+    labels = label_values(
+        pd.Series(["1", "N/A", "0", "NULL", " "]), positive_values=(1,), missing_values=("N/A", "NULL")
+    )
+    assert labels.tolist()[:3] == [1, pd.NA, 0] and labels.isna().tolist() == [False, True, False, True, True]
+
+
+def test_missing_text_holds_texts_and_always_the_empty_cell() -> None:
+    from leadscore.features.mapping import ReadOptions
+
+    assert ReadOptions(missing_text=["NA"]).missing_text == ("", "NA")
+    with pytest.raises(ValueError, match="missing_values"):
+        ReadOptions(missing_text=["NA", "999"])

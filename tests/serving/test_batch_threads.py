@@ -9,6 +9,8 @@ import sys
 import threading
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pydantic
 import pytest
 
@@ -19,22 +21,30 @@ from tests.serving.serving_support import TrainedModel
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are Linux's")
-def test_batch_work_runs_on_a_lowered_thread_and_leaves_the_caller_alone(
+def test_batch_work_runs_on_its_own_lowered_thread_and_nothing_else_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(batch_threads, "_niceness", [7])
-    seen: dict[str, int] = {}
+    monkeypatch.setattr(batch_threads, "_pools", {})
 
-    def in_a_worker() -> None:
-        batch_threads.lower_this_thread()
-        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
-    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    worker = threading.Thread(target=in_a_worker)
-    worker.start()
-    worker.join()
-    assert seen["worker"] == max(7, before)  # raising it back would need privileges
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    async def each() -> tuple[int, int, int, int]:
+        batch = await batch_threads.run_batch_work(priority)
+        other = await anyio.to_thread.run_sync(priority)  # e.g. /readyz: never lowered
+        parse = await batch_threads.run_batch_work(priority, pool="parse")  # holds the GIL: not lowered
+        again = await batch_threads.run_batch_work(priority)
+        return batch, other, parse, again
+
+    before = priority()
+    try:
+        batch, other, parse, again = asyncio.run(each())
+    finally:
+        for pool in ("score", "parse"):
+            batch_threads.batch_pool(pool).shutdown()
+    assert batch == again == max(7, before)  # raising it back would need privileges
+    assert other == parse == before and priority() == before
 
 
 class _Request:
