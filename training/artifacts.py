@@ -5,10 +5,12 @@ The artifact names live in :mod:`leadscore.model.store`, next to the code that r
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +45,15 @@ def scoring_code_dir(destination: Path) -> Path:
     return target
 
 
+@functools.cache
+def _top_level_distributions() -> Mapping[str, list[str]]:
+    """Top-level module -> the installed distributions providing it (a scan of every installed
+    package, ~1 s: done once per process; what is installed does not change under a running job)."""
+    import importlib.metadata as metadata
+
+    return metadata.packages_distributions()
+
+
 def scoring_requirements() -> list[str]:
     """Pinned versions of leadscore's own dependencies imported in this process once the scoring model
     (``leadscore.model.pyfunc``) is loaded: the MLflow model's requirements.txt. In a training
@@ -51,7 +62,7 @@ def scoring_requirements() -> list[str]:
 
     importlib.import_module("leadscore.model.pyfunc")
     loaded = {name.split(".")[0] for name in sys.modules}
-    provides = metadata.packages_distributions()
+    provides = _top_level_distributions()
     imported = {dist.lower() for top in loaded for dist in provides.get(top, ())}
     declared = metadata.requires("leadscore") or []
     names = sorted(
