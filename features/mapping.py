@@ -93,6 +93,10 @@ class ReadOptions(BaseModel):
             )
         return tuple(dict.fromkeys(("", *value)))  # an empty cell is never a value
 
+    def is_missing_text(self, value: object) -> bool:
+        """Whether a cell a client sent reads as no value, as this file's reader would read it."""
+        return value is None or str(value).strip() in {"", *self.missing_text}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Models pickled before a field existed load with its default (their reading is unchanged)."""
         values = state.get("__dict__", {})
@@ -244,10 +248,6 @@ class ExportMapping(BaseModel):
         """The texts that mean "missing" in ``column``: the file's, the mapping's and the column's."""
         extra = self.columns[column].missing_values if column in self.columns else ()
         return {*self.read.missing_text, *self.missing_values, *extra}
-
-    def is_missing_text(self, value: object) -> bool:
-        """Whether a cell the client sent reads as no value (null, blank or the file's missing text)."""
-        return value is None or (isinstance(value, str) and value.strip() in {"", *self.read.missing_text})
 
     @property
     def feature_columns(self) -> tuple[str, ...]:

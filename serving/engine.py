@@ -405,7 +405,7 @@ def score_records_request(
     problems: list[Problem] = []
     for index, record in enumerate(request.records):
         lead_id = record.get(id_column)
-        if has_ids and flat.mapping.is_missing_text(lead_id if lead_id is None else str(lead_id)):
+        if has_ids and flat.mapping.read.is_missing_text(lead_id):
             problems.append(
                 Problem(field=f"records[{index}].{id_column}", problem="the id is missing", lead_index=index)
             )
@@ -442,11 +442,7 @@ def _score_event_records(loaded: LoadedModel, request: RecordsRequest) -> ScoreR
     events = loaded.model.transform
     assert isinstance(events, EventFeatureTransform)
     spec = events.mapping.tables.leads
-    missing_text = {"", *events.mapping.read_options("leads").missing_text}  # as the file's reader
-
-    def is_missing(value: object) -> bool:
-        return value is None or str(value).strip() in missing_text
-
+    is_missing = events.mapping.read_options("leads").is_missing_text  # as the file's reader
     problems: list[Problem] = []
     for index, record in enumerate(request.records):
         if spec.id_column is not None:

@@ -140,7 +140,7 @@ class ServingSettings:
             auth_failures_per_minute=int(
                 _number(AUTH_FAILURES_ENV, DEFAULT_AUTH_FAILURES_PER_MINUTE, minimum=1)
             ),
-            batch_niceness=min(19, int(_number(BATCH_NICENESS_ENV, DEFAULT_BATCH_NICENESS, minimum=0))),
+            batch_niceness=_niceness(),
         )
 
     def require_auth_configured(self) -> None:
@@ -152,6 +152,13 @@ class ServingSettings:
             )
         if not self.api_keys:
             logger.warning("serving WITHOUT authentication (%s=true)", ALLOW_NO_AUTH_ENV)
+
+
+def _niceness() -> int:
+    value = _number(BATCH_NICENESS_ENV, DEFAULT_BATCH_NICENESS, minimum=0)
+    if value > 19 or value != int(value):
+        raise ConfigurationError(f"{BATCH_NICENESS_ENV}={value:g} must be a whole number from 0 to 19")
+    return int(value)
 
 
 def http_config() -> dict[str, object]:

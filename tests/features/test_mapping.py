@@ -456,3 +456,19 @@ def test_missing_text_holds_texts_and_always_the_empty_cell() -> None:
     assert ReadOptions(missing_text=["NA"]).missing_text == ("", "NA")
     with pytest.raises(ValueError, match="missing_values"):
         ReadOptions(missing_text=["NA", "999"])
+
+
+def test_a_client_cell_is_no_value_exactly_when_the_reader_would_say_so() -> None:
+    from leadscore.features.mapping import ReadOptions
+
+    options = ReadOptions(missing_text=["NA", "NULL"])
+    assert [options.is_missing_text(v) for v in (None, "", "  ", " NA ", "NULL", "null", "0", 0)] == [
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]

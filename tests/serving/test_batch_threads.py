@@ -81,3 +81,17 @@ def test_a_bad_large_body_raises_the_model_s_own_validation_error(trained_model:
     with pytest.raises(pydantic.ValidationError) as raised:
         asyncio.run(spec.from_http_request(_Request(body), _json_serde()))
     assert raised.value.errors()[0]["loc"][:3] == ("leads", 59, "lead_id")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 10), ("0", 0), ("19", 19), ("20", None), ("2.5", None)])
+def test_batch_niceness_setting_is_read_or_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: int | None
+) -> None:
+    from leadscore.serving.settings import ConfigurationError, ServingSettings
+
+    monkeypatch.setenv("LEADSCORE_BATCH_NICENESS", raw)
+    if expected is None:
+        with pytest.raises(ConfigurationError, match="LEADSCORE_BATCH_NICENESS"):
+            ServingSettings.from_env()
+    else:
+        assert ServingSettings.from_env().batch_niceness == expected
