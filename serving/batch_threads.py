@@ -9,6 +9,8 @@ pydantic work for 100 leads). So:
   lowered when it starts (Linux: per thread, ``LEADSCORE_BATCH_NICENESS``, default 10; LightGBM's
   threads started from it inherit it). The kernel then gives a waiting single lead the CPU first;
   batches still use every idle cycle.
+* :func:`as_json_response` serialises a batch's answer on that same thread (a 100-lead answer is
+  ~77 KB of JSON, one pydantic call that holds the GIL), so the event loop only writes bytes.
 * :func:`parsed_off_the_event_loop` makes the input spec BentoML would make for a request model,
   except that a body above :data:`INLINE_PARSE_BYTES` is validated on the service's own parse
   thread (not lowered: see :data:`LOWERED_POOLS`). Same model,
@@ -29,6 +31,7 @@ from typing import Any, TypeVar
 
 import bentoml
 import pydantic
+from starlette.responses import Response
 
 T = TypeVar("T")
 
@@ -81,6 +84,17 @@ async def run_batch_work(work: Callable[..., T], *args: Any, pool: str = "score"
     (trace ids in log lines, as ``anyio.to_thread`` would)."""
     context = contextvars.copy_context()
     return await asyncio.get_running_loop().run_in_executor(batch_pool(pool), context.run, work, *args)
+
+
+def as_json_response(answer: pydantic.BaseModel | Response) -> Response:
+    """``answer`` as the response BentoML would send for it (the model's JSON), serialised here.
+
+    Called on a batch thread, it spares the event loop the serialisation; a ready ``Response``
+    (an error) passes through.
+    """
+    if isinstance(answer, Response):
+        return answer
+    return Response(answer.model_dump_json().encode("utf-8"), media_type="application/json")
 
 
 class _ParsedOffTheEventLoop(bentoml.IODescriptor):

@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from leadscore.settings import apply_environment_defaults
@@ -206,7 +207,7 @@ class LeadScoringService:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         if self.engine.single_lead_fast_path(loaded, request, self.settings):
             return self.score_sync(request)
-        return await batch_threads.run_batch_work(self.score_sync, request)
+        return await batch_threads.run_batch_work(self._serialised, self.score_sync, request)  # type: ignore[return-value]  # BentoML sends a Response as is
 
     def score_sync(self, request: ScoreRequest) -> ScoreResponse:
         """``/score`` on the calling thread."""
@@ -247,7 +248,7 @@ class LeadScoringService:
         export's terms.
         """
         records = self.score_records_sync
-        return await batch_threads.run_batch_work(records, request)
+        return await batch_threads.run_batch_work(self._serialised, records, request)  # type: ignore[return-value]  # BentoML sends a Response as is
 
     def score_records_sync(self, request: RecordsRequest) -> ScoreResponse:
         """``/score-records`` on the calling thread."""
@@ -287,7 +288,7 @@ class LeadScoringService:
         single = ScoreRequest.model_construct(leads=[request.lead])
         if self.engine.single_lead_fast_path(loaded, single, self.settings):
             return self.explain_sync(request)
-        return await batch_threads.run_batch_work(self.explain_sync, request)
+        return await batch_threads.run_batch_work(self._serialised, self.explain_sync, request)  # type: ignore[return-value]  # BentoML sends a Response as is
 
     def explain_sync(self, request: ExplainRequest) -> ExplainResponse:
         """``/explain`` on the calling thread."""
@@ -328,6 +329,11 @@ class LeadScoringService:
         )
 
     # --- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _serialised(answer: Callable[[Any], Any], request: Any) -> Response:
+        """``answer(request)`` as a ready JSON response: run on a batch thread, off the event loop."""
+        return batch_threads.as_json_response(answer(request))
+
     @staticmethod
     def _invalid(invalid: RequestInvalid) -> Response:
         leads = sorted({p.lead_id for p in invalid.problems if p.lead_id is not None})

@@ -400,3 +400,29 @@ def test_a_large_batch_is_validated_off_the_event_loop_with_the_same_errors(
     assert bad.status_code == 422, bad.text
     problem = problems_of(bad)["leads[40].created_at"]
     assert "ISO 8601" in problem["problem"] and problem["lead_id"] == leads[40]["lead_id"]
+
+
+def test_a_batch_answer_is_serialised_on_the_batch_thread_as_the_model_s_json(
+    client: TestClient, trained_model: TrainedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's ~77 KB answer is turned into JSON on the score thread, not on the event loop, and
+    the bytes sent are the response model's own JSON (what BentoML would have sent)."""
+    import threading
+
+    from leadscore.serving.schemas import ScoreResponse
+
+    dumped: list[tuple[str, bytes]] = []
+    original = ScoreResponse.model_dump_json
+
+    def recording(self: ScoreResponse, **kwargs: Any) -> str:
+        text = original(self, **kwargs)
+        dumped.append((threading.current_thread().name, text.encode()))
+        return text
+
+    monkeypatch.setattr(ScoreResponse, "model_dump_json", recording)
+    response = post(client, {"leads": trained_model.batch(5), "explain": True, "top_k": 3})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert len(dumped) == 1
+    thread, body = dumped[0]
+    assert thread.startswith("leadscore-score") and response.content == body
+    assert len(response.json()["results"]) == 5
