@@ -32,10 +32,10 @@ import lightgbm
 import numpy as np
 import pandas as pd
 from _measure import machine, write_results
+from olist_table import write_olist_mapping, write_olist_table
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder
-from olist_table import write_olist_mapping, write_olist_table
 
 from leadscore.features.build import FlatBuildJob
 from leadscore.settings import datasets_dir
@@ -80,7 +80,7 @@ CEILING_LOGISTIC_C = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 def lift_at(y: np.ndarray, scores: np.ndarray, share: float = 0.2) -> float:
     """Positive rate of the top ``share`` by score over the overall rate (ties broken by averaging)."""
-    k = int(round(len(y) * share))
+    k = round(len(y) * share)
     threshold = np.sort(scores)[::-1][k - 1]
     above, tied = scores > threshold, scores == threshold
     positives = y[above].sum() + y[tied].mean() * (k - above.sum())  # ties share the remaining slots
@@ -100,7 +100,9 @@ def test_tuned_ceiling(*, table_csv: Path, purge_days: int, test_share: float) -
     levels = {f: pd.CategoricalDtype(sorted(earlier[f].dropna().unique())) for f in FEATURES}
 
     def encoded(frame: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame({f: frame[f].where(frame[f].isin(levels[f].categories)).astype(levels[f]) for f in FEATURES})
+        return pd.DataFrame(
+            {f: frame[f].where(frame[f].isin(levels[f].categories)).astype(levels[f]) for f in FEATURES}
+        )
 
     y_train, y_test = earlier["label"].to_numpy(), test["label"].to_numpy()
     x_train, x_test = encoded(earlier), encoded(test)
@@ -111,7 +113,10 @@ def test_tuned_ceiling(*, table_csv: Path, purge_days: int, test_share: float) -
         scores = model.fit(x_train, y_train).predict_proba(x_test)[:, 1]
         fits.append((roc_auc_score(y_test, scores), lift_at(y_test, scores)))
     one_hot = OneHotEncoder(handle_unknown="ignore", min_frequency=5)
-    a, b = (one_hot.fit_transform(earlier[FEATURES].fillna("(none)")), one_hot.transform(test[FEATURES].fillna("(none)")))
+    a, b = (
+        one_hot.fit_transform(earlier[FEATURES].fillna("(none)")),
+        one_hot.transform(test[FEATURES].fillna("(none)")),
+    )
     logistic = []
     for c in CEILING_LOGISTIC_C:
         scores = LogisticRegression(C=c, max_iter=5000).fit(a, y_train).predict_proba(b)[:, 1]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from leadscore.features.catalogue import CATEGORICAL_FEATURES, FEATURE_NAMES
@@ -102,6 +102,38 @@ def test_time_stamps_read_like_pandas_or_not_at_all(text: str) -> None:
     theirs = utc_naive([text]).iloc[0]
     assert not pd.isna(theirs), text
     assert ours == int(theirs.value // 1000), text
+
+
+# the commonest form ("2025-11-29T19:33:54") has its own quick reader: it must answer exactly as the
+# general one for every text of that shape, with an odd character in any one or two places
+_ODD = " +-_.,:/tTzZa\u0661\uff12"
+
+
+def _with_odd_characters(text: str, places: list[tuple[int, str]]) -> str:
+    chars = list(text)
+    for place, char in places:
+        chars[place % len(chars)] = char
+    return "".join(chars)
+
+
+shaped = st.builds(
+    _with_odd_characters,
+    st.builds(_spell, moments, st.just(0), st.just(0)),
+    st.lists(st.tuples(st.integers(0, 18), st.sampled_from(_ODD + "0123456789")), max_size=2),
+)
+
+
+@given(shaped)
+@example("2025-11-29t19:33:54")  # lower-case separator: Python reads it, pandas' forms do not
+@example("2025-11-29X19:33:54")
+@example("2025-11-29T19:33,54")  # a comma Python 3.11 reads as a fraction
+@example("\u0661999-01-01T00:00:00")  # a digit outside ASCII
+@example("1677-12-31T23:59:59")  # outside pandas' range
+@settings(max_examples=600, deadline=None)
+def test_the_quick_reader_answers_as_the_general_one(text: str) -> None:
+    from leadscore.features.single_lead import _epoch_microseconds_any_form
+
+    assert epoch_microseconds(text) == _epoch_microseconds_any_form(text), text
 
 
 # --- leads -----------------------------------------------------------------------------------------
