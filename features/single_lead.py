@@ -97,6 +97,7 @@ def epoch_microseconds(text: str | None) -> int | None:
         and text[10] in "T "
         and text[4] == text[7] == "-"
         and text[13] == text[16] == ":"
+        and text[11:13] < "24"  # newer Pythons read hour 24 as the next midnight; pandas does not
         and text.isascii()
     ):  # the commonest export form, read by the C parser: 15x faster, same answer (tested)
         try:

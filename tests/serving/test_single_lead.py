@@ -129,6 +129,7 @@ shaped = st.builds(
 @example("2025-11-29T19:33,54")  # a comma Python 3.11 reads as a fraction
 @example("\u0661999-01-01T00:00:00")  # a digit outside ASCII
 @example("1677-12-31T23:59:59")  # outside pandas' range
+@example("2025-01-01T24:00:00")  # Python 3.14 reads it as the next midnight
 @settings(max_examples=600, deadline=None)
 def test_the_quick_reader_answers_as_the_general_one(text: str) -> None:
     from leadscore.features.single_lead import _epoch_microseconds_any_form
