@@ -5,7 +5,6 @@ from __future__ import annotations
 from enum import StrEnum
 
 import numpy as np
-from scipy.optimize import brentq
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
@@ -36,10 +35,8 @@ class PriorShiftedCalibrator(BaseEstimator):
 
     Boosters fitted on different periods start from different base rates (LightGBM boosts from the
     average), so their raw scores sit at different levels. Cross-fitted calibration pools the
-    out-of-time scores of several such models: each is taken relative to the log-odds of the base
-    rate its model was fitted on, and so is the deployed model's. ``prior_logit`` is that log-odds
-    less any level shift the training job applied (:func:`level_shift`: anchoring on the newest
-    period), so it is the raw score read as "average", not necessarily a base rate.
+    out-of-time scores of several such models: each is taken relative to ``prior_logit`` (the
+    log-odds of the base rate its model was fitted on), and so is the deployed model's.
     """
 
     def __init__(self, calibrator: IsotonicCalibrator | PlattCalibrator, prior_logit: float) -> None:
@@ -62,31 +59,6 @@ def prior_logit(y: np.ndarray, sample_weight: np.ndarray | None = None) -> float
     rate = float(np.average(np.asarray(y, dtype=float), weights=sample_weight))
     rate = min(max(rate, 1e-6), 1 - 1e-6)
     return float(np.log(rate / (1 - rate)))
-
-
-def level_shift(
-    calibrator: IsotonicCalibrator | PlattCalibrator,
-    *,
-    raw: np.ndarray,
-    rate: float,
-    sample_weight: np.ndarray | None = None,
-) -> float:
-    """The raw-score shift after which ``calibrator``'s (weighted) mean probability on ``raw`` is ``rate``.
-
-    Used to anchor a calibrator fitted on several periods to the newest one's level (its observed
-    rate). 0.0 when no shift within +-5 log-odds reaches it (a rate of 0 or 1, or a flat map) or
-    ``raw`` is empty.
-    """
-    raw = np.asarray(raw, dtype=float)
-    if raw.size == 0 or not 0.0 < rate < 1.0:
-        return 0.0
-
-    def excess(shift: float) -> float:
-        return float(np.average(calibrator.predict(raw + shift), weights=sample_weight)) - rate
-
-    if excess(-5.0) > 0 or excess(5.0) < 0:
-        return 0.0
-    return float(brentq(excess, -5.0, 5.0, xtol=1e-6))
 
 
 def fit_calibrator(

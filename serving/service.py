@@ -207,7 +207,8 @@ class LeadScoringService:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
         if self.engine.single_lead_fast_path(loaded, request, self.settings):
             return self.score_sync(request)
-        return await batch_threads.run_batch_work(self._serialised, self.score_sync, request)  # type: ignore[return-value]  # BentoML sends a Response as is
+        answer: Response = await batch_threads.run_batch_work(self._serialised, self.score_sync, request)
+        return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     def score_sync(self, request: ScoreRequest) -> ScoreResponse:
         """``/score`` on the calling thread."""
@@ -248,7 +249,8 @@ class LeadScoringService:
         export's terms.
         """
         records = self.score_records_sync
-        return await batch_threads.run_batch_work(self._serialised, records, request)  # type: ignore[return-value]  # BentoML sends a Response as is
+        answer: Response = await batch_threads.run_batch_work(self._serialised, records, request)
+        return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     def score_records_sync(self, request: RecordsRequest) -> ScoreResponse:
         """``/score-records`` on the calling thread."""
@@ -288,7 +290,8 @@ class LeadScoringService:
         single = ScoreRequest.model_construct(leads=[request.lead])
         if self.engine.single_lead_fast_path(loaded, single, self.settings):
             return self.explain_sync(request)
-        return await batch_threads.run_batch_work(self._serialised, self.explain_sync, request)  # type: ignore[return-value]  # BentoML sends a Response as is
+        answer: Response = await batch_threads.run_batch_work(self._serialised, self.explain_sync, request)
+        return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     def explain_sync(self, request: ExplainRequest) -> ExplainResponse:
         """``/explain`` on the calling thread."""

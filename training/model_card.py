@@ -70,8 +70,7 @@ def render_model_card(
     )
     calibration_text = (
         f"fitted on time-blocked out-of-time scores ({config.refit.calibration_blocks} blocks: each block "
-        "scored by a model of the blocks before it, with the deployed model's rounds) and anchored on the "
-        "newest block's observed rate when rows are in time order, keeping the raw ranking"
+        "scored by a model of the blocks before it), keeping the raw ranking"
         if refit
         else "fitted on the validation rows"
     )

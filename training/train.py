@@ -37,7 +37,6 @@ from leadscore.model.calibration import (
     PlattCalibrator,
     PriorShiftedCalibrator,
     fit_calibrator,
-    level_shift,
     prior_logit,
 )
 from leadscore.model.encoding import CategoryCodeEncoder
@@ -521,19 +520,12 @@ class TrainJob:
     ) -> tuple[CategoryCodeEncoder, lgb.Booster, Any, pd.DataFrame, np.ndarray]:
         """Booster on all of ``frame`` and a calibrator on its time-blocked out-of-time scores.
 
-        The booster's rounds scale with its rows (``rounds`` were right for ``reference_rows``). The
-        fold boosters that score each block get the same rounds as that booster: the calibrator maps
-        the deployed booster's raw scores, and boosters with fewer rounds spread theirs less
-        (simulator, 80k leads: raw std 0.39-1.44 with rounds scaled to the fold's rows against 1.61;
-        test ECE 0.022 -> 0.013). With a time axis, the calibrated probabilities are then anchored on
-        the newest block: shifted so that their mean there equals its observed rate (base rates
-        drift; the pooled blocks average older levels: ECE 0.013 -> 0.005).
+        Rounds scale with the rows each fit sees (``rounds`` were right for ``reference_rows``).
         Returns encoder, booster, calibrator and the newest scored block with its held-out
         calibrated probabilities (for thresholds).
         """
         per_row = rounds / max(1, reference_rows)
-        final_rounds = max(1, round(per_row * len(frame)))
-        encoder, booster = self.train_booster(frame, rounds=final_rounds)
+        encoder, booster = self.train_booster(frame, rounds=max(1, round(per_row * len(frame))))
         folds = list(
             time_blocks(
                 frame,
@@ -559,7 +551,7 @@ class TrainJob:
         raw_parts, index_parts = [], []
         for fit_rows, score_rows in folds:
             part = frame.iloc[fit_rows]
-            block_encoder, block_booster = self.train_booster(part, rounds=final_rounds)
+            block_encoder, block_booster = self.train_booster(part, rounds=max(1, round(per_row * len(part))))
             scored = frame.iloc[score_rows]
             offset = prior_logit(part["label"].astype(int).to_numpy(), self.recency_weights(part))
             block_raw = block_booster.predict(
@@ -582,21 +574,12 @@ class TrainJob:
             blocks=np.concatenate([np.full(len(part), b) for b, part in enumerate(index_parts)]),
             block_weights=snapshot_weights(held_out),
         )
+        calibrator = PriorShiftedCalibrator(
+            fitted, prior_logit(frame["label"].astype(int).to_numpy(), self.recency_weights(frame))
+        )
         last = index_parts[-1]
         newest = frame.iloc[last]
-        shift = 0.0
-        if self.time_axis is not TimeAxis.NONE:  # blocks of a shuffle have no newest level to follow
-            weights = self.recency_weights(newest)
-            shift = level_shift(
-                fitted,
-                raw=raw_parts[-1],
-                rate=float(np.average(newest["label"].astype(int), weights=weights)),
-                sample_weight=weights,
-            )
-        calibrator = PriorShiftedCalibrator(
-            fitted, prior_logit(frame["label"].astype(int).to_numpy(), self.recency_weights(frame)) - shift
-        )
-        return encoder, booster, calibrator, newest, np.asarray(fitted.predict(raw_parts[-1] + shift))
+        return encoder, booster, calibrator, newest, np.asarray(fitted.predict(raw_parts[-1]))
 
     @property
     def feature_catalogue(self) -> tuple[Any, ...]:

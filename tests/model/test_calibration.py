@@ -11,7 +11,6 @@ from leadscore.model.calibration import (
     PlattCalibrator,
     PriorShiftedCalibrator,
     fit_calibrator,
-    level_shift,
     prior_logit,
 )
 from leadscore.model.uncertainty import ScoreUncertainty
@@ -110,37 +109,3 @@ def test_prior_shifted_calibrator_exposes_intervals_in_its_own_raw_score_domain(
     view = flat.shifted(-1.5)
     assert not view.intervals(raw=edge - 1.5, probability=np.array([0.3])).low_confidence[0]
     assert view.intervals(raw=far - 1.5, probability=np.array([0.3])).low_confidence[0]
-
-
-@pytest.mark.parametrize("method", [CalibrationMethod.ISOTONIC, CalibrationMethod.SIGMOID])
-@pytest.mark.parametrize("rate", [0.05, 0.2, 0.6])
-def test_level_shift_brings_the_mean_probability_to_the_newest_rate(held_out, method, rate) -> None:
-    raw, y = held_out
-    calibrator = fit_calibrator(method=method, raw=raw, y=y)
-    newest = raw[-800:]
-    shift = level_shift(calibrator, raw=newest, rate=rate)
-    assert np.mean(calibrator.predict(newest + shift)) == pytest.approx(rate, abs=1e-4)
-    assert (shift > 0) == (rate > np.mean(calibrator.predict(newest)))
-    ranked = calibrator.predict(newest + shift)
-    assert np.array_equal(
-        np.argsort(ranked, kind="stable"), np.argsort(calibrator.predict(newest), kind="stable")
-    )
-
-
-def test_level_shift_is_none_when_no_shift_can_reach_the_rate(held_out) -> None:
-    raw, y = held_out
-    calibrator = fit_calibrator(method=CalibrationMethod.ISOTONIC, raw=raw, y=y)
-    for rate in (0.0, 1.0):
-        assert level_shift(calibrator, raw=raw[:100], rate=rate) == 0.0
-    assert level_shift(calibrator, raw=np.array([]), rate=0.3) == 0.0
-    platt = fit_calibrator(method=CalibrationMethod.SIGMOID, raw=raw, y=y)
-    assert level_shift(platt, raw=np.array([]), rate=0.3) == 0.0
-
-
-def test_level_shift_reads_the_rate_with_the_same_weights(held_out) -> None:
-    raw, y = held_out
-    calibrator = fit_calibrator(method=CalibrationMethod.ISOTONIC, raw=raw, y=y)
-    newest = raw[-800:]
-    weights = np.linspace(0.1, 1.0, newest.size)  # recency weights: the newest rows count most
-    shift = level_shift(calibrator, raw=newest, rate=0.25, sample_weight=weights)
-    assert np.average(calibrator.predict(newest + shift), weights=weights) == pytest.approx(0.25, abs=1e-4)

@@ -111,12 +111,20 @@ def test_bad_timestamps_and_as_of(service, serving_env) -> None:
 
 
 def test_explain_one_lead(service, serving_env) -> None:
-    response = service.explain_sync(ExplainRequest.model_validate({"lead": serving_env.lead(0)}))
-    score = response.score
-    total = sum(c.impact for c in response.contributions)
-    assert total == pytest.approx(
-        score.score - score.base_score, abs=0.1 + 0.01 * len(response.contributions)
-    )
+    # points add up to score - base wherever the score moved at least half a point from the base
+    # (below that, points_from_contributions reads the local slope instead: reasons still show)
+    checked = 0
+    for i in range(6):
+        response = service.explain_sync(ExplainRequest.model_validate({"lead": serving_env.lead(i)}))
+        score = response.score
+        if abs(score.score - score.base_score) < 0.5:
+            continue
+        total = sum(c.impact for c in response.contributions)
+        assert total == pytest.approx(
+            score.score - score.base_score, abs=0.1 + 0.01 * len(response.contributions)
+        )
+        checked += 1
+    assert checked >= 3
     impacts = [abs(c.impact) for c in response.contributions]
     assert impacts == sorted(impacts, reverse=True)
     uplifts = [a.uplift for a in response.next_best_actions]

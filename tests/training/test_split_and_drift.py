@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.model.calibration import PriorShiftedCalibrator
 from leadscore.training.baselines import EngagementPointsScorer, make_logistic_baseline
 from leadscore.training.config import SplitConfig, TrainConfig
 from leadscore.training.drift import drift_report
@@ -212,25 +211,3 @@ def test_points_baseline_falls_back_to_categorical_fit_when_no_engagement_column
     assert roc_auc_score(y, p) > 0.6
     unseen = scorer.predict_proba(pd.DataFrame({"page": pd.Categorical(["never-seen"])}))[:, 1]
     assert 0 < unseen[0] < 1
-
-
-def test_refit_calibration_folds_use_the_deployed_rounds_and_anchor_on_the_newest_block(trained) -> None:  # type: ignore[no-untyped-def]
-    """The calibrator maps the deployed booster's raw scores: every fold booster gets its rounds (fewer
-    rounds spread raw scores less), and the calibrated probabilities of the newest out-of-time block
-    average to that block's observed rate (the level the next period starts from)."""
-    rounds_seen: list[int] = []
-
-    class Recording(TrainJob):
-        def train_booster(self, frame, *, rounds):  # type: ignore[no-untyped-def,override]
-            rounds_seen.append(rounds)
-            return super().train_booster(frame, rounds=rounds)
-
-    job = Recording(trained.config)
-    split = job.split(pd.read_parquet(trained.table_path))
-    _, booster, calibrator, newest, newest_p = job.fit_refit(
-        split.earlier, rounds=60, reference_rows=len(split.train)
-    )
-    assert len(rounds_seen) >= 3 and len(set(rounds_seen)) == 1
-    assert rounds_seen[0] == booster.current_iteration() == round(60 / len(split.train) * len(split.earlier))
-    assert float(np.mean(newest_p)) == pytest.approx(float(newest["label"].mean()), abs=1e-4)
-    assert isinstance(calibrator, PriorShiftedCalibrator)
