@@ -61,17 +61,28 @@ def read_model_pickle(path: Path | str) -> LeadScoringModel:
     return model
 
 
-def load_scoring_model(*, model_name: str, version: str) -> LeadScoringModel:
-    """The LeadScoringModel inside a registered pyfunc version (no pyfunc wrapper)."""
+def scoring_model_file(*, model_name: str, version: str) -> Path:
+    """The local copy of a registered pyfunc version's pickled LeadScoringModel (downloaded once)."""
     client = mlflow.MlflowClient()
     model_version = client.get_model_version(model_name, version)
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}")
     candidates = list(Path(local).rglob(MODEL_PICKLE))
     if not candidates:
         raise FileNotFoundError(f"{model_name} v{version} ({model_version.source}) has no {MODEL_PICKLE}")
-    model = read_model_pickle(candidates[0])
+    return candidates[0]
+
+
+def read_registered_model(path: Path | str, *, version: str) -> LeadScoringModel:
+    """The LeadScoringModel at ``path`` (from :func:`scoring_model_file`), labelled with its ``version``."""
+    model = read_model_pickle(path)
     model.metadata["version"] = version
     return model
+
+
+def load_scoring_model(*, model_name: str, version: str) -> LeadScoringModel:
+    """The LeadScoringModel inside a registered pyfunc version (no pyfunc wrapper)."""
+    path = scoring_model_file(model_name=model_name, version=version)
+    return read_registered_model(path, version=version)
 
 
 def champion_version(*, model_name: str) -> str | None:

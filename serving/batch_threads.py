@@ -14,7 +14,9 @@ pydantic work for 100 leads). So:
 * :func:`parsed_off_the_event_loop` makes the input spec BentoML would make for a request model,
   except that a body above :data:`INLINE_PARSE_BYTES` is validated on the service's own parse
   thread (not lowered: see :data:`LOWERED_POOLS`). Same model,
-  same errors (a 422 naming the field), same OpenAPI document.
+  same errors (a 422 naming the field), same OpenAPI document. With :func:`keep_large_bodies_raw`
+  such a body reaches the API unparsed, as a :class:`RawBody`, for the batch process
+  (:mod:`leadscore.serving.batch_process`); :meth:`RawBody.parsed` validates it here when needed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import bentoml
@@ -46,6 +49,7 @@ INLINE_PARSE_BYTES = 16 * 1024
 LOWERED_POOLS = frozenset({"score"})
 
 _niceness = [10]
+_keep_large_bodies_raw = [False]
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
@@ -53,6 +57,12 @@ _pools_lock = threading.Lock()
 def set_batch_niceness(niceness: int) -> None:
     """How far batch threads are lowered (0 = not at all); the service sets it from its settings."""
     _niceness[0] = niceness
+
+
+def keep_large_bodies_raw(keep: bool) -> None:
+    """Whether bodies above :data:`INLINE_PARSE_BYTES` reach the API as a :class:`RawBody` (the
+    service sets it when its batch process is on)."""
+    _keep_large_bodies_raw[0] = keep
 
 
 def lower_this_thread() -> None:
@@ -97,6 +107,19 @@ def as_json_response(answer: pydantic.BaseModel | Response) -> Response:
     return Response(answer.model_dump_json().encode("utf-8"), media_type="application/json")
 
 
+@dataclass(frozen=True)
+class RawBody:
+    """A large JSON request body, not validated yet, and the input spec that validates it."""
+
+    body: bytes
+    spec: type[pydantic.BaseModel]
+
+    async def parsed(self) -> Any:
+        """The body validated on the parse thread, exactly as the input spec would have done it (a
+        ``pydantic.ValidationError`` becomes BentoML's 400, which the middleware words as 400/422)."""
+        return await run_batch_work(self.spec.model_validate_json, self.body, pool="parse")
+
+
 class _ParsedOffTheEventLoop(bentoml.IODescriptor):
     """An API input whose large JSON bodies are validated off the event loop."""
 
@@ -107,7 +130,8 @@ class _ParsedOffTheEventLoop(bentoml.IODescriptor):
         body = await request.body()
         if len(body) <= INLINE_PARSE_BYTES:
             return cls.model_validate_json(body or b"{}")
-        return await run_batch_work(cls.model_validate_json, body, pool="parse")
+        raw = RawBody(body=body, spec=cls)
+        return raw if _keep_large_bodies_raw[0] else await raw.parsed()
 
 
 def parsed_off_the_event_loop(model: type[pydantic.BaseModel]) -> type[bentoml.IODescriptor]:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
@@ -65,6 +66,7 @@ class LoadedModel:
     loaded_at: float
     identity: str = ""  # the registered version's run and creation time: a replaced store shows here
     fast: FastScorer | None = None  # the single-lead fast path, for models on the native event features
+    model_file: str = ""  # the local pickle it was read from (the batch process reads the same file)
 
     @property
     def horizon_days(self) -> int | None:
@@ -159,26 +161,20 @@ class ModelHolder:
         started = time.perf_counter()
         name = self.settings.model_name
 
-        def fetch() -> LeadScoringModel:
-            return store.load_scoring_model(model_name=name, version=resolved.version)
+        def fetch() -> tuple[LeadScoringModel, Path]:
+            path = store.scoring_model_file(model_name=name, version=resolved.version)
+            return store.read_registered_model(path, version=resolved.version), path
 
-        model = self._bounded(fetch, f"model '{name}' version {resolved.version}")
-        _warm_up(model)
-        scorer = FastScorer(model) if applies_to(model) else None
-        loaded = LoadedModel(
-            model=model,
-            name=name,
-            version=resolved.version,
-            loaded_at=time.time(),
-            identity=resolved.identity,
-            fast=scorer,
+        model, path = self._bounded(fetch, f"model '{name}' version {resolved.version}")
+        loaded = prepared_model(
+            model, name=name, version=resolved.version, identity=resolved.identity, model_file=str(path)
         )
         logger.info(
             "loaded model %s version %s in %.2fs (single-lead fast path: %s)",
             loaded.name,
             resolved.version,
             time.perf_counter() - started,
-            "on" if scorer is not None else "off, features differ from the native event catalogue",
+            "on" if loaded.fast is not None else "off, features differ from the native event catalogue",
         )
         return loaded
 
@@ -214,6 +210,22 @@ class ModelHolder:
                 previous_version=previous_version or loaded.version,
                 pinned=self.pinned,
             )
+
+
+def prepared_model(
+    model: LeadScoringModel, *, name: str, version: str, identity: str = "", model_file: str = ""
+) -> LoadedModel:
+    """``model`` warmed up and ready to serve, with its single-lead fast path where it applies."""
+    _warm_up(model)
+    return LoadedModel(
+        model=model,
+        name=name,
+        version=version,
+        loaded_at=time.time(),
+        identity=identity,
+        fast=FastScorer(model) if applies_to(model) else None,
+        model_file=model_file,
+    )
 
 
 def mlflow_tracking_uri() -> str:

@@ -374,6 +374,8 @@ class GuardMiddleware:
             body: dict[str, Any] = {"ready": False, "problem": "the service is starting"}
         else:
             body = holder.status()
+            batch = state.BATCH_PROCESS
+            body.update(batch.status() if batch is not None else {"batch_process": "off"})
         status = 200 if body.get("ready") else 503
         status_seen.append(status)
         await send_json(send, status, json.dumps(body).encode())

@@ -8,6 +8,8 @@ values with a UTC offset are converted to UTC, values without one are taken as U
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadscore.model.records import (
@@ -149,6 +151,12 @@ class ReadyStatus(BaseModel):
     store_reachable: bool | None = Field(description="Whether the tracking store answered the last check.")
     store_checked_at: float | None = Field(description="When it was last checked (Unix time).")
     problem: str | None = Field(description="Why the last check or load failed, if it did.")
+    batch_process: Literal["off", "not_started", "starting", "ready"] = Field(
+        description="The child process this worker answers large requests in (it starts with the first one)."
+    )
+    batch_process_version: str | None = Field(
+        default=None, description="The model version the batch process has read, once it is up."
+    )
 
 
 class ReloadResponse(BaseModel):

@@ -38,19 +38,13 @@ import pydantic  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
 from leadscore.serving import batch_threads, metrics, state  # noqa: E402
-from leadscore.serving.batch_threads import parsed_off_the_event_loop  # noqa: E402
-from leadscore.serving.errors import (  # noqa: E402
-    ModelUnavailable,
-    PayloadTooLarge,
-    RequestInvalid,
-    error_body,
-    lead_hash,
-)
+from leadscore.serving.batch_process import BatchProcess, Endpoint  # noqa: E402
+from leadscore.serving.batch_threads import RawBody, parsed_off_the_event_loop  # noqa: E402
+from leadscore.serving.errors import ModelUnavailable, error_body  # noqa: E402
 from leadscore.serving.middleware import GuardMiddleware, put_guard_outermost  # noqa: E402
 from leadscore.serving.schemas import (  # noqa: E402
     ExplainRequest,
     ExplainResponse,
-    Problem,
     RecordsRequest,
     ReloadAccepted,
     ScoreRequest,
@@ -114,8 +108,8 @@ _level = os.environ.get("LEADSCORE_LOG_LEVEL", "").strip().upper()
 logging.getLogger("leadscore").setLevel(_level if _level in logging.getLevelNamesMapping() else "INFO")
 
 
-def _error(status: int, message: str, problems: list[Problem] | None = None) -> Response:
-    return Response(error_body(status, message, problems), status_code=status, media_type="application/json")
+def _error(status: int, message: str) -> Response:
+    return Response(error_body(status, message), status_code=status, media_type="application/json")
 
 
 @bentoml.service(
@@ -128,19 +122,25 @@ class LeadScoringService:
     """Lead scoring: calibrated probability, 0-100 score, tier, grade and reasons per lead."""
 
     def __init__(self) -> None:
-        from leadscore.serving import engine  # pandas, LightGBM, MLflow: workers only
+        from leadscore.serving import answers, engine  # pandas, LightGBM, MLflow: workers only
         from leadscore.serving.connections import install as install_read_deadline
 
         self.settings = ServingSettings.from_env()
         self.settings.require_auth_configured()
         install_read_deadline(self.settings.read_timeout_seconds)
         self.engine = engine
+        self.answers = answers
         self.holder = engine.ModelHolder(self.settings)
         state.HOLDER = self.holder
         # single leads run on the event loop; batches on their own threads, so a single lead
         # never waits behind a batch (only for the GIL, handed over every millisecond)
         sys.setswitchinterval(0.001)
         batch_threads.set_batch_niceness(self.settings.batch_niceness)
+        self.batch_process = (
+            BatchProcess(niceness=self.settings.batch_niceness) if self.settings.batch_process else None
+        )
+        batch_threads.keep_large_bodies_raw(self.batch_process is not None)
+        state.BATCH_PROCESS = self.batch_process
         try:
             self.holder.reload()
         except ModelUnavailable as error:  # the pre-flight passed: keep the port, retry in the background
@@ -186,11 +186,15 @@ class LeadScoringService:
             return
         if outcome.reloaded or self.holder.ready:
             metrics.set_model_version(outcome.model_version)
+        if outcome.reloaded and self.batch_process is not None:
+            self.batch_process.follow(self.holder.current)
 
     @bentoml.on_shutdown
     def _stop_loader(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self.batch_process is not None:
+            self.batch_process.close()
 
     # --- API ------------------------------------------------------------------------------------
     @bentoml.api(route="/score", input_spec=parsed_off_the_event_loop(ScoreRequest))
@@ -205,6 +209,11 @@ class LeadScoringService:
             loaded = self.holder.current
         except ModelUnavailable as error:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
+        if isinstance(request, RawBody):  # a large body, for the batch process
+            answered = await self._in_batch_process("score", request, loaded)
+            if answered is not None:
+                return answered  # type: ignore[return-value]  # BentoML sends a Response as is
+            request = await request.parsed()
         if self.engine.single_lead_fast_path(loaded, request, self.settings):
             return self.score_sync(request)
         answer: Response = await batch_threads.run_batch_work(self._serialised, self.score_sync, request)
@@ -212,32 +221,14 @@ class LeadScoringService:
 
     def score_sync(self, request: ScoreRequest) -> ScoreResponse:
         """``/score`` on the calling thread."""
-        started = time.perf_counter()
-        if len(request.leads) > self.settings.max_batch:
-            return _error(  # type: ignore[return-value]  # BentoML sends a Response as is
-                413,
-                f"{len(request.leads)} leads in one request; the limit is {self.settings.max_batch} "
-                "(LEADSCORE_MAX_BATCH): split the batch",
-            )
         try:
             loaded = self.holder.current
-            response = self.engine.score_request(loaded, request, self.settings)
-        except RequestInvalid as invalid:
-            return self._invalid(invalid)  # type: ignore[return-value]  # BentoML sends a Response as is
-        except PayloadTooLarge as large:
-            return _error(413, str(large), large.problems)  # type: ignore[return-value]
         except ModelUnavailable as error:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
-        metrics.observe_scores((r.score for r in response.results), (r.tier for r in response.results))
-        logger.info(
-            "scored %d lead(s) with %s v%s in %.1f ms (explain=%s)",
-            len(response.results),
-            loaded.name,
-            loaded.version,
-            1000 * (time.perf_counter() - started),
-            request.explain,
-        )
-        return response
+        answer = self.answers.answer_score(loaded, request, self.settings)
+        if isinstance(answer, ScoreResponse):
+            metrics.observe_scores((r.score for r in answer.results), (r.tier for r in answer.results))
+        return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     @bentoml.api(route="/score-records", input_spec=parsed_off_the_event_loop(RecordsRequest))
     async def score_records(self, request: RecordsRequest, /) -> ScoreResponse:
@@ -248,37 +239,29 @@ class LeadScoringService:
         lead row with its activities nested as the activities file's rows. Reasons read in the
         export's terms.
         """
+        if isinstance(request, RawBody):  # a large body, for the batch process
+            try:
+                loaded = self.holder.current
+            except ModelUnavailable as error:
+                return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
+            answered = await self._in_batch_process("score-records", request, loaded)
+            if answered is not None:
+                return answered  # type: ignore[return-value]  # BentoML sends a Response as is
+            request = await request.parsed()
         records = self.score_records_sync
         answer: Response = await batch_threads.run_batch_work(self._serialised, records, request)
         return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     def score_records_sync(self, request: RecordsRequest) -> ScoreResponse:
         """``/score-records`` on the calling thread."""
-        started = time.perf_counter()
-        if len(request.records) > self.settings.max_batch:
-            return _error(  # type: ignore[return-value]  # BentoML sends a Response as is
-                413,
-                f"{len(request.records)} records in one request; the limit is {self.settings.max_batch} "
-                "(LEADSCORE_MAX_BATCH): split the batch",
-            )
         try:
             loaded = self.holder.current
-            response = self.engine.score_records_request(loaded, request, self.settings)
-        except RequestInvalid as invalid:
-            return self._invalid(invalid)  # type: ignore[return-value]  # BentoML sends a Response as is
-        except PayloadTooLarge as large:
-            return _error(413, str(large), large.problems)  # type: ignore[return-value]
         except ModelUnavailable as error:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
-        metrics.observe_scores((r.score for r in response.results), (r.tier for r in response.results))
-        logger.info(
-            "scored %d record(s) with %s v%s in %.1f ms",
-            len(response.results),
-            loaded.name,
-            loaded.version,
-            1000 * (time.perf_counter() - started),
-        )
-        return response
+        answer = self.answers.answer_records(loaded, request, self.settings)
+        if isinstance(answer, ScoreResponse):
+            metrics.observe_scores((r.score for r in answer.results), (r.tier for r in answer.results))
+        return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     @bentoml.api(route="/explain", input_spec=parsed_off_the_event_loop(ExplainRequest))
     async def explain(self, request: ExplainRequest, /) -> ExplainResponse:
@@ -287,6 +270,8 @@ class LeadScoringService:
             loaded = self.holder.current
         except ModelUnavailable as error:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
+        if isinstance(request, RawBody):  # one lead with a long history: validated off the event loop
+            request = await request.parsed()
         single = ScoreRequest.model_construct(leads=[request.lead])
         if self.engine.single_lead_fast_path(loaded, single, self.settings):
             return self.explain_sync(request)
@@ -297,18 +282,12 @@ class LeadScoringService:
         """``/explain`` on the calling thread."""
         try:
             loaded = self.holder.current
-            response = self.engine.explain_request(loaded, request, self.settings)
-        except RequestInvalid as invalid:
-            return self._invalid(invalid)  # type: ignore[return-value]  # BentoML sends a Response as is
-        except PayloadTooLarge as large:
-            return _error(413, str(large), large.problems)  # type: ignore[return-value]
         except ModelUnavailable as error:
             return _error(503, str(error))  # type: ignore[return-value]  # BentoML sends a Response as is
-        metrics.observe_scores([response.score.score], [response.score.tier])
-        logger.info(
-            "explained lead %s with %s v%s", lead_hash(request.lead.lead_id), loaded.name, loaded.version
-        )
-        return response
+        answer = self.answers.answer_explain(loaded, request, self.settings)
+        if isinstance(answer, ExplainResponse):
+            metrics.observe_scores([answer.score.score], [answer.score.tier])
+        return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     @bentoml.api(route="/reload")
     async def reload(self) -> ReloadAccepted:
@@ -337,16 +316,25 @@ class LeadScoringService:
         """``answer(request)`` as a ready JSON response: run on a batch thread, off the event loop."""
         return batch_threads.as_json_response(answer(request))
 
-    @staticmethod
-    def _invalid(invalid: RequestInvalid) -> Response:
-        leads = sorted({p.lead_id for p in invalid.problems if p.lead_id is not None})
+    async def _in_batch_process(self, endpoint: Endpoint, raw: RawBody, loaded: Any) -> Response | None:
+        """The batch process's answer to ``raw``; None when this worker must answer it itself."""
+        if self.batch_process is None:
+            return None
+        started = time.perf_counter()
+        child = await self.batch_process.answer(endpoint, raw.body, loaded, self.settings)
+        if child is None or child.invalid_body:  # parsing here gives the client BentoML's own 400
+            return None
+        metrics.observe_scores(child.scores, child.tiers)
         logger.info(
-            "rejected request: %d problem(s), leads %s",
-            len(invalid.problems),
-            ", ".join(lead_hash(lead) for lead in leads[:10]) or "-",
+            "%s: %d lead(s) scored with %s v%s in the batch process, status %d, %.1f ms",
+            endpoint,
+            len(child.scores),
+            loaded.name,
+            loaded.version,
+            child.status,
+            1000 * (time.perf_counter() - started),
         )
-        count = len(invalid.problems)
-        return _error(422, f"{count} problem{'s' if count != 1 else ''} in the request", invalid.problems)
+        return Response(child.body, status_code=child.status, media_type="application/json")
 
 
 LeadScoringService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service

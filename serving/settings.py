@@ -36,6 +36,7 @@ LOAD_TIMEOUT_ENV = "LEADSCORE_LOAD_TIMEOUT_SECONDS"
 AUTH_FAILURES_ENV = "LEADSCORE_AUTH_FAILURES_PER_MINUTE"
 REQUEST_TIMEOUT_ENV = "LEADSCORE_REQUEST_TIMEOUT_SECONDS"
 BATCH_NICENESS_ENV = "LEADSCORE_BATCH_NICENESS"
+BATCH_PROCESS_ENV = "LEADSCORE_BATCH_PROCESS"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -53,6 +54,7 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0  # the service's own time per request, th
 DEFAULT_BATCH_NICENESS = 10  # batch threads' OS priority below single leads' (0 = the same, 19 = lowest)
 MIN_KEY_LENGTH = 16
 _TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 class ConfigurationError(RuntimeError):
@@ -61,6 +63,16 @@ class ConfigurationError(RuntimeError):
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def _switch(name: str, *, default: bool) -> bool:
+    """A true/false variable with a default; anything else is a configuration error."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    raise ConfigurationError(f"{name}={raw!r} must be true or false")
 
 
 def _number(name: str, default: float, *, minimum: float) -> float:
@@ -118,6 +130,7 @@ class ServingSettings:
     load_timeout_seconds: float = DEFAULT_LOAD_TIMEOUT_SECONDS
     auth_failures_per_minute: int = DEFAULT_AUTH_FAILURES_PER_MINUTE
     batch_niceness: int = DEFAULT_BATCH_NICENESS
+    batch_process: bool = True  # large requests answered in a child process (batch_process.py)
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -141,6 +154,7 @@ class ServingSettings:
                 _number(AUTH_FAILURES_ENV, DEFAULT_AUTH_FAILURES_PER_MINUTE, minimum=1)
             ),
             batch_niceness=_niceness(),
+            batch_process=_switch(BATCH_PROCESS_ENV, default=True),
         )
 
     def require_auth_configured(self) -> None:

@@ -1,7 +1,8 @@
 """Per-worker state shared by the service and its middleware, in a light module (no pandas).
 
-``HOLDER`` is the worker's :class:`~leadscore.serving.engine.ModelHolder` (set by the service
-instance); :class:`ReloadSignal` lets a ``POST /reload`` answered by one worker reach them all.
+``HOLDER`` is the worker's :class:`~leadscore.serving.engine.ModelHolder` and ``BATCH_PROCESS`` its
+:class:`~leadscore.serving.batch_process.BatchProcess` or None (set by the service instance);
+:class:`ReloadSignal` lets a ``POST /reload`` answered by one worker reach them all.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 HOLDER: Any = None  # the worker's ModelHolder, once the service instance exists
+BATCH_PROCESS: Any = None  # the worker's BatchProcess, when the service runs one
 
 
 class ReloadSignal:

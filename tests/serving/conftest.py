@@ -44,6 +44,23 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory, mlflow_store_templat
     return TrainedModel(home=home, env=env, leads=leads)
 
 
+@pytest.fixture(scope="session")
+def champion(trained_model: TrainedModel) -> Any:
+    """The test model's champion as a worker loads it: read from the registered version's local file
+    (an ``engine.LoadedModel``, with its single-lead fast path)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in trained_model.env.items():
+            patch.setenv(name, value)
+        from leadscore.model import store
+        from leadscore.serving import engine
+
+        version = store.champion_version(model_name="leadscore")
+        assert version is not None
+        path = store.scoring_model_file(model_name="leadscore", version=version)
+        model = store.read_registered_model(path, version=version)
+    return engine.prepared_model(model, name="leadscore", version=version, model_file=str(path))
+
+
 @pytest.fixture
 def serving_env(trained_model: TrainedModel, monkeypatch: pytest.MonkeyPatch) -> TrainedModel:
     for name in ("LEADSCORE_MODEL_VERSION", "LEADSCORE_API_KEYS_FILE", "LEADSCORE_ALLOW_NO_AUTH"):

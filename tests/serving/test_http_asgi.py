@@ -402,6 +402,46 @@ def test_a_large_batch_is_validated_off_the_event_loop_with_the_same_errors(
     assert "ISO 8601" in problem["problem"] and problem["lead_id"] == leads[40]["lead_id"]
 
 
+@pytest.mark.slow
+def test_large_requests_are_answered_by_the_batch_process_as_the_worker_would(
+    client: TestClient, trained_model: TrainedModel
+) -> None:
+    """With the batch process up, a large batch is answered there: the same bytes the worker's own path
+    gives, the same 422 naming a bad field, the same 400/422 for a body that fails the schema, and
+    ``/readyz`` says which version the child has read."""
+    import time
+
+    from leadscore.serving import answers, state
+    from leadscore.serving.batch_threads import INLINE_PARSE_BYTES
+    from leadscore.serving.schemas import ScoreRequest
+
+    process, holder = state.BATCH_PROCESS, state.HOLDER
+    assert process is not None, "the batch process is on by default"
+    process.start(holder.current)
+    deadline = time.monotonic() + 90
+    while not process.ready and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ready = client.get("/readyz").json()
+    assert ready["batch_process"] == "ready" and ready["batch_process_version"] == ready["model_version"]
+
+    leads = trained_model.batch(45)
+    body = {"leads": leads, "top_k": 2}
+    assert len(json.dumps(body)) > INLINE_PARSE_BYTES
+    before = process.answered
+    response = post(client, body)
+    assert response.status_code == 200 and process.answered == before + 1
+    own = answers.answer_score(holder.current, ScoreRequest.model_validate(body), holder.settings)
+    assert response.content == own.model_dump_json().encode()  # type: ignore[union-attr]
+
+    leads[40] = dict(leads[40], created_at="yesterday-ish")  # breaks the data contract: the child's 422
+    bad = post(client, {"leads": leads})
+    assert bad.status_code == 422 and process.answered == before + 2
+    assert problems_of(bad)["leads[40].created_at"]["lead_id"] == leads[40]["lead_id"]
+    leads[40] = dict(leads[40], employee_count={"not": "a number"})  # fails the schema: parsed here
+    schema = post(client, {"leads": leads})
+    assert schema.status_code == 422 and "leads[40].employee_count" in problems_of(schema)
+
+
 def test_a_batch_answer_is_serialised_on_the_batch_thread_as_the_model_s_json(
     client: TestClient, trained_model: TrainedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

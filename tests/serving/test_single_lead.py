@@ -41,17 +41,9 @@ PROPERTY = settings(
 
 
 @pytest.fixture(scope="module")
-def loaded(trained_model: TrainedModel) -> engine.LoadedModel:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in trained_model.env.items():
-            patch.setenv(name, value)
-        from leadscore.model import store
-
-        version = store.champion_version(model_name="leadscore")
-        assert version is not None
-        model = store.load_scoring_model(model_name="leadscore", version=version)
-    assert applies_to(model)
-    return engine.LoadedModel(model, "leadscore", version, 0.0, fast=FastScorer(model))
+def loaded(champion: engine.LoadedModel) -> engine.LoadedModel:
+    assert applies_to(champion.model) and champion.fast is not None
+    return champion
 
 
 def _now_us() -> int:
