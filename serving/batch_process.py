@@ -10,8 +10,9 @@ the request body's bytes, the child validates, scores and serialises with the ve
 * **Which requests.** Bodies the worker would otherwise validate off the event loop (above
   :data:`~leadscore.serving.batch_threads.INLINE_PARSE_BYTES`) on ``/score`` and ``/score-records``.
 * **Which model.** The one the worker serves: each call names its version and the local file the
-  worker loaded it from; the child reads that file when the version changes (and is told to at once
-  on a reload), so every answer carries the version that scored it.
+  worker loaded it from. A reload has the child read the new file at once (:meth:`BatchProcess.follow`);
+  until it has, and for requests begun on the previous model, the worker answers. So every answer
+  carries the version the request was given.
 * **Start and faults.** The child starts (``spawn``: nothing is forked from a threaded worker) with
   the first large request, which the worker answers itself meanwhile, as it does whenever the child
   is not ready; a child that dies is replaced (at most one start per ``restart_after_seconds``) and
@@ -84,7 +85,7 @@ class ChildAnswer:
 _child_models: dict[ModelReference, LoadedModel] = {}
 
 
-def _start_child(niceness: int) -> None:
+def _start_child(niceness: int, parent_pid: int) -> None:
     """Initialiser of the child: lowered priority, ends with its parent, logs like the worker."""
     if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):
@@ -92,10 +93,14 @@ def _start_child(niceness: int) -> None:
 
             pr_set_pdeathsig = 1
             ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the worker died before the signal was armed
+            os._exit(0)
         if niceness > 0:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, 0, niceness)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s [batch process] %(message)s")
+    level = os.environ.get("LEADSCORE_LOG_LEVEL", "").strip().upper()  # as the worker's (service.py)
+    logging.getLogger("leadscore").setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
 
 
 def _model_in_child(reference: ModelReference) -> LoadedModel:
@@ -154,23 +159,28 @@ def answer_in_child(
 
 # --- the worker's side ---------------------------------------------------------------------------
 class BatchProcess:
-    """The worker's child process for large requests; :meth:`answer` returns None when it cannot help."""
+    """The worker's child process for large requests; :meth:`answer` returns None when it cannot help.
+
+    The child answers a request only with the model it has read, and only when that is the model
+    the request was given; otherwise (starting, reading a new model after a reload, a request
+    begun before the reload) the worker answers it.
+    """
 
     def __init__(self, *, niceness: int, restart_after_seconds: float = 30.0) -> None:
         self.niceness = niceness
         self.restart_after_seconds = restart_after_seconds  # between two starts (a child that keeps failing)
         self._last_start = -math.inf
         self._executor: ProcessPoolExecutor | None = None
-        self._loaded: ModelReference | None = None  # what the child has read (or is reading)
-        self._ready = False
-        self._lock = threading.Lock()
+        self._reading: ModelReference | None = None  # the model the child was last asked to read
+        self._read: ModelReference | None = None  # the model the child has read: it answers with it
+        self._lock = threading.RLock()  # re-entrant: a done callback may run at once, on this thread
         self._closed = False
         self.answered = 0  # requests the child answered (tests and logs)
 
     @property
     def ready(self) -> bool:
         """Whether the child is up with a model read (until then, the worker answers)."""
-        return self._ready
+        return self._read is not None
 
     @property
     def child_pid(self) -> int | None:
@@ -182,46 +192,57 @@ class BatchProcess:
     def status(self) -> dict[str, str | None]:
         """What ``/readyz`` says of the child: its state and the model version it has read."""
         with self._lock:
+            self._discard_if_broken()
             if self._executor is None:
                 return {"batch_process": "not_started", "batch_process_version": None}
-            version = self._loaded.version if self._loaded is not None else None
-            return {"batch_process": "ready" if self._ready else "starting", "batch_process_version": version}
+            version = self._read.version if self._read is not None else None
+            return {"batch_process": "ready" if version else "starting", "batch_process_version": version}
+
+    def _discard_if_broken(self) -> None:
+        """Drop a pool whose child died while idle (caller holds the lock)."""
+        if self._executor is not None and getattr(self._executor, "_broken", False):
+            logger.warning("the batch process stopped; large requests are answered here until it restarts")
+            self._discard()
 
     def _start(self, reference: ModelReference) -> None:
         """Start the child and have it read ``reference`` (in the background); caller holds the lock."""
-        started = time.perf_counter()
         self._last_start = time.monotonic()
         executor = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_child,
-            initargs=(self.niceness,),
+            initargs=(self.niceness, os.getpid()),
         )
-        self._executor, self._ready = executor, False
-        self._load(reference, started=started)
+        self._executor = executor
+        if not self._load(reference, started=time.perf_counter()):
+            self._discard()
 
-    def _load(self, reference: ModelReference, *, started: float | None = None) -> None:
-        """Have the child read ``reference``; caller holds the lock."""
+    def _load(self, reference: ModelReference, *, started: float | None = None) -> bool:
+        """Have the child read ``reference`` (caller holds the lock); False if it could not be asked."""
         executor = self._executor
         if executor is None:
-            return
-        self._loaded = reference
-        future = executor.submit(load_in_child, reference)
+            return False
+        try:
+            future = executor.submit(load_in_child, reference)
+        except (BrokenProcessPool, RuntimeError, OSError) as error:  # died, shut down, or cannot spawn
+            logger.warning("the batch process could not be asked to read the model (%s)", error)
+            return False
+        self._reading, self._read = reference, None  # the worker answers until this model is read
 
         def done(finished: Future[str]) -> None:
             if finished.cancelled():  # the pool was shut down first
                 return
             error = finished.exception()
             with self._lock:
-                if executor is not self._executor:
-                    return
+                if executor is not self._executor or self._reading != reference:
+                    return  # a newer pool or a newer model since
                 if error is not None:
                     logger.warning(
-                        "the batch process could not read the model (%s): batches stay here", error
+                        "the batch process could not read the model (%s): large requests stay here", error
                     )
                     self._discard()
                     return
-                self._ready = True
+                self._read = reference
             if started is not None:
                 logger.info(
                     "batch process up with model version %s in %.1fs",
@@ -230,11 +251,13 @@ class BatchProcess:
                 )
 
         future.add_done_callback(done)
+        return True
 
     def start(self, loaded: LoadedModel) -> None:
         """Start the child now with ``loaded``'s model (otherwise the first large request starts it)."""
         reference = ModelReference.of(loaded)
         with self._lock:
+            self._discard_if_broken()
             if self._executor is None and reference is not None and not self._closed:
                 self._start(reference)
 
@@ -242,12 +265,15 @@ class BatchProcess:
         """After a reload: have a running child read the new model now, not on the next batch."""
         reference = ModelReference.of(loaded)
         with self._lock:
-            if self._executor is not None and reference is not None and reference != self._loaded:
-                self._load(reference)
+            self._discard_if_broken()
+            if reference is None or self._executor is None or reference == self._reading:
+                return
+            if not self._load(reference):
+                self._discard()
 
     def _discard(self) -> None:
-        """Drop the child (caller holds the lock); the next large request starts a new one."""
-        executor, self._executor, self._ready, self._loaded = self._executor, None, False, None
+        """Drop the child (caller holds the lock); a later large request starts a new one."""
+        executor, self._executor, self._reading, self._read = self._executor, None, None, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -261,15 +287,19 @@ class BatchProcess:
         with self._lock:
             if self._closed:
                 return None
+            self._discard_if_broken()
             if self._executor is None:
                 if time.monotonic() - self._last_start >= self.restart_after_seconds:
                     self._start(reference)
                 return None
-            if not self._ready:
+            if reference != self._read:  # starting, reading a newer model, or a request begun before
                 return None
             executor = self._executor
         try:
             future = executor.submit(answer_in_child, endpoint, body, reference, settings)
+        except (BrokenProcessPool, RuntimeError):  # died, or shut down by close() or a discard
+            return None
+        try:
             result = await asyncio.wrap_future(future)
         except BrokenProcessPool as error:  # the child died; any other error is the request's own
             logger.warning("the batch process stopped (%s); answering here and starting a new one", error)
@@ -277,11 +307,11 @@ class BatchProcess:
                 if executor is self._executor:
                     self._discard()
             return None
-        except RuntimeError as error:  # submitted after close() or a discard: not the request's error
-            if executor is self._executor and not self._closed:
-                raise
-            logger.info("the batch process was stopping (%s); answering here", error)
-            return None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if future.cancelled() and (task is None or not task.cancelling()):
+                return None  # the pool was discarded with this request queued: the worker answers it
+            raise  # this request itself was cancelled (its timeout, or the client went away)
         self.answered += 1
         return result
 

@@ -187,7 +187,10 @@ class LeadScoringService:
         if outcome.reloaded or self.holder.ready:
             metrics.set_model_version(outcome.model_version)
         if outcome.reloaded and self.batch_process is not None:
-            self.batch_process.follow(self.holder.current)
+            try:
+                self.batch_process.follow(self.holder.current)
+            except Exception as error:  # the loader must live on: large requests stay in the worker
+                logger.warning("the batch process could not follow the new model (%s)", error)
 
     @bentoml.on_shutdown
     def _stop_loader(self) -> None:
@@ -325,8 +328,8 @@ class LeadScoringService:
         if child is None or child.invalid_body:  # parsing here gives the client BentoML's own 400
             return None
         metrics.observe_scores(child.scores, child.tiers)
-        logger.info(
-            "%s: %d lead(s) scored with %s v%s in the batch process, status %d, %.1f ms",
+        logger.debug(  # the batch process logs the request itself, as the worker would have
+            "%s: %d result(s) with %s v%s from the batch process, status %d, %.1f ms",
             endpoint,
             len(child.scores),
             loaded.name,

@@ -62,6 +62,7 @@ from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds,
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_TEST_ROWS = 200_000
+GRADE_SAMPLE_ROWS = 5_000  # rows whose SHAP values set the fit/engagement grade quartiles
 
 
 @dataclass(frozen=True)
@@ -628,7 +629,12 @@ class TrainJob:
         )
 
     def grade_cutoffs(self, model: LeadScoringModel, train: pd.DataFrame) -> GradeCutoffs:
-        sample = train.sample(n=min(len(train), 20_000), random_state=self.config.seed)
+        """Quartiles of the fit and engagement parts of the score, on a sample of ``train``.
+
+        A quartile from 5,000 rows is within about 0.02 of the population's in quantile terms; TreeSHAP
+        costs ~0.5 ms a row for deep boosters, so a larger sample only slows training.
+        """
+        sample = train.sample(n=min(len(train), GRADE_SAMPLE_ROWS), random_state=self.config.seed)
         contributions = model.contributions(sample)
         grouped = contributions[:, :-1] @ model._grouping
         fit_part = grouped[:, model._fit_concepts].sum(axis=1)

@@ -385,11 +385,14 @@ def test_logs_carry_no_personal_data(
 
 
 def test_a_large_batch_is_validated_off_the_event_loop_with_the_same_errors(
-    client: TestClient, trained_model: TrainedModel
+    client: TestClient, trained_model: TrainedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Bodies above INLINE_PARSE_BYTES are validated on a worker thread: a bad field deep in a
-    large batch is still a 422 naming the field and the lead, and a good batch scores."""
+    """Bodies above INLINE_PARSE_BYTES are validated on a worker thread (the batch process off): a bad
+    field deep in a large batch is still a 422 naming the field and the lead, and a good batch scores."""
+    from leadscore.serving import batch_threads
     from leadscore.serving.batch_threads import INLINE_PARSE_BYTES
+
+    monkeypatch.setattr(batch_threads, "_keep_large_bodies_raw", [False])  # the worker's own path
 
     leads = trained_model.batch(45)
     assert len(json.dumps({"leads": leads})) > INLINE_PARSE_BYTES
