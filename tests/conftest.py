@@ -18,17 +18,6 @@ from leadscore.training.config import BoosterConfig, TrackingConfig, TrainConfig
 from leadscore.training.train import TrainingResult, TrainJob
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run tests/serving last (otherwise in collection order).
-
-    The serving tests leave threads in this process that ran LightGBM (the in-process ASGI app's event
-    loop, the service's batch threads). A live thread that has used OpenMP made later training in
-    the main thread about 2x slower (measured: X Education's TrainJob 25 s, 42-48 s after one). Training
-    tests placed after them ran at that speed.
-    """
-    items.sort(key=lambda item: item.nodeid.startswith("tests/serving/"))
-
-
 @pytest.fixture(scope="session")
 def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite store with every table and migration, to copy into each fresh home.
