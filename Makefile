@@ -1,6 +1,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# OpenMP threads spin briefly, then sleep: no starving of test servers on small machines (see .ci/run)
+export GOMP_SPINCOUNT ?= 1000
 
 .PHONY: setup demo test test-integration lint imports bench bench-batch typecheck pkgview
 

@@ -22,7 +22,13 @@ from leadscore.features.loading import (
     DataContractError,
     load_crm_tables,
 )
-from leadscore.features.training_table import SnapshotPolicy, build_training_table, observed_until
+from leadscore.features.training_table import (
+    SnapshotPolicy,
+    build_training_table,
+    lead_ledger,
+    observed_until,
+    write_lead_ledger,
+)
 
 if TYPE_CHECKING:
     from leadscore.features.simulator import SimulatedCRM
@@ -401,6 +407,10 @@ class BuildFeaturesJob:
         )
         self.output.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(self.output, index=False)
+        write_lead_ledger(
+            self.output,
+            lead_ledger(leads=tables.leads, outcomes=tables.outcomes, policy=self.policy, until=until),
+        )
         example_ids = table.sort_values("as_of")["lead_id"].drop_duplicates().tail(RAW_EXAMPLE_LEADS).tolist()
         latest = table["as_of"].max()
         meta = {
@@ -885,6 +895,10 @@ class EventBuildJob:
         flagged, to_confirm = audited_features(audit, features=feature_columns, allow=mapping.audit_allow)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(self.output, index=False)
+        write_lead_ledger(
+            self.output,
+            lead_ledger(leads=clean.leads, outcomes=clean.outcomes, policy=policy, until=until),
+        )
         audit.to_csv(self.output.with_suffix(".audit.csv"), index=False)
         positive_rate = float(table["label"].astype("Float64").mean())
         example_ids = set(table.sort_values("as_of")["lead_id"].drop_duplicates().tail(RAW_EXAMPLE_LEADS))

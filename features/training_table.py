@@ -10,9 +10,11 @@ observed data are excluded (or kept with a missing label when asked), never labe
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pyarrow import ArrowException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadscore.features.pipeline import compute_features
@@ -99,6 +101,53 @@ def label_snapshots(
     labelled["label_amount"] = np.where(positive, amount, np.where(complete, 0.0, np.nan))
     labelled["horizon_complete"] = complete
     return labelled
+
+
+def lead_ledger(
+    *, leads: pd.DataFrame, outcomes: pd.DataFrame, policy: SnapshotPolicy, until: pd.Timestamp
+) -> pd.DataFrame:
+    """One row per lead, every lead (the training table leaves out leads converted before a snapshot).
+
+    The lead's non-personal columns, ``converted_at`` and ``opportunity_amount`` of its first conversion,
+    ``label`` (an opportunity within the horizon of creation: 1/0, missing while the horizon is open and
+    no conversion was seen) and ``horizon_complete``. The channel report (``leadscore channels``) reads it.
+    """
+    from leadscore.features.contract import PII_COLUMNS
+
+    ledger = leads.drop(columns=[c for c in PII_COLUMNS if c in leads.columns]).reset_index(drop=True)
+    for column in ledger.columns:  # mixed-type export columns as text, so Parquet can hold them
+        if ledger[column].dtype == object:
+            ledger[column] = ledger[column].astype("string")
+    ledger["lead_id"] = ledger["lead_id"].astype(str)
+    created = pd.to_datetime(ledger["created_at"]).to_numpy()
+    converted_at = _converted_at(leads=leads, outcomes=outcomes)
+    horizon_end = created + np.timedelta64(policy.horizon_days, "D")
+    positive = converted_at <= horizon_end  # NaT compares False
+    complete = np.asarray(horizon_end <= np.datetime64(until), dtype=bool)
+    label = pd.array(np.where(positive, 1, 0), dtype="Int8")
+    label[~complete & ~positive] = pd.NA
+    ledger["converted_at"] = converted_at
+    ledger["opportunity_amount"] = _opportunity_amount(leads=leads, outcomes=outcomes).to_numpy(dtype=float)
+    ledger["label"] = label
+    ledger["label_amount"] = np.where(positive, ledger["opportunity_amount"], np.where(complete, 0.0, np.nan))
+    ledger["horizon_complete"] = complete
+    return ledger
+
+
+def lead_ledger_path(table_path: Path) -> Path:
+    """Where a training table's lead ledger lives: beside it, ``<table>.leads.parquet``."""
+    return table_path.with_name(table_path.stem + ".leads.parquet")
+
+
+def write_lead_ledger(table_path: Path, ledger: pd.DataFrame) -> Path | None:
+    """Write the ledger beside the table; a column Parquet cannot hold is logged, not fatal to the build."""
+    path = lead_ledger_path(table_path)
+    try:
+        ledger.to_parquet(path, index=False)
+    except (ValueError, TypeError, ArrowException) as error:
+        log.warning("lead ledger not written (%s): `leadscore channels` will read the training table", error)
+        return None
+    return path
 
 
 def build_training_table(

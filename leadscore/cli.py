@@ -537,6 +537,129 @@ def evaluate(
             console.print(f"[yellow]drift warning:[/] {escape(warning)}")
 
 
+@app.command()
+def channels(
+    table: Annotated[Path, typer.Option(help="Training table (Parquet) built from the export.")] = Path(
+        ".leadscore/data/training_table.parquet"
+    ),
+    channel: Annotated[
+        str, typer.Option(help="The table's lead-source column, e.g. channel, origin, lead_source.")
+    ] = "channel",
+    spend: Annotated[
+        Path | None, typer.Option(help="CSV of channel,spend or channel,month,spend (month as YYYY-MM).")
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model whose expected opportunities to add per channel.")
+    ] = None,
+    alias: Annotated[str, typer.Option(help="Alias or version of --model-name.")] = "champion",
+    output: Annotated[
+        Path, typer.Option(help="Folder for channels.csv, channel_months.csv, channels.png.")
+    ] = Path(".leadscore/reports"),
+) -> None:
+    """Each lead source from lead to opportunity to pipeline value, and its return on spend."""
+    import pandas as pd
+    from rich.markup import escape
+
+    from leadscore.features.build import read_table_metadata_if_any
+    from leadscore.features.training_table import lead_ledger_path
+    from leadscore.training.channels import SpendFileError, channel_plot, channel_report, read_spend
+    from leadscore.training.train import table_time_axis
+
+    if not table.exists():
+        _fail(f"--table {table}: no such file; build it with `leadscore build-features`")
+    model = None
+    if model_name is not None:
+        from leadscore.model import store
+
+        version = store.resolve_version(model_name=model_name, alias_or_version=alias)
+        if version is None:
+            _fail(f"model '{model_name}' has no '{alias}' alias yet: run `leadscore promote`")
+            return
+        model = store.load_scoring_model(model_name=model_name, version=version)
+    try:
+        spend_frame = None if spend is None else read_spend(spend)
+        ledger_file = lead_ledger_path(table)
+        report = channel_report(
+            table=pd.read_parquet(table),
+            ledger=pd.read_parquet(ledger_file) if ledger_file.exists() else None,
+            channel_column=channel,
+            time_axis=table_time_axis(read_table_metadata_if_any(table) or {}),
+            spend=spend_frame,
+            model=model,
+        )
+    except (SpendFileError, ValueError) as error:
+        _fail(str(error))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    report.channels.to_csv(output / "channels.csv", index=False)
+    if not report.months.empty:
+        report.months.assign(month=report.months["month"].astype(str)).to_csv(
+            output / "channel_months.csv", index=False
+        )
+    channel_plot(report).savefig(output / "channels.png")
+    views = [
+        (
+            f"channels ({channel}) of {table.name}: opportunities within the horizon",
+            [
+                ("leads", "leads", "{:,.0f}"),
+                ("known", "outcome_known", "{:,.0f}"),
+                ("opps", "opportunities", "{:,.0f}"),
+                ("rate % (95% interval)", "opportunity_rate", ""),
+                ("share", "share_of_opportunities", "{:.0%}"),
+            ],
+        ),
+        (
+            "value and spend",
+            [
+                ("pipeline", "pipeline_value", "{:,.0f}"),
+                ("per lead", "value_per_lead", "{:,.0f}"),
+                ("spend", "spend", "{:,.0f}"),
+                ("cost/lead", "cost_per_lead", "{:,.2f}"),
+                ("cost/opp", "cost_per_opportunity", "{:,.0f}"),
+                ("pipe/spend", "pipeline_per_spend", "{:.2f}"),
+            ],
+        ),
+        (
+            f"the model's view ({model_name} {alias}), at each lead's first snapshot",
+            [
+                ("scored", "scored_leads", "{:,.0f}"),
+                ("opps", "scored_opportunities", "{:,.0f}"),
+                ("expected", "expected_opportunities", "{:,.1f}"),
+                ("obs/exp", "observed_to_expected", "{:.2f}"),
+                ("expected from open", "expected_from_open", "{:,.1f}"),
+            ],
+        ),
+    ]
+    for title, columns in views:
+        shown = [(h, c, f) for h, c, f in columns if c in report.channels.columns]
+        if not shown or (title == "value and spend" and len(shown) == 1 and spend is None):
+            continue
+        view = Table(title=title, box=box.SIMPLE_HEAD)
+        view.add_column("channel", overflow="fold")
+        for header, _, _ in shown:
+            view.add_column(header, justify="right")
+        for record in report.channels.to_dict("records"):
+            cells = []
+            for _, column, form in shown:
+                value = record[column]
+                if pd.isna(value):
+                    cells.append("-")
+                elif column == "opportunity_rate":
+                    cells.append(
+                        f"{100 * value:.1f} ({100 * record['rate_low']:.1f}-{100 * record['rate_high']:.1f})"
+                    )
+                else:
+                    cells.append(form.format(value))
+            view.add_row(escape(str(record["channel"])), *cells)
+        console.print(view)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    written = [output / "channels.csv", output / "channels.png"]
+    if not report.months.empty:
+        written.insert(1, output / "channel_months.csv")
+    console.print("written: " + ", ".join(str(path) for path in written))
+
+
 def _load_lead_data(data_dir: Path) -> tuple[Any, Any, Any]:
     leads, activities, _, end = _load_crm(data_dir)
     return leads, activities, end

@@ -34,6 +34,31 @@ def _pipeline_line(metrics: dict[str, float]) -> str:
     )
 
 
+def _thresholds_text(
+    *, model: LeadScoringModel, metrics: dict[str, float], choice: Any, deployed_choice: Any
+) -> str:
+    """The registered model's MQL/SQL thresholds, and the evaluated model's with how they did on test."""
+    evaluated = (
+        f"MQL >= {choice.mql_threshold:.3f}, SQL >= {choice.sql_threshold:.3f} ({choice.rule}), chosen on "
+        f"the newest pre-test rows ({choice.sql_leads_per_week:.1f} leads/week there at SQL)"
+    )
+    on_test = (
+        f"On test: {metrics.get('sql_share', float('nan')):.1%} of leads at SQL, precision "
+        f"{metrics.get('precision_at_threshold', float('nan')):.3f}, recall "
+        f"{metrics.get('recall_at_threshold', float('nan')):.3f}."
+    )
+    if deployed_choice is None or deployed_choice is choice:
+        return f"{evaluated}. {on_test}"
+    where = model.metadata.get("thresholds_chosen_on", "its newest rows")
+    return (
+        f"The registered model: MQL >= {deployed_choice.mql_threshold:.3f}, SQL >= "
+        f"{deployed_choice.sql_threshold:.3f}, the same rules on {where} "
+        f"({deployed_choice.sql_leads_per_week:.1f} leads/week there at SQL). A share or capacity rule is read "
+        "from the model's own scores of those rows, a precision target from held-out scores.\n\n"
+        f"The evaluated model (the test metrics above): {evaluated}. {on_test}"
+    )
+
+
 def render_model_card(
     *,
     model: LeadScoringModel,
@@ -44,6 +69,7 @@ def render_model_card(
     choice: Any,
     config: Any,
     drift: Any = None,
+    deployed_choice: Any = None,
 ) -> str:
     """Data window, metrics vs baselines, calibration, top features and intended use."""
     sample = split.test.head(2000)
@@ -118,8 +144,7 @@ Calibration: {_CALIBRATION_NAMES.get(str(getattr(config.calibration, "value", co
 {drift_text}
 
 ## Thresholds
-MQL >= {choice.mql_threshold:.3f}, SQL >= {choice.sql_threshold:.3f} ({choice.rule}).
-SQL: {choice.sql_leads_per_week:.1f} leads/week, precision {choice.sql_precision:.3f}, recall {choice.sql_recall:.3f}.
+{_thresholds_text(model=model, metrics=metrics, choice=choice, deployed_choice=deployed_choice)}
 
 ## Top factors (mean |SHAP|, log-odds, grouped)
 """

@@ -116,6 +116,19 @@ def _threshold_for_count(probs: np.ndarray, max_leads: int) -> float:
     return float(higher.min()) if len(higher) else float(np.nextafter(descending[0], np.inf))
 
 
+def _threshold_nearest_count(probs: np.ndarray, target_leads: int) -> float:
+    """The threshold whose selection is nearest ``target_leads``: a tie at the boundary is taken
+    whole when that is nearer than leaving it out (coarse scores: a new landing page can give 16% of
+    leads one score, and "at most 10%" would then select none)."""
+    at_most = _threshold_for_count(probs, target_leads)
+    below = np.sort(probs[probs < at_most])
+    if not len(below):
+        return at_most
+    with_tie = float(below[-1])
+    fewer, more = int(np.sum(probs >= at_most)), int(np.sum(probs >= with_tie))
+    return with_tie if more - target_leads < target_leads - fewer else at_most
+
+
 def _threshold_for_precision(labels: np.ndarray, probs: np.ndarray, target: float, name: str) -> float:
     """Lowest threshold (largest selection) whose observed precision reaches ``target``."""
     if not 0 < target <= 1:
@@ -146,15 +159,23 @@ def _choose(
     if rule.capacity_per_week is not None:
         max_leads = math.floor(rule.capacity_per_week * weeks + 1e-9)
         who = "rep capacity" if level == "SQL" else "marketing capacity"
-        return _threshold_for_count(
-            probs, max_leads
-        ), f"{level}: top {rule.capacity_per_week:g} leads/week ({who})"
+        threshold = _threshold_for_count(probs, max_leads)
+        selected = int(np.sum(probs >= threshold))
+        boundary = probs[probs < threshold]
+        tie = int(np.sum(probs == boundary.max())) if len(boundary) else 0
+        left_out = (
+            f"; {tie} leads tied at the boundary score left out, so {selected} reach it"
+            if max_leads and selected < max_leads / 2 and tie > 1
+            else ""
+        )
+        return threshold, f"{level}: top {rule.capacity_per_week:g} leads/week ({who}{left_out})"
     if rule.target_precision is not None:
         name = f"{level.lower()}_target_precision"
         threshold = _threshold_for_precision(labels, probs, rule.target_precision, name)
         return threshold, f"{level}: precision >= {rule.target_precision:g}"
-    max_leads = max(1, math.floor(default_fraction * len(probs) + 1e-9))
-    return _threshold_for_count(probs, max_leads), f"{level}: top {default_fraction:.0%} of leads (default)"
+    target = max(1, math.floor(default_fraction * len(probs) + 1e-9))
+    threshold = _threshold_nearest_count(probs, target)
+    return threshold, f"{level}: top {default_fraction:.0%} of leads (default; nearest, ties kept together)"
 
 
 def recommend_thresholds(

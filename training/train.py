@@ -90,8 +90,10 @@ class RunRecord:
     predictions: dict[str, np.ndarray]
     """Test-set probabilities per model (``lightgbm`` and the baselines)."""
     y_test: np.ndarray
-    choice: Any
-    """The recommended thresholds (``recommend_thresholds``)."""
+    choice: ThresholdChoice
+    """The evaluated model's thresholds (``recommend_thresholds`` on its newest pre-test rows)."""
+    deployed_choice: ThresholdChoice
+    """The registered model's thresholds (the same rules on its own newest held-out rows)."""
     weeks: float
     """Weeks of leads the test set covers (for per-week workloads)."""
     drift: DriftReport | None = None
@@ -136,6 +138,26 @@ def _time_text(frame: pd.DataFrame, axis: TimeAxis) -> str:
     if axis is TimeAxis.NONE or frame.empty:
         return ""
     return str(frame[axis.column].max())
+
+
+def _block_text(frame: pd.DataFrame, axis: TimeAxis) -> str:
+    """The newest calibration block in words: its rows and, on a time axis, its first and last time."""
+    if axis is TimeAxis.NONE or frame.empty:
+        return f"{len(frame):,} labelled rows (the last calibration block)"
+    column = frame[axis.column]
+    return f"{len(frame):,} newest labelled rows, {column.min()} to {column.max()}"
+
+
+MAX_REGISTRY_DESCRIPTION = 4_800  # MLflow's SQL stores hold 5,000 characters (PostgreSQL refuses more)
+
+
+def registry_description(card: str) -> str:
+    """The model card as a registry description: whole if it fits, else cut at a line with a pointer."""
+    if len(card) <= MAX_REGISTRY_DESCRIPTION:
+        return card
+    pointer = "\n\n... (cut to fit the registry; the whole card is the run's model_card.md artifact)"
+    head = card[: MAX_REGISTRY_DESCRIPTION - len(pointer)]
+    return head[: head.rfind("\n")] + pointer
 
 
 def git_commit() -> str:
@@ -278,6 +300,7 @@ class TrainJob:
         metrics = evaluation.classification_metrics(
             y_true=y_test, y_prob=p_test, threshold=choice.sql_threshold
         )
+        metrics["sql_share"] = float(np.mean(p_test >= choice.sql_threshold))  # did the SQL rule hold?
         lightgbm_row = by_model.loc["lightgbm"].to_dict()
         for column in ("pipeline_capture_top10", "pipeline_capture_top20"):
             if column in lightgbm_row:
@@ -290,7 +313,7 @@ class TrainJob:
                 table=by_model, reference=name, candidate="lightgbm"
             ).items():
                 metrics[f"vs_{name}_{key}"] = float(value)
-        deployed = self.fit_deployment_model(split, evaluated=model)
+        deployed, deployed_choice = self.fit_deployment_model(split, evaluated=model, evaluated_choice=choice)
         run_id, version = self.log_run(
             RunRecord(
                 model=deployed,
@@ -302,6 +325,7 @@ class TrainJob:
                 predictions=predictions,
                 y_test=y_test,
                 choice=choice,
+                deployed_choice=deployed_choice,
                 weeks=weeks,
                 drift=drift,
             )
@@ -370,21 +394,46 @@ class TrainJob:
             "uncertainty": getattr(calibrator, "uncertainty_", None),
         }
 
-    def fit_deployment_model(self, split: TimeSplit, *, evaluated: LeadScoringModel) -> LeadScoringModel:
-        """The registered model: the same recipe refit on every labelled row, test period included."""
+    def fit_deployment_model(
+        self, split: TimeSplit, *, evaluated: LeadScoringModel, evaluated_choice: ThresholdChoice
+    ) -> tuple[LeadScoringModel, ThresholdChoice]:
+        """The registered model: the same recipe refit on every labelled row, test period included.
+
+        Its thresholds are chosen by the same rules on its own newest held-out block (the newest
+        labelled rows, scored by a booster fitted without them), so a capacity rule such as "the top
+        10% of leads" holds for the scores it will give, not for the evaluated model's.
+        """
         if not self.config.refit.enabled:
-            return evaluated
+            return evaluated, evaluated_choice
         # every labelled row with a complete horizon, oldest first: the rows purged for the evaluation
         # have known labels by now (for a 90-day horizon, the three months before the test period)
         everything = split.deployable
         rounds = int(str(evaluated.metadata.get("rounds_per_train_row_x1e6", 0))) / 1e6 * len(split.train)
-        encoder, booster, calibrator, _, _ = self.fit_refit(
+        encoder, booster, calibrator, newest, newest_probability = self.fit_refit(
             everything, rounds=max(1, round(rounds)), reference_rows=len(split.train)
         )
+        chosen_on = _block_text(newest, split.time_axis)
         parts = self.model_parts(encoder=encoder, booster=booster, calibrator=calibrator)
+        unthresholded = LeadScoringModel(
+            **parts, thresholds=TierThresholds(0.0, 1.0), grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0))
+        )
+        try:
+            choice = self.choose_thresholds(
+                newest=newest,
+                held_out_probability=newest_probability,
+                own_probability=unthresholded.predict_proba_features(newest),
+            )
+        except ValueError as error:  # e.g. a precision target the newest block cannot reach
+            log.warning(
+                "the registered model keeps the evaluated model's thresholds: on its newest held-out block "
+                "the rules give none (%s)",
+                error,
+            )
+            choice = evaluated_choice
+            chosen_on = f"the evaluated model's newest pre-test rows (on its own newest block: {error})"
         draft = LeadScoringModel(
             **parts,
-            thresholds=evaluated.thresholds,
+            thresholds=choice.tier_thresholds(),
             grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0)),
         )
         metadata = dict(evaluated.metadata)
@@ -396,13 +445,15 @@ class TrainJob:
             "fitted_rows": len(everything),
             "trained_until": _time_text(everything, split.time_axis),
             "boosting_rounds": booster.current_iteration(),
+            "thresholds_chosen_on": chosen_on,
         }
-        return LeadScoringModel(
+        model = LeadScoringModel(
             **parts,
-            thresholds=evaluated.thresholds,
+            thresholds=choice.tier_thresholds(),
             grade_cutoffs=self.grade_cutoffs(draft, everything),
             metadata=metadata,
         )
+        return model, choice
 
     def assemble(
         self,
@@ -423,15 +474,11 @@ class TrainJob:
         draft = LeadScoringModel(
             **parts, thresholds=TierThresholds(0.0, 1.0), grade_cutoffs=GradeCutoffs((0, 0, 0), (0, 0, 0))
         )
-        n_ages = len(self.meta["snapshot_policy"].get("ages_days") or [0])
-        probability = (
-            draft.predict_proba_features(newest) if newest_probability is None else newest_probability
-        )
-        choice = recommend_thresholds(
-            y_true=newest["label"].astype(int).to_numpy(),
-            y_prob=probability,
-            weeks=self.weeks_covered(newest, n_ages=n_ages) if self.time_axis is TimeAxis.TIMESTAMP else 1.0,
-            rules=config.thresholds,
+        own = draft.predict_proba_features(newest)
+        choice = self.choose_thresholds(
+            newest=newest,
+            held_out_probability=own if newest_probability is None else newest_probability,
+            own_probability=own,
         )
         rounds = booster.current_iteration()
         model = LeadScoringModel(
@@ -454,6 +501,27 @@ class TrainJob:
             },
         )
         return model, choice
+
+    def choose_thresholds(
+        self, *, newest: pd.DataFrame, held_out_probability: np.ndarray, own_probability: np.ndarray
+    ) -> ThresholdChoice:
+        """MQL/SQL thresholds by the job's rules on the newest rows.
+
+        A share or capacity rule ("top 10%", "120 leads a week") is a quantile of the scores the model
+        will give, so it is read from the model's own scores of the newest rows: under drift the
+        held-out scores of boosters fitted on older blocks can sit far from them (on Olist a new landing
+        page put 32% of the newest leads above a held-out "top 10%" threshold). A precision target needs
+        labels the model did not see, so with one the held-out probabilities decide.
+        """
+        rules = self.config.thresholds
+        needs_held_out = rules.sql.target_precision is not None or rules.mql.target_precision is not None
+        n_ages = len(self.meta["snapshot_policy"].get("ages_days") or [0])
+        return recommend_thresholds(
+            y_true=newest["label"].astype(int).to_numpy(),
+            y_prob=held_out_probability if needs_held_out else own_probability,
+            weeks=self.weeks_covered(newest, n_ages=n_ages) if self.time_axis is TimeAxis.TIMESTAMP else 1.0,
+            rules=self.config.thresholds,
+        )
 
     _rounds_per_row: float = 0.0
 
@@ -714,6 +782,15 @@ class TrainJob:
         mlflow.log_params({f"split.{k}": v for k, v in split.describe().items()})
         mlflow.log_params({"snapshots." + k: str(v) for k, v in meta["snapshot_policy"].items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_params(
+            {
+                "chosen_thresholds.evaluated": f"MQL {choice.mql_threshold:.4f}, "
+                f"SQL {choice.sql_threshold:.4f}",
+                "chosen_thresholds.registered": f"MQL {record.deployed_choice.mql_threshold:.4f}, "
+                f"SQL {record.deployed_choice.sql_threshold:.4f}",
+                "chosen_thresholds.rule": choice.rule,
+            }
+        )
         for _, row in comparison.iterrows():
             mlflow.log_metrics(
                 {
@@ -801,6 +878,7 @@ class TrainJob:
             choice=choice,
             config=config,
             drift=record.drift,
+            deployed_choice=record.deployed_choice,
         )
         mlflow.log_text(card, "model_card.md")
         info = mlflow.pyfunc.log_model(
@@ -818,7 +896,9 @@ class TrainJob:
         if config.tracking.register_model and info.registered_model_version is not None:
             version = str(info.registered_model_version)
             client = mlflow.MlflowClient()
-            client.update_model_version(config.tracking.model_name, version, description=card)
+            client.update_model_version(
+                config.tracking.model_name, version, description=registry_description(card)
+            )
             client.set_model_version_tag(
                 config.tracking.model_name, version, "roc_auc", f"{metrics['roc_auc']:.4f}"
             )

@@ -17,10 +17,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_logged_model_scores_in_a_fresh_venv_without_leadscore(trained: Trained, tmp_path: Path) -> None:
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     model_dir = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"runs:/{trained.result.run_id}/model", dst_path=str(tmp_path / "model")
+        mlflow.artifacts.download_artifacts(  # the URI passed, not set: set_tracking_uri is process-wide
+            artifact_uri=f"runs:/{trained.result.run_id}/model",
+            dst_path=str(tmp_path / "model"),
+            tracking_uri=os.environ["MLFLOW_TRACKING_URI"],
         )
     )
     requirements = (model_dir / "requirements.txt").read_text().split()

@@ -80,6 +80,7 @@ def test_the_deployment_refit_sees_every_labelled_row_the_purged_ones_included(t
         Capture(TrainConfig(training_table=tmp_path / "t.parquet")).fit_deployment_model(
             split,
             evaluated=evaluated,  # type: ignore[arg-type]
+            evaluated_choice=None,  # type: ignore[arg-type]
         )
     frame = seen["frame"]
     assert len(frame) == len(labelled_rows(table)) == len(split.earlier) + len(split.test) + split.purged_rows

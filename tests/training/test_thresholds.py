@@ -237,3 +237,28 @@ def test_threshold_config_takes_one_rule_per_level() -> None:
         ThresholdConfig(sql_min_score=20, mql_min_score=30)
     with pytest.raises(ValidationError, match="less than 100"):
         ThresholdConfig(sql_min_score=120)
+
+
+def test_the_default_share_keeps_a_boundary_tie_whole_when_that_is_nearer() -> None:
+    # coarse scores: 16 of 100 leads share the top score; "at most 10%" would select none of them
+    probs = np.r_[np.full(16, 0.4), np.linspace(0.05, 0.3, 84)]
+    labels = (probs > 0.35).astype(int)
+    choice = recommend_thresholds(y_true=labels, y_prob=probs, weeks=1)
+    assert choice.sql_threshold == 0.4 and choice.sql_leads_per_week == 16
+    assert "nearest, ties kept together" in choice.rule
+    # when leaving the tie out is nearer, it stays out
+    probs = np.r_[np.full(3, 0.9), np.full(15, 0.4), np.linspace(0.05, 0.3, 82)]
+    choice = recommend_thresholds(y_true=(probs > 0.35).astype(int), y_prob=probs, weeks=1)
+    assert choice.sql_leads_per_week == 3  # 3 is 7 from the target of 10, 3 + 15 would be 8 from it
+
+
+def test_a_capacity_a_tie_swallows_says_so() -> None:
+    probs = np.r_[np.full(16, 0.4), np.linspace(0.05, 0.3, 84)]
+    choice = recommend_thresholds(
+        y_true=(probs > 0.35).astype(int),
+        y_prob=probs,
+        weeks=1,
+        rules=ThresholdConfig(sql_capacity_per_week=10),
+    )
+    assert choice.sql_leads_per_week == 0  # capacity is never exceeded...
+    assert "16 leads tied at the boundary score left out, so 0 reach it" in choice.rule  # ...and it says why

@@ -74,6 +74,55 @@ def test_evaluated_model_is_refit_on_all_pre_test_rows_and_the_registered_one_on
     )
 
 
+def test_the_registered_model_chooses_its_thresholds_on_its_own_newest_rows(
+    trained: Trained,
+) -> None:
+    split = time_ordered_split(trained.table, config=SplitConfig(), horizon_days=90)
+    deployed, evaluated = trained.result.model, trained.result.evaluated
+    assert evaluated is not None
+    newest = split.test.tail(2_000)
+    held_out = np.linspace(0.01, 0.6, len(newest))  # the deployment refit's held-out probabilities
+
+    class FixedRefit(TrainJob):
+        held_out_probability = held_out
+
+        def fit_refit(self, frame, *, rounds, reference_rows):  # type: ignore[no-untyped-def,override]
+            return deployed.encoder, deployed.booster, deployed.calibrator, newest, self.held_out_probability
+
+    validation_probability = evaluated.predict_proba_features(split.validation)
+    evaluated_choice = TrainJob(trained.config).choose_thresholds(
+        newest=split.validation,
+        held_out_probability=validation_probability,
+        own_probability=validation_probability,
+    )
+    model, choice = FixedRefit(trained.config).fit_deployment_model(
+        split, evaluated=evaluated, evaluated_choice=evaluated_choice
+    )
+    # the default rules (SQL: top 10% of leads, MQL: top 30%) are quantiles of the registered model's own
+    # scores of its newest rows, not of held-out scores (under drift those can sit far from its own)
+    own = deployed.predict_proba_features(newest)
+    assert model.thresholds.sql == choice.sql_threshold and model.thresholds.mql == choice.mql_threshold
+    assert 0.09 < np.mean(own >= model.thresholds.sql) <= 0.10
+    assert 0.29 < np.mean(own >= model.thresholds.mql) <= 0.30
+    assert not 0.09 < np.mean(held_out >= model.thresholds.sql) <= 0.10
+    assert model.metadata["thresholds_chosen_on"].startswith("2,000 newest labelled rows")
+    # rules the newest block cannot meet: the evaluated model's thresholds, and the model says why
+    precise = trained.config.model_copy(
+        update={"thresholds": trained.config.thresholds.model_copy(update={"sql_target_precision": 0.9})}
+    )
+    uninformative = FixedRefit(precise)
+    uninformative.held_out_probability = np.full(len(newest), 0.2)  # precision = base rate everywhere
+    kept, kept_choice = uninformative.fit_deployment_model(
+        split, evaluated=evaluated, evaluated_choice=evaluated_choice
+    )
+    assert kept_choice is evaluated_choice
+    assert kept.thresholds.sql == evaluated_choice.sql_threshold
+    assert "is not reachable" in kept.metadata["thresholds_chosen_on"]
+    card = mlflow.artifacts.load_text(f"runs:/{trained.result.run_id}/model_card.md")
+    assert f"SQL >= {deployed.thresholds.sql:.3f}, the same rules on" in card
+    assert f"The evaluated model (the test metrics above): MQL >= {evaluated.thresholds.mql:.3f}" in card
+
+
 def test_model_beats_the_rule_based_baseline_and_nears_the_oracle(trained: Trained) -> None:
     comparison = trained.result.comparison.set_index("model")
     assert comparison.loc["lightgbm", "roc_auc"] > comparison.loc["rule_points", "roc_auc"]
@@ -235,3 +284,16 @@ def test_agreed_scores_become_the_model_thresholds_and_the_card_says_so(trained:
     assert result.model_version is None
     card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/model_card.md")
     assert "SQL: agreed score >= 40" in card and "MQL: agreed score >= 15" in card
+
+
+def test_a_long_model_card_is_cut_at_a_line_to_fit_the_registry() -> None:
+    from leadscore.training.train import MAX_REGISTRY_DESCRIPTION, registry_description
+
+    short = "# Model card\n\nfits"
+    assert registry_description(short) == short
+    card = "\n".join(f"line {i}: " + "x" * 70 for i in range(200))
+    cut = registry_description(card)
+    assert len(cut) <= MAX_REGISTRY_DESCRIPTION < 5_000  # MLflow's SQL column holds 5,000 characters
+    assert cut.endswith("the whole card is the run's model_card.md artifact)")
+    kept = cut.split("\n\n... (cut")[0]
+    assert card.startswith(kept) and card[len(kept)] == "\n"  # cut at a line, never mid-line
