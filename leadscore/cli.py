@@ -626,7 +626,10 @@ def channels(
                 ("opps", "scored_opportunities", "{:,.0f}"),
                 ("expected", "expected_opportunities", "{:,.1f}"),
                 ("obs/exp", "observed_to_expected", "{:.2f}"),
-                ("expected from open", "expected_from_open", "{:,.1f}"),
+                ("from open", "expected_from_open", "{:,.1f}"),
+                ("at SQL", "sql_share", "{:.0%}"),
+                ("at MQL", "mql_share", "{:.0%}"),
+                ("SQL precision", "sql_precision", "{:.0%}"),
             ],
         ),
     ]

@@ -13,7 +13,9 @@ With a model, each channel also gets the opportunities the model expected from i
 earliest snapshot in the table (the sum of calibrated probabilities) next to those observed on the same
 rows: observed / expected far from 1 on many leads says the model misjudges that channel (drift, or a
 channel it barely saw); the open leads' expected opportunities say what a young channel is likely to
-bring before its outcomes are known.
+bring before its outcomes are known. With the model's MQL/SQL thresholds: the share of each channel's leads
+at SQL and MQL at that snapshot, and how many of its SQL leads with a known outcome became opportunities
+(marketing and sales can see which channels their agreed thresholds favour).
 """
 
 from __future__ import annotations
@@ -208,11 +210,26 @@ def _model_check(table: pd.DataFrame, *, channel_column: str, model: ScoresLeads
             "expected_from_open": np.where(known, 0.0, probability),
         }
     )
+    thresholds = getattr(model, "thresholds", None)
+    if thresholds is not None:  # the tiers a rep would see at first snapshot, per channel
+        at_sql = probability >= float(thresholds.sql)
+        frame["scored_all"] = 1
+        frame["at_sql"] = at_sql.astype(int)
+        frame["at_mql"] = (probability >= float(thresholds.mql)).astype(int)
+        frame["sql_known"] = (at_sql & known).astype(int)
+        frame["sql_opportunities"] = np.where(at_sql & known, frame["scored_opportunities"], 0.0)
     by_key = frame.groupby("key").sum()
     by_key.loc[ALL_CHANNELS.casefold()] = by_key.sum()
     by_key["observed_to_expected"] = by_key["scored_opportunities"] / by_key["expected_opportunities"].where(
         by_key["expected_opportunities"] > 0
     )
+    if thresholds is not None:
+        by_key["sql_share"] = by_key["at_sql"] / by_key["scored_all"]
+        by_key["mql_share"] = by_key["at_mql"] / by_key["scored_all"]
+        by_key["sql_precision"] = by_key["sql_opportunities"] / by_key["sql_known"].where(
+            by_key["sql_known"] > 0
+        )
+        by_key = by_key.drop(columns=["scored_all", "at_sql", "at_mql", "sql_opportunities"])
     return by_key
 
 

@@ -161,6 +161,7 @@ def test_the_model_expected_opportunities_for_known_and_open_leads() -> None:
     assert channels.loc["web", "observed_to_expected"] == pytest.approx(2.0)
     assert channels.loc["Events", "expected_from_open"] == pytest.approx(0.25)
     assert channels.loc[ALL_CHANNELS, "expected_opportunities"] == pytest.approx(8 * 0.25)
+    assert "sql_share" not in channels.columns  # a model without thresholds gives no tiers
 
 
 def test_errors_name_the_missing_column_or_features() -> None:
@@ -310,3 +311,28 @@ def test_a_calibrated_model_expects_about_the_opportunities_each_large_channel_h
     large = channels[(channels["scored_opportunities"] >= 100) & ~channels.index.isin([ALL_CHANNELS])]
     assert len(large) >= 2
     assert ((large["observed_to_expected"] > 0.7) & (large["observed_to_expected"] < 1.3)).all(), large
+    # tiers at first snapshot, per channel: SQL is within MQL, and SQL leads convert above the channel's rate
+    assert (channels["sql_share"] <= channels["mql_share"]).all()
+    rows = lead_rows(trained.table)
+    probability = trained.result.model.predict_proba_features(rows)
+    assert total["sql_share"] == pytest.approx(np.mean(probability >= trained.result.model.thresholds.sql))
+    assert total["sql_precision"] > total["scored_opportunities"] / total["scored_leads"]
+
+
+def test_channels_command_adds_the_registered_model_s_view(trained: Trained, tmp_path: Path) -> None:
+    assert trained.result.model_version is not None
+    out = tmp_path / "reports"
+    arguments = ["channels", "--table", str(trained.table_path), "--model-name", "leadscore-test"]
+    result = CliRunner().invoke(
+        app,
+        [*arguments, "--alias", trained.result.model_version, "--output", str(out)],
+        env={"COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "the model's view (leadscore-test" in result.output and "at SQL" in result.output
+    written = pd.read_csv(out / "channels.csv").set_index("channel")
+    assert 0.85 < written.loc[ALL_CHANNELS, "observed_to_expected"] < 1.15
+    assert lead_ledger_path(trained.table_path).exists()  # the native build wrote it: every lead counted
+    assert written.loc[ALL_CHANNELS, "leads"] == len(trained.crm.leads)
+    result = CliRunner().invoke(app, [*arguments, "--alias", "nonexistent", "--output", str(out)])
+    assert result.exit_code != 0 and "has no 'nonexistent' alias yet" in result.output
