@@ -229,7 +229,7 @@ def _model_check(table: pd.DataFrame, *, channel_column: str, model: ScoresLeads
         by_key["sql_precision"] = by_key["sql_opportunities"] / by_key["sql_known"].where(
             by_key["sql_known"] > 0
         )
-        by_key = by_key.drop(columns=["scored_all", "at_sql", "at_mql", "sql_opportunities"])
+        by_key = by_key.drop(columns=["scored_all", "at_sql", "at_mql", "sql_known", "sql_opportunities"])
     return by_key
 
 

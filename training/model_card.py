@@ -53,8 +53,8 @@ def _thresholds_text(
     return (
         f"The registered model: MQL >= {deployed_choice.mql_threshold:.3f}, SQL >= "
         f"{deployed_choice.sql_threshold:.3f}, the same rules on {where} "
-        f"({deployed_choice.sql_leads_per_week:.1f} leads/week there at SQL). A share or capacity rule is read "
-        "from the model's own scores of those rows, a precision target from held-out scores.\n\n"
+        f"({deployed_choice.sql_leads_per_week:.1f} leads/week there at SQL), read from "
+        f"{model.metadata.get('thresholds_read_from', 'its scores of those rows')}.\n\n"
         f"The evaluated model (the test metrics above): {evaluated}. {on_test}"
     )
 

@@ -212,9 +212,16 @@ def recommend_thresholds(
         rule=rules.mql,
         default_fraction=DEFAULT_MQL_FRACTION,
     )
+    sql_is_default = rules.sql.capacity_per_week is None and rules.sql.target_precision is None
+    if mql_threshold > sql_threshold and sql_is_default and rules.sql.min_score is None:
+        # the nearest default share kept a boundary tie that the MQL rule leaves out: SQL stays within
+        # MQL by leaving the tie out too (at most the default share)
+        target = max(1, math.floor(DEFAULT_SQL_FRACTION * len(probs) + 1e-9))
+        sql_threshold = max(_threshold_for_count(probs, target), mql_threshold)
+        sql_rule = f"SQL: top {DEFAULT_SQL_FRACTION:.0%} of leads (default; at most, within the MQL rule)"
     if mql_threshold > sql_threshold:
         raise ValueError(
-            f"MQL threshold {mql_threshold:.4g} is above SQL threshold {sql_threshold:.4g} "
+            f"MQL threshold {mql_threshold:.6g} is above SQL threshold {sql_threshold:.6g} "
             f"({mql_rule}; {sql_rule}): the MQL rule must be looser than the SQL rule, so raise the MQL "
             "capacity / lower its precision target, or tighten the SQL rule"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -93,7 +94,7 @@ class RunRecord:
     choice: ThresholdChoice
     """The evaluated model's thresholds (``recommend_thresholds`` on its newest pre-test rows)."""
     deployed_choice: ThresholdChoice
-    """The registered model's thresholds (the same rules on its own newest held-out rows)."""
+    """The registered model's thresholds (the same rules on its own newest labelled rows)."""
     weeks: float
     """Weeks of leads the test set covers (for per-week workloads)."""
     drift: DriftReport | None = None
@@ -157,7 +158,8 @@ def registry_description(card: str) -> str:
         return card
     pointer = "\n\n... (cut to fit the registry; the whole card is the run's model_card.md artifact)"
     head = card[: MAX_REGISTRY_DESCRIPTION - len(pointer)]
-    return head[: head.rfind("\n")] + pointer
+    line_end = head.rfind("\n")
+    return (head[:line_end] if line_end > len(head) // 2 else head) + pointer
 
 
 def git_commit() -> str:
@@ -399,9 +401,9 @@ class TrainJob:
     ) -> tuple[LeadScoringModel, ThresholdChoice]:
         """The registered model: the same recipe refit on every labelled row, test period included.
 
-        Its thresholds are chosen by the same rules on its own newest held-out block (the newest
-        labelled rows, scored by a booster fitted without them), so a capacity rule such as "the top
-        10% of leads" holds for the scores it will give, not for the evaluated model's.
+        Its thresholds are chosen by the same rules on its newest calibration block
+        (:meth:`choose_thresholds`: a share or capacity rule from its own, in-sample, scores of those
+        rows; a precision target from held-out scores), not copied from the evaluated model.
         """
         if not self.config.refit.enabled:
             return evaluated, evaluated_choice
@@ -425,12 +427,15 @@ class TrainJob:
             )
         except ValueError as error:  # e.g. a precision target the newest block cannot reach
             log.warning(
-                "the registered model keeps the evaluated model's thresholds: on its newest held-out block "
+                "the registered model keeps the evaluated model's thresholds: on its newest labelled block "
                 "the rules give none (%s)",
                 error,
             )
-            choice = evaluated_choice
-            chosen_on = f"the evaluated model's newest pre-test rows (on its own newest block: {error})"
+            choice = dataclasses.replace(evaluated_choice)  # a copy: the card tells the two apart
+            chosen_on = (
+                "the evaluated model's newest pre-test rows, with the evaluated model's scores: on its own "
+                f"newest block the rules gave none ({error})"
+            )
         draft = LeadScoringModel(
             **parts,
             thresholds=choice.tier_thresholds(),
@@ -446,6 +451,7 @@ class TrainJob:
             "trained_until": _time_text(everything, split.time_axis),
             "boosting_rounds": booster.current_iteration(),
             "thresholds_chosen_on": chosen_on,
+            "thresholds_read_from": self.threshold_scores_text(),
         }
         model = LeadScoringModel(
             **parts,
@@ -501,6 +507,15 @@ class TrainJob:
             },
         )
         return model, choice
+
+    def threshold_scores_text(self) -> str:
+        """Which scores :meth:`choose_thresholds` reads for this job's rules, in words."""
+        rules = self.config.thresholds
+        if rules.sql.agreed_probability is not None and rules.mql.agreed_probability is not None:
+            return "the agreed scores (no scores read)"
+        if rules.sql.target_precision is not None or rules.mql.target_precision is not None:
+            return "held-out scores of those rows (a precision target needs labels the model did not see)"
+        return "the model's own scores of those rows (in-sample: on new leads the share can differ)"
 
     def choose_thresholds(
         self, *, newest: pd.DataFrame, held_out_probability: np.ndarray, own_probability: np.ndarray

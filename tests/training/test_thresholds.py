@@ -262,3 +262,21 @@ def test_a_capacity_a_tie_swallows_says_so() -> None:
     )
     assert choice.sql_leads_per_week == 0  # capacity is never exceeded...
     assert "16 leads tied at the boundary score left out, so 0 reach it" in choice.rule  # ...and it says why
+
+
+def test_a_kept_tie_never_puts_sql_below_an_mql_rule_that_leaves_it_out() -> None:
+    probs = np.r_[np.full(16, 0.8), np.linspace(0.1, 0.5, 84)]
+    labels = np.r_[np.ones(8), np.zeros(92)].astype(int)
+    choice = recommend_thresholds(
+        y_true=labels, y_prob=probs, weeks=1, rules=ThresholdConfig(mql_capacity_per_week=15)
+    )
+    assert choice.mql_threshold <= choice.sql_threshold
+    assert choice.sql_leads_per_week <= choice.mql_leads_per_week <= 15
+    assert "within the MQL rule" in choice.rule
+    probs = np.r_[np.full(3, 0.9), np.full(12, 0.8), np.linspace(0.1, 0.5, 85)]
+    labels = np.zeros(100, dtype=int)
+    labels[:4] = 1
+    choice = recommend_thresholds(
+        y_true=labels, y_prob=probs, weeks=1, rules=ThresholdConfig(mql_target_precision=0.5)
+    )
+    assert choice.mql_threshold <= choice.sql_threshold and choice.mql_precision >= 0.5

@@ -115,9 +115,13 @@ def test_the_registered_model_chooses_its_thresholds_on_its_own_newest_rows(
     kept, kept_choice = uninformative.fit_deployment_model(
         split, evaluated=evaluated, evaluated_choice=evaluated_choice
     )
-    assert kept_choice is evaluated_choice
+    assert (
+        kept_choice == evaluated_choice and kept_choice is not evaluated_choice
+    )  # the card tells them apart
     assert kept.thresholds.sql == evaluated_choice.sql_threshold
     assert "is not reachable" in kept.metadata["thresholds_chosen_on"]
+    assert kept.metadata["thresholds_read_from"].startswith("held-out scores")
+    assert model.metadata["thresholds_read_from"].startswith("the model's own scores")
     card = mlflow.artifacts.load_text(f"runs:/{trained.result.run_id}/model_card.md")
     assert f"SQL >= {deployed.thresholds.sql:.3f}, the same rules on" in card
     assert f"The evaluated model (the test metrics above): MQL >= {evaluated.thresholds.mql:.3f}" in card
@@ -297,3 +301,5 @@ def test_a_long_model_card_is_cut_at_a_line_to_fit_the_registry() -> None:
     assert cut.endswith("the whole card is the run's model_card.md artifact)")
     kept = cut.split("\n\n... (cut")[0]
     assert card.startswith(kept) and card[len(kept)] == "\n"  # cut at a line, never mid-line
+    one_early_line = "# Model card\n" + "y" * 6_000  # no late line end: cut mid-line, keep the text
+    assert len(registry_description(one_early_line)) > MAX_REGISTRY_DESCRIPTION - 100
