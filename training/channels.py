@@ -233,6 +233,22 @@ def _model_check(table: pd.DataFrame, *, channel_column: str, model: ScoresLeads
     return by_key
 
 
+def _fitted_rows_note(table: pd.DataFrame, *, model: ScoresLeads) -> list[str]:
+    """A note when the model was fitted on the rows it is checked on (there observed ~ expected by design)."""
+    trained_until = pd.to_datetime(getattr(model, "metadata", {}).get("trained_until"), errors="coerce")
+    if pd.isna(trained_until) or "as_of" not in table.columns:
+        return []
+    as_of = pd.to_datetime(lead_rows(table)["as_of"])
+    fitted = int((as_of <= trained_until).sum())
+    if not fitted:
+        return []
+    return [
+        f"{fitted:,} of {len(as_of):,} leads the model view scores are from its training period (up to "
+        f"{trained_until}): on those, observed close to expected is what fitting gives, not a check; only "
+        "leads newer than that test it"
+    ]
+
+
 def channel_report(
     *,
     table: pd.DataFrame,
@@ -303,6 +319,7 @@ def channel_report(
     if model is not None:
         check = _model_check(table, channel_column=channel_column, model=model)
         channels = channels.join(check, on="key")
+        notes.extend(_fitted_rows_note(table, model=model))
     if spend is not None:
         channels = _with_spend(channels, frame=frame, spend=spend, with_time=with_time, notes=notes)
     total_row = channels.loc[channels["channel"] == ALL_CHANNELS].iloc[0]

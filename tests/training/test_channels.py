@@ -320,6 +320,10 @@ def test_a_calibrated_model_expects_about_the_opportunities_each_large_channel_h
     probability = trained.result.model.predict_proba_features(rows)
     assert total["sql_share"] == pytest.approx(np.mean(probability >= trained.result.model.thresholds.sql))
     assert total["sql_precision"] > total["scored_opportunities"] / total["scored_leads"]
+    # the registered model was fitted on every labelled row here: the report says agreement proves little
+    fitted_note = [note for note in report.notes if "from its training period" in note]
+    assert len(fitted_note) == 1 and "not a check" in fitted_note[0]
+    assert "0 of" not in fitted_note[0]
 
 
 def test_channels_command_adds_the_registered_model_s_view(trained: Trained, tmp_path: Path) -> None:
