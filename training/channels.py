@@ -235,7 +235,9 @@ def _model_check(table: pd.DataFrame, *, channel_column: str, model: ScoresLeads
 
 def _fitted_rows_note(table: pd.DataFrame, *, model: ScoresLeads) -> list[str]:
     """A note when the model was fitted on the rows it is checked on (there observed ~ expected by design)."""
-    trained_until = pd.to_datetime(getattr(model, "metadata", {}).get("trained_until"), errors="coerce")
+    trained_until = pd.to_datetime(
+        str(getattr(model, "metadata", {}).get("trained_until") or ""), errors="coerce"
+    )
     if pd.isna(trained_until) or "as_of" not in table.columns:
         return []
     as_of = pd.to_datetime(lead_rows(table)["as_of"])
