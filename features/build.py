@@ -22,11 +22,13 @@ from leadscore.features.loading import (
     DataContractError,
     load_crm_tables,
 )
+from leadscore.features.pipeline import compute_features
 from leadscore.features.training_table import (
     SnapshotPolicy,
     build_training_table,
     lead_ledger,
     observed_until,
+    sales_touches_at_outcome,
     write_lead_ledger,
 )
 
@@ -407,9 +409,24 @@ class BuildFeaturesJob:
         )
         self.output.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(self.output, index=False)
+        touches = sales_touches_at_outcome(
+            leads=tables.leads,
+            outcomes=tables.outcomes,
+            policy=self.policy,
+            until=until,
+            features_at=lambda snapshots: compute_features(
+                leads=tables.leads, activities=tables.activities, snapshots=snapshots
+            ),
+        )
         write_lead_ledger(
             self.output,
-            lead_ledger(leads=tables.leads, outcomes=tables.outcomes, policy=self.policy, until=until),
+            lead_ledger(
+                leads=tables.leads,
+                outcomes=tables.outcomes,
+                policy=self.policy,
+                until=until,
+                sales_touches=touches,
+            ),
         )
         example_ids = table.sort_values("as_of")["lead_id"].drop_duplicates().tail(RAW_EXAMPLE_LEADS).tolist()
         latest = table["as_of"].max()
@@ -895,9 +912,20 @@ class EventBuildJob:
         flagged, to_confirm = audited_features(audit, features=feature_columns, allow=mapping.audit_allow)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(self.output, index=False)
+        touches = sales_touches_at_outcome(
+            leads=clean.leads,
+            outcomes=clean.outcomes,
+            policy=policy,
+            until=until,
+            features_at=lambda snapshots: transform.features_from_contract(
+                leads=clean.leads, activities=clean.activities, snapshots=snapshots
+            ),
+        )
         write_lead_ledger(
             self.output,
-            lead_ledger(leads=clean.leads, outcomes=clean.outcomes, policy=policy, until=until),
+            lead_ledger(
+                leads=clean.leads, outcomes=clean.outcomes, policy=policy, until=until, sales_touches=touches
+            ),
         )
         audit.to_csv(self.output.with_suffix(".audit.csv"), index=False)
         positive_rate = float(table["label"].astype("Float64").mean())

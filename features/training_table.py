@@ -10,6 +10,7 @@ observed data are excluded (or kept with a missing label when asked), never labe
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,14 +104,58 @@ def label_snapshots(
     return labelled
 
 
-def lead_ledger(
+def outcome_snapshots(
     *, leads: pd.DataFrame, outcomes: pd.DataFrame, policy: SnapshotPolicy, until: pd.Timestamp
+) -> pd.DataFrame:
+    """One snapshot (``lead_id``, ``as_of``) per lead, at its outcome, in the leads' order.
+
+    ``as_of`` is the lead's first conversion when it came within the horizon of creation, else the
+    horizon's end, or the export's end (``until``) while the horizon is still open.
+    """
+    created = pd.to_datetime(leads["created_at"]).to_numpy().astype("datetime64[us]")
+    converted_at = _converted_at(leads=leads, outcomes=outcomes)
+    horizon_end = created + np.timedelta64(policy.horizon_days, "D")
+    positive = converted_at <= horizon_end  # NaT compares False
+    end = np.minimum(horizon_end, np.datetime64(until, "us"))
+    return pd.DataFrame(
+        {"lead_id": leads["lead_id"].to_numpy(), "as_of": np.where(positive, converted_at, end)}
+    )
+
+
+def sales_touches_at_outcome(
+    *,
+    leads: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    policy: SnapshotPolicy,
+    until: pd.Timestamp,
+    features_at: Callable[[pd.DataFrame], pd.DataFrame],
+) -> np.ndarray | None:
+    """Each lead's ``sales_touches_total`` feature as of its outcome (:func:`outcome_snapshots`).
+
+    ``features_at`` is the build's own point-in-time feature code, so the count is exactly what the
+    model's feature reads. None when the export's features have no sales touches.
+    """
+    rows = features_at(outcome_snapshots(leads=leads, outcomes=outcomes, policy=policy, until=until))
+    if "sales_touches_total" not in rows.columns:
+        return None
+    return rows["sales_touches_total"].to_numpy(dtype=float)
+
+
+def lead_ledger(
+    *,
+    leads: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    policy: SnapshotPolicy,
+    until: pd.Timestamp,
+    sales_touches: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per lead, every lead (the training table leaves out leads converted before a snapshot).
 
     The lead's non-personal columns, ``converted_at`` and ``opportunity_amount`` of its first conversion,
     ``label`` (an opportunity within the horizon of creation: 1/0, missing while the horizon is open and
-    no conversion was seen) and ``horizon_complete``. The channel report (``leadscore channels``) reads it.
+    no conversion was seen) and ``horizon_complete``; with ``sales_touches``
+    (:func:`sales_touches_at_outcome`) a ``sales_touches`` column. ``leadscore channels`` and
+    ``leadscore touches`` read it.
     """
     from leadscore.features.contract import PII_COLUMNS
 
@@ -131,6 +176,8 @@ def lead_ledger(
     ledger["label"] = label
     ledger["label_amount"] = np.where(positive, ledger["opportunity_amount"], np.where(complete, 0.0, np.nan))
     ledger["horizon_complete"] = complete
+    if sales_touches is not None:
+        ledger["sales_touches"] = np.asarray(sales_touches, dtype=float)
     return ledger
 
 

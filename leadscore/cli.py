@@ -663,6 +663,82 @@ def channels(
     console.print("written: " + ", ".join(str(path) for path in written))
 
 
+@app.command()
+def touches(
+    table: Annotated[Path, typer.Option(help="Training table (Parquet) built from an event export.")] = Path(
+        ".leadscore/data/training_table.parquet"
+    ),
+    output: Annotated[
+        Path, typer.Option(help="Folder for touches.csv, touches_after.csv, touches.png.")
+    ] = Path(".leadscore/reports"),
+) -> None:
+    """How many sales touches the export's leads had before becoming opportunities, and what came after k."""
+    import pandas as pd
+    from rich.markup import escape
+
+    from leadscore.features.training_table import lead_ledger_path
+    from leadscore.training.touches import touch_plot, touch_report
+
+    ledger_file = lead_ledger_path(table)
+    if not table.exists():
+        _fail(f"--table {table}: no such file; build it with `leadscore build-features`")
+    if not ledger_file.exists():
+        _fail(
+            f"no lead ledger {ledger_file.name} beside {table.name}: rebuild the table with `leadscore "
+            "build-features` (a flat export has no activity history, so no touches to count)"
+        )
+    try:
+        report = touch_report(pd.read_parquet(ledger_file))
+    except ValueError as error:
+        _fail(str(error))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    report.distribution.to_csv(output / "touches.csv", index=False)
+    report.after.to_csv(output / "touches_after.csv", index=False)
+    touch_plot(report).savefig(output / "touches.png")
+    view = Table(title=f"sales touches of {table.name}: leads with a known outcome", box=box.SIMPLE_HEAD)
+    for header in (
+        "touches",
+        "opps with exactly k",
+        "cumulative",
+        "leads with >= k",
+        "opps among them",
+        "rate %",
+    ):
+        view.add_column(header, justify="right")
+    exactly = report.distribution["opportunities"].to_numpy(dtype=int)
+    cumulative = report.distribution["cumulative_share"].to_numpy(dtype=float)
+    after = {c: report.after[c].to_numpy(dtype=float) for c in report.after.columns}
+    percent = {c: 100 * after[c] for c in ("rate", "rate_low", "rate_high")}
+    for i, k in enumerate(report.after["touches"].to_numpy(dtype=int)):
+        view.add_row(
+            str(k),
+            f"{exactly[k]:,}",
+            f"{cumulative[k]:.0%}",
+            f"{after['leads_reaching'][i]:,.0f}",
+            f"{after['opportunities'][i]:,.0f}",
+            f"{percent['rate'][i]:.1f} ({percent['rate_low'][i]:.1f}-{percent['rate_high'][i]:.1f})",
+        )
+    console.print(view)
+    if report.cadence is not None:
+        c = report.cadence
+        console.print(
+            f"learned range: [bold]{c.span}[/] sales touches (of {c.opportunities:,} opportunities touched "
+            f"before converting, at least 80% had {c.fewest} or more, at least 90% had {c.most} or fewer); "
+            "training puts it into the model's follow-up advice"
+        )
+    else:
+        console.print(
+            f"[yellow]no range learned:[/] {escape(str(report.not_learned))}; the advice keeps 5-10"
+        )
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(
+        "written: "
+        + ", ".join(str(output / name) for name in ("touches.csv", "touches_after.csv", "touches.png"))
+    )
+
+
 def _load_lead_data(data_dir: Path) -> tuple[Any, Any, Any]:
     leads, activities, _, end = _load_crm(data_dir)
     return leads, activities, end

@@ -254,7 +254,8 @@ class LeadScore(BaseModel):
     )
     follow_up: str | None = Field(
         default=None,
-        description="Contact advice from the tier and the sales touches so far (leads usually need 5-10): "
+        description="Contact advice from the tier and the sales touches so far, against the range of touches "
+        "the export's past opportunities had (learned at training; the 5-10 rule of thumb when too few): "
         "e.g. 'Sales-ready and not contacted yet: reach out today'; null when there is nothing to add.",
     )
     fit_points: float | None = Field(description="Score points from fit factors (null if explain=false).")

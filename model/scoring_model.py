@@ -25,7 +25,7 @@ from leadscore.features.catalogue import (
     window_count_name,
 )
 from leadscore.features.vocabulary import InputLayout, LeadStatus, Tier
-from leadscore.model.cadence import follow_up
+from leadscore.model.cadence import TouchCadence, follow_up
 from leadscore.model.calibration import IsotonicCalibrator, PlattCalibrator
 from leadscore.model.encoding import CategoryCodeEncoder
 from leadscore.model.explain import (
@@ -201,6 +201,8 @@ class LeadScoringModel:
     #: what the model reads: leadscore's contract, an event export or a flat export
     transform: FeatureTransform = field(default_factory=ContractFeatureTransform)
     uncertainty: ScoreUncertainty | None = None  # from the calibration set: per-lead intervals
+    #: sales touches the export's opportunities had (None: the 5-10 rule of thumb), for the follow-up advice
+    touch_cadence: TouchCadence | None = None
 
     def __post_init__(self) -> None:
         self._prepare()
@@ -211,6 +213,7 @@ class LeadScoringModel:
             state["transform"] = flat or events or ContractFeatureTransform()
         self.__dict__.update(state)
         self.__dict__.setdefault("uncertainty", None)  # models saved before it existed
+        self.__dict__.setdefault("touch_cadence", None)
         self._prepare()
 
     def __getstate__(self) -> dict[str, object]:
@@ -484,7 +487,9 @@ class LeadScoringModel:
                     reasons_positive=[],
                     reasons_negative=[],
                 )
-            result["follow_up"] = follow_up(tier=Tier(str(result["tier"])), sales_touches=float(touches[i]))
+            result["follow_up"] = follow_up(
+                tier=Tier(str(result["tier"])), sales_touches=float(touches[i]), cadence=self.touch_cadence
+            )
             results.append(result)
         return results
 

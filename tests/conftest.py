@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from leadscore.features.build import simulate_and_build
+from leadscore.features.build import BuildFeaturesJob, simulate_and_build
 from leadscore.features.simulator import SimulatedCRM, simulate_crm
+from leadscore.features.training_table import SnapshotPolicy
 from leadscore.training.config import BoosterConfig, TrackingConfig, TrainConfig
 from leadscore.training.train import TrainingResult, TrainJob
 
@@ -114,3 +115,27 @@ def trained(  # one trained, registered model shared by the training and explana
         )
         result = TrainJob(config).run()
         yield Trained(crm, pd.read_parquet(table_path), table_path, result, config)
+
+
+def build_from_csv(
+    folder: Path,
+    *,
+    leads: pd.DataFrame,
+    activities: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    policy: SnapshotPolicy,
+) -> Path:
+    """Write the three tables as CSV files in ``folder``; build them as ``leadscore build-features`` does."""
+    data = folder / "crm"
+    data.mkdir()
+    for name, frame in (("leads", leads), ("activities", activities), ("outcomes", outcomes)):
+        frame.to_csv(data / f"{name}.csv", index=False)
+    output = folder / "table.parquet"
+    BuildFeaturesJob(
+        leads=data / "leads.csv",
+        activities=data / "activities.csv",
+        outcomes=data / "outcomes.csv",
+        output=output,
+        policy=policy,
+    ).run()
+    return output

@@ -59,6 +59,17 @@ def _thresholds_text(
     )
 
 
+def _cadence_text(model: LeadScoringModel) -> str:
+    """Which range of sales touches the follow-up advice uses, and where it comes from."""
+    source = model.metadata.get("touch_cadence", "")
+    if model.touch_cadence is not None:
+        return (
+            f"Reps' follow-up advice uses {source} (`leadscore touches` shows the distribution). It describes "
+            "what past opportunities had, not what one more touch causes."
+        )
+    return f"Reps' follow-up advice uses the common 5-10 touches rule of thumb: {source or 'not learned'}."
+
+
 def render_model_card(
     *,
     model: LeadScoringModel,
@@ -145,6 +156,9 @@ Calibration: {_CALIBRATION_NAMES.get(str(getattr(config.calibration, "value", co
 
 ## Thresholds
 {_thresholds_text(model=model, metrics=metrics, choice=choice, deployed_choice=deployed_choice)}
+
+## Follow-up cadence
+{_cadence_text(model)}
 
 ## Top factors (mean |SHAP|, log-odds, grouped)
 """

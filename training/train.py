@@ -33,6 +33,8 @@ from leadscore.features.catalogue import (
 from leadscore.features.contract import PII_COLUMNS
 from leadscore.features.events import EventFeatureTransform, EventMapping
 from leadscore.features.mapping import ColumnRole, ExportMapping, FlatFeatureTransform
+from leadscore.features.training_table import lead_ledger_path
+from leadscore.model.cadence import RULE_OF_THUMB, TouchCadence
 from leadscore.model.calibration import (
     IsotonicCalibrator,
     PlattCalibrator,
@@ -60,6 +62,7 @@ from leadscore.training.drift import DriftReport, drift_report
 from leadscore.training.model_card import render_model_card
 from leadscore.training.split import TimeAxis, TimeSplit, stratified_split, time_blocks, time_ordered_split
 from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds, threshold_table
+from leadscore.training.touches import learn_touch_cadence
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_TEST_ROWS = 200_000
@@ -394,7 +397,35 @@ class TrainJob:
             "horizon_days": self.horizon_days,  # None: the export declared no horizon
             # per-lead intervals from the same held-out scores the calibrator was fitted on (issue 16)
             "uncertainty": getattr(calibrator, "uncertainty_", None),
+            "touch_cadence": self.touch_cadence[0],
         }
+
+    @functools.cached_property
+    def touch_cadence(self) -> tuple[TouchCadence | None, str]:
+        """The sales touches the export's opportunities had (from the lead ledger), and where it comes from.
+
+        Learned from every lead with a known outcome, test period included: it feeds the follow-up
+        advice only, never the score, so no test metric reads it. None (the 5-10 rule of thumb) when the
+        table has no ledger with sales touches, or too few touched opportunities.
+        """
+        path = lead_ledger_path(self.config.training_table)
+        if not path.exists():
+            return None, "no lead ledger beside the table (flat exports have none): the 5-10 rule of thumb"
+        import pyarrow.parquet as pq
+
+        if not {"label", "sales_touches"} <= set(pq.read_schema(path).names):
+            return None, "the export has no sales activity to learn from: the 5-10 rule of thumb"
+        ledger = pd.read_parquet(path, columns=["label", "sales_touches"])
+        try:
+            cadence, why_not = learn_touch_cadence(ledger)
+        except ValueError as error:
+            return None, f"{error}: the 5-10 rule of thumb"
+        if cadence is None:
+            return None, f"{why_not}: the 5-10 rule of thumb"
+        return cadence, (
+            f"{cadence.span} sales touches: at least 80% of the {cadence.opportunities:,} opportunities "
+            f"touched before converting had {cadence.fewest} or more; at least 90%, {cadence.most} or fewer"
+        )
 
     def fit_deployment_model(
         self, split: TimeSplit, *, evaluated: LeadScoringModel, evaluated_choice: ThresholdChoice
@@ -504,6 +535,7 @@ class TrainJob:
                 "trained_until": _time_text(fitted_on, self.time_axis),
                 "boosting_rounds": rounds,
                 "rounds_per_train_row_x1e6": round(1e6 * self._rounds_per_row) if self._rounds_per_row else 0,
+                "touch_cadence": self.touch_cadence[1],
             },
         )
         return model, choice
@@ -804,6 +836,8 @@ class TrainJob:
                 "chosen_thresholds.registered": f"MQL {record.deployed_choice.mql_threshold:.4f}, "
                 f"SQL {record.deployed_choice.sql_threshold:.4f}",
                 "chosen_thresholds.rule": choice.rule,
+                "touch_cadence": (model.touch_cadence or RULE_OF_THUMB).span
+                + ("" if model.touch_cadence else " (rule of thumb)"),
             }
         )
         for _, row in comparison.iterrows():

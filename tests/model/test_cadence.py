@@ -16,7 +16,7 @@ from ..conftest import Trained
     ("tier", "touches", "expected"),
     [
         (Tier.SALES_READY, 0, "reach out today"),
-        (Tier.SALES_READY, 2, "2 of the usual 5-10 touches so far: keep following up"),
+        (Tier.SALES_READY, 2, "2 touches so far, fewer than usual: keep following up (rule of thumb: 5-10"),
         (Tier.SALES_READY, 4, "keep following up"),
         (Tier.SALES_READY, 5, "within the usual 5-10"),
         (Tier.SALES_READY, 10, "within the usual 5-10"),
@@ -48,7 +48,7 @@ def test_every_scored_lead_carries_its_follow_up(trained: Trained) -> None:
     for explain in (True, False):
         scored = model.score_features(rows, explain=explain)
         expected = [
-            follow_up(tier=Tier(s["tier"]), sales_touches=float(touches))
+            follow_up(tier=Tier(s["tier"]), sales_touches=float(touches), cadence=model.touch_cadence)
             for s, touches in zip(scored, rows["sales_touches_total"], strict=True)
         ]
         assert [s["follow_up"] for s in scored] == expected

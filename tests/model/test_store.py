@@ -37,6 +37,7 @@ class _OldStyle:
     def __init__(self, model: LeadScoringModel) -> None:
         self.state = model.__getstate__()
         del self.state["transform"]
+        self.state.pop("touch_cadence", None)  # learned touch ranges came later
         self.state |= {"flat": None, "events": None}
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -67,5 +68,6 @@ def test_a_model_pickled_by_an_earlier_version_loads(trained: Trained, tmp_path:
     assert isinstance(loaded, LeadScoringModel) and isinstance(loaded.encoder, CategoryCodeEncoder)
     assert isinstance(loaded.transform, ContractFeatureTransform)
     assert loaded.layout is InputLayout.LEADSCORE
+    assert loaded.touch_cadence is None  # the follow-up advice falls back to the rule of thumb
     rows = trained.table.tail(50)
     assert (loaded.predict_proba_features(rows) == model.predict_proba_features(rows)).all()

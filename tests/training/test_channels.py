@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from leadscore.cli import app
-from leadscore.features.build import BuildFeaturesJob
 from leadscore.features.simulator import SimulatedCRM
 from leadscore.features.training_table import SnapshotPolicy, lead_ledger_path
 from leadscore.training.channels import (
@@ -29,7 +28,7 @@ from leadscore.training.channels import (
 )
 from leadscore.training.split import TimeAxis
 
-from ..conftest import Trained
+from ..conftest import Trained, build_from_csv
 
 
 def funnel_table() -> pd.DataFrame:
@@ -256,19 +255,13 @@ def test_without_a_ledger_a_table_whose_first_snapshot_is_late_says_what_it_leav
 def test_the_build_writes_a_ledger_holding_leads_the_table_leaves_out(
     small_crm: SimulatedCRM, tmp_path: Path
 ) -> None:
-    data = tmp_path / "crm"
-    data.mkdir()
-    small_crm.leads.to_csv(data / "leads.csv", index=False)
-    small_crm.activities.to_csv(data / "activities.csv", index=False)
-    small_crm.outcomes.to_csv(data / "outcomes.csv", index=False)
-    output = tmp_path / "table.parquet"
-    BuildFeaturesJob(
-        leads=data / "leads.csv",
-        activities=data / "activities.csv",
-        outcomes=data / "outcomes.csv",
-        output=output,
+    output = build_from_csv(
+        tmp_path,
+        leads=small_crm.leads,
+        activities=small_crm.activities,
+        outcomes=small_crm.outcomes,
         policy=SnapshotPolicy(ages_days=(3, 14), horizon_days=60),
-    ).run()
+    )
     ledger = pd.read_parquet(lead_ledger_path(output))
     table = pd.read_parquet(output)
     assert len(ledger) == len(small_crm.leads) and ledger["lead_id"].is_unique
