@@ -788,6 +788,10 @@ class EventBuildJob:
             outcomes["opportunity_amount"] = parse_numbers(
                 out_raw[outcomes_spec.amount_column], decimal=opts.decimal, thousands=opts.thousands
             )
+        if outcomes_spec.won is not None:
+            outcomes["won_at"], outcomes["won_amount"] = closed_won(
+                out_raw, spec=outcomes_spec, deal_date=outcomes["converted_at"], options=opts
+            )
         # -- rows that break the contract ---------------------------------------------------------
         extra: list[ContractProblem | None] = []
         for column in transform.attributes:
@@ -987,8 +991,18 @@ class EventBuildJob:
                 for c in (spec.lead_id_column, spec.timestamp_column, spec.type_column, spec.page_column)
                 if c
             ]
+        won = spec.won
+        won_columns = () if won is None else (won.stage_column, won.date_column, won.amount_column)
         return [
-            c for c in (spec.lead_id_column, spec.date_column, spec.amount_column, spec.status_column) if c
+            c
+            for c in (
+                spec.lead_id_column,
+                spec.date_column,
+                spec.amount_column,
+                spec.status_column,
+                *won_columns,
+            )
+            if c
         ]
 
     @staticmethod
@@ -1173,6 +1187,59 @@ def _renamed_back(problem: ContractProblem, mapping: Any) -> ContractProblem:
     column = names.get(problem.column, problem.column)
     text = problem.problem.replace(problem.column, column, 1) if problem.column != column else problem.problem
     return dataclasses.replace(problem, column=column, problem=text)
+
+
+def _instants(values: pd.Series) -> pd.Series:
+    """Export date text (or dates) as naive UTC timestamps; unreadable ones missing."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = pd.to_datetime(values, utc=True)
+    else:
+        parsed = pd.to_datetime(
+            values.astype("string").str.strip(), utc=True, errors="coerce", format="mixed"
+        )
+    return parsed.dt.tz_localize(None)
+
+
+def closed_won(
+    raw: pd.DataFrame, *, spec: Any, deal_date: pd.Series, options: Any
+) -> tuple[pd.Series, pd.Series]:
+    """``won_at`` and ``won_amount`` of each deal row from the mapping's ``won`` block.
+
+    A deal is won when its stage is one of ``stage_values`` (or, without a stage column, when its won
+    date is present). A won deal whose won date is missing or unreadable keeps its own deal date as a
+    stand-in, and an unreadable or negative amount is left missing: both are logged, and no deal or label is
+    dropped for them.
+    """
+    from leadscore.features.mapping import parse_numbers
+
+    won = spec.won
+    close = _instants(raw[won.date_column]) if won.date_column else pd.Series(pd.NaT, index=raw.index)
+    if won.stage_column is not None:
+        stage = raw[won.stage_column].astype("string").str.strip()
+        is_won = stage.isin(list(won.stage_values)).fillna(False).to_numpy(dtype=bool)
+    else:
+        is_won = close.notna().to_numpy()
+    stand_in = is_won & close.isna().to_numpy()
+    if stand_in.any():  # expected without a won date column; worth a warning when it is unreadable
+        (log.warning if won.date_column else log.info)(
+            "outcomes: %d won deals have no readable %s: their deal date (%s) stands in as the won date",
+            int(stand_in.sum()),
+            won.date_column or "won date (no won.date_column)",
+            spec.date_column,
+        )
+    won_at = close.where(~stand_in, _instants(deal_date)).where(is_won)
+    amount_column = won.amount_column or spec.amount_column
+    if amount_column is None:
+        return won_at, pd.Series(np.nan, index=raw.index)
+    amount = parse_numbers(raw[amount_column], decimal=options.decimal, thousands=options.thousands)
+    unusable = is_won & raw[amount_column].notna().to_numpy() & ~(amount >= 0).to_numpy()
+    if unusable.any():
+        log.warning(
+            "outcomes: %d won deals' %s is unreadable or negative: left missing",
+            int(unusable.sum()),
+            amount_column,
+        )
+    return won_at, amount.where(is_won & (amount >= 0))
 
 
 def audited_features(

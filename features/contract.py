@@ -125,6 +125,13 @@ class OutcomesSchema(pa.DataFrameModel):
     opportunity_amount: Series[float] = pa.Field(
         ge=0, nullable=True, description="Optional opportunity amount in USD."
     )
+    won_at: Series[pd.Timestamp] = pa.Field(
+        nullable=True,
+        description="Optional: when the opportunity was won (closed-won, naive UTC); missing while not won.",
+    )
+    won_amount: Series[float] = pa.Field(
+        ge=0, nullable=True, description="Optional: the won deal's amount (revenue); missing when not won."
+    )
 
     class Config:
         coerce = True

@@ -112,6 +112,20 @@ def _stages(rng: np.random.Generator, n: int, *, won: str, lost: str, open_: str
     return rng.choice(np.array([won, lost, open_], dtype=object), size=n, p=[0.3, 0.5, 0.2])
 
 
+def _won_stage(
+    outcomes: pd.DataFrame, drawn: np.ndarray, *, won: str, lost: str
+) -> tuple[np.ndarray, pd.Series]:
+    """The simulator's won deals say ``won`` (and their won date); the others keep a drawn lost/open stage."""
+    won_at = (
+        pd.to_datetime(outcomes["won_at"])
+        if "won_at" in outcomes
+        else pd.Series(pd.NaT, index=outcomes.index)
+    )
+    is_won = won_at.notna().to_numpy()
+    stage = np.where(is_won, won, np.where(drawn == won, lost, drawn)).astype(object)
+    return stage, won_at
+
+
 def to_salesforce(crm: SimulatedCRM, *, seed: int = 0) -> dict[str, pd.DataFrame]:
     """``Lead``, ``Task`` (marketing and sales activities) and ``Opportunity`` objects."""
     rng = np.random.default_rng(seed)
@@ -158,6 +172,7 @@ def to_salesforce(crm: SimulatedCRM, *, seed: int = 0) -> dict[str, pd.DataFrame
     )
     outcomes = crm.outcomes
     stage = _stages(rng, len(outcomes), won="Closed Won", lost="Closed Lost", open_="Negotiation/Review")
+    stage, won_at = _won_stage(outcomes, stage, won="Closed Won", lost="Closed Lost")
     created = pd.to_datetime(outcomes["converted_at"])
     opportunity = pd.DataFrame(
         {
@@ -166,7 +181,9 @@ def to_salesforce(crm: SimulatedCRM, *, seed: int = 0) -> dict[str, pd.DataFrame
             "CreatedDate": _iso_z(outcomes["converted_at"]).to_numpy(),
             "Amount": outcomes["opportunity_amount"].to_numpy(),
             "StageName": stage,
-            "CloseDate": (created + pd.to_timedelta(rng.integers(5, 120, len(outcomes)), unit="D"))
+            "CloseDate": won_at.fillna(
+                created + pd.to_timedelta(rng.integers(5, 120, len(outcomes)), unit="D")
+            )
             .dt.strftime("%Y-%m-%d")
             .to_numpy(),
             "Probability": np.where(stage == "Closed Won", 100, np.where(stage == "Closed Lost", 0, 60)),
@@ -220,6 +237,7 @@ def to_hubspot(crm: SimulatedCRM, *, seed: int = 0) -> dict[str, pd.DataFrame]:
     )
     outcomes = crm.outcomes
     stage = _stages(rng, len(outcomes), won="closedwon", lost="closedlost", open_="contractsent")
+    stage, _ = _won_stage(outcomes, stage, won="closedwon", lost="closedlost")
     deals = pd.DataFrame(
         {
             "Deal ID": np.arange(9001, 9001 + len(outcomes)).astype(str),

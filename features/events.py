@@ -179,6 +179,36 @@ class ActivitiesTable(TableSource):
     )
 
 
+class ClosedWon(BaseModel):
+    """Which deals were won, when and for how much: the funnel past the opportunity, to revenue.
+
+    Never a feature or a label: the channel report counts won deals and revenue per channel from it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage_column: str | None = Field(default=None, description="The deal's stage column, e.g. StageName.")
+    stage_values: tuple[str, ...] = Field(
+        default=(), description="With stage_column: the stages that mean won, e.g. ['Closed Won']."
+    )
+    date_column: str | None = Field(
+        default=None,
+        description="When the deal was won (its close date). Without stage_column a deal is won when this "
+        "has a date; a won deal without a readable one keeps the deal's own date_column as a stand-in.",
+    )
+    amount_column: str | None = Field(
+        default=None, description="The won amount (revenue); default: the deals' amount_column."
+    )
+
+    @model_validator(mode="after")
+    def _says_which(self) -> ClosedWon:
+        if self.stage_column is None and self.date_column is None:
+            raise ValueError("tables.outcomes.won: name a stage_column (with stage_values) or a date_column")
+        if self.stage_column is not None and not self.stage_values:
+            raise ValueError("tables.outcomes.won: stage_column needs stage_values, e.g. ['Closed Won']")
+        return self
+
+
 class OutcomesTable(TableSource):
     """The outcomes or deals file: a row per opportunity / closed deal."""
 
@@ -190,6 +220,11 @@ class OutcomesTable(TableSource):
     )
     positive_values: tuple[str, ...] = Field(
         default=(), description="With status_column: the values that count as converted, e.g. ['Closed Won']."
+    )
+    won: ClosedWon | None = Field(
+        default=None,
+        description="Optional: which deals were won (closed-won), when, and the revenue; the channel report "
+        "then follows each channel to won deals and revenue.",
     )
     columns: dict[str, OtherRole] = Field(
         default_factory=dict,

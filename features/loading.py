@@ -384,7 +384,7 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
         "phone",
     ),
     "activities": ("page_category", "campaign"),
-    "outcomes": ("opportunity_amount",),
+    "outcomes": ("opportunity_amount", "won_at", "won_amount"),
 }
 
 

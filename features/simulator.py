@@ -547,11 +547,20 @@ def simulate_crm(
         )
         amount = np.maximum(np.round(amount, -2), 100.0)
         amount[rng.random(n) < 0.03] = np.nan
+        won_ns, won_amount = _closed_won(
+            np.random.default_rng([seed, 20_261_127]),  # its own stream: nothing else changes with it
+            people=people,
+            conv_ns=conv_ns,
+            amount=amount,
+            exported_ns=exported_ns,
+        )
         outcomes = pd.DataFrame(
             {
                 "lead_id": _series(lead_ids.filter(pa.array(observed))),
                 "converted_at": conv_ns[observed].view("datetime64[ns]"),
                 "opportunity_amount": amount[observed],
+                "won_at": won_ns[observed].view("datetime64[ns]"),
+                "won_amount": won_amount[observed],
             }
         )
         truth = pd.DataFrame(
@@ -1268,6 +1277,30 @@ def _sales_touches(
         "demo_touched": demo_touched,
         "p_form": p_form,
     }
+
+
+def _closed_won(
+    rng: np.random.Generator,
+    *,
+    people: dict[str, np.ndarray],
+    conv_ns: np.ndarray,
+    amount: np.ndarray,
+    exported_ns: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which opportunities are won, when (NaT: lost, open, or won after the export) and for how much.
+
+    About a quarter of opportunities are won, more often at larger companies and with senior buyers,
+    15 days or more after the opportunity opens (median ~38), for the opportunity's amount.
+    """
+    n = conv_ns.shape[0]
+    size_z = np.clip(np.log10(people["employee_count"]) - 2.0, -2.0, 2.5)
+    p_win = _sigmoid(-1.3 + 0.35 * size_z + 0.25 * _SENIORITY_SALES[people["seniority"]])
+    wins = rng.random(n) < p_win
+    delay_days = 15.0 + rng.gamma(2.0, 14.0, n)
+    won_ns = conv_ns + np.round(delay_days * DAY_NS).astype(np.int64)
+    wins &= won_ns <= exported_ns
+    won_amount = np.where(wins, amount, np.nan)  # closed at the opportunity's amount
+    return np.where(wins, won_ns, np.iinfo(np.int64).min), won_amount
 
 
 def _form_follow_up_probability(people: dict[str, np.ndarray]) -> np.ndarray:

@@ -55,8 +55,10 @@ NAT_INT64 = np.iinfo(np.int64).min  # how pandas stores NaT
 TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
     "leads": ("created_at",),
     "activities": ("timestamp",),
-    "outcomes": ("converted_at",),
+    "outcomes": ("converted_at", "won_at"),
 }
+#: The columns whose latest value is the export's end (as ``observed_until``: a won date is not one).
+OBSERVED_COLUMNS = ("created_at", "timestamp", "converted_at")
 _PANDAS3_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning"
 
 
@@ -218,7 +220,7 @@ def observed_until_spark(crm: SparkCrm) -> pd.Timestamp:
         if frame is None:
             continue
         for name in columns:
-            if name not in frame.columns:
+            if name not in frame.columns or name not in OBSERVED_COLUMNS:
                 continue
             column = frame.schema[name]
             if isinstance(column.dataType, StringType):  # CSV text: Spark parses ISO 8601

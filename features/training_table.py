@@ -154,7 +154,8 @@ def lead_ledger(
     The lead's non-personal columns, ``converted_at`` and ``opportunity_amount`` of its first conversion,
     ``label`` (an opportunity within the horizon of creation: 1/0, missing while the horizon is open and
     no conversion was seen) and ``horizon_complete``; with ``sales_touches``
-    (:func:`sales_touches_at_outcome`) a ``sales_touches`` column. ``leadscore channels`` and
+    (:func:`sales_touches_at_outcome`) a ``sales_touches`` column; when the outcomes record closed-won
+    deals, ``won_at`` and ``won_amount`` of the lead's first opportunity. ``leadscore channels`` and
     ``leadscore touches`` read it.
     """
     from leadscore.features.contract import PII_COLUMNS
@@ -178,6 +179,19 @@ def lead_ledger(
     ledger["horizon_complete"] = complete
     if sales_touches is not None:
         ledger["sales_touches"] = np.asarray(sales_touches, dtype=float)
+    if "won_at" in outcomes.columns and outcomes["won_at"].notna().any():  # the export records closed-won
+        by_lead = outcomes.set_index(outcomes["lead_id"].astype(str))
+        ids = ledger["lead_id"].to_numpy()
+        ledger["won_at"] = pd.to_datetime(by_lead["won_at"]).reindex(ids).to_numpy(dtype="datetime64[us]")
+        amount = (
+            by_lead["won_amount"]
+            if "won_amount" in by_lead.columns
+            else pd.Series(np.nan, index=by_lead.index)
+        )
+        won = ~np.isnat(ledger["won_at"].to_numpy())
+        ledger["won_amount"] = np.where(
+            won, pd.to_numeric(amount, errors="coerce").reindex(ids).to_numpy(dtype=float), np.nan
+        )
     return ledger
 
 

@@ -620,6 +620,16 @@ def channels(
             ],
         ),
         (
+            "won deals and revenue",
+            [
+                ("won", "won", "{:,.0f}"),
+                ("win rate % (95% interval)", "win_rate", ""),
+                ("revenue", "revenue", "{:,.0f}"),
+                ("cost/won", "cost_per_win", "{:,.0f}"),
+                ("revenue/spend", "revenue_per_spend", "{:.2f}"),
+            ],
+        ),
+        (
             f"the model's view ({model_name} {alias}), at each lead's first snapshot",
             [
                 ("scored", "scored_leads", "{:,.0f}"),
@@ -647,10 +657,11 @@ def channels(
                 value = record[column]
                 if pd.isna(value):
                     cells.append("-")
-                elif column == "opportunity_rate":
-                    cells.append(
-                        f"{100 * value:.1f} ({100 * record['rate_low']:.1f}-{100 * record['rate_high']:.1f})"
+                elif column in ("opportunity_rate", "win_rate"):
+                    low, high = (
+                        ("rate_low", "rate_high") if column == "opportunity_rate" else ("win_low", "win_high")
                     )
+                    cells.append(f"{100 * value:.1f} ({100 * record[low]:.1f}-{100 * record[high]:.1f})")
                 else:
                     cells.append(form.format(value))
             view.add_row(escape(str(record["channel"])), *cells)
@@ -665,14 +676,15 @@ def channels(
 
 @app.command()
 def touches(
-    table: Annotated[Path, typer.Option(help="Training table (Parquet) built from an event export.")] = Path(
-        ".leadscore/data/training_table.parquet"
-    ),
+    table: Annotated[
+        Path, typer.Option(help="Training table (Parquet) built from an export with activities.")
+    ] = Path(".leadscore/data/training_table.parquet"),
     output: Annotated[
         Path, typer.Option(help="Folder for touches.csv, touches_after.csv, touches.png.")
     ] = Path(".leadscore/reports"),
 ) -> None:
     """How many sales touches the export's leads had before becoming opportunities, and what came after k."""
+    import numpy as np
     import pandas as pd
     from rich.markup import escape
 
@@ -687,8 +699,13 @@ def touches(
             f"no lead ledger {ledger_file.name} beside {table.name}: rebuild the table with `leadscore "
             "build-features` (a flat export has no activity history, so no touches to count)"
         )
+    from pyarrow import ArrowException
+
     try:
         report = touch_report(pd.read_parquet(ledger_file))
+    except (OSError, ArrowException) as error:
+        _fail(f"{ledger_file}: cannot be read as Parquet ({error}); rebuild the table")
+        return
     except ValueError as error:
         _fail(str(error))
         return
@@ -700,21 +717,21 @@ def touches(
     for header in (
         "touches",
         "opps with exactly k",
-        "cumulative",
+        "cumulative (touched)",
         "leads with >= k",
         "opps among them",
         "rate %",
     ):
         view.add_column(header, justify="right")
     exactly = report.distribution["opportunities"].to_numpy(dtype=int)
-    cumulative = report.distribution["cumulative_share"].to_numpy(dtype=float)
+    cumulative = report.distribution["cumulative_share_touched"].to_numpy(dtype=float)
     after = {c: report.after[c].to_numpy(dtype=float) for c in report.after.columns}
     percent = {c: 100 * after[c] for c in ("rate", "rate_low", "rate_high")}
     for i, k in enumerate(report.after["touches"].to_numpy(dtype=int)):
         view.add_row(
             str(k),
             f"{exactly[k]:,}",
-            f"{cumulative[k]:.0%}",
+            "-" if np.isnan(cumulative[k]) else f"{cumulative[k]:.0%}",
             f"{after['leads_reaching'][i]:,.0f}",
             f"{after['opportunities'][i]:,.0f}",
             f"{percent['rate'][i]:.1f} ({percent['rate_low'][i]:.1f}-{percent['rate_high'][i]:.1f})",

@@ -68,9 +68,9 @@ def follow_up(*, tier: Tier, sales_touches: float | None, cadence: TouchCadence 
     touches = int(sales_touches)
     so_far = f"{touches} touch" if touches == 1 else f"{touches} touches"
     usual = (
-        f"opportunities here usually had {cadence.span} touches first"
+        f"opportunities that sales contacted usually had {cadence.span} touches before converting"
         if cadence.learned
-        else f"rule of thumb: {cadence.span} touches"
+        else f"a common rule of thumb: {cadence.span} touches"
     )
     if tier is Tier.SALES_READY:
         if touches == 0:
@@ -78,9 +78,11 @@ def follow_up(*, tier: Tier, sales_touches: float | None, cadence: TouchCadence 
         if touches < cadence.fewest:
             return f"{so_far} so far, fewer than usual: keep following up ({usual})."
         if touches <= cadence.most:
-            vary = "vary the channel (call, e-mail, meeting)"
+            vary = "keep following up and vary the channel (call, e-mail, meeting)"
             return f"{so_far}, within the usual {cadence.span}: {vary}."
         return f"{so_far}, past the usual {cadence.span}: ask for a decision."
-    if touches >= max(cadence.most, 1):
+    # Handing back needs more than the range: it says when converters had converted, not that more
+    # touches stop working, so never sooner than the rule of thumb's 10.
+    if touches >= max(cadence.most, RULE_OF_THUMB.most):
         return f"{so_far} and not sales-ready: hand back to marketing nurture rather than call again."
     return None

@@ -7,7 +7,10 @@ before it (a note says so). Leads whose horizon has not ended are counted as ope
 carry 95% Wilson intervals, so a channel of 40 leads is not read like one of 4,000. Spend
 (``channel,spend`` or ``channel,month,spend``, one file from marketing) turns the counts into cost per
 lead, cost per opportunity and pipeline value per unit of spend. "Pipeline value" is the opportunities'
-amounts as the export gives them, not closed revenue.
+amounts as the export gives them, not closed revenue. When the export records closed-won deals (the
+contract's optional ``won_at``/``won_amount``, or an event mapping's ``outcomes.won`` block), each channel
+goes on to won deals (of its opportunities within the horizon, those won by the export's end), the win
+rate with its interval, revenue (won amounts), cost per won deal and revenue per unit of spend.
 
 With a model, each channel also gets the opportunities the model expected from its leads at their
 earliest snapshot in the table (the sum of calibrated probabilities) next to those observed on the same
@@ -181,6 +184,9 @@ def _funnel(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     )
     if "amount" in frame.columns:
         out["pipeline_value"] = grouped["amount"].sum(min_count=1)
+    if "won" in frame.columns:
+        out["won"] = grouped["won"].sum()
+        out["revenue"] = grouped["revenue"].sum(min_count=1)
     return out.reset_index()
 
 
@@ -189,6 +195,9 @@ def _with_rates(part: pd.DataFrame) -> pd.DataFrame:
     part["open_leads"] = part["leads"] - part["outcome_known"]
     part["opportunity_rate"] = part["opportunities"] / part["outcome_known"].where(part["outcome_known"] > 0)
     part["rate_low"], part["rate_high"] = wilson_interval(part["opportunities"], part["outcome_known"])
+    if "won" in part.columns:
+        part["win_rate"] = part["won"] / part["opportunities"].where(part["opportunities"] > 0)
+        part["win_low"], part["win_high"] = wilson_interval(part["won"], part["opportunities"])
     return part
 
 
@@ -294,10 +303,27 @@ def channel_report(
         {"lead_id": leads["lead_id"].to_numpy(), "key": key.to_numpy(), "channel": shown.to_numpy()}
     )
     label = leads["label"].astype("Float64")
-    frame["known"] = label.notna().to_numpy()
-    frame["positive"] = label.fillna(0).to_numpy(dtype=float)
+    # known: the horizon has ended (a lead that converted early in a still-open horizon is open, or the
+    # rates would count recent converters while leaving out recent leads that have not converted yet)
+    complete = (
+        leads["horizon_complete"].fillna(False).to_numpy(dtype=bool)
+        if "horizon_complete" in leads.columns
+        else np.ones(len(leads), dtype=bool)
+    )
+    frame["known"] = label.notna().to_numpy() & complete
+    frame["positive"] = np.where(frame["known"], label.fillna(0).to_numpy(dtype=float), 0.0)
+    converted_open = int((label.eq(1).fillna(False).to_numpy() & ~frame["known"].to_numpy()).sum())
     if "label_amount" in leads.columns and (label.eq(1) & leads["label_amount"].notna()).fillna(False).any():
-        frame["amount"] = leads["label_amount"].astype(float).to_numpy()
+        frame["amount"] = np.where(frame["known"], leads["label_amount"].astype(float).to_numpy(), np.nan)
+    won_known = "won_at" in leads.columns and bool(leads["won_at"].notna().any())
+    if won_known:  # of the opportunities within the horizon, those the export records as won by its end
+        won = frame["positive"].to_numpy() == 1
+        won &= leads["won_at"].notna().to_numpy()
+        frame["won"] = won.astype(float)
+        amount = (
+            leads["won_amount"] if "won_amount" in leads.columns else pd.Series(np.nan, index=leads.index)
+        )
+        frame["revenue"] = np.where(won, amount.astype(float).to_numpy(), np.nan)
     with_time = time_axis is TimeAxis.TIMESTAMP and "as_of" in leads.columns
     if with_time:
         frame["month"] = pd.to_datetime(leads["as_of"]).dt.to_period("M").to_numpy()
@@ -318,6 +344,11 @@ def channel_report(
         channels["value_per_lead"] = channels["pipeline_value"] / channels["outcome_known"].where(
             channels["outcome_known"] > 0
         )
+    if won_known:
+        notes.append(
+            "won: opportunities within the horizon that the export records as won by its end (recent ones "
+            "may still close, so their channels' win rates read low); revenue is the won amounts"
+        )
     if model is not None:
         check = _model_check(table, channel_column=channel_column, model=model)
         channels = channels.join(check, on="key")
@@ -328,8 +359,14 @@ def channel_report(
     open_leads = int(total_row["open_leads"])
     if open_leads:
         notes.append(
-            f"{open_leads:,} lead{'s are' if open_leads != 1 else ' is'} open (the horizon has not ended): "
-            "counted as leads, not in the rates"
+            f"{open_leads:,} lead{'s are' if open_leads != 1 else ' is'} open (the horizon has not ended"
+            + (
+                f"; {converted_open:,} of them already became "
+                + ("an opportunity" if converted_open == 1 else "opportunities")
+                if converted_open
+                else ""
+            )
+            + "): counted as leads, not in the rates"
             + ("; the model's expected opportunities from them are in expected_from_open" if model else "")
             + (
                 "; cost per opportunity counts their spend but not their future opportunities (it reads "
@@ -424,13 +461,21 @@ def _with_spend(
         channels["pipeline_per_spend"] = channels["pipeline_value"] / channels["spend"].where(
             channels["spend"] > 0
         )
+    if "won" in channels.columns:
+        channels["cost_per_win"] = (channels["spend"] / channels["won"].where(channels["won"] > 0)).where(
+            has_spend
+        )
+        if "revenue" in channels.columns:
+            channels["revenue_per_spend"] = channels["revenue"] / channels["spend"].where(
+                channels["spend"] > 0
+            )
     return channels
 
 
 def _sum_rows(rows: pd.DataFrame, *, name: str) -> pd.DataFrame:
     summed = {
         column: rows[column].sum(min_count=1)
-        for column in ("leads", "outcome_known", "opportunities", "pipeline_value", "spend")
+        for column in ("leads", "outcome_known", "opportunities", "pipeline_value", "won", "revenue", "spend")
         if column in rows.columns
     }
     return pd.DataFrame([{"key": name.casefold(), "channel": name, **summed}])

@@ -62,12 +62,16 @@ def _thresholds_text(
 def _cadence_text(model: LeadScoringModel) -> str:
     """Which range of sales touches the follow-up advice uses, and where it comes from."""
     source = model.metadata.get("touch_cadence", "")
+    if "sales_touches_total" not in model.feature_names:
+        return "No follow-up advice: the export has no sales activity (calls, sales e-mails, meetings)."
     if model.touch_cadence is not None:
         return (
-            f"Reps' follow-up advice uses {source} (`leadscore touches` shows the distribution). It describes "
-            "what past opportunities had, not what one more touch causes."
+            f"Reps' follow-up advice uses {source} (`leadscore touches` shows the distribution, and how many "
+            "opportunities came before any touch). It describes what past opportunities had, not what one more "
+            "touch causes."
         )
-    return f"Reps' follow-up advice uses the common 5-10 touches rule of thumb: {source or 'not learned'}."
+    why = str(source).removesuffix(": the 5-10 rule of thumb") or "not learned"
+    return f"Reps' follow-up advice uses the common 5-10 touches rule of thumb ({why})."
 
 
 def render_model_card(

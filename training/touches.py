@@ -53,7 +53,8 @@ class TouchReport:
 
     distribution: pd.DataFrame
     """Per number of touches (0, 1, ...): ``opportunities`` that had exactly that many before
-    converting, their ``share`` of all opportunities and ``cumulative_share``."""
+    converting, their ``share`` of all opportunities, ``cumulative_share``, and
+    ``cumulative_share_touched`` among the opportunities touched at least once (what the range reads)."""
     after: pd.DataFrame
     """Per k: ``leads_reaching`` (leads with a known outcome that got k touches before converting or
     without converting), ``opportunities`` among them, ``rate`` with ``rate_low``/``rate_high`` (95%),
@@ -70,17 +71,21 @@ def _known(ledger: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("label", "sales_touches") if c not in ledger.columns]
     if missing:
         raise ValueError(
-            f"the lead ledger has no {', '.join(missing)} column: rebuild the table with "
-            "`leadscore build-features` (ledgers written before sales touches were counted lack it, and "
-            "a flat export has no activity history to count)"
+            f"the lead ledger has no {', '.join(missing)} column: the export has no activities file to count "
+            "sales touches in (a flat export, or an event mapping without activities), or the table was "
+            "built before touches were counted (rebuild it with `leadscore build-features`)"
         )
-    known = ledger[ledger["label"].notna()]
-    touches = pd.to_numeric(known["sales_touches"], errors="coerce").to_numpy(dtype=float)
+    is_known = np.array(ledger["label"].notna(), dtype=bool)
+    if "horizon_complete" in ledger.columns:  # a lead that converted in a still-open horizon is open too,
+        is_known &= (
+            ledger["horizon_complete"].fillna(False).to_numpy(dtype=bool)
+        )  # or rates favour converters
+    known = ledger.loc[is_known]
+    touches = np.asarray(pd.to_numeric(known["sales_touches"], errors="coerce"), dtype=float)
     if np.isnan(touches).any() or (touches < 0).any():
         raise ValueError("the lead ledger's sales_touches must be non-negative counts")
-    return pd.DataFrame(
-        {"touches": touches.astype(np.int64), "converted": known["label"].astype(int).to_numpy() == 1}
-    )
+    converted = known["label"].astype("Int64").to_numpy(dtype=int) == 1
+    return pd.DataFrame({"touches": touches.astype(np.int64), "converted": converted})
 
 
 def cadence_from_counts(touches: np.ndarray) -> TouchCadence:
@@ -119,7 +124,7 @@ def touch_report(ledger: pd.DataFrame) -> TouchReport:
     """Touches before conversion, the opportunity rate after k touches, and the learned range."""
     known = _known(ledger)
     if known.empty:
-        raise ValueError("no lead in the ledger has a known outcome yet (every horizon is still open)")
+        raise ValueError("no lead in the ledger has a known outcome yet (every lead's horizon is still open)")
     touches = known["touches"].to_numpy()
     converted = known["converted"].to_numpy()
     opportunities = int(converted.sum())
@@ -132,6 +137,12 @@ def touch_report(ledger: pd.DataFrame) -> TouchReport:
             "share": by_count / max(opportunities, 1),
             "cumulative_share": np.cumsum(by_count) / max(opportunities, 1),
         }
+    )
+    touched_opportunities = int(by_count[1:].sum())
+    distribution["cumulative_share_touched"] = np.where(
+        distribution["touches"] > 0,
+        (np.cumsum(by_count) - by_count[0]) / max(touched_opportunities, 1),
+        np.nan,
     )
     reaching = np.array([(touches >= k).sum() for k in range(top + 1)])
     converted_after = np.array([(converted & (touches >= k)).sum() for k in range(top + 1)])
@@ -160,10 +171,11 @@ def touch_report(ledger: pd.DataFrame) -> TouchReport:
             f"{untouched:,} of {opportunities:,} opportunities ({untouched / opportunities:.0%}) converted "
             "before any sales touch; the learned range counts only the touched ones."
         )
-    open_leads = int(ledger["label"].isna().sum())
+    open_leads = len(ledger) - len(known)
     if open_leads:
         notes.append(
-            f"{open_leads:,} leads whose horizon is still open are left out (their outcome is unknown)."
+            f"{open_leads:,} leads whose horizon is still open are left out, converted or not (counting only "
+            "those already converted would make every rate read high)."
         )
     if top + 1 > last:
         notes.append(

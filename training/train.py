@@ -408,14 +408,22 @@ class TrainJob:
         advice only, never the score, so no test metric reads it. None (the 5-10 rule of thumb) when the
         table has no ledger with sales touches, or too few touched opportunities.
         """
+        if "sales_touches_total" not in self.feature_names:
+            return None, "the export has no sales activity, so scores carry no follow-up advice"
         path = lead_ledger_path(self.config.training_table)
         if not path.exists():
-            return None, "no lead ledger beside the table (flat exports have none): the 5-10 rule of thumb"
+            return None, "no lead ledger beside the table: the 5-10 rule of thumb"
         import pyarrow.parquet as pq
 
-        if not {"label", "sales_touches"} <= set(pq.read_schema(path).names):
-            return None, "the export has no sales activity to learn from: the 5-10 rule of thumb"
-        ledger = pd.read_parquet(path, columns=["label", "sales_touches"])
+        names = set(pq.read_schema(path).names)
+        if not {"label", "sales_touches"} <= names:
+            return None, (
+                "the lead ledger was written before sales touches were counted (rebuild the table to learn "
+                "them): the 5-10 rule of thumb"
+            )
+        ledger = pd.read_parquet(
+            path, columns=[c for c in ("label", "sales_touches", "horizon_complete") if c in names]
+        )
         try:
             cadence, why_not = learn_touch_cadence(ledger)
         except ValueError as error:
@@ -836,8 +844,12 @@ class TrainJob:
                 "chosen_thresholds.registered": f"MQL {record.deployed_choice.mql_threshold:.4f}, "
                 f"SQL {record.deployed_choice.sql_threshold:.4f}",
                 "chosen_thresholds.rule": choice.rule,
-                "touch_cadence": (model.touch_cadence or RULE_OF_THUMB).span
-                + ("" if model.touch_cadence else " (rule of thumb)"),
+                "touch_cadence": (
+                    "none (no sales activity)"
+                    if "sales_touches_total" not in model.feature_names
+                    else (model.touch_cadence or RULE_OF_THUMB).span
+                    + ("" if model.touch_cadence else " (rule of thumb)")
+                ),
             }
         )
         for _, row in comparison.iterrows():

@@ -11,7 +11,7 @@ import pytest
 from leadscore.features.build import BuildFeaturesJob, EventBuildJob, read_table_metadata_model
 from leadscore.features.crm_shapes import CrmShape, write_shape
 from leadscore.features.simulator import SimulatedCRM, write_crm
-from leadscore.features.training_table import SnapshotPolicy
+from leadscore.features.training_table import SnapshotPolicy, lead_ledger_path
 from leadscore.settings import PROJECT_ROOT
 from leadscore.training.config import TrainConfig, load_config
 from leadscore.training.train import TrainJob
@@ -62,10 +62,20 @@ def test_shape_files_use_the_products_names_and_leaky_fields(
 
 
 def test_shapes_build_the_same_table_as_the_native_export(small_crm: SimulatedCRM, tmp_path: Path) -> None:
-    native = pd.read_parquet(build_native(small_crm, tmp_path))
+    native_path = build_native(small_crm, tmp_path)
+    native = pd.read_parquet(native_path)
+    native_won = pd.read_parquet(lead_ledger_path(native_path)).dropna(subset=["won_at"])
+    assert len(native_won) > 50
     for shape in (CrmShape.SALESFORCE, CrmShape.HUBSPOT):
         table_path = build_shape(small_crm, shape, tmp_path)
         table = pd.read_parquet(table_path)
+        # the closed-won stage comes through the mapping's won block: the same deals and revenue
+        won = pd.read_parquet(lead_ledger_path(table_path)).dropna(subset=["won_at"])
+        assert len(won) == len(native_won)
+        assert won["won_amount"].sum() == pytest.approx(native_won["won_amount"].sum())
+        if shape is CrmShape.SALESFORCE:  # CloseDate is a day
+            days = sorted(pd.to_datetime(won["won_at"]).dt.floor("D"))
+            assert days == sorted(pd.to_datetime(native_won["won_at"]).dt.floor("D"))
         meta = read_table_metadata_model(table_path).model_dump()
         assert len(table) == len(native) and table["label"].sum() == native["label"].sum()
         assert not meta["audit_flagged_features"]  # leaky fields are mapped leaky

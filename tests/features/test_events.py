@@ -12,6 +12,7 @@ import yaml
 from leadscore.features.build import EventBuildJob, TooManyRejects, read_table_metadata_model
 from leadscore.features.events import EventFeatureTransform, EventMapping, load_event_mapping
 from leadscore.features.loading import DataContractError
+from leadscore.features.training_table import lead_ledger_path
 from leadscore.features.vocabulary import InputLayout
 from leadscore.settings import PROJECT_ROOT, datasets_dir
 
@@ -518,3 +519,51 @@ def test_missing_text_in_lead_columns_reads_as_no_value_as_the_csv_reader_does()
     assert leads["channel"].tolist() == [None, "web"]
     assert leads["Plan Interest"].tolist() == [None, "pro"]
     assert pd.isna(leads["Seats"].iloc[0]) and leads["Seats"].iloc[1] == 3
+
+
+@pytest.mark.parametrize(
+    ("won", "message"),
+    [
+        ({"stage_values": ["Closed Won"]}, "name a stage_column .with stage_values. or a date_column"),
+        ({"stage_column": "Stage"}, "stage_column needs stage_values"),
+    ],
+)
+def test_a_won_block_must_say_how_a_won_deal_is_known(won: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EventMapping.model_validate(mapping_data(**{"tables.outcomes.won": won}))
+
+
+def test_won_deals_keep_every_label_when_their_date_or_amount_is_unreadable(tmp_path: Path) -> None:
+    paths = make_event_export(tmp_path)
+    deals = pd.read_csv(paths["outcomes"], sep=";", dtype=str)
+    n = len(deals)
+    deals["Stage"] = np.where(np.arange(n) % 2 == 0, "Closed Won", "Closed Lost")
+    deals["Closed"] = deals["Won"]
+    deals.loc[0, "Closed"] = "not a date"  # won, date unreadable: the deal date stands in
+    deals["Value"] = "1200"
+    deals.loc[2, "Value"] = "-5"  # won, negative: left missing
+    deals.to_csv(paths["outcomes"], sep=";", index=False)
+    won = {
+        "stage_column": "Stage",
+        "stage_values": ["Closed Won"],
+        "date_column": "Closed",
+        "amount_column": "Value",
+    }
+    mapping = write_mapping(
+        tmp_path,
+        **{
+            "tables.outcomes.won": won,
+            "tables.outcomes.status_column": None,
+            "tables.outcomes.positive_values": [],
+        },
+    )
+    built = EventBuildJob(mapping_path=mapping, output=tmp_path / "t.parquet").run()
+    assert built.rejected == 0
+    ledger = pd.read_parquet(lead_ledger_path(built.output)).set_index("lead_id")
+    assert int(ledger["converted_at"].notna().sum()) == n  # every deal is still an opportunity
+    won_ids = deals.loc[deals["Stage"] == "Closed Won", "Contact"]
+    assert set(ledger.index[ledger["won_at"].notna()]) == set(won_ids)
+    first = ledger.loc[deals.loc[0, "Contact"]]
+    assert first["won_at"] == first["converted_at"]  # the stand-in
+    assert np.isnan(ledger.loc[deals.loc[2, "Contact"], "won_amount"])
+    assert ledger.loc[deals.loc[4, "Contact"], "won_amount"] == 1200.0

@@ -606,7 +606,7 @@ def test_point_in_time_oracle_before_creation_is_the_prior(small: SimulatedCRM) 
 def test_write_crm_round_trips(small: SimulatedCRM, tmp_path: Path, file_format: str) -> None:
     paths = write_crm(small, out_dir=tmp_path / "crm", file_format=file_format)  # type: ignore[arg-type]
     assert set(paths) == {"leads", "activities", "outcomes", "truth"}
-    dates = {"leads": ["created_at"], "activities": ["timestamp"], "outcomes": ["converted_at"]}
+    dates = {"leads": ["created_at"], "activities": ["timestamp"], "outcomes": ["converted_at", "won_at"]}
     dates["truth"] = ["converted_at"]
     for name, path in paths.items():
         assert path.exists() and path.suffix == f".{file_format}"

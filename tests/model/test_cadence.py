@@ -16,7 +16,11 @@ from ..conftest import Trained
     ("tier", "touches", "expected"),
     [
         (Tier.SALES_READY, 0, "reach out today"),
-        (Tier.SALES_READY, 2, "2 touches so far, fewer than usual: keep following up (rule of thumb: 5-10"),
+        (
+            Tier.SALES_READY,
+            2,
+            "2 touches so far, fewer than usual: keep following up (a common rule of thumb: 5-10",
+        ),
         (Tier.SALES_READY, 4, "keep following up"),
         (Tier.SALES_READY, 5, "within the usual 5-10"),
         (Tier.SALES_READY, 10, "within the usual 5-10"),

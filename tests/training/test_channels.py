@@ -272,10 +272,18 @@ def test_the_build_writes_a_ledger_holding_leads_the_table_leaves_out(
     report = channel_report(table=table, ledger=ledger, channel_column="channel")
     total = by_channel(report.channels).loc[ALL_CHANNELS]
     assert total["leads"] == len(small_crm.leads)
-    assert total["opportunities"] == int((ledger["label"] == 1).sum())
+    assert total["opportunities"] == int(((ledger["label"] == 1) & ledger["horizon_complete"]).sum())
     within = small_crm.outcomes.merge(small_crm.leads[["lead_id", "created_at"]], on="lead_id")
-    waited = pd.to_datetime(within["converted_at"]) - pd.to_datetime(within["created_at"])
-    assert total["opportunities"] == int((waited <= pd.Timedelta(days=60)).sum())
+    created = pd.to_datetime(within["created_at"])
+    waited = pd.to_datetime(within["converted_at"]) - created
+    until = max(  # the export's end: only leads whose 60 days have passed by then are counted
+        pd.to_datetime(small_crm.leads["created_at"]).max(),
+        pd.to_datetime(small_crm.activities["timestamp"]).max(),
+        pd.to_datetime(small_crm.outcomes["converted_at"]).max(),
+    )
+    ended = created + pd.Timedelta(days=60) <= until
+    assert total["opportunities"] == int(((waited <= pd.Timedelta(days=60)) & ended).sum())
+    assert total["opportunities"] < int((waited <= pd.Timedelta(days=60)).sum())  # recent ones are open
 
 
 def test_months_without_any_opportunity_are_named() -> None:
@@ -354,3 +362,56 @@ def test_the_command_in_a_fresh_process_prints_no_third_party_noise(tmp_path: Pa
         "PySpark does not yet fully support" not in done.stderr
     )  # cli.run filters it (pandera imports pyspark.pandas)
     assert "Warning" not in done.stderr, done.stderr
+
+
+def won_ledger() -> pd.DataFrame:
+    rows = [
+        # lead, channel, label, horizon complete, won_at, won amount
+        ("a1", "web", 1, True, "2024-03-01", 1000.0),
+        ("a2", "web", 1, True, None, None),
+        (
+            "a3",
+            "web",
+            0,
+            True,
+            "2024-06-01",
+            700.0,
+        ),  # an opportunity after the horizon, won: not this funnel's
+        ("a4", "web", 1, False, "2024-04-01", 300.0),  # converted, horizon still open: open, not in the rates
+        ("b1", "events", 1, True, "2024-03-09", 5000.0),
+        ("b2", "events", 0, True, None, None),
+    ]
+    ledger = pd.DataFrame(
+        rows, columns=["lead_id", "channel", "label", "horizon_complete", "won_at", "won_amount"]
+    )
+    ledger["created_at"] = pd.Timestamp("2024-01-15")
+    ledger["label"] = ledger["label"].astype("Int8")
+    ledger["won_at"] = pd.to_datetime(ledger["won_at"])
+    ledger["label_amount"] = np.where(ledger["label"] == 1, 2000.0, 0.0)
+    return ledger
+
+
+def test_won_deals_and_revenue_follow_each_channel_to_its_return_on_spend(tmp_path: Path) -> None:
+    path = tmp_path / "spend.csv"
+    path.write_text("channel,spend\nweb,100\nevents,1000\n")
+    report = channel_report(
+        table=funnel_table(), ledger=won_ledger(), channel_column="channel", spend=read_spend(path)
+    )
+    channels = by_channel(report.channels)
+    web, events = channels.loc["web"], channels.loc["events"]
+    assert (web["leads"], web["outcome_known"], web["opportunities"], web["won"]) == (4, 3, 2, 1)
+    assert web["win_rate"] == pytest.approx(0.5) and web["win_low"] < 0.5 < web["win_high"]
+    assert web["revenue"] == pytest.approx(1000.0)  # a3's win came after the horizon, a4 is open
+    assert web["cost_per_win"] == pytest.approx(100.0) and web["revenue_per_spend"] == pytest.approx(10.0)
+    assert (events["won"], events["revenue"], events["cost_per_win"]) == (1, 5000.0, 1000.0)
+    total, paid = channels.loc[ALL_CHANNELS], channels.loc[WITH_SPEND]
+    assert (total["won"], total["revenue"]) == (2, 6000.0)
+    assert paid["revenue_per_spend"] == pytest.approx(6000.0 / 1100.0)
+    assert any(note.startswith("won: opportunities within the horizon") for note in report.notes)
+    assert any("1 of them already became an opportunity" in note for note in report.notes)
+
+
+def test_without_won_dates_there_are_no_won_columns() -> None:
+    ledger = won_ledger().assign(won_at=pd.NaT)
+    report = channel_report(table=funnel_table(), ledger=ledger, channel_column="channel")
+    assert not {"won", "win_rate", "revenue"} & set(report.channels.columns)

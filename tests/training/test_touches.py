@@ -220,20 +220,51 @@ def test_a_ledger_without_touches_or_outcomes_is_a_readable_error() -> None:
 @pytest.mark.parametrize(
     ("tier", "touches", "expected"),
     [
-        (Tier.SALES_READY, 0, "reach out today (opportunities here usually had 3-7 touches first)"),
-        (Tier.SALES_READY, 2, "2 touches so far, fewer than usual: keep following up"),
-        (Tier.SALES_READY, 3, "within the usual 3-7"),
+        (Tier.SALES_READY, 0, "reach out today (opportunities that sales contacted usually had 3-7 touches"),
+        (Tier.SALES_READY, 1, "1 touch so far, fewer than usual: keep following up"),
+        (Tier.SALES_READY, 3, "3 touches, within the usual 3-7: keep following up and vary the channel"),
         (Tier.SALES_READY, 7, "within the usual 3-7"),
         (Tier.SALES_READY, 8, "past the usual 3-7: ask for a decision"),
-        (Tier.NURTURE, 7, "hand back to marketing nurture"),
+        (Tier.NURTURE, 9, None),  # handing back never comes sooner than the rule of thumb's 10
+        (Tier.NURTURE, 10, "hand back to marketing nurture"),
     ],
 )
-def test_the_advice_reads_the_learned_range(tier: Tier, touches: int, expected: str) -> None:
+def test_the_advice_reads_the_learned_range(tier: Tier, touches: int, expected: str | None) -> None:
     advice = follow_up(tier=tier, sales_touches=float(touches), cadence=TouchCadence(3, 7, opportunities=400))
-    assert advice is not None and expected in advice
-    assert (
-        follow_up(tier=Tier.NURTURE, sales_touches=6.0, cadence=TouchCadence(3, 7, opportunities=400)) is None
+    assert advice == expected if expected is None else (advice is not None and expected in advice)
+
+
+def test_a_wide_learned_range_hands_back_only_past_its_own_end() -> None:
+    wide = TouchCadence(4, 14, opportunities=400)
+    assert follow_up(tier=Tier.NURTURE, sales_touches=13.0, cadence=wide) is None
+    assert "hand back" in str(follow_up(tier=Tier.NURTURE, sales_touches=14.0, cadence=wide))
+
+
+def test_leads_converted_in_a_still_open_horizon_stay_out_of_the_rates() -> None:
+    complete = ledger_of([1] * 40 + [0] * 60, [1] * 20 + [0] * 20 + [0] * 60).assign(horizon_complete=True)
+    recent = ledger_of([1] * 30 + [1] * 30, [1] * 30 + [None] * 30).assign(horizon_complete=False)
+    report = touch_report(pd.concat([complete, recent], ignore_index=True))
+    after = report.after.set_index("touches")
+    assert after.loc[0, "leads_reaching"] == 100 and after.loc[0, "rate"] == pytest.approx(0.2)
+    assert after.loc[1, "rate"] == pytest.approx(0.5)  # not (20 + 30) / (40 + 30)
+    assert any(note.startswith("60 leads whose horizon is still open") for note in report.notes)
+
+
+def test_the_card_says_when_there_is_no_advice_or_only_the_rule_of_thumb() -> None:
+    from types import SimpleNamespace
+
+    from leadscore.training.model_card import _cadence_text
+
+    flat = SimpleNamespace(feature_names=("lead_source",), touch_cadence=None, metadata={})
+    assert _cadence_text(flat).startswith("No follow-up advice: the export has no sales activity")  # type: ignore[arg-type]
+    reason = "only 12 opportunities had a sales touch before converting; a range needs 50"
+    few = SimpleNamespace(
+        feature_names=("sales_touches_total",),
+        touch_cadence=None,
+        metadata={"touch_cadence": f"{reason}: the 5-10 rule of thumb"},
     )
+    text = _cadence_text(few)  # type: ignore[arg-type]
+    assert f"5-10 touches rule of thumb ({reason})." in text
 
 
 def test_the_trained_model_carries_the_range_its_ledger_gives(trained: Trained) -> None:
@@ -260,9 +291,10 @@ def test_a_model_saved_before_the_cadence_existed_loads_with_the_rule_of_thumb(t
     old = LeadScoringModel.__new__(LeadScoringModel)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
     assert old.touch_cadence is None
-    assert "rule of thumb: 5-10" in str(
-        follow_up(tier=Tier.SALES_READY, sales_touches=0.0, cadence=old.touch_cadence)
-    )
+    rows = trained.table.sort_values("as_of").tail(3000).reset_index(drop=True)
+    advice = [s["follow_up"] for s in old.score_features(rows, explain=False) if s["follow_up"]]
+    assert advice and all("5-10" in a for a in advice if "hand back" not in a)
+    assert any("a common rule of thumb: 5-10 touches" in a for a in advice)
     assert RULE_OF_THUMB.span == "5-10" and not RULE_OF_THUMB.learned
 
 
