@@ -1017,6 +1017,9 @@ class EventBuildJob:
                 *[c for c, t in spec.rename.items() if t.value not in numeric],
                 *[c for c, m in spec.attributes.items() if m.role is not ColumnRole.NUMERIC],
             ]
+        if table == "outcomes":  # stage codes compare as the export writes them ("123", not 123.0)
+            stages = [spec.status_column, spec.won.stage_column if spec.won is not None else None]
+            return [spec.lead_id_column, *[c for c in stages if c]]
         return [spec.lead_id_column]
 
     @staticmethod
@@ -1042,6 +1045,20 @@ class EventBuildJob:
                         "a feature"
                         if role in ("categorical", "numeric")
                         else ("dropped" if role == "pii" else "excluded from features, audited")
+                    )
+                elif (
+                    table == "outcomes"
+                    and spec.won is not None
+                    and column
+                    in (
+                        spec.won.stage_column,
+                        spec.won.date_column,
+                        spec.won.amount_column,
+                    )
+                ):
+                    what, action = (
+                        "closed-won",
+                        "won deals and revenue for the channel report; never a feature",
                     )
                 elif column in used:
                     what, action = "key", "used as id / date / type"
@@ -1189,17 +1206,6 @@ def _renamed_back(problem: ContractProblem, mapping: Any) -> ContractProblem:
     return dataclasses.replace(problem, column=column, problem=text)
 
 
-def _instants(values: pd.Series) -> pd.Series:
-    """Export date text (or dates) as naive UTC timestamps; unreadable ones missing."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        parsed = pd.to_datetime(values, utc=True)
-    else:
-        parsed = pd.to_datetime(
-            values.astype("string").str.strip(), utc=True, errors="coerce", format="mixed"
-        )
-    return parsed.dt.tz_localize(None)
-
-
 def closed_won(
     raw: pd.DataFrame, *, spec: Any, deal_date: pd.Series, options: Any
 ) -> tuple[pd.Series, pd.Series]:
@@ -1210,10 +1216,16 @@ def closed_won(
     stand-in, and an unreadable or negative amount is left missing: both are logged, and no deal or label is
     dropped for them.
     """
+    from leadscore.features.events import parse_dates_text
+    from leadscore.features.loading import read_timestamps
     from leadscore.features.mapping import parse_numbers
 
     won = spec.won
-    close = _instants(raw[won.date_column]) if won.date_column else pd.Series(pd.NaT, index=raw.index)
+    close = (
+        read_timestamps(parse_dates_text(raw[won.date_column], options, len(raw), raw.index))
+        if won.date_column
+        else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    )
     if won.stage_column is not None:
         stage = raw[won.stage_column].astype("string").str.strip()
         is_won = stage.isin(list(won.stage_values)).fillna(False).to_numpy(dtype=bool)
@@ -1227,7 +1239,7 @@ def closed_won(
             won.date_column or "won date (no won.date_column)",
             spec.date_column,
         )
-    won_at = close.where(~stand_in, _instants(deal_date)).where(is_won)
+    won_at = close.where(~stand_in, read_timestamps(deal_date)).where(is_won)
     amount_column = won.amount_column or spec.amount_column
     if amount_column is None:
         return won_at, pd.Series(np.nan, index=raw.index)

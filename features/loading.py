@@ -23,7 +23,7 @@ import gzip
 import logging
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -386,6 +386,9 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "activities": ("page_category", "campaign"),
     "outcomes": ("opportunity_amount", "won_at", "won_amount"),
 }
+#: Columns that describe what happened after the label (the closed-won stage): a bad value there is set
+#: to missing with a warning, never a problem that would reject the opportunity row and change its label.
+SOFT_COLUMNS: dict[str, tuple[str, ...]] = {"outcomes": ("won_at", "won_amount")}
 
 
 def _prepare(table: str, frame: pd.DataFrame, report: _Report) -> pd.DataFrame:
@@ -411,16 +414,57 @@ def _prepare(table: str, frame: pd.DataFrame, report: _Report) -> pd.DataFrame:
     for name in df.columns:
         if _is_text_like(df[name]):
             df[name] = _blank_to_missing(table, name, df[name])
+    soft = SOFT_COLUMNS.get(table, ())
     for name in _columns(table, "datetime"):
         if name in df.columns:
-            df[name] = _coerce_timestamps(table, name, df[name], report)
+            df[name] = (
+                _soft(table, name, df[name], _coerce_timestamps)
+                if name in soft
+                else (_coerce_timestamps(table, name, df[name], report))
+            )
     for name in _columns(table, "number"):
         if name in df.columns:
-            df[name] = _coerce_numbers(table, name, df[name], report)
+            df[name] = (
+                _soft(table, name, df[name], _coerce_numbers)
+                if name in soft
+                else (_coerce_numbers(table, name, df[name], report))
+            )
     for name in _columns(table, "text"):
         if name in df.columns:
             df[name] = _coerce_text(table, name, df[name])
     return df
+
+
+def _soft(
+    table: str, name: str, s: pd.Series, coerce: Callable[[str, str, pd.Series, _Report], pd.Series]
+) -> pd.Series:
+    """``coerce`` for a column in ``SOFT_COLUMNS``: unusable (or negative) values become missing, logged."""
+    scratch = _Report()
+    coerced = coerce(table, name, s, scratch)
+    negative = (
+        (coerced < 0).fillna(False).to_numpy(dtype=bool)
+        if pd.api.types.is_numeric_dtype(coerced.dtype)
+        else np.zeros(len(coerced), dtype=bool)
+    )
+    if negative.any():
+        coerced = coerced.mask(negative)
+    for problem in scratch.problems:
+        logger.warning(
+            "%s.%s: %s: %d value(s) set to missing (this column never rejects a row)",
+            table,
+            name,
+            problem.problem,
+            problem.count,
+        )
+    if negative.any():
+        logger.warning("%s.%s: %d negative value(s) set to missing", table, name, int(negative.sum()))
+    return coerced
+
+
+def read_timestamps(values: pd.Series, *, table: str = "outcomes", name: str = "won_at") -> pd.Series:
+    """Export timestamps read as the loader reads them (naive UTC ``datetime64[ns]``); unreadable or
+    out-of-range values are missing, never an error."""
+    return _coerce_timestamps(table, name, values.reset_index(drop=True), _Report()).set_axis(values.index)
 
 
 def _is_text_like(s: pd.Series) -> bool:

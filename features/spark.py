@@ -146,7 +146,7 @@ def read_table_spark(spark: SparkSession, path: Path, *, table: str) -> DataFram
     text columns; the loaders then parse it in each bucket.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import LongType, StringType, TimestampNTZType, TimestampType
+    from pyspark.sql.types import DateType, LongType, StringType, TimestampNTZType, TimestampType
 
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz")):
@@ -167,6 +167,8 @@ def read_table_spark(spark: SparkSession, path: Path, *, table: str) -> DataFram
             as_nanos = col
         elif isinstance(column.dataType, TimestampType | TimestampNTZType):
             as_nanos = F.unix_micros(col.cast("timestamp")) * F.lit(1000)
+        elif isinstance(column.dataType, DateType):  # a day (a close date): its midnight, as pandas reads it
+            as_nanos = F.unix_date(col).cast("long") * F.lit(86_400 * 10**9)
         elif isinstance(column.dataType, StringType):
             continue
         else:

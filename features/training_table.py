@@ -155,7 +155,8 @@ def lead_ledger(
     ``label`` (an opportunity within the horizon of creation: 1/0, missing while the horizon is open and
     no conversion was seen) and ``horizon_complete``; with ``sales_touches``
     (:func:`sales_touches_at_outcome`) a ``sales_touches`` column; when the outcomes record closed-won
-    deals, ``won_at`` and ``won_amount`` of the lead's first opportunity. ``leadscore channels`` and
+    deals, ``won_at`` and ``won_amount`` of the lead's first opportunity (a won date after ``until`` is a
+    planned close date, not a win). ``leadscore channels`` and
     ``leadscore touches`` read it.
     """
     from leadscore.features.contract import PII_COLUMNS
@@ -182,7 +183,9 @@ def lead_ledger(
     if "won_at" in outcomes.columns and outcomes["won_at"].notna().any():  # the export records closed-won
         by_lead = outcomes.set_index(outcomes["lead_id"].astype(str))
         ids = ledger["lead_id"].to_numpy()
-        ledger["won_at"] = pd.to_datetime(by_lead["won_at"]).reindex(ids).to_numpy(dtype="datetime64[us]")
+        won_at = pd.to_datetime(by_lead["won_at"]).reindex(ids).to_numpy(dtype="datetime64[us]")
+        won_at[won_at > np.datetime64(until, "us")] = np.datetime64("NaT")  # a planned close date, not a win
+        ledger["won_at"] = won_at
         amount = (
             by_lead["won_amount"]
             if "won_amount" in by_lead.columns

@@ -208,13 +208,17 @@ def _model_check(table: pd.DataFrame, *, channel_column: str, model: ScoresLeads
     if absent:
         raise ValueError(f"the model's features are not in this table: {', '.join(map(str, absent[:10]))}")
     probability = np.asarray(model.predict_proba_features(rows), dtype=float)
-    known = rows["label"].astype("Float64").notna().to_numpy()
+    known = np.array(rows["label"].astype("Float64").notna(), dtype=bool)
+    if "horizon_complete" in rows.columns:  # as in the funnel: converted in an open horizon is still open
+        known &= rows["horizon_complete"].fillna(False).to_numpy(dtype=bool)
     key, _ = channel_keys(rows[channel_column])
     frame = pd.DataFrame(
         {
             "key": key.to_numpy(),
             "scored_leads": known.astype(int),
-            "scored_opportunities": rows["label"].astype("Float64").fillna(0).to_numpy(dtype=float),
+            "scored_opportunities": np.where(
+                known, rows["label"].astype("Float64").fillna(0).to_numpy(dtype=float), 0.0
+            ),
             "expected_opportunities": np.where(known, probability, 0.0),
             "expected_from_open": np.where(known, 0.0, probability),
         }
@@ -345,6 +349,9 @@ def channel_report(
             channels["outcome_known"] > 0
         )
     if won_known:
+        no_amount = int(((frame["won"] == 1) & frame["revenue"].isna()).sum())
+        if no_amount:
+            notes.append(f"{no_amount:,} won deal(s) have no amount: revenue leaves them out (it reads low)")
         notes.append(
             "won: opportunities within the horizon that the export records as won by its end (recent ones "
             "may still close, so their channels' win rates read low); revenue is the won amounts"

@@ -565,5 +565,8 @@ def test_won_deals_keep_every_label_when_their_date_or_amount_is_unreadable(tmp_
     assert set(ledger.index[ledger["won_at"].notna()]) == set(won_ids)
     first = ledger.loc[deals.loc[0, "Contact"]]
     assert first["won_at"] == first["converted_at"]  # the stand-in
+    read = deals.iloc[1:].loc[deals["Stage"] == "Closed Won"].set_index("Contact")["Closed"]
+    closed = pd.to_datetime(read, format="%d/%m/%Y %H:%M")  # the mapping's day-first format, not month-first
+    assert (pd.to_datetime(ledger.loc[closed.index, "won_at"]).to_numpy() == closed.to_numpy()).all()
     assert np.isnan(ledger.loc[deals.loc[2, "Contact"], "won_amount"])
     assert ledger.loc[deals.loc[4, "Contact"], "won_amount"] == 1200.0

@@ -93,6 +93,31 @@ def test_spark_reads_csv_exports_like_the_loaders(spark: object, tmp_path: Path)
     pd.testing.assert_frame_equal(comparable(actual), comparable(expected), check_exact=True)
 
 
+def test_spark_reads_a_close_date_stored_as_a_day_and_builds_as_pandas(spark: object, tmp_path: Path) -> None:
+    """A close date is often a DATE column: Spark reads it as that day's midnight, as pandas does."""
+    crm = simulate_crm(n_leads=400, seed=8)
+    write_crm(crm, out_dir=tmp_path)
+    outcomes = pd.read_parquet(tmp_path / "outcomes.parquet")
+    outcomes["won_at"] = pd.to_datetime(outcomes["won_at"]).dt.date  # pyarrow writes date32
+    outcomes.to_parquet(tmp_path / "outcomes.parquet", index=False)
+    tables = load_crm_tables(
+        leads=tmp_path / "leads.parquet",
+        activities=tmp_path / "activities.parquet",
+        outcomes=tmp_path / "outcomes.parquet",
+    )
+    assert tables.outcomes["won_at"].notna().sum() > 10
+    until = observed_until(leads=tables.leads, activities=tables.activities, outcomes=tables.outcomes)
+    expected = build_training_table(
+        leads=tables.leads, activities=tables.activities, outcomes=tables.outcomes, until=until
+    )
+    crm_spark = sparkio.read_crm_dir_spark(spark, tmp_path)  # type: ignore[arg-type]
+    assert sparkio.observed_until_spark(crm_spark) == until  # a won date is not the export's end
+    actual = sparkio.training_table_to_pandas(
+        sparkio.build_training_table_spark(crm_spark, until=until, n_buckets=2)
+    )
+    pd.testing.assert_frame_equal(comparable(actual), comparable(expected), check_exact=True)
+
+
 def test_spark_reports_contract_problems_from_the_buckets(spark: object, tmp_path: Path) -> None:
     crm = simulate_crm(n_leads=60, seed=3)
     activities = crm.activities.copy()

@@ -415,3 +415,31 @@ def test_without_won_dates_there_are_no_won_columns() -> None:
     ledger = won_ledger().assign(won_at=pd.NaT)
     report = channel_report(table=funnel_table(), ledger=ledger, channel_column="channel")
     assert not {"won", "win_rate", "revenue"} & set(report.channels.columns)
+
+
+def test_a_bad_won_date_or_amount_in_a_native_export_loses_no_opportunity(
+    small_crm: SimulatedCRM, tmp_path: Path
+) -> None:
+    outcomes = small_crm.outcomes.copy()
+    outcomes["won_at"] = outcomes["won_at"].astype(object)
+    won = outcomes.index[outcomes["won_at"].notna()]
+    outcomes.loc[won[0], "won_at"] = "TBD"  # unreadable: missing, with a warning
+    outcomes.loc[won[1], "won_amount"] = -5.0  # a refund: missing, with a warning
+    outcomes.loc[won[2], "won_at"] = "2100-01-01"  # a planned close date after the export: not a win
+    output = build_from_csv(
+        tmp_path,
+        leads=small_crm.leads,
+        activities=small_crm.activities,
+        outcomes=outcomes,
+        policy=SnapshotPolicy(ages_days=(3, 14), horizon_days=60),
+    )
+    ledger = pd.read_parquet(lead_ledger_path(output)).set_index("lead_id")
+    assert int(ledger["converted_at"].notna().sum()) == len(outcomes)  # every opportunity is still there
+    ids = outcomes.loc[won[:3], "lead_id"].astype(str).tolist()
+    assert pd.isna(ledger.loc[ids[0], "won_at"]) and pd.isna(ledger.loc[ids[2], "won_at"])
+    assert pd.notna(ledger.loc[ids[1], "won_at"]) and np.isnan(ledger.loc[ids[1], "won_amount"])
+    assert int(ledger["won_at"].notna().sum()) == len(won) - 2
+    expected = small_crm.outcomes.loc[won[3:], ["lead_id", "won_at"]].set_index("lead_id")["won_at"]
+    got = ledger.loc[expected.index.astype(str), "won_at"]
+    as_us = pd.to_datetime(expected).to_numpy().astype("datetime64[us]")  # the ledger keeps microseconds
+    assert (pd.to_datetime(got).to_numpy().astype("datetime64[us]") == as_us).all()
