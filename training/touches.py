@@ -63,7 +63,6 @@ class TouchReport:
     """The learned range; None with ``not_learned`` saying why."""
     not_learned: str | None
     notes: tuple[str, ...]
-    summary: dict[str, float]
 
 
 def _known(ledger: pd.DataFrame) -> pd.DataFrame:
@@ -182,25 +181,14 @@ def touch_report(ledger: pd.DataFrame) -> TouchReport:
             f"Counts above {last - 1} touches are left out of the rate table: fewer than "
             f"{MIN_LEADS_REACHING} leads reached them."
         )
-    summary: dict[str, float] = {
-        "leads_known": float(len(known)),
-        "opportunities": float(opportunities),
-        "opportunities_untouched": float(untouched),
-        "median_touches_touched_opportunities": (
-            float(np.median(touches[converted & (touches > 0)]))
-            if (converted & (touches > 0)).any()
-            else np.nan
-        ),
-    }
     if cadence is not None:
-        summary |= {"fewest": float(cadence.fewest), "most": float(cadence.most)}
         past = after[after["touches"] == cadence.most + 1]
         if len(past):
             row = past.iloc[0]
             notes.append(
                 f"Of {int(row['leads_reaching']):,} leads that got more than {cadence.most} touches, "
                 f"{row['rate']:.1%} ({row['rate_low']:.1%}-{row['rate_high']:.1%}) became opportunities "
-                f"(all leads: {opportunities / len(known):.1%})."
+                f"(all leads with a known outcome: {opportunities / len(known):.1%})."
             )
     return TouchReport(
         distribution=distribution,
@@ -208,7 +196,6 @@ def touch_report(ledger: pd.DataFrame) -> TouchReport:
         cadence=cadence,
         not_learned=not_learned,
         notes=tuple(notes),
-        summary=summary,
     )
 
 
