@@ -695,9 +695,15 @@ def touches(
     if not table.exists():
         _fail(f"--table {table}: no such file; build it with `leadscore build-features`")
     if not ledger_file.exists():
+        from leadscore.features.build import read_table_metadata_if_any
+
+        if (read_table_metadata_if_any(table) or {}).get("mode") == "flat":
+            _fail(
+                f"{table.name} is a flat export (one row per lead, no activity history): no touches to count"
+            )
         _fail(
-            f"no lead ledger {ledger_file.name} beside {table.name}: rebuild the table with `leadscore "
-            "build-features` (a flat export has no activity history, so no touches to count)"
+            f"no lead ledger {ledger_file.name} beside {table.name}: it was built before the build wrote "
+            "one; rebuild it with `leadscore build-features`"
         )
     from pyarrow import ArrowException
 

@@ -107,7 +107,11 @@ def learn_touch_cadence(ledger: pd.DataFrame) -> tuple[TouchCadence | None, str 
     Learned from the opportunities (known outcomes) touched at least once before converting; None
     (with the reason) when the ledger has no touches or fewer than ``MIN_TOUCHED_OPPORTUNITIES``.
     """
-    known = _known(ledger)
+    return _learn(_known(ledger))
+
+
+def _learn(known: pd.DataFrame) -> tuple[TouchCadence | None, str | None]:
+    """:func:`learn_touch_cadence` on the leads with a known outcome (``_known``)."""
     touched = known.loc[known["converted"] & (known["touches"] > 0), "touches"].to_numpy()
     if known["touches"].sum() == 0:
         return None, "the export records no sales touch (calls, sales e-mails, meetings) before any outcome"
@@ -159,7 +163,7 @@ def touch_report(ledger: pd.DataFrame) -> TouchReport:
             "share_of_opportunities": converted_after[:last] / max(opportunities, 1),
         }
     )
-    cadence, not_learned = learn_touch_cadence(ledger)
+    cadence, not_learned = _learn(known)
     untouched = int((converted & (touches == 0)).sum())
     notes = [
         "Reps choose whom to touch and keep touching leads that answer: these rates describe what happened "

@@ -314,4 +314,7 @@ def test_touches_command_writes_the_report_and_refuses_a_table_without_ledger(
     trained.table.head(10).to_parquet(lonely)
     result = runner.invoke(app, ["touches", "--table", str(lonely), "--output", str(out)])
     assert result.exit_code != 0 and isinstance(result.exception, SystemExit)  # a message, not a traceback
-    assert "no lead ledger" in result.output
+    assert "no lead ledger" in result.output and "rebuild it" in result.output
+    lonely.with_suffix(".meta.json").write_text('{"mode": "flat"}')  # a flat export: rebuilding cannot help
+    result = runner.invoke(app, ["touches", "--table", str(lonely), "--output", str(out)])
+    assert result.exit_code != 0 and "flat export" in result.output and "rebuild" not in result.output
