@@ -36,6 +36,16 @@ class SnapshotPolicy(BaseModel):
         default=False,
         description="Keep snapshots whose horizon is not fully observed, with a missing label.",
     )
+    older_ages_per_lead: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description=(
+            "Extra snapshots per lead at older ages, drawn log-uniformly between the oldest of "
+            "ages_days and the oldest age the export can label for that lead, so that leads of any age "
+            "a CRM scores are in the training data (0: only ages_days)."
+        ),
+    )
 
     @field_validator("ages_days")
     @classmethod
@@ -70,7 +80,59 @@ def make_snapshots(
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    older = older_snapshots(leads=leads, converted_at=converted_at, policy=policy, until=until)
+    return pd.concat([*frames, older], ignore_index=True)
+
+
+def older_snapshots(
+    *, leads: pd.DataFrame, converted_at: np.ndarray, policy: SnapshotPolicy, until: pd.Timestamp
+) -> pd.DataFrame:
+    """``policy.older_ages_per_lead`` snapshots per lead at ages past ``max(policy.ages_days)``.
+
+    A CRM scores every open lead, however old: a lead silent for a year must learn its own (low)
+    probability, not the oldest snapshot's. Ages are whole days, drawn log-uniformly (more where the
+    chance still moves, some at every age) between the oldest configured age and the oldest the lead
+    can be labelled at: its horizon must end by ``until`` (with ``keep_incomplete_horizon``, its age at
+    ``until``). The draw is a hash of the lead's creation second and the draw's number, so a rebuild, a
+    re-ordered export, another CRM's shape of it (other ids) or Spark gives the same ages. Leads
+    already converted at that age are left out, as at every snapshot.
+    """
+    empty = pd.DataFrame(
+        {
+            "lead_id": leads["lead_id"].to_numpy()[:0],
+            "as_of": pd.to_datetime(leads["created_at"]).to_numpy()[:0],
+            "snapshot_age_days": np.array([], dtype=np.int16),
+        }
+    )
+    if policy.older_ages_per_lead == 0 or not len(leads):
+        return empty
+    created = pd.to_datetime(leads["created_at"]).to_numpy()
+    youngest = float(max(policy.ages_days))
+    room = 0 if policy.keep_incomplete_horizon else policy.horizon_days
+    oldest = (np.datetime64(until) - created) / np.timedelta64(1, "D") - room
+    # the creation second, not the id: the same lead in another CRM's shape (its own ids) gets the same ages
+    seconds = pd.Series(created.astype("datetime64[s]").astype(np.int64)).astype(str)
+    frames = []
+    for draw in range(policy.older_ages_per_lead):
+        hashed = pd.util.hash_pandas_object(seconds + f"#older-age-{draw}", index=False).to_numpy(np.uint64)
+        uniform = (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+        span = np.log1p(np.maximum(oldest, youngest)) - np.log1p(youngest)
+        age = np.floor(np.expm1(np.log1p(youngest) + uniform * span))
+        keep = oldest > youngest + 1
+        age = np.clip(age, youngest + 1, None)
+        as_of = created + (age * 86_400).astype("timedelta64[s]")
+        keep &= (as_of <= np.datetime64(until)) & ~(converted_at <= as_of)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "lead_id": leads["lead_id"].to_numpy()[keep],
+                    "as_of": as_of[keep],
+                    "snapshot_age_days": age[keep].astype(np.int16),
+                }
+            )
+        )
+    older = pd.concat([empty, *frames], ignore_index=True)
+    return older.drop_duplicates(subset=["lead_id", "snapshot_age_days"], ignore_index=True)
 
 
 def label_snapshots(

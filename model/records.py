@@ -258,6 +258,12 @@ class LeadScore(BaseModel):
         "the export's past opportunities had (learned at training; the 5-10 rule of thumb when too few): "
         "e.g. 'Sales-ready and not contacted yet: reach out today'; null when there is nothing to add.",
     )
+    age_note: str | None = Field(
+        default=None,
+        description="Set when the lead is older than any lead the model learnt from (its oldest training "
+        "snapshot): the score then reads the lead as that old and the range reaches down to 0%; null "
+        "otherwise (and when not open).",
+    )
     fit_points: float | None = Field(description="Score points from fit factors (null if explain=false).")
     engagement_points: float | None = Field(
         description="Score points from engagement and sales factors (null if explain=false)."

@@ -203,6 +203,8 @@ class LeadScoringModel:
     uncertainty: ScoreUncertainty | None = None  # from the calibration set: per-lead intervals
     #: sales touches the export's opportunities had (None: the 5-10 rule of thumb), for the follow-up advice
     touch_cadence: TouchCadence | None = None
+    #: the oldest lead age (days) the model learnt from: older leads get an age note and a wider range
+    trained_lead_age_days: float | None = None
 
     def __post_init__(self) -> None:
         self._prepare()
@@ -214,6 +216,7 @@ class LeadScoringModel:
         self.__dict__.update(state)
         self.__dict__.setdefault("uncertainty", None)  # models saved before it existed
         self.__dict__.setdefault("touch_cadence", None)
+        self.__dict__.setdefault("trained_lead_age_days", None)
         self._prepare()
 
     def __getstate__(self) -> dict[str, object]:
@@ -359,6 +362,7 @@ class LeadScoringModel:
             "reasons_positive": [],
             "reasons_negative": [],
             "follow_up": None,
+            "age_note": None,
         }
 
     def _score_open(self, features: pd.DataFrame, *, explain: bool, top_k: int) -> list[dict[str, object]]:
@@ -404,6 +408,7 @@ class LeadScoringModel:
         else:  # models trained before intervals existed: say nothing rather than guess
             low = high = np.full(n, np.nan)
             thin = np.zeros(n, dtype=bool)
+        beyond, low, thin = self._beyond_trained_ages(column("lead_age_days"), low=low, thin=thin)
         demo = column(total_count_name("demo_request")) if self._hand_raise else None
         hand_raised = demo > 0 if demo is not None else np.zeros(n, dtype=bool)
         sales_touches = column("sales_touches_total")
@@ -443,6 +448,7 @@ class LeadScoringModel:
                 "probability_high": None if np.isnan(high[i]) else math.ceil(float(high[i]) * 1e4) / 1e4,
                 "low_confidence": bool(thin[i]),
                 "score": round(float(scores[i]), 1),
+                "age_note": self._age_note(beyond[i]),
             }
             if fit_part is not None and engagement_part is not None and records is not None:
                 fit_grade = self.fit_grade(float(fit_part[i]))
@@ -492,6 +498,35 @@ class LeadScoringModel:
             )
             results.append(result)
         return results
+
+    def _beyond_trained_ages(
+        self, age: np.ndarray | None, *, low: np.ndarray, thin: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Leads older than any the model learnt from: their range reaches down to 0, low confidence.
+
+        The booster reads such a lead as if it were as old as the oldest training snapshot, so the
+        probability cannot have learnt how much more it fell since; the range says so instead of
+        guessing a number. Returns the age in days where beyond (NaN elsewhere), the range's low ends
+        and the low-confidence flags.
+        """
+        oldest = self.trained_lead_age_days
+        if oldest is None or age is None:
+            return np.full(len(low), np.nan), low, thin
+        age = np.asarray(age, dtype=float)
+        beyond = age > oldest + 1.0  # NaN compares False
+        if not beyond.any():
+            return np.full(len(low), np.nan), low, thin
+        low = np.where(beyond & ~np.isnan(low), 0.0, low)
+        return np.where(beyond, age, np.nan), low, thin | beyond
+
+    def _age_note(self, age: float) -> str | None:
+        if age != age:  # NaN: within the trained ages
+            return None
+        return (
+            f"{age:.0f} days old: older than any lead the model learnt from (oldest "
+            f"{self.trained_lead_age_days:.0f} days), so it is scored as if it were that old and its "
+            "range reaches down to 0%."
+        )
 
     def all_reasons(self, features: pd.DataFrame) -> list[list[Reason]]:
         """Every grouped contribution of each lead, strongest first."""

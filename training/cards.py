@@ -168,6 +168,8 @@ def confidence_text(card: LeadCard) -> str | None:
     the card says which, so the rep qualifies first.
     """
     s = card.scored
+    if s.age_note:  # older than any lead the model learnt from: the specific reason comes first
+        return s.age_note
     if not s.low_confidence:
         return None
     if card.range_tiers is None:

@@ -74,6 +74,24 @@ def _cadence_text(model: LeadScoringModel) -> str:
     return f"Reps' follow-up advice uses the common 5-10 touches rule of thumb ({why})."
 
 
+def _age_coverage_text(policy: dict[str, object], model: LeadScoringModel) -> str:
+    """Which lead ages the model learnt from, and what a card says past them."""
+    older = int(str(policy.get("older_ages_per_lead") or 0))
+    oldest = model.trained_lead_age_days
+    snapshots = (
+        f"Plus up to {older} snapshots per lead at older ages (log-uniform up to the oldest age the export "
+        "can label), so old open leads are scored from old leads' outcomes"
+        if older
+        else "No older-age snapshots: leads older than the last age are scored as if they were that old"
+    )
+    if oldest is None:
+        return f"{snapshots}."
+    return (
+        f"{snapshots}. Oldest lead age learnt from: {oldest:.0f} days; an older lead's card says so and its "
+        "range reaches down to 0%."
+    )
+
+
 def render_model_card(
     *,
     model: LeadScoringModel,
@@ -141,6 +159,7 @@ Inputs never include PII (e-mail, names, phone are reduced to an e-mail domain t
 - Source: `{meta.get("source", "unknown")}`; fingerprint: {meta.get("fingerprint", {})}
 - Snapshots at ages {policy["ages_days"]} days after creation; label = opportunity within the horizon after
   the snapshot; converted-before-snapshot and incomplete horizons excluded.
+- {_age_coverage_text(policy, model)}
 - {"**Split: STRATIFIED RANDOM, because the export has no timestamps.** Test metrics do not show how the model does on future leads." if pd.isna(split.test_start) else "Time-ordered split (below)."}
 - Time-ordered split ({getattr(getattr(split, "time_axis", None), "value", "timestamp")} axis): train before
   {split.validation_start}, validation until {split.test_start}, test from {split.test_start}

@@ -398,6 +398,7 @@ class TrainJob:
             # per-lead intervals from the same held-out scores the calibrator was fitted on (issue 16)
             "uncertainty": getattr(calibrator, "uncertainty_", None),
             "touch_cadence": self.touch_cadence[0],
+            "trained_lead_age_days": self.trained_lead_age_days,
         }
 
     @functools.cached_property
@@ -571,12 +572,44 @@ class TrainJob:
         rules = self.config.thresholds
         needs_held_out = rules.sql.target_precision is not None or rules.mql.target_precision is not None
         n_ages = len(self.meta["snapshot_policy"].get("ages_days") or [0])
+        flow = self.lead_flow_rows(newest)
+        newest, held_out_probability, own_probability = (
+            newest[flow],
+            np.asarray(held_out_probability)[flow],
+            np.asarray(own_probability)[flow],
+        )
         return recommend_thresholds(
             y_true=newest["label"].astype(int).to_numpy(),
             y_prob=held_out_probability if needs_held_out else own_probability,
             weeks=self.weeks_covered(newest, n_ages=n_ages) if self.time_axis is TimeAxis.TIMESTAMP else 1.0,
             rules=self.config.thresholds,
         )
+
+    def lead_flow_rows(self, rows: pd.DataFrame) -> np.ndarray:
+        """Which of ``rows`` are snapshots at the table's configured ages (``ages_days``).
+
+        Share and capacity rules ("top 10%", "120 leads a week") and grade quartiles count the flow of
+        leads as it comes, once per configured age; the extra older-age snapshots
+        (``SnapshotPolicy.older_ages_per_lead``) teach the model old leads and are left out of them.
+        All rows when the table has no snapshot ages or no row is at a configured age.
+        """
+        ages = self.table_metadata.snapshot_policy.ages_days
+        if "snapshot_age_days" not in rows.columns or not ages:
+            return np.ones(len(rows), dtype=bool)
+        flow = rows["snapshot_age_days"].to_numpy() <= max(ages)
+        return flow if flow.any() else np.ones(len(rows), dtype=bool)
+
+    @functools.cached_property
+    def trained_lead_age_days(self) -> float | None:
+        """The oldest lead age among the table's labelled rows: older leads are outside what the model
+        learnt from (None when the table has no lead age)."""
+        import pyarrow.parquet as pq
+
+        if "lead_age_days" not in pq.read_schema(self.config.training_table).names:
+            return None
+        rows = pd.read_parquet(self.config.training_table, columns=["lead_age_days", "label"])
+        ages = rows.loc[rows["label"].notna(), "lead_age_days"]
+        return float(ages.max()) if len(ages) else None
 
     _rounds_per_row: float = 0.0
 
@@ -757,6 +790,7 @@ class TrainJob:
         A quartile from 5,000 rows is within about 0.02 of the population's in quantile terms; TreeSHAP
         costs ~0.5 ms a row for deep boosters, so a larger sample only slows training.
         """
+        train = train[self.lead_flow_rows(train)]
         sample = train.sample(n=min(len(train), GRADE_SAMPLE_ROWS), random_state=self.config.seed)
         contributions = model.contributions(sample)
         grouped = contributions[:, :-1] @ model._grouping

@@ -171,7 +171,7 @@ def test_build_uses_the_same_point_in_time_features_as_scoring(tmp_path: Path) -
     transform = EventFeatureTransform(load_event_mapping(tmp_path / "mapping.yaml"))
     leads = pd.read_csv(paths["leads"], sep=";", dtype=str)
     activities = pd.read_csv(paths["activities"], sep=";", dtype=str)
-    sample = table.sample(40, random_state=0)
+    sample = table.sample(frac=1.0, random_state=0).drop_duplicates("lead_id").head(40)  # one row a lead
     raw_leads = leads.set_index("Contact").loc[sample["lead_id"]].reset_index()
     scored = transform.features(
         leads=raw_leads, activities=activities, as_of=pd.Series(sample["as_of"].to_numpy())
@@ -306,7 +306,9 @@ def test_olist_example_builds_from_the_raw_files(tmp_path: Path) -> None:
         mapping_path=PROJECT_ROOT / "examples" / "olist.yaml", output=tmp_path / "olist.parquet"
     ).run()
     table = pd.read_parquet(result.output)
-    assert {"landing_page_id", "channel"} <= set(table.columns) and len(table) == 8000
+    assert {"landing_page_id", "channel"} <= set(table.columns)
+    assert (table["snapshot_age_days"] == 0).sum() == 8000  # every lead at first contact, then older ages
+    assert table["snapshot_age_days"].max() > 90 and "lead_age_days" in table.columns
     rejects = pd.read_csv(result.rejects_file)  # the deal dated 2 days before its lead
     assert len(rejects) == 1 and rejects["problem"].iloc[0] == "conversion before the lead was created"
     deals = pd.read_csv(OLIST / "olist_closed_deals_dataset.csv")
@@ -485,7 +487,8 @@ def test_build_warns_that_custom_attributes_are_not_point_in_time(
     caplog.clear()
     with caplog.at_level("WARNING", logger="leadscore.features.build"):
         EventBuildJob(
-            mapping_path=write_mapping(tmp_path, **{"label.ages_days": [0]}), output=tmp_path / "u.parquet"
+            mapping_path=write_mapping(tmp_path, **{"label.ages_days": [0], "label.older_ages_per_lead": 0}),
+            output=tmp_path / "u.parquet",
         ).run()
     assert not [r for r in caplog.records if "not point-in-time" in r.getMessage()]
 

@@ -18,7 +18,13 @@ from leadscore.features.catalogue import (
 from leadscore.features.contract import PII_COLUMNS
 from leadscore.features.pipeline import compute_features, email_domain_type
 from leadscore.features.simulator import SimulatedCRM
-from leadscore.features.training_table import SnapshotPolicy, build_training_table, observed_until
+from leadscore.features.training_table import (
+    SnapshotPolicy,
+    build_training_table,
+    label_snapshots,
+    make_snapshots,
+    observed_until,
+)
 
 
 def _lead(lead_id: str, created: str, email: str | None = "a@acme.com") -> dict[str, object]:
@@ -228,7 +234,7 @@ def test_labels_read_only_after_the_snapshot_and_within_the_horizon() -> None:
         }
     )
     activities = _activities([("never", "2024-01-02", "page_view", "blog")])
-    policy = SnapshotPolicy(ages_days=(30,), horizon_days=90)
+    policy = SnapshotPolicy(ages_days=(30,), horizon_days=90, older_ages_per_lead=0)
     table = build_training_table(
         leads=leads, activities=activities, outcomes=outcomes, policy=policy, until=pd.Timestamp("2024-07-01")
     )
@@ -252,7 +258,9 @@ def test_labels_read_only_after_the_snapshot_and_within_the_horizon() -> None:
         leads=leads,
         activities=activities,
         outcomes=outcomes,
-        policy=SnapshotPolicy(ages_days=(30,), horizon_days=90, keep_incomplete_horizon=True),
+        policy=SnapshotPolicy(
+            ages_days=(30,), horizon_days=90, keep_incomplete_horizon=True, older_ages_per_lead=0
+        ),
         until=pd.Timestamp("2024-07-01"),
     )
     young = kept[kept["lead_id"] == "young"]
@@ -265,9 +273,62 @@ def test_training_table_shape_and_policy(small_crm: SimulatedCRM, table: pd.Data
         leads=small_crm.leads, activities=small_crm.activities, outcomes=small_crm.outcomes
     )
     assert (table["as_of"] + pd.Timedelta(days=90) <= until).all()
-    assert set(table["snapshot_age_days"].unique()) <= set(SnapshotPolicy().ages_days)
+    policy = SnapshotPolicy()
+    ages = table["snapshot_age_days"]
+    assert set(ages[ages <= max(policy.ages_days)].unique()) <= set(policy.ages_days)
+    older = table[ages > max(policy.ages_days)]
+    assert len(older) > 0 and older.groupby("lead_id").size().max() <= policy.older_ages_per_lead
+    # the model learns old leads from old snapshots: at least one per 10 leads past 180 days
+    assert (older["snapshot_age_days"] > 180).sum() > 0.1 * small_crm.leads["lead_id"].nunique()
+    age_days = (
+        table["as_of"] - table["lead_id"].map(small_crm.leads.set_index("lead_id")["created_at"])
+    ).dt.days
+    assert (age_days == ages).all()
     assert table["label"].notna().all()
     converted = small_crm.outcomes.set_index("lead_id")["converted_at"]
     at = table["lead_id"].map(converted)
     assert not (at <= table["as_of"]).any()  # nobody already converted at the snapshot
     assert 0.02 < table["label"].astype(float).mean() < 0.5
+
+
+def test_older_snapshots_are_labelled_like_any_and_stable_across_rebuilds(small_crm: SimulatedCRM) -> None:
+    """Older-age snapshots: past the configured ages, horizon complete, never after a conversion,
+    labelled by the same rule, and the same rows whatever the export's order."""
+    policy = SnapshotPolicy(ages_days=(3, 14), horizon_days=60, older_ages_per_lead=3)
+    until = observed_until(
+        leads=small_crm.leads, activities=small_crm.activities, outcomes=small_crm.outcomes
+    )
+    snapshots = make_snapshots(leads=small_crm.leads, outcomes=small_crm.outcomes, policy=policy, until=until)
+    older = snapshots[snapshots["snapshot_age_days"] > 14]
+    assert len(older) > len(small_crm.leads)  # most leads are old enough for several
+    created = older["lead_id"].map(small_crm.leads.set_index("lead_id")["created_at"])
+    assert (older["as_of"] + pd.Timedelta(days=60) <= until).all()
+    assert (
+        (older["as_of"] - created) == pd.to_timedelta(older["snapshot_age_days"].astype(int), unit="D")
+    ).all()
+    converted = older["lead_id"].map(small_crm.outcomes.set_index("lead_id")["converted_at"])
+    assert not (converted <= older["as_of"]).any()
+    assert not older.duplicated(["lead_id", "snapshot_age_days"]).any()
+    reordered = make_snapshots(
+        leads=small_crm.leads.sample(frac=1.0, random_state=3),
+        outcomes=small_crm.outcomes,
+        policy=policy,
+        until=until,
+    )
+
+    def key(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.sort_values(["lead_id", "snapshot_age_days"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(key(snapshots), key(reordered))
+    labelled = label_snapshots(
+        snapshots=older, leads=small_crm.leads, outcomes=small_crm.outcomes, policy=policy, until=until
+    )
+    expected = (converted > older["as_of"]) & (converted <= older["as_of"] + pd.Timedelta(days=60))
+    assert (labelled["label"].astype(int).to_numpy() == expected.to_numpy()).all()
+    none = make_snapshots(
+        leads=small_crm.leads,
+        outcomes=small_crm.outcomes,
+        policy=policy.model_copy(update={"older_ages_per_lead": 0}),
+        until=until,
+    )
+    assert set(none["snapshot_age_days"].unique()) == {3, 14}

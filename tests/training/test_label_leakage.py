@@ -19,7 +19,7 @@ from leadscore.features import training_table
 from leadscore.features.simulator import SimulatedCRM
 from leadscore.features.training_table import SnapshotPolicy, build_training_table, observed_until
 
-POLICY = SnapshotPolicy(ages_days=(3, 14, 30), horizon_days=60)
+POLICY = SnapshotPolicy(ages_days=(3, 14, 30), horizon_days=60, older_ages_per_lead=0)
 
 
 def hindsight_problems(
@@ -128,6 +128,28 @@ def test_the_builder_chooses_snapshots_and_labels_without_hindsight(
     )
     assert int(honest["label"].sum()) >= 30  # there are positives whose selection could be biased
     assert hindsight_problems(honest, crm=crm, policy=POLICY, until=crm.exported_at) == []
+
+
+def test_older_snapshot_ages_are_chosen_without_the_outcomes(crm: SimulatedCRM) -> None:
+    """Older-age snapshots are drawn from the creation time alone: the outcomes only remove leads that had
+    already converted at that age, exactly as at the configured ages."""
+    policy = POLICY.model_copy(update={"older_ages_per_lead": 2})
+    until = crm.exported_at
+    with_outcomes = training_table.make_snapshots(
+        leads=crm.leads, outcomes=crm.outcomes, policy=policy, until=until
+    )
+    blind = training_table.make_snapshots(
+        leads=crm.leads, outcomes=crm.outcomes.head(0), policy=policy, until=until
+    )
+    converted = blind["lead_id"].map(crm.outcomes.set_index("lead_id")["converted_at"])
+    expected = blind[~(converted <= blind["as_of"])]
+    older = with_outcomes["snapshot_age_days"] > max(policy.ages_days)
+    assert older.sum() > 0
+    key = ["lead_id", "snapshot_age_days"]
+    pd.testing.assert_frame_equal(
+        with_outcomes.sort_values(key).reset_index(drop=True),
+        expected.sort_values(key).reset_index(drop=True),
+    )
 
 
 @pytest.mark.parametrize(
