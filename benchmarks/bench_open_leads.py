@@ -130,6 +130,7 @@ def main() -> None:
         "training_lead_age_days_max": round(float(ages_seen.max()), 1) if len(ages_seen) else None,
         "open_leads": len(frame),
         "open_lead_age_days_max": round(float(frame["age"].max()), 1),
+        "calibration_level": model.metadata.get("calibration_level"),
         "train_seconds": round(trained_seconds, 1),
         "seconds": round(time.perf_counter() - started, 1),
         "by_age_band": by_age,

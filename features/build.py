@@ -98,6 +98,9 @@ class SnapshotMeta(BaseModel):
         description="Days after each snapshot the label looks; null when the export does not say."
     )
     ages_days: tuple[int, ...] = Field(default=(0,), description="Snapshot ages after creation.")
+    older_ages_per_lead: int = Field(
+        default=0, ge=0, description="Extra snapshots per lead at older ages (0 in tables built before)."
+    )
 
 
 class TableMetadata(BaseModel):
@@ -516,11 +519,14 @@ class FlatBuildJob:
             SYNTHETIC_ID_COLUMN,
             ColumnRole,
             FlatFeatureTransform,
+            MappingKeyError,
             label_values,
             load_mapping,
-            not_numbers,
+            not_dates,
+            number_problems,
             read_export,
             synthetic_ids,
+            unmatched_keys,
         )
 
         mapping = load_mapping(self.mapping_path)
@@ -599,16 +605,36 @@ class FlatBuildJob:
             )
         for column in mapping.columns_with(ColumnRole.NUMERIC):
             if column in frame.columns:
-                bad = not_numbers(
-                    frame[column],
-                    missing=mapping.missing_for(column),
-                    decimal=mapping.read.decimal,
-                    thousands=mapping.read.thousands,
-                )
-                example = repr(str(frame[column][bad].iloc[0])) if bad.any() else ""
-                candidates.append(
-                    row_problem("export", column, f"not a number, got {example}", bad, source=source)
-                )
+                candidates += [
+                    row_problem("export", column, problem, bad, source=source)
+                    for problem, bad in number_problems(
+                        frame[column],
+                        missing=mapping.missing_for(column),
+                        decimal=mapping.read.decimal,
+                        thousands=mapping.read.thousands,
+                    )
+                ]
+        created = mapping.created_at_column
+        if created is not None and created in frame.columns:
+            bad = not_dates(
+                frame[created], missing=mapping.missing_for(created), date_format=mapping.read.date_format
+            )
+            example = repr(str(frame[created][bad].iloc[0]).strip()) if bad.any() else ""
+            expected = f" as {mapping.read.date_format}" if mapping.read.date_format else ""
+            candidates.append(
+                row_problem("export", created, f"not a date{expected}, got {example}", bad, source=source)
+            )
+        if mapping.label.column in frame.columns:
+            unmatched, _ = unmatched_keys(
+                [_as_label_text(v) for v in mapping.label.positive_values],
+                values=frame[mapping.label.column].map(_as_label_text, na_action="ignore"),
+                covered=(),
+                field="label.positive_values",
+                column=f"{source.name}.{mapping.label.column}",
+                strict=[_as_label_text(v) for v in mapping.label.positive_values],
+            )
+            if len(unmatched) == len(mapping.label.positive_values):  # no row is a conversion
+                raise MappingKeyError(unmatched)
         problems += [p for p in candidates if p is not None]
         problems = with_file_lines(problems, {"export": frame}, {"export": source})
         rejected = rejected_rows(problems, sizes={"export": len(frame)}, max_share=mapping.max_reject_share)
@@ -685,6 +711,27 @@ class FlatBuildJob:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class MappedEventExport:
+    """An event export read through its mapping: validated contract tables and what was set aside."""
+
+    mapping: Any  # an EventMapping
+    transform: Any  # its EventFeatureTransform
+    paths: dict[str, Path]
+    raw: dict[str, pd.DataFrame]
+    """Each file as read (the export's own column names)."""
+    tables: CrmTables
+    """The rows kept, renamed onto the contract and validated (an outcome per converted lead)."""
+    problems: list[ContractProblem]
+    rejects: pd.DataFrame
+    """One line per rejected row and reason (see :func:`rejects_frame`)."""
+    rejected: dict[str, np.ndarray]
+    keep: dict[str, np.ndarray]
+    contract_leads: pd.DataFrame
+    columns_report: list[dict[str, str]]
+    ignored_types: pd.Series
+
+
 class EventBuildJob:
     """An event export (leads, activities, outcomes files) + its mapping -> point-in-time table.
 
@@ -703,10 +750,12 @@ class EventBuildJob:
         path = mapping.source_path(table, base=self.mapping_path.parent)
         return self.data_dir / path.name if self.data_dir is not None else path
 
-    def run(self) -> BuildFeaturesResult:
+    def read(self) -> MappedEventExport:
+        """Read, check and validate the export's files (no snapshots): rows breaking the contract are
+        set aside with their line and problem; keys matching nothing stop it (:class:`MappingKeyError`)."""
         from leadscore.features.events import EventFeatureTransform, load_event_mapping, parse_dates_text
         from leadscore.features.loading import located, read_export_file, validate_crm_tables
-        from leadscore.features.mapping import ColumnRole, not_numbers, parse_numbers
+        from leadscore.features.mapping import parse_numbers
 
         mapping = load_event_mapping(self.mapping_path)
         transform = EventFeatureTransform(mapping)
@@ -747,6 +796,7 @@ class EventBuildJob:
             ]
         if problems:
             raise DataContractError(problems)
+        self._check_keys(mapping, raw, paths)
         # -- onto the contract -------------------------------------------------------------------
         leads = transform.contract_leads(raw["leads"])
         if spec.leads.id_column is None:
@@ -793,20 +843,8 @@ class EventBuildJob:
                 out_raw, spec=outcomes_spec, deal_date=outcomes["converted_at"], options=opts
             )
         # -- rows that break the contract ---------------------------------------------------------
-        extra: list[ContractProblem | None] = []
-        for column in transform.attributes:
-            if spec.leads.attributes[column].role is ColumnRole.NUMERIC:
-                bad = not_numbers(
-                    raw["leads"][column],
-                    missing=transform.missing_for(column),
-                    decimal=mapping.read_options("leads").decimal,
-                    thousands=mapping.read_options("leads").thousands,
-                )
-                example = repr(str(raw["leads"][column][bad].iloc[0])) if bad.any() else ""
-                extra.append(
-                    row_problem("leads", column, f"not a number, got {example}", bad, source=paths["leads"])
-                )
-        problems = [p for p in extra if p is not None]
+        extra = self._number_problems(mapping, transform, raw, paths, is_outcome=is_outcome)
+        problems = list(extra)
         contract_frames = {"leads": leads, "activities": activities, "outcomes": outcomes}
         problems += self._contract_problems(
             contract_frames,
@@ -844,7 +882,6 @@ class EventBuildJob:
             if cascade is not None:
                 problems.append(cascade)
                 rejected[dependent] = np.union1d(rejected[dependent], cascade.all_rows)  # type: ignore[arg-type]
-        rejects_file = write_rejects(self.output, rejects_frame(problems, values=raw))
         # -- clean tables, validated --------------------------------------------------------------
         keep = {t: np.ones(sizes[t], dtype=bool) for t in tables}
         for t in tables:
@@ -858,6 +895,34 @@ class EventBuildJob:
             outcomes=self._first_outcome(outcomes[keep["outcomes"]]),
             activity_types=transform.allowed_types(),
         )
+        rejects = rejects_frame(problems, values=raw)
+        return MappedEventExport(
+            mapping=mapping,
+            transform=transform,
+            paths=paths,
+            raw=raw,
+            tables=clean,
+            problems=problems,
+            rejects=rejects,
+            rejected=rejected,
+            keep=keep,
+            contract_leads=leads,
+            columns_report=columns_report,
+            ignored_types=ignored_types,
+        )
+
+    def run(self) -> BuildFeaturesResult:
+        export = self.read()
+        mapping, transform, paths, raw = export.mapping, export.transform, export.paths, export.raw
+        spec = mapping.tables
+        tables = list(raw)
+        clean, problems, rejected, keep = export.tables, export.problems, export.rejected, export.keep
+        leads, columns_report, ignored_types = (
+            export.contract_leads,
+            export.columns_report,
+            export.ignored_types,
+        )
+        rejects_file = write_rejects(self.output, export.rejects)
         # -- snapshots, labels, features -------------------------------------------------------------
         from leadscore.features.training_table import label_snapshots, make_snapshots
 
@@ -865,6 +930,7 @@ class EventBuildJob:
             ages_days=mapping.label.ages_days,
             horizon_days=mapping.label.horizon_days,
             keep_incomplete_horizon=mapping.label.keep_incomplete_horizon,
+            older_ages_per_lead=mapping.label.older_ages_per_lead,
         )
         until = observed_until(leads=clean.leads, activities=clean.activities, outcomes=clean.outcomes)
         snapshots = make_snapshots(leads=clean.leads, outcomes=clean.outcomes, policy=policy, until=until)
@@ -880,7 +946,7 @@ class EventBuildJob:
                 until,
             )
             labelled = labelled[labelled["horizon_complete"]].reset_index(drop=True)
-        if len(mapping.label.ages_days) > 1 and transform.attributes:
+        if mapping.label.several_ages and transform.attributes:
             log.warning(
                 "tables.leads.attributes %s are not point-in-time: each lead's value in the export is "
                 "used at every snapshot age %s; a CRM field that changed after first contact (a stage, "
@@ -980,6 +1046,110 @@ class EventBuildJob:
         )
 
     # --- steps -----------------------------------------------------------------------------------
+    @staticmethod
+    def _number_problems(
+        mapping: Any,
+        transform: Any,
+        raw: dict[str, pd.DataFrame],
+        paths: dict[str, Path],
+        *,
+        is_outcome: np.ndarray,
+    ) -> list[ContractProblem]:
+        """Rows of every mapped numeric column (numeric attributes, columns renamed onto
+        employee_count / annual_revenue, the deals' amount) holding a value that is no number."""
+        from leadscore.features.mapping import ColumnRole, number_problems
+
+        spec = mapping.tables
+        numeric = {"employee_count", "annual_revenue"}
+        leads_columns = [
+            *[c for c in transform.attributes if spec.leads.attributes[c].role is ColumnRole.NUMERIC],
+            *[c for c, target in spec.leads.rename.items() if target.value in numeric],
+        ]
+        checks: list[tuple[str, str, set[str], np.ndarray | None]] = [
+            ("leads", column, transform.missing_for(column), None) for column in leads_columns
+        ]
+        if spec.outcomes.amount_column is not None:  # only rows that are outcomes are read
+            missing = {*mapping.read_options("outcomes").missing_text, *mapping.missing_values}
+            checks.append(("outcomes", spec.outcomes.amount_column, missing, is_outcome))
+        found: list[ContractProblem] = []
+        for table, column, missing, rows in checks:
+            options = mapping.read_options(table)
+            for problem, bad in number_problems(
+                raw[table][column], missing=missing, decimal=options.decimal, thousands=options.thousands
+            ):
+                found += [
+                    p
+                    for p in [
+                        row_problem(
+                            table, column, problem, bad if rows is None else bad & rows, source=paths[table]
+                        )
+                    ]
+                    if p is not None
+                ]
+        return found
+
+    @staticmethod
+    def _check_keys(mapping: Any, raw: dict[str, pd.DataFrame], paths: dict[str, Path]) -> None:
+        """Raise :class:`MappingKeyError` for mapping keys that match nothing but look like a value the
+        export writes (a typo), new activity types no row has, and value lists none of whose values
+        occur; keys that are merely unused (a template's) are logged."""
+        from leadscore.features.contract import ActivityType, PageCategory
+        from leadscore.features.events import ActivityTypeSpec
+        from leadscore.features.mapping import MappingKeyError, unmatched_keys
+
+        spec = mapping.tables
+        checks: list[tuple[str, list[str], pd.Series, set[str], list[str], str]] = []
+        acts = spec.activities
+        if acts is not None:
+            types = list(acts.types)
+            custom = [k for k, v in acts.types.items() if isinstance(v, ActivityTypeSpec)]
+            known = {t.value for t in ActivityType}
+            checks.append(
+                ("types", types, raw["activities"][acts.type_column], {*types, *known}, custom, "activities")
+            )
+            if acts.page_column is not None and acts.page_values:
+                pages = list(acts.page_values)
+                categories = {c.value for c in PageCategory}
+                checks.append(
+                    (
+                        "page_values",
+                        pages,
+                        raw["activities"][acts.page_column],
+                        {*pages, *categories},
+                        [],
+                        "activities",
+                    )
+                )
+        outcomes = spec.outcomes
+        lists = [("positive_values", outcomes.status_column, list(outcomes.positive_values))]
+        if outcomes.won is not None:
+            lists.append(("won.stage_values", outcomes.won.stage_column, list(outcomes.won.stage_values)))
+        for name, column, values in lists:
+            if column is not None and values:
+                seen = set(raw["outcomes"][column].dropna().astype(str).str.strip())
+                sole = values if not seen & set(values) else []  # none occurs: no deal would count
+                checks.append((name, values, raw["outcomes"][column], set(values), sole, "outcomes"))
+        errors = []
+        for name, keys, series, covered, strict, table in checks:
+            wrong, unused = unmatched_keys(
+                keys,
+                values=series,
+                covered=covered,
+                field=f"tables.{table}.{name}",
+                column=f"{table}.{series.name} ({paths[table]})",
+                strict=strict,
+            )
+            errors += wrong
+            for key in unused:
+                log.warning(
+                    "%s: %r matches no row of %s (nothing lost: no similar value there)",
+                    key.field,
+                    key.key,
+                    key.column,
+                )
+        if errors:
+            raise MappingKeyError(errors)
+
     @staticmethod
     def _used_columns(mapping: Any, table: str) -> list[str]:
         spec = getattr(mapping.tables, table)
@@ -1174,6 +1344,16 @@ class EventBuildJob:
             outcome_at=outcome_at.reindex(frame.index[known]).to_numpy(),
             created_at=created.reindex(frame.index[known]).to_numpy(),
         )
+
+
+def _as_label_text(value: object) -> str:
+    """A label value as text, numbers as numbers ("1.0" and 1 both read "1"), as the mapping lists them."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else str(number)
 
 
 def _renamed_back(problem: ContractProblem, mapping: Any) -> ContractProblem:

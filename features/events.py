@@ -245,6 +245,20 @@ class LabelFromDates(BaseModel):
     keep_incomplete_horizon: bool = Field(
         default=False, description="Keep snapshots whose horizon is not fully observed (label missing)."
     )
+    older_ages_per_lead: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description=(
+            "Extra snapshots per lead at older ages (log-uniform up to the oldest age the export can "
+            "label), so that open leads of any age are scored from old leads' outcomes; 0: only ages_days."
+        ),
+    )
+
+    @property
+    def several_ages(self) -> bool:
+        """Whether leads are snapshotted at more than one age (then lead age is a feature)."""
+        return len(self.ages_days) > 1 or getattr(self, "older_ages_per_lead", 0) > 0
 
     @field_validator("ages_days")
     @classmethod
@@ -393,7 +407,7 @@ class EventFeatureTransform:
         if "email" in renamed:
             names.append("email_domain_type")
         names += [c for c in ("employee_count", "annual_revenue") if c in renamed]
-        if len(self.mapping.label.ages_days) > 1:
+        if self.mapping.label.several_ages:  # models saved before older ages: as they were
             names.append("lead_age_days")
         activities = self.mapping.tables.activities
         used: list[str] = []
@@ -726,3 +740,51 @@ def parse_dates_text(values: pd.Series | None, options: ReadOptions, n: int, ind
     iso = parsed.dt.strftime("%Y-%m-%dT%H:%M:%S")
     original: np.ndarray = text.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
     return pd.Series(np.where(parsed.notna(), iso, original), index=index, dtype="object")
+
+
+class ContractTablesView:
+    """An event mapping's transform reading its export already renamed onto the contract.
+
+    The tables :meth:`~leadscore.features.build.EventBuildJob.read` returns (validated, the
+    export's dirty rows set aside) have contract column and activity names; this view computes the
+    features from them with the same :meth:`EventFeatureTransform.features_from_contract` the build
+    used, so ``leadscore explain`` and ``score-batch`` can score a mapped export in leadscore's own
+    layout. It is never saved with a model: the model keeps its :class:`EventFeatureTransform`.
+    """
+
+    layout = InputLayout.LEADSCORE
+
+    def __init__(self, transform: EventFeatureTransform) -> None:
+        self.transform = transform
+        self.catalogue = transform.catalogue
+        self.feature_names = transform.feature_names
+        self.categorical_features = transform.categorical_features
+
+    @property
+    def name(self) -> str:
+        """The export the view reads (the mapping's name)."""
+        return self.transform.name
+
+    def features(
+        self,
+        *,
+        leads: pd.DataFrame,
+        activities: pd.DataFrame,
+        as_of: pd.Series | pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Point-in-time feature rows for contract leads and activities as of ``as_of`` (default now)."""
+        when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
+        snapshots = pd.DataFrame({"lead_id": leads["lead_id"].astype(str).to_numpy()})
+        snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when
+        mine = activities.assign(lead_id=activities["lead_id"].astype(str))
+        return self.transform.features_from_contract(
+            leads=leads.assign(lead_id=leads["lead_id"].astype(str)), activities=mine, snapshots=snapshots
+        )
+
+    def features_from_records(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Export records as a client sends them: the mapping's own transform reads those."""
+        return self.transform.features_from_records(records)
+
+    def sentence(self, concept: str, row: Mapping[str, object]) -> str | None:
+        """The export's own wording of its concepts (attributes, new activity types)."""
+        return self.transform.sentence(concept, row)

@@ -24,9 +24,11 @@ transform rows identically.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -292,6 +294,38 @@ def load_mapping(path: Path) -> ExportMapping:
     return ExportMapping.model_validate(data)
 
 
+def _flatten(data: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if key == "path":  # where the files are may differ between machines: not how they read
+            continue
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def mapping_differences(trained: BaseModel, given: BaseModel) -> list[str]:
+    """How a mapping file differs from the one a model was trained with, one line per field
+    (file paths aside: they may differ between machines); empty when they read an export alike."""
+    if type(trained) is not type(given):
+
+        def kind(mapping: BaseModel) -> str:
+            return "a flat mapping" if isinstance(mapping, ExportMapping) else "an event mapping"
+
+        return [
+            f"the model was trained with {kind(trained)} ('{getattr(trained, 'name', '')}'), "
+            f"the file is {kind(given)}"
+        ]
+    model_fields = _flatten(trained.model_dump(mode="json"))
+    file_fields = _flatten(given.model_dump(mode="json"))
+    return [
+        f"{name}: the model's mapping has {model_fields.get(name)!r}, the file {file_fields.get(name)!r}"
+        for name in sorted(set(model_fields) | set(file_fields))
+        if model_fields.get(name) != file_fields.get(name)
+    ]
+
+
 def mapping_json_schema() -> dict[str, Any]:
     """JSON schema of both mapping kinds, every field described."""
     from leadscore.features.events import EventMapping
@@ -349,6 +383,141 @@ def not_numbers(
     with np.errstate(over="ignore"):  # beyond float32 (the features' type) is no number either
         finite = np.isfinite(numbers.astype(np.float32))
     return present & ~finite
+
+
+_SEPARATOR_READINGS: tuple[tuple[str, str | None], ...] = ((".", ","), (",", "."), (",", None), (".", None))
+
+
+def _separator_hint(text: str, *, decimal: str, thousands: str | None) -> str:
+    """How a value that is no number as the mapping reads it would read with other separators ('' if none)."""
+    for other_decimal, other_thousands in _SEPARATOR_READINGS:
+        if (other_decimal, other_thousands) == (decimal, thousands):
+            continue
+        number = parse_number_text(text, decimal=other_decimal, thousands=other_thousands)
+        if number is not None:
+            settings = [f"read.decimal: '{other_decimal}'"] if other_decimal != decimal else []
+            if other_thousands != thousands:
+                settings.append(
+                    f"read.thousands: '{other_thousands}'" if other_thousands else "no read.thousands"
+                )
+            return f" (with {' and '.join(settings)} it reads as {number:g}: set that in the mapping if so)"
+    return ""
+
+
+def number_problems(
+    values: pd.Series, *, missing: set[str], decimal: str = ".", thousands: str | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """The rows of a mapped numeric column that hold no number, grouped by what to tell the user.
+
+    Each group is (problem, row mask): "not a number, got 'about 500'", or, for a value such as
+    '1,200' that reads as a number with other separators, the same with the read options that would
+    read it. Missing values are never a problem.
+    """
+    bad = not_numbers(values, missing=missing, decimal=decimal, thousands=thousands)
+    if not bad.any():
+        return []
+    text = values.astype("string").str.strip().to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]  # stubs reject na_value=None
+    groups: dict[str, list[int]] = {}
+    examples: dict[str, str] = {}
+    for row in np.flatnonzero(bad):
+        hint = _separator_hint(str(text[row]), decimal=decimal, thousands=thousands)
+        groups.setdefault(hint, []).append(int(row))
+        examples.setdefault(hint, str(text[row]))
+    out = []
+    for hint, rows in groups.items():
+        mask = np.zeros(len(values), dtype=bool)
+        mask[rows] = True
+        out.append((f"not a number, got {examples[hint]!r}{hint}", mask))
+    return out
+
+
+@dataclass(frozen=True)
+class UnmatchedKey:
+    """A mapping key (or listed value) that matches no row of the export."""
+
+    field: str
+    """Where it is in the mapping, e.g. ``tables.activities.types``."""
+    key: str
+    column: str
+    """The export column it was looked up in, e.g. ``activities.What``."""
+    nearest: tuple[str, ...]
+    """The values seen in that column closest to it (or its most common values)."""
+
+    def describe(self) -> str:
+        seen = ", ".join(repr(v) for v in self.nearest) if self.nearest else "none"
+        return f"{self.field}: {self.key!r} matches no value of {self.column}; nearest values seen: {seen}"
+
+
+class MappingKeyError(ValueError):
+    """Mapping keys that match nothing in the export (a typo loses every row they should map)."""
+
+    def __init__(self, unmatched: list[UnmatchedKey]) -> None:
+        self.unmatched = unmatched
+        lines = "\n".join(f"  - {u.describe()}" for u in unmatched)
+        super().__init__(
+            f"{len(unmatched)} mapping key(s) match no row of the export: correct each to the value the "
+            f"export writes (or remove it)\n{lines}"
+        )
+
+
+def unmatched_keys(
+    keys: Iterable[str],
+    *,
+    values: pd.Series,
+    covered: Collection[str],
+    field: str,
+    column: str,
+    strict: Collection[str] = (),
+) -> tuple[list[UnmatchedKey], list[UnmatchedKey]]:
+    """Keys of a mapping field that match no value seen in ``values``: (errors, unused).
+
+    A key is an error when it is in ``strict`` (e.g. a new activity type: its features would be
+    always zero) or when the export holds values close to it that nothing else covers (a typo: those
+    rows are lost or misread); otherwise it is only unused (a template key the export never writes).
+    ``covered`` are the values the mapping already reads (its keys, built-in names).
+    """
+    counts = values.dropna().astype(str).str.strip().value_counts()
+    seen = set(counts.index)
+    uncovered = [v for v in counts.index if v not in covered]
+    errors: list[UnmatchedKey] = []
+    unused: list[UnmatchedKey] = []
+    for key in keys:
+        if key in seen:
+            continue
+        close = difflib.get_close_matches(key, uncovered, n=3, cutoff=0.6)
+        if close or key in strict:
+            nearest = close or difflib.get_close_matches(key, list(counts.index), n=3, cutoff=0.0)
+            errors.append(UnmatchedKey(field, key, column, tuple(nearest or counts.index[:3])))
+        else:
+            unused.append(UnmatchedKey(field, key, column, ()))
+    return errors, unused
+
+
+def read_dates(values: pd.Series, *, date_format: str | None) -> pd.Series:
+    """Dates of a mapped date column as naive UTC (unreadable values are NaT: check them first).
+
+    With ``date_format`` values are read with it; without, ISO 8601 (with or without an offset)
+    and then any other unambiguous form.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = pd.to_datetime(values, utc=True)
+    else:
+        text = values.astype("string").str.strip()
+        if date_format is not None:
+            parsed = pd.to_datetime(text, format=date_format, errors="coerce", utc=True)
+        else:
+            parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+            failed = parsed.isna() & text.notna()
+            if failed.any():
+                parsed[failed] = pd.to_datetime(text[failed], format="mixed", errors="coerce", utc=True)
+    return parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+
+
+def not_dates(values: pd.Series, *, missing: set[str], date_format: str | None) -> np.ndarray:
+    """Rows holding a value that is neither missing nor a date as :func:`read_dates` reads it."""
+    text = values.astype("string").str.strip()
+    present = (text.notna() & ~text.isin(list(missing))).to_numpy(dtype=bool)
+    return present & read_dates(values, date_format=date_format).isna().to_numpy(dtype=bool)
 
 
 def feature_name(column: str) -> str:
@@ -473,9 +642,9 @@ class FlatFeatureTransform:
         elif as_of is not None:
             out["as_of"] = np.full(len(frame), np.datetime64(pd.Timestamp(as_of)))
         elif self.mapping.created_at_column and self.mapping.created_at_column in frame.columns:
-            out["as_of"] = pd.to_datetime(frame[self.mapping.created_at_column], utc=True).dt.tz_localize(
-                None
-            )
+            out["as_of"] = read_dates(
+                frame[self.mapping.created_at_column], date_format=self.mapping.read.date_format
+            ).to_numpy()
         else:
             out["as_of"] = np.full(len(frame), np.datetime64("NaT"), dtype="datetime64[us]")
         for column, name in zip(self.columns, self.feature_names, strict=True):

@@ -17,6 +17,7 @@ from leadscore.settings import (
     DEFAULT_MODEL_NAME,
     PROJECT_ROOT,
     apply_environment_defaults,
+    crm_data_dir,
     quiet_known_third_party_noise,
     state_dir,
 )
@@ -86,7 +87,10 @@ def _fail(message: str) -> None:
 def simulate(
     leads: Annotated[int, typer.Option(help="Number of leads.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path(".leadscore/data/crm"),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder (default $LEADSCORE_HOME/data/crm, else .leadscore/data/crm)."),
+    ] = None,
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     shape: Annotated[
         str,
@@ -112,6 +116,7 @@ def simulate(
         _fail(f"--format must be parquet or csv, got '{file_format}'")
     if shape not in [s.value for s in CrmShape]:
         _fail(f"--shape must be one of {', '.join(s.value for s in CrmShape)}, got '{shape}'")
+    out = out or crm_data_dir()
     crm = simulate_crm(n_leads=leads, seed=seed, drift=drift, progress=True)
     if shape == CrmShape.NATIVE:
         paths = write_crm(crm, out_dir=out, file_format=file_format)  # type: ignore[arg-type]
@@ -790,12 +795,49 @@ def _load_crm(data_dir: Path) -> tuple[Any, Any, Any, Any]:
     )
 
 
+def _load_mapped(model: Any, mapping: Path, data_dir: Path | None) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """A mapped export read for ``explain``: the model as it scores it, the tables, their end, and
+    the leads set aside with their problems."""
+    from leadscore.cli_scale import read_mapped_export, rejects_line
+    from leadscore.features.loading import DataContractError
+
+    try:
+        export = read_mapped_export(model=model, mapping=mapping, data=data_dir)
+    except (DataContractError, FileNotFoundError, OSError, ValueError) as error:
+        _fail(str(error))
+        raise  # _fail exits
+    note = rejects_line(export)
+    if note is not None:
+        console.print(note)
+    tables = export.tables
+    return (
+        export.model,
+        tables.leads,
+        tables.activities,
+        tables.outcomes,
+        export.end,
+        export.rejected_lead_ids,
+    )
+
+
 @app.command()
 def explain(
     lead_id: Annotated[list[str], typer.Option("--lead-id", help="Lead(s) to explain.")],
-    data_dir: Annotated[Path, typer.Option(help="Folder with leads/activities tables.")] = Path(
-        ".leadscore/data/crm"
-    ),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with leads/activities tables (default $LEADSCORE_HOME/data/crm, else "
+            ".leadscore/data/crm); with --mapping, the folder of the export's files (default: the "
+            "mapping's paths)."
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            help="Event mapping YAML the export is read with, for a model trained on a mapped export "
+            "(examples/olist.yaml): lead ids are the export's own."
+        ),
+    ] = None,
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
     as_of: Annotated[
         str | None, typer.Option(help="Score as of this time (default: end of the data).")
@@ -817,7 +859,14 @@ def explain(
     if version is None:
         _fail(f"model '{model_name}' has no champion yet: run `leadscore promote`")
     model = store.load_scoring_model(model_name=model_name, version=version)  # type: ignore[arg-type]
-    leads, activities, outcomes, end = _load_crm(data_dir)
+    if mapping is None:
+        leads, activities, outcomes, end = _load_crm(data_dir or crm_data_dir())
+        set_aside: dict[str, list[str]] = {}
+    else:
+        model, leads, activities, outcomes, end, set_aside = _load_mapped(model, mapping, data_dir)
+    for lead in lead_id:
+        if lead in set_aside:
+            _fail(f"lead {lead} was set aside as it breaks the data contract: {'; '.join(set_aside[lead])}")
     unknown = sorted(set(lead_id) - set(leads["lead_id"]))
     if unknown:
         _fail(f"unknown lead id(s): {', '.join(unknown)}")
@@ -854,6 +903,13 @@ def serve(
     model_version: Annotated[
         str | None, typer.Option(help="Pin a version instead of @champion [env LEADSCORE_MODEL_VERSION].")
     ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            help="The mapping YAML of the export the CRM sends (model trained on a mapped export): checked "
+            "against the model's own before serving; the service reads records with the model's."
+        ),
+    ] = None,
 ) -> None:
     """Start the BentoML scoring service (needs LEADSCORE_API_KEYS or LEADSCORE_API_KEYS_FILE).
 
@@ -863,10 +919,36 @@ def serve(
     from leadscore.serving.launch import serve as launch
     from leadscore.serving.settings import ConfigurationError
 
+    if mapping is not None:
+        _check_serving_mapping(mapping=mapping, model_name=model_name, model_version=model_version)
+
     try:
         launch(host=host, port=port, workers=workers, model_name=model_name, model_version=model_version)
     except ConfigurationError as error:
         _fail(str(error))
+
+
+def _check_serving_mapping(*, mapping: Path, model_name: str | None, model_version: str | None) -> None:
+    """Fail, naming each difference, unless ``mapping`` reads the export as the served model's does."""
+    from leadscore.cli_scale import check_mapping_matches
+    from leadscore.model import store
+    from leadscore.serving.settings import MODEL_NAME_ENV, MODEL_VERSION_ENV
+
+    name = model_name or os.environ.get(MODEL_NAME_ENV, "").strip() or DEFAULT_MODEL_NAME
+    version = model_version or os.environ.get(MODEL_VERSION_ENV, "").strip() or None
+    version = version or store.champion_version(model_name=name)
+    if version is None:
+        _fail(f"model '{name}' has no champion yet: run `leadscore promote` or pass --model-version")
+        return
+    model = store.load_scoring_model(model_name=name, version=version)
+    try:
+        check_mapping_matches(model, mapping)
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    console.print(
+        f"--mapping {mapping} reads the export as {name} v{version}'s own mapping does: the CRM sends "
+        "its rows (an event export's lead rows with their activities nested) to POST /score-records"
+    )
 
 
 @app.command()
@@ -877,7 +959,7 @@ def demo(
     """The main job end to end: simulate -> build features -> train -> promote -> explain a lead."""
     import pandas as pd
 
-    data_dir = state_dir() / "data" / "crm"
+    data_dir = crm_data_dir()
     simulate(leads=leads, seed=seed, out=data_dir, file_format="parquet")
     build_features(
         config=None,

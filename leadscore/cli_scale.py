@@ -14,14 +14,21 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from leadscore.settings import DEFAULT_MODEL_NAME, apply_environment_defaults, state_dir
+from leadscore.settings import DEFAULT_MODEL_NAME, apply_environment_defaults, crm_data_dir, state_dir
 from leadscore.training.batch import DEFAULT_CHUNK_LEADS, Engine
+
+if TYPE_CHECKING:  # heavy imports stay inside the functions: the CLI imports this module
+    import pandas as pd
+
+    from leadscore.features.loading import CrmTables
+    from leadscore.model.scoring_model import LeadScoringModel
 
 console = Console()
 DEFAULT_TRACKING_PORT = 5000
@@ -138,8 +145,102 @@ def tracking_server_command(
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code=2)
+
+
+@dataclass(frozen=True, eq=False)
+class MappedExport:
+    """A mapped CRM export read for scoring: the model as it scores those tables, and the tables."""
+
+    model: LeadScoringModel
+    """The registered model, its own transform reading the export renamed onto the contract."""
+    tables: CrmTables
+    """The export's rows that keep to the contract, in leadscore's own names."""
+    end: pd.Timestamp
+    """The end of the export's data (the default scoring time)."""
+    rejects: pd.DataFrame
+    """The rows set aside: table, file, line, column, value, problem (as the build's rejects file)."""
+    rejected_lead_ids: dict[str, list[str]]
+    """Each rejected lead's id (the export's own) and its problems."""
+
+
+def check_mapping_matches(model: LeadScoringModel, mapping: Path) -> None:
+    """Raise ``ValueError`` when ``mapping`` does not read the export as the model's own mapping does.
+
+    The registered model carries the transform it was trained with; the file says where the export
+    is and how to read it, so they must agree on everything but the file paths.
+    """
+    from leadscore.features.events import load_event_mapping
+    from leadscore.features.mapping import is_event_mapping, load_mapping, mapping_differences
+
+    trained = getattr(model.transform, "mapping", None)
+    if trained is None:
+        raise ValueError(
+            f"--mapping {mapping}: this model reads leadscore's own layout (lead_id, created_at, "
+            "activity_type), not a mapped export; leave --mapping out"
+        )
+    given = load_event_mapping(mapping) if is_event_mapping(mapping) else load_mapping(mapping)
+    differences = mapping_differences(trained, given)
+    if differences:
+        raise ValueError(
+            f"--mapping {mapping} does not read the export as the model's mapping '{trained.name}' does "
+            "(the model computes features with its own; give the mapping it was trained with):\n"
+            + "\n".join(f"  - {line}" for line in differences)
+        )
+
+
+def read_mapped_export(*, model: LeadScoringModel, mapping: Path, data: Path | None) -> MappedExport:
+    """Read an event export through ``mapping`` (checked against the model's) for scoring.
+
+    The export's files are read, checked and validated as ``build-features --mapping`` reads them:
+    rows that break the contract are set aside (``rejects``) and mapping keys that match nothing
+    stop it. ``data`` is the folder holding the files (default: the mapping's paths).
+    """
+    import dataclasses
+
+    import pandas as pd
+
+    from leadscore.features.build import EventBuildJob
+    from leadscore.features.events import ContractTablesView
+    from leadscore.features.mapping import is_event_mapping
+    from leadscore.features.training_table import observed_until
+
+    check_mapping_matches(model, mapping)
+    if not is_event_mapping(mapping):
+        raise ValueError(
+            f"--mapping {mapping} is a flat mapping: its rows carry no activities or dates to score "
+            "as of a time; score them with POST /score-records or the MLflow pyfunc"
+        )
+    unused = state_dir() / "data" / f"{mapping.stem}.parquet"  # read() writes nothing there
+    export = EventBuildJob(mapping_path=mapping, output=unused, data_dir=data).read()
+    tables = export.tables
+    id_column = export.mapping.tables.leads.id_column
+    rejected: dict[str, list[str]] = {}
+    lead_rejects = export.rejects[export.rejects["table"] == "leads"]
+    if id_column is not None and len(lead_rejects):
+        ids = export.raw["leads"][id_column].astype("string")
+        for row, problem in zip(lead_rejects["row"], lead_rejects["problem"], strict=True):
+            if not pd.isna(row):
+                rejected.setdefault(str(ids.iloc[int(row)]), []).append(str(problem))
+    return MappedExport(
+        model=dataclasses.replace(model, transform=ContractTablesView(model.transform)),  # type: ignore[arg-type]
+        tables=tables,
+        end=observed_until(leads=tables.leads, activities=tables.activities, outcomes=tables.outcomes),
+        rejects=export.rejects,
+        rejected_lead_ids=rejected,
+    )
+
+
+def rejects_line(export: MappedExport) -> str | None:
+    """One line on what reading the export set aside (None when nothing was)."""
+    if export.rejects.empty:
+        return None
+    by_table = export.rejects.groupby("table").size()
+    counts = ", ".join(f"{n:,} {table} row(s)" for table, n in by_table.items())
+    return f"set aside as they break the data contract: {counts} (build-features --mapping lists each line)"
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -206,8 +307,16 @@ def score_batch(
     data_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Folder with the leads, activities and (optional) outcomes tables "
-            "(default $LEADSCORE_HOME/data/crm)."
+            help="Folder with the leads, activities and (optional) outcomes tables (default "
+            "$LEADSCORE_HOME/data/crm, else .leadscore/data/crm); with --mapping, the folder of the "
+            "export's files (default: the mapping's paths)."
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            help="Event mapping YAML the export is read with (a model trained on a mapped export carries "
+            "its transform; this says where the files are and must read them as the model's mapping does)."
         ),
     ] = None,
     out: Annotated[
@@ -232,12 +341,12 @@ def score_batch(
     """Score every lead of a CRM export: probability, score, tier, grade and top reasons to Parquet."""
     import pandas as pd
 
+    from leadscore.features.build import write_rejects
     from leadscore.features.loading import DataContractError
     from leadscore.model import store
     from leadscore.training.batch import score_batch as run_batch
 
     apply_environment_defaults()
-    data_dir = data_dir or state_dir() / "data" / "crm"
     out = out or state_dir() / "scores"
     when = None
     if as_of:
@@ -254,10 +363,23 @@ def score_batch(
         _fail(f"model '{model_name}' has no champion yet: run `leadscore promote` or pass --model-version")
         return
     model = store.load_scoring_model(model_name=model_name, version=version)
+    tables = None
+    if mapping is not None:
+        try:
+            export = read_mapped_export(model=model, mapping=mapping, data=data_dir)
+        except (DataContractError, FileNotFoundError, OSError, ValueError) as error:
+            _fail(str(error))
+            return
+        model, tables = export.model, export.tables
+        note = rejects_line(export)
+        if note is not None:
+            rejects_file = write_rejects(out, export.rejects)
+            console.print(f"{note}: {rejects_file}")
     try:
         result = run_batch(
             model=model,
-            data_dir=data_dir,
+            tables=tables,
+            data_dir=data_dir or crm_data_dir(),
             out=out,
             engine=engine,
             as_of=when,
@@ -270,7 +392,7 @@ def score_batch(
             n_buckets=buckets,
             overwrite=overwrite,
         )
-    except (FileExistsError, FileNotFoundError, DataContractError) as error:
+    except (FileExistsError, FileNotFoundError, DataContractError, ValueError) as error:
         _fail(f"{error}" + (" (add --overwrite)" if isinstance(error, FileExistsError) else ""))
         return
     tiers = ", ".join(f"{tier} {count:,}" for tier, count in sorted(result.tiers.items()))

@@ -30,6 +30,12 @@ def state_dir() -> Path:
     return Path(configured).resolve() if configured else Path.cwd() / ".leadscore"
 
 
+def crm_data_dir() -> Path:
+    """The default CRM export folder of every command (``simulate`` writes it, ``build-features``,
+    ``explain`` and ``score-batch`` read it): ``data/crm`` under :func:`state_dir`."""
+    return state_dir() / "data" / "crm"
+
+
 def default_tracking_uri() -> str:
     """The local SQLite tracking store.
 
@@ -93,7 +99,7 @@ def quiet_known_third_party_noise() -> None:
     # (score, touches) are computed by the model and never missing: the hint is about inputs
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
     # the model object is saved by leadscore's own code; loading any MLflow model means trusting its
-    # registry (see serving/README.md): a caveat for the docs, not news on every training run
+    # registry (see docs/guides/ops.md): a caveat for the docs, not news on every training run
     logging.getLogger("mlflow.pyfunc").addFilter(_DropMessages("serialized using CloudPickle"))
     # "Validating input example against model signature": a step, not a finding (failures still show)
     logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)

@@ -12,6 +12,14 @@ from sklearn.linear_model import LogisticRegression
 from leadscore.model.uncertainty import ScoreUncertainty
 
 
+class CalibrationAnchor(StrEnum):
+    """Whether calibration follows the newest matured period's conversion level."""
+
+    AUTO = "auto"  # when shifting each block to the level of the block before it helped, out of time
+    NEWEST = "newest"  # always shift to the newest matured block's level
+    NONE = "none"  # the level pooled over every calibration block
+
+
 class CalibrationMethod(StrEnum):
     ISOTONIC = "isotonic"  # flexible; needs a few thousand held-out rows
     SIGMOID = "sigmoid"  # Platt scaling; steadier on small exports
@@ -37,21 +45,58 @@ class PriorShiftedCalibrator(BaseEstimator):
     average), so their raw scores sit at different levels. Cross-fitted calibration pools the
     out-of-time scores of several such models: each is taken relative to ``prior_logit`` (the
     log-odds of the base rate its model was fitted on), and so is the deployed model's.
+    ``anchor_logit`` then moves every calibrated log-odds by one amount: the shift that brings the
+    newest matured period's predicted conversions to what it had (0: the pooled level).
     """
 
-    def __init__(self, calibrator: IsotonicCalibrator | PlattCalibrator, prior_logit: float) -> None:
+    def __init__(
+        self, calibrator: IsotonicCalibrator | PlattCalibrator, prior_logit: float, anchor_logit: float = 0.0
+    ) -> None:
         self.calibrator = calibrator
         self.prior_logit = prior_logit
+        self.anchor_logit = anchor_logit
 
     def predict(self, raw: np.ndarray) -> np.ndarray:
-        return self.calibrator.predict(np.asarray(raw, dtype=float) - self.prior_logit)
+        pooled = self.calibrator.predict(np.asarray(raw, dtype=float) - self.prior_logit)
+        return shifted_probability(pooled, getattr(self, "anchor_logit", 0.0))  # saved before: 0
 
     @property
     def uncertainty_(self) -> ScoreUncertainty | None:
         """The wrapped calibrator's intervals, read in the same raw-score domain as ``predict`` (the
-        deployed booster's own raw score; see ``ScoreUncertainty.shifted``)."""
+        deployed booster's own raw score; see ``ScoreUncertainty.shifted``) and at the same level."""
         inner: ScoreUncertainty | None = getattr(self.calibrator, "uncertainty_", None)
-        return None if inner is None else inner.shifted(self.prior_logit)
+        if inner is None:
+            return None
+        return inner.shifted(self.prior_logit).anchored(getattr(self, "anchor_logit", 0.0))
+
+
+def shifted_probability(probability: np.ndarray, shift: float) -> np.ndarray:
+    """Probabilities moved by ``shift`` in log-odds (0 and 1 stay where they are)."""
+    p = np.asarray(probability, dtype=np.float64)
+    if shift == 0.0:
+        return p
+    with np.errstate(divide="ignore"):
+        logit = np.log(p) - np.log1p(-p)
+    return np.asarray(1.0 / (1.0 + np.exp(-(logit + shift))), dtype=np.float64)
+
+
+def intercept_shift(probability: np.ndarray, y: np.ndarray, *, bound: float = 3.0) -> float:
+    """The log-odds shift after which the mean of ``probability`` equals the rate of ``y``.
+
+    Solved by Newton's method (the mean of shifted probabilities rises monotonically with the shift),
+    bounded to +-``bound`` (a factor of about 20 in odds).
+    """
+    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-9, 1 - 1e-9)
+    target = float(np.mean(np.asarray(y, dtype=np.float64)))
+    logit = np.log(p) - np.log1p(-p)
+    shift = 0.0
+    for _ in range(50):
+        q = 1.0 / (1.0 + np.exp(-(logit + shift)))
+        gap, slope = float(q.mean()) - target, float((q * (1 - q)).mean())
+        if abs(gap) < 1e-10 or slope <= 0:
+            break
+        shift = float(np.clip(shift - gap / slope, -bound, bound))
+    return shift
 
 
 def prior_logit(y: np.ndarray, sample_weight: np.ndarray | None = None) -> float:

@@ -99,6 +99,23 @@ def flat_input_signature(flat: FlatFeatureTransform) -> ModelSignature:
     return ModelSignature(inputs=Schema(columns), outputs=OUTPUT_SCHEMA, params=PARAMS)
 
 
+def event_input_signature(example: pd.DataFrame | None) -> ModelSignature | None:
+    """The input schema of an event-export model: its example records' columns, each optional, and
+    an optional ``as_of`` (the moment to score at; without it, now). None without an example."""
+    if example is None:
+        return None
+    from mlflow.models import infer_signature
+
+    inferred = infer_signature(example).inputs
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec(spec.type, spec.name, required=False)
+        for spec in inferred.inputs
+        if isinstance(spec, ColSpec) and spec.name != "as_of"
+    ]
+    columns.append(ColSpec(AnyType(), "as_of", required=False))  # a timestamp or its ISO text
+    return ModelSignature(inputs=Schema(columns), outputs=OUTPUT_SCHEMA, params=PARAMS)
+
+
 def input_signature(flat: FlatFeatureTransform | None = None) -> ModelSignature:
     """The input schema: the :class:`RawLead` record (lead columns, nested activities, optional
     as_of and state times), or a flat-export model's own columns."""

@@ -73,6 +73,8 @@ class ScoreUncertainty:
     """Subtracted from a lead's raw score before the look-up (see :meth:`shifted`)."""
     period_spread: float = 0.0
     """Between-period standard deviation (log-odds) of the rate of leads scored alike (0: one period)."""
+    anchor_logit: float = 0.0
+    """Added to each bound's log-odds: the calibration's shift to the newest period (see :meth:`anchored`)."""
 
     @classmethod
     def fit(
@@ -164,6 +166,13 @@ class ScoreUncertainty:
         """
         return dataclasses.replace(self, shift=self.shift + shift, flag_outside_range=False)
 
+    def anchored(self, shift: float) -> ScoreUncertainty:
+        """The same intervals moved by ``shift`` in log-odds, as the probabilities they bracket are
+        (``PriorShiftedCalibrator.anchor_logit``)."""
+        if shift == 0.0:
+            return self
+        return dataclasses.replace(self, anchor_logit=float(getattr(self, "anchor_logit", 0.0)) + shift)
+
     def intervals(self, *, raw: np.ndarray, probability: np.ndarray) -> ScoreIntervals:
         """Interval, support and low-confidence flag of each lead (raw score and calibrated probability)."""
         raw = np.asarray(raw, dtype=np.float64) - self.shift
@@ -182,6 +191,10 @@ class ScoreUncertainty:
             extra = (ndtri(1.0 - tail) * spread) ** 2  # the normal quantile
             low = np.where(low > 0, _expit(centre - np.sqrt((centre - _logit(low)) ** 2 + extra)), 0.0)
             high = np.where(high < 1, _expit(centre + np.sqrt((_logit(high) - centre) ** 2 + extra)), 1.0)
+        anchor = float(getattr(self, "anchor_logit", 0.0))  # models saved before it: 0
+        if anchor != 0.0:
+            low = np.where(low > 0, _expit(_logit(low) + anchor), 0.0)
+            high = np.where(high < 1, _expit(_logit(high) + anchor), 1.0)
         support = np.searchsorted(sorted_raw, raw + self.support_width, side="right") - np.searchsorted(
             sorted_raw, raw - self.support_width, side="left"
         )

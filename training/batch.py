@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions: the CLI imports th
     import pyarrow as pa
     from pyspark.sql import SparkSession
 
+    from leadscore.features.loading import CrmTables
     from leadscore.model.scoring_model import LeadScoringModel
 
 DEFAULT_CHUNK_LEADS = 50_000
@@ -140,10 +141,12 @@ def score_batch(
     master: str = "local[2]",
     n_buckets: int | None = None,
     overwrite: bool = False,
+    tables: CrmTables | None = None,
 ) -> BatchResult:
     """Score every lead of the export in ``data_dir`` (leads, activities, outcomes) into ``out``.
 
     ``out`` becomes a folder of Parquet part files (``pandas.read_parquet(out)`` reads it whole).
+    ``tables``: the export already read and validated (a mapped export; pandas engine only).
     """
     import pandas as pd
 
@@ -157,10 +160,13 @@ def score_batch(
         when = when.tz_convert("UTC").tz_localize(None)
     started = time.perf_counter()
     options = {"top_k": top_k, "model_name": model_name, "model_version": model_version}
+    if tables is not None and engine is not Engine.PANDAS:
+        raise ValueError("an export read through a mapping is scored by the pandas engine (--engine pandas)")
     if engine is Engine.PANDAS:
         when, count = _score_pandas(
             model,
             data_dir=data_dir,
+            tables=tables,
             out=out,
             as_of=when,
             chunk_leads=chunk_leads,
@@ -211,6 +217,7 @@ def _score_pandas(
     as_of: pd.Timestamp | None,
     chunk_leads: int,
     progress: bool,
+    tables: CrmTables | None = None,
     **options: Any,
 ) -> tuple[pd.Timestamp, int]:
     import pyarrow.parquet as pq
@@ -219,14 +226,15 @@ def _score_pandas(
     from leadscore.features.spark import find_table
     from leadscore.features.training_table import observed_until
 
-    leads_path = find_table(data_dir, "leads")
-    if leads_path is None:
-        raise FileNotFoundError(f"no leads.parquet or leads.csv in {data_dir}")
-    tables = load_crm_tables(
-        leads=leads_path,
-        activities=find_table(data_dir, "activities"),
-        outcomes=find_table(data_dir, "outcomes"),
-    )
+    if tables is None:
+        leads_path = find_table(data_dir, "leads")
+        if leads_path is None:
+            raise FileNotFoundError(f"no leads.parquet or leads.csv in {data_dir}")
+        tables = load_crm_tables(
+            leads=leads_path,
+            activities=find_table(data_dir, "activities"),
+            outcomes=find_table(data_dir, "outcomes"),
+        )
     when = as_of or observed_until(leads=tables.leads, activities=tables.activities, outcomes=tables.outcomes)
     _reset(out)
     count = 0

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leadscore.features.training_table import SnapshotPolicy
-from leadscore.model.calibration import CalibrationMethod
+from leadscore.model.calibration import CalibrationAnchor, CalibrationMethod
 
 
 class Strict(BaseModel):
@@ -138,6 +138,14 @@ class RefitConfig(Strict):
         default=None,
         gt=0,
         description="Weight rows by 0.5 ** (age / half-life) when fitting and calibrating (timestamps only).",
+    )
+    calibration_anchor: CalibrationAnchor = Field(
+        default=CalibrationAnchor.AUTO,
+        description=(
+            "Follow the newest matured block's conversion level: auto when shifting each calibration "
+            "block to the level of the block before it lowered log loss (out of time), newest always, "
+            "none never (the level pooled over all blocks). Timestamps only."
+        ),
     )
 
 

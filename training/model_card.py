@@ -129,7 +129,8 @@ def render_model_card(
     )
     calibration_text = (
         f"fitted on time-blocked out-of-time scores ({config.refit.calibration_blocks} blocks: each block "
-        "scored by a model of the blocks before it), keeping the raw ranking"
+        "scored by a model of the blocks before it), keeping the raw ranking; level: "
+        f"{model.metadata.get('calibration_level', 'pooled over the blocks')}"
         if refit
         else "fitted on the validation rows"
     )

@@ -36,14 +36,17 @@ from leadscore.features.mapping import ColumnRole, ExportMapping, FlatFeatureTra
 from leadscore.features.training_table import lead_ledger_path
 from leadscore.model.cadence import RULE_OF_THUMB, TouchCadence
 from leadscore.model.calibration import (
+    CalibrationAnchor,
     IsotonicCalibrator,
     PlattCalibrator,
     PriorShiftedCalibrator,
     fit_calibrator,
+    intercept_shift,
     prior_logit,
+    shifted_probability,
 )
 from leadscore.model.encoding import CategoryCodeEncoder
-from leadscore.model.pyfunc import LeadScoringPyfunc, input_signature
+from leadscore.model.pyfunc import LeadScoringPyfunc, event_input_signature, input_signature
 from leadscore.model.scoring_model import GradeCutoffs, LeadScoringModel, TierThresholds
 from leadscore.model.store import (
     MODEL_ARTIFACT,
@@ -179,6 +182,82 @@ def git_commit() -> str:
         return "unknown"
 
 
+MIN_ANCHOR_POSITIVES = 20
+"""Conversions (and non-conversions) each calibration block needs before its level is trusted."""
+
+
+@dataclass(frozen=True)
+class AnchorChoice:
+    """The calibration's shift to the newest matured block's level, and why (see ``calibration_anchor``)."""
+
+    shift: float
+    """Applied: added to every calibrated log-odds (0: the pooled level)."""
+    reason: str
+    candidate: float | None = None
+    """The newest block's shift, applied or not (None: too little data to estimate one)."""
+
+
+ANCHOR_EVIDENCE_Z = 1.645
+"""How sure the out-of-time check must be that the anchored level lowers log loss (one-sided 95%)."""
+
+
+@dataclass(frozen=True)
+class LogLossGain:
+    """Per-row log loss at the pooled and at the anchored level on the same rows, paired."""
+
+    pooled: float
+    anchored: float
+    z: float
+    """Mean paired difference (anchored - pooled) over its standard error: negative favours the anchor."""
+
+    @property
+    def anchored_wins(self) -> bool:
+        return self.z < -ANCHOR_EVIDENCE_Z
+
+    def __str__(self) -> str:
+        return f"log loss {self.anchored:.4f} anchored vs {self.pooled:.4f} pooled (paired z {self.z:+.1f})"
+
+
+def paired_log_loss(*, y: np.ndarray, pooled: np.ndarray, anchored: np.ndarray) -> LogLossGain:
+    """Compare two probability vectors for the same rows by their per-row log loss."""
+    y = np.asarray(y, dtype=np.float64)
+
+    def per_row(p: np.ndarray) -> np.ndarray:
+        q = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+        return -(y * np.log(q) + (1 - y) * np.log1p(-q))
+
+    a, b = per_row(anchored), per_row(pooled)
+    diff = a - b
+    error = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    z = float(diff.mean() / error) if error > 0 else 0.0
+    return LogLossGain(pooled=float(b.mean()), anchored=float(a.mean()), z=z)
+
+
+@dataclass(frozen=True)
+class TestVerdict:
+    """The pre-test model on its test period's lead flow at the pooled and at the anchored level."""
+
+    gain: LogLossGain
+    ece_pooled: float
+    ece_anchored: float
+    rows: int
+
+    @property
+    def anchored_wins(self) -> bool:
+        return self.gain.anchored_wins
+
+    def __str__(self) -> str:
+        return (
+            f"chosen on the test period of the pre-test model, {self.rows:,} lead-flow rows: {self.gain}, "
+            f"ECE {self.ece_anchored:.4f} vs {self.ece_pooled:.4f}"
+        )
+
+
+def _anchor_reason(calibrator: Any) -> str:
+    """The calibration level in words (validation-calibrated models: their validation period's)."""
+    return str(getattr(calibrator, "anchor_reason_", "the validation period's"))
+
+
 def snapshot_weights(rows: pd.DataFrame) -> np.ndarray | None:
     """1 / the number of a lead's snapshots among ``rows``: its snapshots share one outcome."""
     if "lead_id" not in rows.columns:
@@ -288,7 +367,12 @@ class TrainJob:
         p_test = model.predict_proba_features(split.test)
         n_ages = len(meta["snapshot_policy"].get("ages_days") or [0])
         weeks = self.weeks_covered(split.test, n_ages=n_ages) if self.time_axis is TimeAxis.TIMESTAMP else 1.0
-        drift = self.drift(reference=split.earlier, current=split.test)
+        # the lead flow at the configured ages: older-age snapshots fill the newest periods (their as-of
+        # is late) and would read as a falling base rate and a lead-age shift that no lead made
+        drift = self.drift(
+            reference=split.earlier[self.lead_flow_rows(split.earlier)],
+            current=split.test[self.lead_flow_rows(split.test)],
+        )
 
         baseline_predictions = self.fit_baselines(split)
         predictions = {"lightgbm": p_test, **baseline_predictions}
@@ -318,7 +402,15 @@ class TrainJob:
                 table=by_model, reference=name, candidate="lightgbm"
             ).items():
                 metrics[f"vs_{name}_{key}"] = float(value)
-        deployed, deployed_choice = self.fit_deployment_model(split, evaluated=model, evaluated_choice=choice)
+        verdict = self.anchor_verdict(evaluated=model, test=split.test)
+        if verdict is not None:
+            metrics |= {
+                "lead_flow_ece_pooled_level": verdict.ece_pooled,
+                "lead_flow_ece_anchored_level": verdict.ece_anchored,
+            }
+        deployed, deployed_choice = self.fit_deployment_model(
+            split, evaluated=model, evaluated_choice=choice, anchor_verdict=verdict
+        )
         run_id, version = self.log_run(
             RunRecord(
                 model=deployed,
@@ -437,7 +529,12 @@ class TrainJob:
         )
 
     def fit_deployment_model(
-        self, split: TimeSplit, *, evaluated: LeadScoringModel, evaluated_choice: ThresholdChoice
+        self,
+        split: TimeSplit,
+        *,
+        evaluated: LeadScoringModel,
+        evaluated_choice: ThresholdChoice,
+        anchor_verdict: TestVerdict | None = None,
     ) -> tuple[LeadScoringModel, ThresholdChoice]:
         """The registered model: the same recipe refit on every labelled row, test period included.
 
@@ -452,7 +549,10 @@ class TrainJob:
         everything = split.deployable
         rounds = int(str(evaluated.metadata.get("rounds_per_train_row_x1e6", 0))) / 1e6 * len(split.train)
         encoder, booster, calibrator, newest, newest_probability = self.fit_refit(
-            everything, rounds=max(1, round(rounds)), reference_rows=len(split.train)
+            everything,
+            rounds=max(1, round(rounds)),
+            reference_rows=len(split.train),
+            anchor_verdict=anchor_verdict,
         )
         chosen_on = _block_text(newest, split.time_axis)
         parts = self.model_parts(encoder=encoder, booster=booster, calibrator=calibrator)
@@ -492,6 +592,7 @@ class TrainJob:
             "boosting_rounds": booster.current_iteration(),
             "thresholds_chosen_on": chosen_on,
             "thresholds_read_from": self.threshold_scores_text(),
+            "calibration_level": _anchor_reason(calibrator),
         }
         model = LeadScoringModel(
             **parts,
@@ -545,6 +646,7 @@ class TrainJob:
                 "boosting_rounds": rounds,
                 "rounds_per_train_row_x1e6": round(1e6 * self._rounds_per_row) if self._rounds_per_row else 0,
                 "touch_cadence": self.touch_cadence[1],
+                "calibration_level": _anchor_reason(calibrator),
             },
         )
         return model, choice
@@ -673,7 +775,12 @@ class TrainJob:
         return rounds
 
     def fit_refit(
-        self, frame: pd.DataFrame, *, rounds: int, reference_rows: int
+        self,
+        frame: pd.DataFrame,
+        *,
+        rounds: int,
+        reference_rows: int,
+        anchor_verdict: TestVerdict | None = None,
     ) -> tuple[CategoryCodeEncoder, lgb.Booster, Any, pd.DataFrame, np.ndarray]:
         """Booster on all of ``frame`` and a calibrator on its time-blocked out-of-time scores.
 
@@ -710,7 +817,7 @@ class TrainJob:
             part = frame.iloc[fit_rows]
             block_encoder, block_booster = self.train_booster(part, rounds=max(1, round(per_row * len(part))))
             scored = frame.iloc[score_rows]
-            offset = prior_logit(part["label"].astype(int).to_numpy(), self.recency_weights(part))
+            offset = self.flow_prior_logit(part)
             block_raw = block_booster.predict(
                 block_encoder.transform(scored.loc[:, list(self.feature_names)]), raw_score=True
             )
@@ -731,12 +838,119 @@ class TrainJob:
             blocks=np.concatenate([np.full(len(part), b) for b, part in enumerate(index_parts)]),
             block_weights=snapshot_weights(held_out),
         )
-        calibrator = PriorShiftedCalibrator(
-            fitted, prior_logit(frame["label"].astype(int).to_numpy(), self.recency_weights(frame))
+        anchor = self.calibration_anchor(
+            [np.asarray(fitted.predict(part)) for part in raw_parts],
+            [frame.iloc[i] for i in index_parts],
+            verdict=anchor_verdict,
         )
+        calibrator = PriorShiftedCalibrator(
+            fitted,
+            self.flow_prior_logit(frame),
+            anchor_logit=anchor.shift,
+        )
+        # plain values, never a training class: the model is unpickled where training is not imported
+        calibrator.anchor_reason_ = anchor.reason
+        calibrator.anchor_candidate_ = anchor.candidate
         last = index_parts[-1]
         newest = frame.iloc[last]
-        return encoder, booster, calibrator, newest, np.asarray(fitted.predict(raw_parts[-1]))
+        newest_p = shifted_probability(np.asarray(fitted.predict(raw_parts[-1])), anchor.shift)
+        return encoder, booster, calibrator, newest, newest_p
+
+    def flow_prior_logit(self, rows: pd.DataFrame) -> float:
+        """The base-rate log-odds a booster's raw scores are measured from (``PriorShiftedCalibrator``).
+
+        Of the lead flow at the configured ages only: the share of older-age snapshots grows with
+        time (only old leads have them), so the base rate over all rows falls with the mix, not with
+        the funnel, and measuring from it would put each period's young leads at a different level.
+        """
+        flow = self.lead_flow_rows(rows)
+        weights = self.recency_weights(rows)
+        return prior_logit(
+            rows["label"].astype(int).to_numpy()[flow], None if weights is None else weights[flow]
+        )
+
+    def calibration_anchor(
+        self,
+        probabilities: list[np.ndarray],
+        blocks: list[pd.DataFrame],
+        *,
+        verdict: TestVerdict | None = None,
+    ) -> AnchorChoice:
+        """Whether (and by how much) calibration follows the newest matured block's conversion level.
+
+        The shift is the log-odds move that makes the newest block's lead-flow rows' mean pooled
+        probability equal their conversion rate. ``auto`` decides out of time: with a test
+        ``verdict`` (the registered model: the pre-test model's test period, pooled vs anchored), by
+        it; without one (the pre-test model), by scoring each block with the previous block's shift,
+        as the deployed model scores the future with the newest block's, against the pooled level.
+        """
+        mode = self.config.refit.calibration_anchor
+        if mode is CalibrationAnchor.NONE or self.time_axis is TimeAxis.NONE:
+            return AnchorChoice(shift=0.0, reason="the level pooled over the calibration blocks (anchor off)")
+        flows = [self.lead_flow_rows(block) for block in blocks]
+        ys = [block["label"].astype(int).to_numpy()[flow] for block, flow in zip(blocks, flows, strict=True)]
+        ps = [p[flow] for p, flow in zip(probabilities, flows, strict=True)]
+        positives = [int(y.sum()) for y in ys]
+        if (
+            len(ys) < 2
+            or min(positives) < MIN_ANCHOR_POSITIVES
+            or min(len(y) - k for y, k in zip(ys, positives, strict=True)) < MIN_ANCHOR_POSITIVES
+        ):
+            return AnchorChoice(
+                shift=0.0,
+                reason=(
+                    f"the pooled level: {len(ys)} calibration block(s), fewest conversions in one "
+                    f"{min(positives, default=0)} (an anchor needs 2 blocks, "
+                    f"{MIN_ANCHOR_POSITIVES}+ of each class)"
+                ),
+            )
+        shifts = [intercept_shift(p, y) for p, y in zip(ps, ys, strict=True)]
+        newest = (
+            f"the newest matured block ({_block_text(blocks[-1], self.time_axis)}): log-odds "
+            f"{shifts[-1]:+.2f}, odds x{np.exp(shifts[-1]):.2f}"
+        )
+        if verdict is not None and mode is CalibrationAnchor.AUTO:
+            if verdict.anchored_wins:
+                return AnchorChoice(
+                    shift=shifts[-1], candidate=shifts[-1], reason=f"anchored on {newest} ({verdict})"
+                )
+            return AnchorChoice(
+                shift=0.0, candidate=shifts[-1], reason=f"the pooled level ({verdict}; not {newest})"
+            )
+        gain = paired_log_loss(
+            y=np.concatenate(ys[1:]),
+            pooled=np.concatenate(ps[1:]),
+            anchored=np.concatenate(
+                [shifted_probability(p, shift) for p, shift in zip(ps[1:], shifts[:-1], strict=True)]
+            ),
+        )
+        checked = f"each block at the previous one's level, on {len(ys) - 1} block(s): {gain}"
+        if mode is CalibrationAnchor.AUTO and not gain.anchored_wins:
+            return AnchorChoice(shift=0.0, candidate=shifts[-1], reason=f"the pooled level ({checked})")
+        return AnchorChoice(
+            shift=shifts[-1], candidate=shifts[-1], reason=f"anchored on {newest} ({checked})"
+        )
+
+    def anchor_verdict(self, *, evaluated: LeadScoringModel, test: pd.DataFrame) -> TestVerdict | None:
+        """The pre-test model's test period scored at its pooled and at its anchored level (lead flow)."""
+        candidate = getattr(evaluated.calibrator, "anchor_candidate_", None)
+        applied_shift = float(getattr(evaluated.calibrator, "anchor_logit", 0.0))
+        if candidate is None or len(test) == 0:
+            return None
+        flow = self.lead_flow_rows(test)
+        rows = test[flow]
+        y = rows["label"].astype(int).to_numpy()
+        if y.sum() < MIN_ANCHOR_POSITIVES:
+            return None
+        applied = evaluated.predict_proba_features(rows)
+        pooled = shifted_probability(applied, -applied_shift)
+        anchored = shifted_probability(pooled, candidate)
+        return TestVerdict(
+            gain=paired_log_loss(y=y, pooled=pooled, anchored=anchored),
+            ece_pooled=evaluation.expected_calibration_error(y_true=y, y_prob=pooled),
+            ece_anchored=evaluation.expected_calibration_error(y_true=y, y_prob=anchored),
+            rows=len(y),
+        )
 
     @property
     def feature_catalogue(self) -> tuple[Any, ...]:
@@ -959,8 +1173,13 @@ class TrainJob:
             {
                 "leadscore.time_axis": split.time_axis.value,
                 "leadscore.registered_model_fitted_on": str(model.metadata.get("fitted_on", "")),
+                "leadscore.calibration_level": str(model.metadata.get("calibration_level", ""))[:4900],
             }
         )
+        if hasattr(model.calibrator, "anchor_reason_"):
+            mlflow.log_metric(
+                "calibration_anchor_logit", float(getattr(model.calibrator, "anchor_logit", 0.0))
+            )
 
         model.metadata["run_id"] = run.info.run_id
         pickle_path = save_model_pickle(model, out / MODEL_PICKLE)
@@ -980,7 +1199,11 @@ class TrainJob:
             name="model",
             python_model=LeadScoringPyfunc(),
             artifacts={MODEL_ARTIFACT: str(pickle_path)},
-            signature=input_signature(self.flat_transform) if self.event_transform is None else None,
+            signature=(
+                input_signature(self.flat_transform)
+                if self.event_transform is None
+                else event_input_signature(self.input_example_without_pii())
+            ),
             input_example=self.input_example_without_pii(),
             registered_model_name=config.tracking.model_name if config.tracking.register_model else None,
             # the model carries its own code and pins what it imports: it rebuilds anywhere

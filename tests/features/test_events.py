@@ -357,8 +357,11 @@ def test_olist_trains_after_build_and_scores_its_own_rows(tmp_path: Path, isolat
             }
         ]
     )
+    # a new lead, scored the day after first contact (scored "now", years later, it would be an old lead
+    # whose reasons have faded to its age)
+    raw["as_of"] = "2018-05-02"
     scored = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model").predict(raw)
-    direct = result.model.score_features(result.model.features(leads=raw, activities=None))
+    direct = result.model.score_features(result.model.features_from_records(raw))
     assert scored["probability"].iloc[0] == pytest.approx(direct[0]["probability"])
     reasons = [*scored["reasons_positive"].iloc[0], *scored["reasons_negative"].iloc[0]]
     assert any("landing page" in r["sentence"] or "channel" in r["sentence"] for r in reasons), reasons

@@ -11,7 +11,9 @@ from leadscore.model.calibration import (
     PlattCalibrator,
     PriorShiftedCalibrator,
     fit_calibrator,
+    intercept_shift,
     prior_logit,
+    shifted_probability,
 )
 from leadscore.model.uncertainty import ScoreUncertainty
 from leadscore.training.config import CalibrationMethod
@@ -109,3 +111,37 @@ def test_prior_shifted_calibrator_exposes_intervals_in_its_own_raw_score_domain(
     view = flat.shifted(-1.5)
     assert not view.intervals(raw=edge - 1.5, probability=np.array([0.3])).low_confidence[0]
     assert view.intervals(raw=far - 1.5, probability=np.array([0.3])).low_confidence[0]
+
+
+def test_intercept_shift_brings_the_mean_probability_to_the_observed_rate() -> None:
+    rng = np.random.default_rng(1)
+    p = rng.beta(1, 9, size=20_000)  # mean ~0.10
+    y = (rng.random(20_000) < p * 0.6).astype(int)  # the period converts ~40% less often
+    shift = intercept_shift(p, y)
+    assert shift < 0
+    assert shifted_probability(p, shift).mean() == pytest.approx(y.mean(), abs=1e-6)
+    assert intercept_shift(p, (rng.random(20_000) < p).astype(int)) == pytest.approx(0.0, abs=0.05)
+    assert intercept_shift(p, np.zeros(20_000)) == -3.0  # bounded: no period proves "never"
+
+
+def test_an_anchored_calibrator_moves_probability_and_range_by_one_log_odds_shift(held_out) -> None:
+    raw, y = held_out
+    inner = fit_calibrator(method=CalibrationMethod.ISOTONIC, raw=raw, y=y)
+    pooled = PriorShiftedCalibrator(inner, prior_logit=0.3)
+    anchored = PriorShiftedCalibrator(inner, prior_logit=0.3, anchor_logit=-0.5)
+    leads = np.linspace(-2, 3, 50)
+    p0, p1 = pooled.predict(leads), anchored.predict(leads)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    assert np.allclose(logit(p1) - logit(p0), -0.5)
+    assert (np.diff(p1) >= 0).all()  # the ranking is kept
+    base, moved = pooled.uncertainty_, anchored.uncertainty_
+    assert base is not None and moved is not None
+    b0, b1 = base.intervals(raw=leads, probability=p0), moved.intervals(raw=leads, probability=p1)
+    inside = (b0.low > 0) & (b0.high < 1)
+    assert np.allclose(logit(b1.low[inside]) - logit(b0.low[inside]), -0.5, atol=1e-6)
+    assert np.allclose(logit(b1.high[inside]) - logit(b0.high[inside]), -0.5, atol=1e-6)
+    assert (b1.low <= p1).all() and (p1 <= b1.high).all()
+    saved_before = PriorShiftedCalibrator(inner, prior_logit=0.3)
+    del saved_before.anchor_logit  # a calibrator pickled before anchors reads as the pooled level
+    assert np.array_equal(saved_before.predict(leads), p0)
+    assert saved_before.uncertainty_ is not None

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from leadscore.features.contract import PII_COLUMNS
+from leadscore.features.training_table import SnapshotPolicy
 from leadscore.model.explain import concept_sentence, signal_sentence
 from leadscore.model.scoring_model import LeadScoringModel
 from leadscore.training.cards import explain_leads, render_html_card
@@ -23,7 +24,9 @@ def model(trained: Trained) -> LeadScoringModel:
 
 @pytest.fixture(scope="module")
 def newest(trained: Trained) -> pd.DataFrame:
-    return trained.table.sort_values("as_of").tail(3000).reset_index(drop=True)
+    """The newest snapshots of the lead flow (the configured ages, not the older-age extras)."""
+    flow = trained.table["snapshot_age_days"] <= max(SnapshotPolicy().ages_days)
+    return trained.table[flow].sort_values("as_of").tail(3000).reset_index(drop=True)
 
 
 def test_contributions_add_up_to_the_raw_score(model: LeadScoringModel, newest: pd.DataFrame) -> None:

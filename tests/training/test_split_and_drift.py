@@ -71,7 +71,7 @@ def test_the_deployment_refit_sees_every_labelled_row_the_purged_ones_included(t
     seen: dict[str, pd.DataFrame] = {}
 
     class Capture(TrainJob):
-        def fit_refit(self, frame, *, rounds, reference_rows):  # type: ignore[no-untyped-def,override]
+        def fit_refit(self, frame, *, rounds, reference_rows, anchor_verdict=None):  # type: ignore[no-untyped-def,override]
             seen["frame"] = frame
             raise _Captured
 

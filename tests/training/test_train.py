@@ -86,7 +86,7 @@ def test_the_registered_model_chooses_its_thresholds_on_its_own_newest_rows(
     class FixedRefit(TrainJob):
         held_out_probability = held_out
 
-        def fit_refit(self, frame, *, rounds, reference_rows):  # type: ignore[no-untyped-def,override]
+        def fit_refit(self, frame, *, rounds, reference_rows, anchor_verdict=None):  # type: ignore[no-untyped-def,override]
             return deployed.encoder, deployed.booster, deployed.calibrator, newest, self.held_out_probability
 
     validation_probability = evaluated.predict_proba_features(split.validation)
