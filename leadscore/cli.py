@@ -18,6 +18,7 @@ from leadscore.settings import (
     PROJECT_ROOT,
     apply_environment_defaults,
     crm_data_dir,
+    in_state_dir,
     quiet_known_third_party_noise,
     state_dir,
 )
@@ -489,14 +490,19 @@ def evaluate(
     table: Annotated[Path, typer.Option(help="Training table (Parquet) to evaluate on.")] = Path(
         ".leadscore/data/training_table.parquet"
     ),
-    newest_fraction: Annotated[float, typer.Option(help="Evaluate on the newest share of snapshots.")] = 0.2,
+    bootstrap: Annotated[int, typer.Option(min=20, help="Bootstrap resamples for the 95% intervals.")] = 200,
 ) -> None:
-    """Metrics of a registered model on the newest part of a training table, with drift warnings."""
+    """Metrics of a registered model on rows it never learnt from, with 95% intervals and drift.
+
+    Rows of the table newer than the model's data when there are enough; otherwise the held-out
+    test-period scores logged when it was trained (the pre-test refit of the same recipe), said so.
+    """
+    table = in_state_dir(table)
+    import mlflow
     import pandas as pd
     from rich.markup import escape
 
     from leadscore.model import store
-    from leadscore.training import evaluation
 
     version = store.resolve_version(model_name=model_name, alias_or_version=alias)
     if version is None:
@@ -504,42 +510,56 @@ def evaluate(
         return
     from leadscore.features.build import read_table_metadata_if_any
     from leadscore.training.drift import drift_report
-    from leadscore.training.split import TimeAxis, labelled_rows, period_boundary
-    from leadscore.training.train import table_time_axis
+    from leadscore.training.honest import NoHeldOutRows, evaluate_registered
+    from leadscore.training.registry import logged_held_out_scores
+    from leadscore.training.split import TimeAxis, labelled_rows
+    from leadscore.training.train import lead_flow_mask, table_time_axis
 
     model = store.load_scoring_model(model_name=model_name, version=version)
-    full = labelled_rows(pd.read_parquet(table))
-    axis = table_time_axis(read_table_metadata_if_any(table) or {})
-    if axis is TimeAxis.NONE:
-        console.print("[yellow]warning:[/] the table has no time order: evaluating on all labelled rows")
-        cutoff: Any = "(no time order)"
-        frame, older = full, full.head(0)
-    else:
-        cutoff = period_boundary(full[axis.column], newest_share=newest_fraction)
-        frame, older = full[full[axis.column] >= cutoff], full[full[axis.column] < cutoff]
-    probability = model.predict_proba_features(frame)
-    metrics = evaluation.classification_metrics(
-        y_true=frame["label"].astype(int).to_numpy(), y_prob=probability, threshold=model.thresholds.sql
+    try:
+        full = labelled_rows(pd.read_parquet(table))
+    except OSError as error:
+        _fail(f"--table {table}: {error}")
+        return
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version(model_name, str(version)).run_id
+    logged = logged_held_out_scores(client=client, run_id=str(run_id)) if run_id else None
+    try:
+        result = evaluate_registered(model=model, table=full, logged_scores=logged, n_boot=bootstrap)
+    except NoHeldOutRows as error:
+        _fail(str(error))
+        return
+    console.print(f"{model_name} version {version}: {escape(result.source)}")
+    console.print(
+        f"{result.rows:,} rows, {result.positives:,} converted; 95% bootstrap intervals "
+        f"({bootstrap} resamples)"
     )
-    if "label_amount" in frame.columns:  # lead -> revenue: the opportunity value the top of the list holds
-        metrics |= evaluation.pipeline_capture(
-            amounts=frame["label_amount"].to_numpy(dtype=float), y_prob=probability
-        )
-    console.print(f"{model_name} version {version} on {len(frame):,} snapshots from {cutoff}")
-    for key, value in metrics.items():
-        console.print(f"{key:>24}: {value:.4f}")
-    if len(older):
-        categorical = set(model.encoder.columns or ())
-        report = drift_report(
-            reference=older,
-            current=frame,
-            numeric_features=[n for n in model.feature_names if n not in categorical],
-            categorical_features=[n for n in model.feature_names if n in categorical],
-            time_axis=axis,
-        )
-        console.print(f"base rate: {report.reference_rate:.1%} before, {report.current_rate:.1%} evaluated")
-        for warning in report.warnings:
-            console.print(f"[yellow]drift warning:[/] {escape(warning)}")
+    for key, value in result.metrics.items():
+        low, high = result.intervals.get(key, (float("nan"), float("nan")))
+        console.print(f"{key:>24}: {value:.4f}  [{low:.4f}, {high:.4f}]")
+    meta = read_table_metadata_if_any(table) or {}
+    axis = table_time_axis(meta)
+    columns_there = axis.column in result.frame.columns and axis.column in full.columns
+    if axis is not TimeAxis.NONE and columns_there:
+        # the lead flow at the configured ages: older-age snapshots fill late periods by their mix alone
+        ages = (meta.get("snapshot_policy") or {}).get("ages_days")
+        flow = full[lead_flow_mask(full, ages_days=ages)]
+        start = result.frame[axis.column].min()
+        older, current = flow[flow[axis.column] < start], flow[flow[axis.column] >= start]
+        if len(older) and len(current):
+            categorical = set(model.encoder.columns or ())
+            report = drift_report(
+                reference=older,
+                current=current,
+                numeric_features=[n for n in model.feature_names if n not in categorical],
+                categorical_features=[n for n in model.feature_names if n in categorical],
+                time_axis=axis,
+            )
+            console.print(
+                f"base rate: {report.reference_rate:.1%} before, {report.current_rate:.1%} evaluated"
+            )
+            for warning in report.warnings:
+                console.print(f"[yellow]drift warning:[/] {escape(warning)}")
 
 
 @app.command()
@@ -562,6 +582,7 @@ def channels(
     ] = Path(".leadscore/reports"),
 ) -> None:
     """Each lead source from lead to opportunity to pipeline value, and its return on spend."""
+    table, output = in_state_dir(table), in_state_dir(output)
     import pandas as pd
     from rich.markup import escape
 
@@ -689,6 +710,7 @@ def touches(
     ] = Path(".leadscore/reports"),
 ) -> None:
     """How many sales touches the export's leads had before becoming opportunities, and what came after k."""
+    table, output = in_state_dir(table), in_state_dir(output)
     import numpy as np
     import pandas as pd
     from rich.markup import escape

@@ -30,6 +30,15 @@ def state_dir() -> Path:
     return Path(configured).resolve() if configured else Path.cwd() / ".leadscore"
 
 
+def in_state_dir(path: Path) -> Path:
+    """A path under ``.leadscore/`` (the configs' and options' defaults) read under :func:`state_dir`,
+    so ``$LEADSCORE_HOME`` moves every command's files together; any other path as given."""
+    parts = Path(path).parts
+    if parts and parts[0] == ".leadscore":
+        return state_dir().joinpath(*parts[1:])
+    return Path(path)
+
+
 def crm_data_dir() -> Path:
     """The default CRM export folder of every command (``simulate`` writes it, ``build-features``,
     ``explain`` and ``score-batch`` read it): ``data/crm`` under :func:`state_dir`."""

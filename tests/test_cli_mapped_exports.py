@@ -127,3 +127,6 @@ def test_every_command_reads_one_default_export_folder(isolated_state: Path) -> 
     assert code == 0, output
     assert crm_data_dir() == isolated_state / "data" / "crm"
     assert {p.stem for p in crm_data_dir().iterdir()} >= {"leads", "activities", "outcomes"}
+    code, output = invoke("build-features")  # the default config's .leadscore/ paths: $LEADSCORE_HOME's
+    assert code == 0, output
+    assert (isolated_state / "data" / "training_table.parquet").is_file()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from leadscore.features.training_table import SnapshotPolicy
 from leadscore.model.calibration import CalibrationAnchor, CalibrationMethod
+from leadscore.settings import in_state_dir
 
 
 class Strict(BaseModel):
@@ -158,7 +159,11 @@ class TrackingConfig(Strict):
 class TrainConfig(Strict):
     """Everything `leadscore train` needs."""
 
-    training_table: Path = Path(".leadscore/data/training_table.parquet")
+    training_table: Annotated[Path, AfterValidator(in_state_dir)] = Field(
+        default=Path(".leadscore/data/training_table.parquet"),
+        validate_default=True,
+        description="The training table; a path under .leadscore/ is read under $LEADSCORE_HOME when set.",
+    )
     seed: int = 42
     split: SplitConfig = SplitConfig()
     booster: BoosterConfig = BoosterConfig()
@@ -172,10 +177,19 @@ class TrainConfig(Strict):
 class BuildFeaturesConfig(Strict):
     """Everything `leadscore build-features` needs."""
 
-    leads: Path = Path(".leadscore/data/crm/leads.parquet")
-    activities: Path | None = Path(".leadscore/data/crm/activities.parquet")
-    outcomes: Path | None = Path(".leadscore/data/crm/outcomes.parquet")
-    output: Path = Path(".leadscore/data/training_table.parquet")
+    # paths under .leadscore/ are read under $LEADSCORE_HOME when it is set (``in_state_dir``)
+    leads: Annotated[Path, AfterValidator(in_state_dir)] = Field(
+        default=Path(".leadscore/data/crm/leads.parquet"), validate_default=True
+    )
+    activities: Annotated[Path, AfterValidator(in_state_dir)] | None = Field(
+        default=Path(".leadscore/data/crm/activities.parquet"), validate_default=True
+    )
+    outcomes: Annotated[Path, AfterValidator(in_state_dir)] | None = Field(
+        default=Path(".leadscore/data/crm/outcomes.parquet"), validate_default=True
+    )
+    output: Annotated[Path, AfterValidator(in_state_dir)] = Field(
+        default=Path(".leadscore/data/training_table.parquet"), validate_default=True
+    )
     snapshots: SnapshotPolicy = SnapshotPolicy()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,15 @@ def _age_coverage_text(policy: dict[str, object], model: LeadScoringModel) -> st
     )
 
 
+def _words(sentences: Sequence[str]) -> str:
+    """The comparison in words (paired bootstrap intervals), as a list under the table."""
+    if not sentences:
+        return ""
+    return "\nIn words (paired bootstrap, 95% intervals of the difference):\n" + "".join(
+        f"- {s}\n" for s in sentences
+    )
+
+
 def render_model_card(
     *,
     model: LeadScoringModel,
@@ -103,6 +113,7 @@ def render_model_card(
     config: Any,
     drift: Any = None,
     deployed_choice: Any = None,
+    comparison_words: Sequence[str] = (),
 ) -> str:
     """Data window, metrics vs baselines, calibration, top features and intended use."""
     sample = split.test.head(2000)
@@ -170,7 +181,7 @@ Inputs never include PII (e-mail, names, phone are reduced to an e-mail domain t
 
 ## Test metrics vs baselines (newest period)
 {_table(comparison.loc[:, [c for c in columns if c in comparison.columns]])}
-
+{_words(comparison_words)}
 Calibration: {_CALIBRATION_NAMES.get(str(getattr(config.calibration, "value", config.calibration)), config.calibration)}
 {calibration_text}; expected calibration error on test {metrics["ece"]:.4f}.
 {_pipeline_line(metrics)}

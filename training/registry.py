@@ -179,7 +179,7 @@ def bootstrap_checks(
     return checks
 
 
-def _held_out_scores(*, client: Any, run_id: str) -> pd.DataFrame | None:
+def logged_held_out_scores(*, client: Any, run_id: str) -> pd.DataFrame | None:
     """A run's logged test-period scores (evaluated model and baselines), or None for older runs."""
     try:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=TEST_PREDICTIONS_ARTIFACT)
@@ -192,7 +192,7 @@ def _keys(frame: pd.DataFrame) -> list[str]:
     return [c for c in ("lead_id", "as_of", "row_order") if c in frame.columns]
 
 
-def _held_out_from(model: LeadScoringModel, rows: pd.DataFrame) -> np.ndarray:
+def rows_never_learnt_from(model: LeadScoringModel, rows: pd.DataFrame) -> np.ndarray:
     """Which ``rows`` the model never learnt from (newer than its data); all False when unknown."""
     axis = str(model.metadata.get("time_axis", "timestamp"))
     until = str(model.metadata.get("trained_until", "") or "")
@@ -240,7 +240,7 @@ def promote(
     features = pd.read_parquet(
         mlflow.artifacts.download_artifacts(run_id=candidate_run, artifact_path=TEST_FEATURES_ARTIFACT)
     )
-    scored = _held_out_scores(client=client, run_id=str(candidate_run))
+    scored = logged_held_out_scores(client=client, run_id=str(candidate_run))
     candidate_model = load_scoring_model(model_name=model_name, version=version)
     notes: list[str] = []
     if scored is None or "p_lightgbm" not in scored.columns or len(scored) != len(features):
@@ -357,14 +357,16 @@ def _champion_scores(
     than every row the registered champion learnt from (then the champion scores it).
     """
     p = np.full(len(scored), np.nan)
-    logged = _held_out_scores(client=client, run_id=client.get_model_version(model_name, version).run_id)
+    logged = logged_held_out_scores(
+        client=client, run_id=client.get_model_version(model_name, version).run_id
+    )
     keys = _keys(scored)
     if logged is not None and "p_lightgbm" in logged.columns and keys and set(keys) <= set(logged.columns):
         joined = scored.loc[:, keys].merge(
             logged.loc[:, [*keys, "p_lightgbm"]].drop_duplicates(keys), on=keys, how="left"
         )
         p = joined["p_lightgbm"].to_numpy(dtype=float)
-    newer = _held_out_from(champion, scored) & ~np.isfinite(p)
+    newer = rows_never_learnt_from(champion, scored) & ~np.isfinite(p)
     if newer.any():
         p[newer] = champion.predict_proba_features(features.iloc[np.flatnonzero(newer)])
     return p, np.isfinite(p)

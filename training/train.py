@@ -62,6 +62,7 @@ from leadscore.training.artifacts import log_parquet, scoring_code_dir, scoring_
 from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
 from leadscore.training.config import TrainConfig
 from leadscore.training.drift import DriftReport, drift_report
+from leadscore.training.honest import comparison_sentences
 from leadscore.training.model_card import render_model_card
 from leadscore.training.split import TimeAxis, TimeSplit, stratified_split, time_blocks, time_ordered_split
 from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds, threshold_table
@@ -256,6 +257,15 @@ class TestVerdict:
 def _anchor_reason(calibrator: Any) -> str:
     """The calibration level in words (validation-calibrated models: their validation period's)."""
     return str(getattr(calibrator, "anchor_reason_", "the validation period's"))
+
+
+def lead_flow_mask(rows: pd.DataFrame, *, ages_days: tuple[int, ...] | list[int] | None) -> np.ndarray:
+    """Which ``rows`` are snapshots at the configured ages (not the older-age extras); all rows when
+    the table has no snapshot ages or no row is at one (see ``TrainJob.lead_flow_rows``)."""
+    if "snapshot_age_days" not in rows.columns or not ages_days:
+        return np.ones(len(rows), dtype=bool)
+    flow = rows["snapshot_age_days"].to_numpy() <= max(ages_days)
+    return flow if flow.any() else np.ones(len(rows), dtype=bool)
 
 
 def snapshot_weights(rows: pd.DataFrame) -> np.ndarray | None:
@@ -695,11 +705,7 @@ class TrainJob:
         (``SnapshotPolicy.older_ages_per_lead``) teach the model old leads and are left out of them.
         All rows when the table has no snapshot ages or no row is at a configured age.
         """
-        ages = self.table_metadata.snapshot_policy.ages_days
-        if "snapshot_age_days" not in rows.columns or not ages:
-            return np.ones(len(rows), dtype=bool)
-        flow = rows["snapshot_age_days"].to_numpy() <= max(ages)
-        return flow if flow.any() else np.ones(len(rows), dtype=bool)
+        return lead_flow_mask(rows, ages_days=self.table_metadata.snapshot_policy.ages_days)
 
     @functools.cached_property
     def trained_lead_age_days(self) -> float | None:
@@ -1193,6 +1199,13 @@ class TrainJob:
             config=config,
             drift=record.drift,
             deployed_choice=record.deployed_choice,
+            comparison_words=comparison_sentences(
+                y=y_test,
+                predictions=predictions,
+                amounts=split.test["label_amount"].to_numpy(dtype=float)
+                if "label_amount" in split.test.columns
+                else None,
+            ),
         )
         mlflow.log_text(card, "model_card.md")
         info = mlflow.pyfunc.log_model(
