@@ -57,6 +57,26 @@ def machine() -> dict[str, object]:
     }
 
 
+def code_version() -> dict[str, object]:
+    """The commit the benchmark ran on and whether the working tree had changes beside it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
 def write_results(path: Path, payload: dict[str, object]) -> None:
+    """Write a benchmark's results with when it ran and on which code (``measured_at``, ``code``)."""
+    import datetime as dt
+
+    stamped = {"measured_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "code": code_version()} | payload
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(stamped, indent=2, default=str) + "\n")

@@ -370,6 +370,13 @@ class TrainJob:
         table = pd.read_parquet(config.training_table)
         meta = self.meta
         split = self.split(table)
+        # the test period is read on the lead flow at the configured ages, as reps meet it: older-age
+        # snapshots (silent old leads, nearly all non-converting) teach the model old leads but would
+        # make any ranking look better; their AUC is logged apart (roc_auc_all_ages)
+        all_ages_test = split.test
+        flow = self.lead_flow_rows(all_ages_test)
+        if not flow.all():
+            split = dataclasses.replace(split, test=all_ages_test[flow], labelled=split.deployable)
         log.info("split: %s", split.describe())
 
         model, choice = self.fit_model(split)
@@ -379,10 +386,7 @@ class TrainJob:
         weeks = self.weeks_covered(split.test, n_ages=n_ages) if self.time_axis is TimeAxis.TIMESTAMP else 1.0
         # the lead flow at the configured ages: older-age snapshots fill the newest periods (their as-of
         # is late) and would read as a falling base rate and a lead-age shift that no lead made
-        drift = self.drift(
-            reference=split.earlier[self.lead_flow_rows(split.earlier)],
-            current=split.test[self.lead_flow_rows(split.test)],
-        )
+        drift = self.drift(reference=split.earlier[self.lead_flow_rows(split.earlier)], current=split.test)
 
         baseline_predictions = self.fit_baselines(split)
         predictions = {"lightgbm": p_test, **baseline_predictions}
@@ -400,6 +404,14 @@ class TrainJob:
             y_true=y_test, y_prob=p_test, threshold=choice.sql_threshold
         )
         metrics["sql_share"] = float(np.mean(p_test >= choice.sql_threshold))  # did the SQL rule hold?
+        if len(all_ages_test) > len(split.test):
+            everyone = all_ages_test["label"].astype(int).to_numpy()
+            metrics["test_rows_all_ages"] = float(len(all_ages_test))
+            metrics["roc_auc_all_ages"] = evaluation.classification_metrics(
+                y_true=everyone,
+                y_prob=model.predict_proba_features(all_ages_test),
+                threshold=choice.sql_threshold,
+            )["roc_auc"]
         lightgbm_row = by_model.loc["lightgbm"].to_dict()
         for column in ("pipeline_capture_top10", "pipeline_capture_top20"):
             if column in lightgbm_row:
