@@ -32,6 +32,15 @@ console = Console()
 CONFIG_DIR = PROJECT_ROOT / "leadscore" / "configs"
 
 
+# `leadscore --help` groups the commands by the job they serve
+START = "Start here"
+DATA = "Data: exports, mappings, training tables"
+MODEL = "Model: train, compare, promote"
+REPORTS = "Reports: leads, channels, touches"
+SERVING = "Serving: the CRM's scores"
+TEAM = "Team"
+
+
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
@@ -84,7 +93,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-@app.command()
+@app.command(rich_help_panel=DATA)
 def simulate(
     leads: Annotated[int, typer.Option(help="Number of leads.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
@@ -130,7 +139,7 @@ def simulate(
     )
 
 
-@app.command("build-features")
+@app.command("build-features", rich_help_panel=DATA)
 def build_features(
     config: Annotated[Path | None, typer.Option(help="YAML job config.")] = None,
     mapping: Annotated[
@@ -214,7 +223,7 @@ def _build_flat(*, mapping: Path, data: Path | None, output: Path) -> None:
     )
 
 
-@app.command()
+@app.command(rich_help_panel=DATA)
 def audit(
     mapping: Annotated[Path, typer.Option(help="Mapping YAML of the export.")],
     data: Annotated[Path | None, typer.Option(help="The export file (default: the mapping's).")] = None,
@@ -316,7 +325,7 @@ def _audit_events(*, mapping: Path, data: Path | None) -> None:
     console.print(table)
 
 
-@app.command("mapping-schema")
+@app.command("mapping-schema", rich_help_panel=DATA)
 def mapping_schema(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON schema instead.")] = False,
 ) -> None:
@@ -329,7 +338,7 @@ def mapping_schema(
     typer.echo(mapping_field_docs())
 
 
-@app.command()
+@app.command(rich_help_panel=MODEL)
 def train(
     config: Annotated[Path | None, typer.Option(help="YAML job config.")] = None,
     set_: Annotated[
@@ -371,7 +380,7 @@ def train(
     console.print(table)
 
 
-@app.command()
+@app.command(rich_help_panel=MODEL)
 def tune(
     config: Annotated[Path | None, typer.Option(help="YAML train config to start from.")] = None,
     trials: Annotated[int, typer.Option(help="Optuna trials.")] = 30,
@@ -384,7 +393,7 @@ def tune(
     tune_command(config=config, trials=trials, timeout=timeout, out=out)
 
 
-@app.command()
+@app.command(rich_help_panel=MODEL)
 def backtest(
     config: Annotated[
         Path | None, typer.Option(help="YAML train config (table, booster, calibration).")
@@ -448,7 +457,7 @@ def backtest(
         console.print(f"[yellow]skipped:[/] {escape(skipped)}")
 
 
-@app.command()
+@app.command(rich_help_panel=MODEL)
 def promote(
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
     version: Annotated[str | None, typer.Option(help="Version to promote (default: latest).")] = None,
@@ -481,7 +490,7 @@ def promote(
         raise typer.Exit(code=1)
 
 
-@app.command()
+@app.command(rich_help_panel=MODEL)
 def evaluate(
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_MODEL_NAME,
     alias: Annotated[
@@ -562,7 +571,7 @@ def evaluate(
                 console.print(f"[yellow]drift warning:[/] {escape(warning)}")
 
 
-@app.command()
+@app.command(rich_help_panel=REPORTS)
 def channels(
     table: Annotated[Path, typer.Option(help="Training table (Parquet) built from the export.")] = Path(
         ".leadscore/data/training_table.parquet"
@@ -700,7 +709,7 @@ def channels(
     console.print("written: " + ", ".join(str(path) for path in written))
 
 
-@app.command()
+@app.command(rich_help_panel=REPORTS)
 def touches(
     table: Annotated[
         Path, typer.Option(help="Training table (Parquet) built from an export with activities.")
@@ -842,7 +851,7 @@ def _load_mapped(model: Any, mapping: Path, data_dir: Path | None) -> tuple[Any,
     )
 
 
-@app.command()
+@app.command(rich_help_panel=REPORTS)
 def explain(
     lead_id: Annotated[list[str], typer.Option("--lead-id", help="Lead(s) to explain.")],
     data_dir: Annotated[
@@ -908,7 +917,7 @@ def explain(
             console.print(f"HTML card: {path}")
 
 
-@app.command()
+@app.command(rich_help_panel=SERVING)
 def serve(
     host: Annotated[
         str | None,
@@ -973,7 +982,7 @@ def _check_serving_mapping(*, mapping: Path, model_name: str | None, model_versi
     )
 
 
-@app.command()
+@app.command(rich_help_panel=START)
 def demo(
     leads: Annotated[int, typer.Option(help="Simulated leads.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
@@ -1022,8 +1031,8 @@ def demo(
 
 from leadscore.cli_scale import score_batch, tracking_server  # noqa: E402  (cheap: no pyspark import)
 
-app.command("tracking-server")(tracking_server)
-app.command("score-batch")(score_batch)
+app.command("tracking-server", rich_help_panel=TEAM)(tracking_server)
+app.command("score-batch", rich_help_panel=SERVING)(score_batch)
 
 
 def run() -> None:
