@@ -1034,6 +1034,10 @@ from leadscore.cli_scale import score_batch, tracking_server  # noqa: E402  (che
 app.command("tracking-server", rich_help_panel=TEAM)(tracking_server)
 app.command("score-batch", rich_help_panel=SERVING)(score_batch)
 
+from leadscore.cli_change import register as register_why_changed  # noqa: E402  (the model loads inside)
+
+register_why_changed(app, panel=REPORTS)
+
 
 def run() -> None:
     """Console entry point: known failures become one actionable line, not a traceback."""

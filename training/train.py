@@ -199,7 +199,9 @@ class AnchorChoice:
 
 
 ANCHOR_EVIDENCE_Z = 1.645
-"""How sure the out-of-time check must be that the anchored level lowers log loss (one-sided 95%)."""
+"""How sure the test period must be that the anchored level raised log loss to veto it (one-sided 95%)."""
+ANCHOR_LEVEL_Z = 1.96
+"""How far (binomial z) the newest block's conversions must sit from the pooled level to anchor on it."""
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,7 @@ class TestVerdict:
 
     def __str__(self) -> str:
         return (
-            f"chosen on the test period of the pre-test model, {self.rows:,} lead-flow rows: {self.gain}, "
+            f"checked on the test period of the pre-test model, {self.rows:,} lead-flow rows: {self.gain}, "
             f"ECE {self.ece_anchored:.4f} vs {self.ece_pooled:.4f}"
         )
 
@@ -897,57 +899,48 @@ class TrainJob:
         """Whether (and by how much) calibration follows the newest matured block's conversion level.
 
         The shift is the log-odds move that makes the newest block's lead-flow rows' mean pooled
-        probability equal their conversion rate. ``auto`` decides out of time: with a test
-        ``verdict`` (the registered model: the pre-test model's test period, pooled vs anchored), by
-        it; without one (the pre-test model), by scoring each block with the previous block's shift,
-        as the deployed model scores the future with the newest block's, against the pooled level.
+        probability equal their conversion rate. ``auto`` applies it when that block's conversions
+        differ from what the pooled level expects beyond chance (|z| > 1.96, binomial), so the
+        pre-test model and the registered one follow the same rule and the test period checks it;
+        for the registered model a test ``verdict`` in which the anchor significantly raised the
+        pre-test model's log loss vetoes it (an adjustment the evidence says does harm is not made).
         """
         mode = self.config.refit.calibration_anchor
         if mode is CalibrationAnchor.NONE or self.time_axis is TimeAxis.NONE:
             return AnchorChoice(shift=0.0, reason="the level pooled over the calibration blocks (anchor off)")
-        flows = [self.lead_flow_rows(block) for block in blocks]
-        ys = [block["label"].astype(int).to_numpy()[flow] for block, flow in zip(blocks, flows, strict=True)]
-        ps = [p[flow] for p, flow in zip(probabilities, flows, strict=True)]
-        positives = [int(y.sum()) for y in ys]
-        if (
-            len(ys) < 2
-            or min(positives) < MIN_ANCHOR_POSITIVES
-            or min(len(y) - k for y, k in zip(ys, positives, strict=True)) < MIN_ANCHOR_POSITIVES
-        ):
+        flow = self.lead_flow_rows(blocks[-1])
+        y = blocks[-1]["label"].astype(int).to_numpy()[flow]
+        p = probabilities[-1][flow]
+        positives = int(y.sum())
+        if min(positives, len(y) - positives) < MIN_ANCHOR_POSITIVES:
             return AnchorChoice(
                 shift=0.0,
                 reason=(
-                    f"the pooled level: {len(ys)} calibration block(s), fewest conversions in one "
-                    f"{min(positives, default=0)} (an anchor needs 2 blocks, "
-                    f"{MIN_ANCHOR_POSITIVES}+ of each class)"
+                    f"the pooled level: the newest calibration block has {positives} conversion(s) in "
+                    f"{len(y):,} lead-flow rows (an anchor needs {MIN_ANCHOR_POSITIVES}+ of each outcome)"
                 ),
             )
-        shifts = [intercept_shift(p, y) for p, y in zip(ps, ys, strict=True)]
+        shift = intercept_shift(p, y)
+        expected = float(p.sum())
+        z = (positives - expected) / max(float(np.sqrt((p * (1 - p)).sum())), 1e-9)
         newest = (
-            f"the newest matured block ({_block_text(blocks[-1], self.time_axis)}): log-odds "
-            f"{shifts[-1]:+.2f}, odds x{np.exp(shifts[-1]):.2f}"
+            f"the newest matured block ({_block_text(blocks[-1], self.time_axis)}): {positives:,} "
+            f"conversions where the pooled level expects {expected:,.0f} (z {z:+.1f}); log-odds "
+            f"{shift:+.2f}, odds x{np.exp(shift):.2f}"
         )
-        if verdict is not None and mode is CalibrationAnchor.AUTO:
-            if verdict.anchored_wins:
+        checked = f"; {verdict}" if verdict is not None else ""
+        if mode is CalibrationAnchor.AUTO:
+            if abs(z) <= ANCHOR_LEVEL_Z:
                 return AnchorChoice(
-                    shift=shifts[-1], candidate=shifts[-1], reason=f"anchored on {newest} ({verdict})"
+                    shift=0.0, candidate=shift, reason=f"the pooled level ({newest}: within chance{checked})"
                 )
-            return AnchorChoice(
-                shift=0.0, candidate=shifts[-1], reason=f"the pooled level ({verdict}; not {newest})"
-            )
-        gain = paired_log_loss(
-            y=np.concatenate(ys[1:]),
-            pooled=np.concatenate(ps[1:]),
-            anchored=np.concatenate(
-                [shifted_probability(p, shift) for p, shift in zip(ps[1:], shifts[:-1], strict=True)]
-            ),
-        )
-        checked = f"each block at the previous one's level, on {len(ys) - 1} block(s): {gain}"
-        if mode is CalibrationAnchor.AUTO and not gain.anchored_wins:
-            return AnchorChoice(shift=0.0, candidate=shifts[-1], reason=f"the pooled level ({checked})")
-        return AnchorChoice(
-            shift=shifts[-1], candidate=shifts[-1], reason=f"anchored on {newest} ({checked})"
-        )
+            if verdict is not None and verdict.gain.z > ANCHOR_EVIDENCE_Z:
+                return AnchorChoice(
+                    shift=0.0,
+                    candidate=shift,
+                    reason=f"the pooled level (not {newest}: it did harm{checked})",
+                )
+        return AnchorChoice(shift=shift, candidate=shift, reason=f"anchored on {newest}{checked}")
 
     def anchor_verdict(self, *, evaluated: LeadScoringModel, test: pd.DataFrame) -> TestVerdict | None:
         """The pre-test model's test period scored at its pooled and at its anchored level (lead flow)."""
