@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 # OpenMP threads spin briefly, then sleep: no starving of test servers on small machines (see .ci/run)
 export GOMP_SPINCOUNT ?= 1000
 
-.PHONY: setup demo test test-integration lint imports bench bench-batch typecheck pkgview
+.PHONY: setup demo test test-integration lint imports bench bench-batch typecheck pkgview docs
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +46,17 @@ pkgview: setup
 	ln -s $(CURDIR)/model build/pkgview/leadscore/model
 	ln -s $(CURDIR)/training build/pkgview/leadscore/training
 	ln -s $(CURDIR)/serving build/pkgview/leadscore/serving
+	ln -s $(CURDIR)/ledger build/pkgview/leadscore/ledger
 
 typecheck: pkgview
 	cd build/pkgview && $(CURDIR)/$(BIN)/mypy -p leadscore --config-file $(CURDIR)/pyproject.toml
 
-## the import contract (pyproject.toml [tool.importlinter]): features < model < training | serving < cli
+## the import contract (pyproject.toml [tool.importlinter]): features < model < ledger < training | serving < cli
 imports: pkgview
 	cd build/pkgview && PYTHONPATH=$(CURDIR)/build/pkgview $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml
+
+## the documentation site (MkDocs + Material, API reference from docstrings) into build/site; --strict: no
+## broken links or references. Tables from results files and the mapping schema are rendered by
+## benchmarks/render_results.py and docs/gen_reference.py; tests/test_docs.py fails when they are stale
+docs: pkgview
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

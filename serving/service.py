@@ -1,6 +1,6 @@
 """BentoML scoring service for the CRM: fast, validated, authenticated.
 
-Start it (loopback, port 3000 by default; see ``serving/README.md`` for every variable)::
+Start it (loopback, port 3000 by default; every variable: ``docs/reference/configuration.md``)::
 
     export LEADSCORE_API_KEYS=<long random key>
     python -m leadscore.serving                 # or:
@@ -37,7 +37,7 @@ import bentoml  # noqa: E402
 import pydantic  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
-from leadscore.serving import batch_threads, metrics, state  # noqa: E402
+from leadscore.serving import batch_threads, ledger_routes, metrics, state  # noqa: E402
 from leadscore.serving.batch_process import BatchProcess, Endpoint  # noqa: E402
 from leadscore.serving.batch_threads import RawBody, parsed_off_the_event_loop  # noqa: E402
 from leadscore.serving.errors import ModelUnavailable, error_body  # noqa: E402
@@ -141,6 +141,8 @@ class LeadScoringService:
         )
         batch_threads.keep_large_bodies_raw(self.batch_process is not None)
         state.BATCH_PROCESS = self.batch_process
+        self.ledger = ledger_routes.start_writer() if self.settings.ledger else None
+        state.LEDGER = self.ledger
         try:
             self.holder.reload()
         except ModelUnavailable as error:  # the pre-flight passed: keep the port, retry in the background
@@ -198,6 +200,8 @@ class LeadScoringService:
         self._wake.set()
         if self.batch_process is not None:
             self.batch_process.close()
+        if self.ledger is not None:
+            self.ledger.close(timeout=5.0)
 
     # --- API ------------------------------------------------------------------------------------
     @bentoml.api(route="/score", input_spec=parsed_off_the_event_loop(ScoreRequest))
@@ -231,6 +235,8 @@ class LeadScoringService:
         answer = self.answers.answer_score(loaded, request, self.settings)
         if isinstance(answer, ScoreResponse):
             metrics.observe_scores((r.score for r in answer.results), (r.tier for r in answer.results))
+            pairs = list(zip(answer.results, request.leads, strict=False))  # results in request order
+            ledger_routes.record(self.ledger, source="score", pairs=pairs)
         return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     @bentoml.api(route="/score-records", input_spec=parsed_off_the_event_loop(RecordsRequest))
@@ -290,6 +296,7 @@ class LeadScoringService:
         answer = self.answers.answer_explain(loaded, request, self.settings)
         if isinstance(answer, ExplainResponse):
             metrics.observe_scores([answer.score.score], [answer.score.tier])
+            ledger_routes.record(self.ledger, source="explain", pairs=[(answer.score, request.lead)])
         return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     @bentoml.api(route="/reload")
@@ -340,6 +347,7 @@ class LeadScoringService:
         return Response(child.body, status_code=child.status, media_type="application/json")
 
 
+LeadScoringService.mount_asgi_app(ledger_routes.app, path="/leads")  # type: ignore[attr-defined]
 LeadScoringService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
     GuardMiddleware, open_routes=OPEN_ROUTES, open_prefixes=OPEN_PREFIXES
 )

@@ -1,4 +1,4 @@
-"""Serving configuration, read from environment variables (see ``serving/README.md``).
+"""Serving configuration, read from environment variables (see ``docs/reference/configuration.md``).
 
 Every setting has a safe default except the API keys: without keys the service refuses to start
 unless ``LEADSCORE_ALLOW_NO_AUTH=true`` says that running open is intended.
@@ -37,6 +37,7 @@ AUTH_FAILURES_ENV = "LEADSCORE_AUTH_FAILURES_PER_MINUTE"
 REQUEST_TIMEOUT_ENV = "LEADSCORE_REQUEST_TIMEOUT_SECONDS"
 BATCH_NICENESS_ENV = "LEADSCORE_BATCH_NICENESS"
 BATCH_PROCESS_ENV = "LEADSCORE_BATCH_PROCESS"
+LEDGER_ENV = "LEADSCORE_LEDGER"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -131,6 +132,7 @@ class ServingSettings:
     auth_failures_per_minute: int = DEFAULT_AUTH_FAILURES_PER_MINUTE
     batch_niceness: int = DEFAULT_BATCH_NICENESS
     batch_process: bool = True  # large requests answered in a child process (batch_process.py)
+    ledger: bool = True  # every /score and /explain result appended to the score ledger (ledger_routes.py)
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -155,6 +157,7 @@ class ServingSettings:
             ),
             batch_niceness=_niceness(),
             batch_process=_switch(BATCH_PROCESS_ENV, default=True),
+            ledger=_switch(LEDGER_ENV, default=True),
         )
 
     def require_auth_configured(self) -> None:

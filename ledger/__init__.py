@@ -1,0 +1,1 @@
+"""The score ledger: every score appended, its history, erasure (its own room)."""
