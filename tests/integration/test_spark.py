@@ -160,9 +160,13 @@ def test_spark_batch_scores_equal_pandas_batch_scores(spark: object, trained: ob
             np.testing.assert_allclose([r["impact"] for r in mine], [r["impact"] for r in theirs], atol=0.011)
     assert (actual["status"] == "not_yet_created").sum() == int((created > as_of).sum())
     scored = actual[actual["status"] == "open"]
-    # reasons under a point are not listed: most open leads still get at least one, up or down
-    listed = scored["reasons_positive"].map(len) + scored["reasons_negative"].map(len)
-    assert len(scored) > 1_000 and (listed > 0).mean() > 0.5
+    assert len(scored) > 1_000
+    # reasons under a point are not listed: most young open leads still get at least one, up or down (an old
+    # silent lead scores near 0, where few reasons reach a point)
+    ages = as_of - created.set_axis(crm.leads.loc[crm.leads["lead_id"].isin(sample), "lead_id"].to_numpy())
+    young = scored[scored["lead_id"].map(ages) <= pd.Timedelta(days=30)]
+    listed = young["reasons_positive"].map(len) + young["reasons_negative"].map(len)
+    assert len(young) > 50 and (listed > 0).mean() > 0.5
 
 
 def test_score_batch_command_writes_parquet(trained: object, tmp_path: Path) -> None:
