@@ -1038,6 +1038,11 @@ from leadscore.cli_change import register as register_why_changed  # noqa: E402 
 
 register_why_changed(app, panel=REPORTS)
 
+from leadscore.cli_ledger import forget, history  # noqa: E402  (cheap: SQLAlchemy imported when run)
+
+app.command("history", rich_help_panel=REPORTS)(history)
+app.command("forget", rich_help_panel=TEAM)(forget)
+
 
 def run() -> None:
     """Console entry point: known failures become one actionable line, not a traceback."""

@@ -205,6 +205,10 @@ class LeadScoringModel:
     touch_cadence: TouchCadence | None = None
     #: the oldest lead age (days) the model learnt from: older leads get an age note and a wider range
     trained_lead_age_days: float | None = None
+    #: mean grouped contribution (log-odds) per concept over the lead flow at the configured ages: reasons
+    #: and grades are read against the average lead a rep meets, not the average training row (older-age
+    #: snapshots of silent old leads would make "the lead is young" every young lead's reason)
+    reason_baseline: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self._prepare()
@@ -217,6 +221,7 @@ class LeadScoringModel:
         self.__dict__.setdefault("uncertainty", None)  # models saved before it existed
         self.__dict__.setdefault("touch_cadence", None)
         self.__dict__.setdefault("trained_lead_age_days", None)
+        self.__dict__.setdefault("reason_baseline", None)
         self._prepare()
 
     def __getstate__(self) -> dict[str, object]:
@@ -415,10 +420,9 @@ class LeadScoringModel:
         touches = sales_touches if sales_touches is not None else np.full(n, np.nan)
         results: list[dict[str, object]] = []
         if contributions is not None:
-            grouped = contributions[:, :-1] @ self._grouping
+            grouped, base_raw = self.grouped_contributions(contributions)
             fit_part = grouped[:, self._fit_concepts].sum(axis=1)
             engagement_part = grouped[:, self._engagement_concepts].sum(axis=1)
-            base_raw = float(contributions[0, -1])
             base_score = 100.0 * float(self.calibrate(np.array([base_raw]))[0])
             slope = 100.0 * probability * (1.0 - probability)
             points = points_from_contributions(
@@ -432,7 +436,7 @@ class LeadScoringModel:
             below = np.flatnonzero(probability < self.thresholds.mql)
             grades: dict[int, tuple[str, str]] = {}
             if len(below):
-                partial = contributions_of(below)[:, :-1] @ self._grouping
+                partial, _ = self.grouped_contributions(contributions_of(below))
                 fits = partial[:, self._fit_concepts].sum(axis=1)
                 engagements = partial[:, self._engagement_concepts].sum(axis=1)
                 for row, fit, engagement in zip(below, fits, engagements, strict=True):
@@ -528,6 +532,26 @@ class LeadScoringModel:
             "range reaches down to 0%."
         )
 
+    def grouped_contributions(self, contributions: np.ndarray) -> tuple[np.ndarray, float]:
+        """Contributions grouped per concept and the base raw score they are measured from.
+
+        Both are read against :attr:`reason_baseline` (the lead flow's average lead) when the model
+        has one: each concept's mean is moved into the base, so the parts still add up to the raw score.
+        """
+        grouped = contributions[:, :-1] @ self._grouping
+        base_raw = float(contributions[0, -1]) if len(contributions) else 0.0
+        baseline = self.reason_baseline
+        if baseline is not None:
+            grouped = grouped - baseline
+            base_raw += float(baseline.sum())
+        return grouped, base_raw
+
+    def lead_flow_baseline(self, features: pd.DataFrame) -> np.ndarray:
+        """:attr:`reason_baseline` from feature rows of the lead flow (a sample of the training rows)."""
+        return np.asarray(
+            (self.contributions(features)[:, :-1] @ self._grouping).mean(axis=0), dtype=np.float64
+        )
+
     def all_reasons(self, features: pd.DataFrame) -> list[list[Reason]]:
         """Every grouped contribution of each lead, strongest first."""
         return self.reasons_from_contributions(
@@ -538,9 +562,9 @@ class LeadScoringModel:
         self, contributions: np.ndarray, records: Sequence[Mapping[str, object]]
     ) -> list[list[Reason]]:
         """Every grouped contribution of each row, strongest first (context concepts included)."""
-        grouped = contributions[:, :-1] @ self._grouping
+        grouped, base_raw = self.grouped_contributions(contributions)
         probability = self.calibrate(contributions.sum(axis=1))
-        base_score = 100.0 * float(self.calibrate(np.array([contributions[0, -1]]))[0])
+        base_score = 100.0 * float(self.calibrate(np.array([base_raw]))[0])
         points = points_from_contributions(
             grouped=grouped,
             scores=100.0 * probability,

@@ -10,6 +10,8 @@ that would be invisible to the multi-process collector behind ``/metrics``.
 * ``leadscore_score`` (histogram, 0-100): every score returned.
 * ``leadscore_leads_scored_total{tier}``: leads scored, by tier.
 * ``leadscore_model_version``: the registered version each worker serves (one series per worker pid).
+* ``leadscore_ledger_rows_total{outcome}``: score-ledger rows written or dropped (buffer full while the
+  database was down or slow, or left at shutdown); ``leadscore_ledger_buffered``: rows waiting now.
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ def _get() -> dict[str, Any]:
                 "Registered model version being served (numeric versions only).",
                 multiprocess_mode="all",  # one series per worker: a mixed fleet shows
             )
+            _metrics["ledger"] = prom.Counter(
+                "leadscore_ledger_rows",
+                "Score-ledger rows, written or dropped.",
+                labelnames=("outcome",),
+            )
+            _metrics["ledger_buffered"] = prom.Gauge(
+                "leadscore_ledger_buffered",
+                "Score-ledger rows buffered, waiting for the database.",
+                multiprocess_mode="livesum",
+            )
     return _metrics
 
 
@@ -78,3 +90,12 @@ def observe_scores(scores: Iterable[float | None], tiers: Iterable[str | None]) 
 def set_model_version(version: str) -> None:
     if version.isdigit():
         _get()["version"].set(int(version))
+
+
+def observe_ledger(what: str, rows: int) -> None:
+    """The ledger writer's observer: rows ``written`` / ``dropped`` (counted), ``buffered`` (now)."""
+    metrics = _get()
+    if what == "buffered":
+        metrics["ledger_buffered"].set(rows)
+    elif rows:
+        metrics["ledger"].labels(outcome=what).inc(rows)

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from pathlib import Path
 from typing import Any
 
-from leadscore.serving import metrics, state
+from leadscore.serving import ledger_routes, metrics, state
 from leadscore.serving.errors import MAX_PROBLEMS, error_body
 from leadscore.serving.schemas import ErrorResponse, Problem
 from leadscore.serving.settings import ServingSettings
@@ -48,6 +48,11 @@ SYSTEM_PATHS: frozenset[str] = frozenset(
     {"/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/", "/schema.json"}
 )
 STATIC_PREFIX = "/static_content/"
+#: The score ledger's routes (GET history, DELETE erasure), labelled without the lead id.
+LEDGER_METHODS: dict[str, tuple[str, ...]] = {
+    ledger_routes.HISTORY_ROUTE: ("GET", "HEAD"),
+    ledger_routes.FORGET_ROUTE: ("DELETE",),
+}
 UNKNOWN_ROUTE = "other"  # the one metrics label of every path the service does not serve
 JSON_TYPES: frozenset[str] = frozenset({"application/json"})
 OPENAPI_PATH = "/docs.json"
@@ -249,7 +254,7 @@ class GuardMiddleware:
         """The route a path belongs to (the path itself), or None when the service has no such route."""
         if path in API_PATHS or path in SYSTEM_PATHS or path in self.static:
             return path
-        return None
+        return ledger_routes.route_of(path)
 
     def is_open(self, route: str) -> bool:
         return route in self.open_routes or route.startswith(self.open_prefixes)
@@ -315,7 +320,7 @@ class GuardMiddleware:
     ) -> None:
         method = scope["method"]
         api = route in API_PATHS
-        allowed = ("POST",) if api else ("GET", "HEAD")
+        allowed = ("POST",) if api else LEDGER_METHODS.get(route, ("GET", "HEAD"))
         if method not in allowed:
             await reply(
                 405, f"use {' or '.join(allowed)} for {route}", [(b"allow", ", ".join(allowed).encode())]

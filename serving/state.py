@@ -15,6 +15,7 @@ from typing import Any
 
 HOLDER: Any = None  # the worker's ModelHolder, once the service instance exists
 BATCH_PROCESS: Any = None  # the worker's BatchProcess, when the service runs one
+LEDGER: Any = None  # the worker's LedgerWriter, when the score ledger is on
 
 
 class ReloadSignal:

@@ -622,6 +622,7 @@ class TrainJob:
             **parts,
             thresholds=choice.tier_thresholds(),
             grade_cutoffs=self.grade_cutoffs(draft, everything),
+            reason_baseline=draft.reason_baseline,
             metadata=metadata,
         )
         return model, choice
@@ -660,6 +661,7 @@ class TrainJob:
                 if not config.booster.linear_tree
                 else GradeCutoffs((0, 0, 0), (0, 0, 0))
             ),
+            reason_baseline=draft.reason_baseline,  # set by grade_cutoffs, evaluated just before
             metadata={
                 "model_name": config.tracking.model_name,
                 "trained_on": str(config.training_table),
@@ -1010,15 +1012,17 @@ class TrainJob:
         )
 
     def grade_cutoffs(self, model: LeadScoringModel, train: pd.DataFrame) -> GradeCutoffs:
-        """Quartiles of the fit and engagement parts of the score, on a sample of ``train``.
+        """Quartiles of the fit and engagement parts of the score, on a sample of ``train``'s lead flow.
 
-        A quartile from 5,000 rows is within about 0.02 of the population's in quantile terms; TreeSHAP
-        costs ~0.5 ms a row for deep boosters, so a larger sample only slows training.
+        The same sample sets ``model.reason_baseline`` (the lead flow's mean contribution per concept),
+        which the quartiles are read against, as scoring reads them. A quartile from 5,000 rows is within
+        about 0.02 of the population's in quantile terms; TreeSHAP costs ~0.5 ms a row for deep
+        boosters, so a larger sample only slows training.
         """
         train = train[self.lead_flow_rows(train)]
         sample = train.sample(n=min(len(train), GRADE_SAMPLE_ROWS), random_state=self.config.seed)
-        contributions = model.contributions(sample)
-        grouped = contributions[:, :-1] @ model._grouping
+        model.reason_baseline = model.lead_flow_baseline(sample)
+        grouped, _ = model.grouped_contributions(model.contributions(sample))
         fit_part = grouped[:, model._fit_concepts].sum(axis=1)
         engagement_part = grouped[:, model._engagement_concepts].sum(axis=1)
         q = [0.25, 0.5, 0.75]

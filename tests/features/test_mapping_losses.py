@@ -58,7 +58,7 @@ def test_a_typo_in_a_custom_activity_key_is_an_error_naming_the_key_and_the_near
 def test_a_positive_value_no_deal_has_is_an_error_not_an_export_without_conversions(tmp_path: Path) -> None:
     make_event_export(tmp_path)
     mapping = write_mapping(tmp_path, **{"tables.outcomes.positive_values": ["Closed-Won"]})
-    with pytest.raises(MappingKeyError, match="'Closed-Won'.*nearest values seen: 'Closed Won'"):
+    with pytest.raises(MappingKeyError, match=r"'Closed-Won'.*nearest values seen: 'Closed Won'"):
         EventBuildJob(mapping_path=mapping, output=tmp_path / "t.parquet").run()
 
 

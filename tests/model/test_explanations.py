@@ -164,3 +164,20 @@ def test_shap_figures_never_draw_over_other_plots(model: LeadScoringModel, newes
         assert before.axes[0].get_title() == "Cumulative gains"
     finally:
         plt.close("all")
+
+
+def test_reasons_are_read_against_the_lead_flow_s_average_lead(
+    model: LeadScoringModel, trained: Trained
+) -> None:
+    assert model.reason_baseline is not None
+    flow = trained.table[trained.table["snapshot_age_days"] <= max(SnapshotPolicy().ages_days)]
+    sample = flow.sample(n=3_000, random_state=1)
+    grouped, base_raw = model.grouped_contributions(model.contributions(sample))
+    np.testing.assert_allclose(grouped.sum(axis=1) + base_raw, model.raw_scores(sample), atol=1e-9)
+    assert np.abs(grouped.mean(axis=0)).max() < 0.1  # the lead flow's average lead: each concept ~0
+    # against the average training row (older-age snapshots too), youth alone would read as a reason
+    age = [i for i, c in enumerate(model.concepts) if c.name == "lead_age_days"]
+    old = trained.table[trained.table["snapshot_age_days"] > max(SnapshotPolicy().ages_days)].head(3_000)
+    if age and len(old):
+        plain = model.contributions(sample)[:, :-1] @ model._grouping
+        assert plain[:, age[0]].mean() > grouped[:, age[0]].mean() + 0.1

@@ -175,15 +175,19 @@ def test_a_real_child_answers_like_the_worker_follows_reloads_and_is_replaced_wh
     pid = batch_process.child_pid
     assert pid is not None
 
-    async def five_then_kill() -> list[ChildAnswer | None]:
-        asking = [batch_process.answer("score", body, loaded, SETTINGS) for _ in range(5)]
+    # eight requests of the largest batch the settings allow: the kill lands while some are in flight
+    large = body_of(trained_model.batch(40), top_k=2)
+    large_expected = worker_answer(loaded, large)
+
+    async def eight_then_kill() -> list[ChildAnswer | None]:
+        asking = [batch_process.answer("score", large, loaded, SETTINGS) for _ in range(8)]
         asked = [asyncio.ensure_future(request) for request in asking]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
         os.kill(pid, signal.SIGKILL)
         return list(await asyncio.gather(*asked))
 
-    answered = asyncio.run(five_then_kill())
-    assert None in answered and all(a is None or (a.status, a.body) == expected for a in answered)
+    answered = asyncio.run(eight_then_kill())
+    assert None in answered and all(a is None or (a.status, a.body) == large_expected for a in answered)
     _wait(lambda: batch_process.status()["batch_process"] == "not_started", "the second death")
     assert ask() is None  # (starts a third child, which close() below ends while it is starting)
 

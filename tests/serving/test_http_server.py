@@ -110,6 +110,11 @@ def test_metrics_endpoint_has_custom_metrics(
     assert 'leadscore_requests_total{endpoint="/score",outcome="ok"}' in text
     assert 'leadscore_requests_total{endpoint="/score",outcome="unauthorized"}' in text
     assert "leadscore_score_bucket" in text and "leadscore_leads_scored_total" in text
+    deadline = time.monotonic() + 10  # the ledger writes off the request path, a moment later
+    while 'leadscore_ledger_rows_total{outcome="written"}' not in text and time.monotonic() < deadline:
+        time.sleep(0.2)
+        text = httpx.get(f"{server.url}/metrics", headers=AUTH).text
+    assert 'leadscore_ledger_rows_total{outcome="written"}' in text and "leadscore_ledger_buffered" in text
     assert "bentoml_service_request_duration_seconds" in text
 
 

@@ -54,8 +54,11 @@ def test_score_matches_the_pyfunc_code_path(service, serving_env) -> None:
     assert first.grade is not None and first.grade[0] in "ABCD" and first.grade[1] in "1234"
     assert first.model_name == "leadscore" and first.model_version == response.model_version
     assert all(len(r.reasons_positive) <= 5 and len(r.reasons_negative) <= 5 for r in response.results)
-    reason = (first.reasons_positive or first.reasons_negative)[0]
-    assert reason.sentence and reason.family in ("fit", "engagement", "sales")
+    # an old silent lead scores near 0, where no reason reaches a point: judge the leads that list any
+    listed = [r for result in response.results for r in (*result.reasons_positive, *result.reasons_negative)]
+    assert listed and all(
+        r.sentence and r.family in ("fit", "engagement", "sales", "context") for r in listed
+    )
 
 
 def test_explain_false_same_probability_without_reasons(service, serving_env) -> None:

@@ -1,0 +1,297 @@
+"""The score ledger's store: one SQLAlchemy 2 code path for SQLite (the default) and PostgreSQL.
+
+Open it with :meth:`Ledger.open`: the URL is the argument, else ``$LEADSCORE_LEDGER_URL``, else a
+SQLite file ``ledger.db`` under :func:`leadscore.settings.state_dir`; the Alembic migrations shipped in
+``leadscore/ledger/migrations`` bring the schema up to date on every open (their version table is
+``ledger_alembic_version``, so a database shared with MLflow keeps both apart).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from leadscore.settings import state_dir
+
+logger = logging.getLogger("leadscore.ledger")
+
+LEDGER_URL_ENV = "LEADSCORE_LEDGER_URL"
+LEDGER_FILE = "ledger.db"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "ledger_alembic_version"
+Source = Literal["score", "explain", "batch", "cli"]
+SOURCES: tuple[str, ...] = ("score", "explain", "batch", "cli")
+Trend = Literal["improving", "steady", "declining"]
+#: A change of at least this many score points (0-100 scale) up is "improving", down "declining";
+#: anything smaller is "steady" (score noise between two close as-of times stays steady).
+TREND_POINTS = 5.0
+MAX_LEAD_ID = 200
+
+metadata = sa.MetaData()
+_id_type = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+scores = sa.Table(
+    "ledger_scores",
+    metadata,
+    sa.Column("id", _id_type, primary_key=True, autoincrement=True),
+    sa.Column("lead_id", sa.String(MAX_LEAD_ID), nullable=False),
+    sa.Column("as_of", sa.DateTime(), nullable=False),
+    sa.Column("scored_at", sa.DateTime(), nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("probability", sa.Float(), nullable=False),
+    sa.Column("probability_low", sa.Float(), nullable=True),
+    sa.Column("probability_high", sa.Float(), nullable=True),
+    sa.Column("score", sa.Float(), nullable=False),
+    sa.Column("tier", sa.String(40), nullable=True),
+    sa.Column("grade", sa.String(8), nullable=True),
+    sa.Column("reasons", sa.JSON(), nullable=False),
+    sa.Column("feature_hash", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Index("ix_ledger_scores_lead_time", "lead_id", "as_of", "scored_at"),
+)
+
+
+class LedgerError(ValueError):
+    """A ledger entry or argument is unusable; the message names the field and the problem."""
+
+
+class LedgerUnavailable(RuntimeError):
+    """The ledger database cannot be reached or upgraded."""
+
+
+def ledger_url() -> str:
+    """``$LEADSCORE_LEDGER_URL``, else ``sqlite:///<state_dir>/ledger.db``."""
+    configured = os.environ.get(LEDGER_URL_ENV, "").strip()
+    return configured or f"sqlite:///{state_dir() / LEDGER_FILE}"
+
+
+def utc_naive(value: datetime | str, *, field_name: str) -> datetime:
+    """``value`` (a datetime or ISO 8601 text) as a naive UTC datetime, as the ledger stores times."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError as error:
+            raise LedgerError(f"{field_name}: {value!r} is not an ISO 8601 time") from error
+    if not isinstance(value, datetime):
+        raise LedgerError(f"{field_name}: expected a datetime or ISO 8601 text, got {type(value).__name__}")
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def feature_hash(payload: Any) -> str:
+    """SHA-256 (hex) of ``payload`` as canonical JSON: equal inputs give equal hashes."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreEntry:
+    """One score to append: what the model said of one lead, when, by which model, from where."""
+
+    lead_id: str
+    as_of: datetime
+    scored_at: datetime
+    model_name: str
+    model_version: str
+    probability: float
+    score: float
+    feature_hash: str
+    source: Source
+    probability_low: float | None = None
+    probability_high: float | None = None
+    tier: str | None = None
+    grade: str | None = None
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lead_id, str) or not 1 <= len(self.lead_id) <= MAX_LEAD_ID:
+            raise LedgerError(f"lead_id: must be text of 1 to {MAX_LEAD_ID} characters")
+        if self.source not in SOURCES:
+            raise LedgerError(f"source: {self.source!r} is not one of {', '.join(SOURCES)}")
+        for name in ("probability", "probability_low", "probability_high"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+                raise LedgerError(f"{name}: {value!r} is not a probability from 0 to 1")
+        if not (isinstance(self.score, int | float) and math.isfinite(self.score) and 0 <= self.score <= 100):
+            raise LedgerError(f"score: {self.score!r} is not a number from 0 to 100")
+        for name in ("model_name", "model_version", "feature_hash"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise LedgerError(f"{name}: must be non-empty text")
+        object.__setattr__(self, "as_of", utc_naive(self.as_of, field_name="as_of"))
+        object.__setattr__(self, "scored_at", utc_naive(self.scored_at, field_name="scored_at"))
+
+    @classmethod
+    def from_scored_lead(
+        cls, scored: Any, *, source: Source, features: Any, scored_at: datetime | None = None
+    ) -> ScoreEntry:
+        """The entry of a :class:`~leadscore.model.records.ScoredLead` (an open, scored lead);
+        ``features`` is what was scored (hashed, never stored)."""
+        if scored.score is None or scored.probability is None:
+            raise LedgerError(f"score: lead is {scored.status}, not scored: nothing to append")
+        reasons = [r.model_dump() for r in (*scored.reasons_positive, *scored.reasons_negative)]
+        return cls(
+            lead_id=scored.lead_id,
+            as_of=utc_naive(scored.as_of, field_name="as_of"),
+            scored_at=scored_at or datetime.now(UTC),
+            model_name=scored.model_name,
+            model_version=scored.model_version,
+            probability=scored.probability,
+            probability_low=scored.probability_low,
+            probability_high=scored.probability_high,
+            score=scored.score,
+            tier=scored.tier,
+            grade=scored.grade,
+            reasons=reasons,
+            feature_hash=feature_hash(features),
+            source=source,
+        )
+
+    def row(self) -> dict[str, Any]:
+        return {column.name: getattr(self, column.name) for column in scores.columns if column.name != "id"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryEntry:
+    """One stored score with what changed since the lead's previous one (None for the first)."""
+
+    entry: ScoreEntry
+    previous_score: float | None
+    change: float | None
+    trend: Trend | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: times as ISO 8601 UTC text."""
+        data = self.entry.row()
+        data["as_of"] = self.entry.as_of.isoformat() + "Z"
+        data["scored_at"] = self.entry.scored_at.isoformat() + "Z"
+        data.update(previous_score=self.previous_score, change=self.change, trend=self.trend)
+        return data
+
+
+def trend_of(change: float) -> Trend:
+    """improving at ``+TREND_POINTS`` or more, declining at ``-TREND_POINTS`` or less, else steady."""
+    if change >= TREND_POINTS:
+        return "improving"
+    if change <= -TREND_POINTS:
+        return "declining"
+    return "steady"
+
+
+def _postgres_driver(parsed: sa.URL) -> sa.URL:
+    """A bare ``postgresql://`` URL with the driver that is installed (psycopg 3, else psycopg2)."""
+    if parsed.drivername != "postgresql":
+        return parsed
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def _engine(url: str) -> sa.Engine:
+    parsed = _postgres_driver(sa.make_url(url))
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": 5}
+    elif parsed.get_driver_name() == "psycopg2":
+        options["connect_args"] = {"connect_timeout": 5}
+    return sa.create_engine(parsed, **options)
+
+
+def upgrade(engine: sa.Engine) -> None:
+    """Run the shipped Alembic migrations on ``engine`` up to the newest revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Ledger:
+    """Append scores, read a lead's history with its trend, forget a lead."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str | None = None, *, migrate: bool = True) -> Ledger:
+        """The ledger at ``url`` (default :func:`ledger_url`), its schema upgraded first."""
+        target = url or ledger_url()
+        try:
+            engine = _engine(target)
+        except (sa.exc.ArgumentError, ImportError) as error:
+            raise LedgerError(f"{LEDGER_URL_ENV}: unusable database URL ({error})") from error
+        if migrate:
+            try:
+                upgrade(engine)
+            except sa.exc.SQLAlchemyError as error:
+                engine.dispose()
+                raise LedgerUnavailable(f"ledger database unreachable or not upgradable: {error}") from error
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def append(self, entries: Sequence[ScoreEntry]) -> int:
+        """Insert ``entries`` in one transaction; returns how many were written."""
+        if not entries:
+            return 0
+        with self.engine.begin() as connection:
+            connection.execute(scores.insert(), [entry.row() for entry in entries])
+        return len(entries)
+
+    def history(self, *, lead_id: str, limit: int | None = None) -> list[HistoryEntry]:
+        """The lead's scores in time order (as-of, then scored-at), each with the previous score, the
+        change in points and its :func:`trend_of`; ``limit`` keeps the newest ones."""
+        if limit is not None and limit < 1:
+            raise LedgerError(f"limit: {limit} must be at least 1")
+        query = (
+            sa.select(scores)
+            .where(scores.c.lead_id == lead_id)
+            .order_by(scores.c.as_of, scores.c.scored_at, scores.c.id)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        history: list[HistoryEntry] = []
+        previous: float | None = None
+        for row in rows:
+            data = {k: v for k, v in row.items() if k != "id"}
+            entry = ScoreEntry(**data)
+            change = None if previous is None else round(entry.score - previous, 1)
+            history.append(
+                HistoryEntry(
+                    entry=entry,
+                    previous_score=previous,
+                    change=change,
+                    trend=None if change is None else trend_of(change),
+                )
+            )
+            previous = entry.score
+        return history[-limit:] if limit else history
+
+    def forget(self, *, lead_id: str) -> int:
+        """Delete every row of the lead; returns how many were deleted."""
+        if not isinstance(lead_id, str) or not lead_id:
+            raise LedgerError("lead_id: must be non-empty text")
+        with self.engine.begin() as connection:
+            deleted = connection.execute(scores.delete().where(scores.c.lead_id == lead_id)).rowcount
+        return int(deleted or 0)
+
+    def count(self) -> int:
+        """Rows in the ledger."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(scores)).scalar_one())

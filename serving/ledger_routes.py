@@ -1,0 +1,132 @@
+"""The service's side of the score ledger: record each ``/score`` and ``/explain`` result through the
+worker's :class:`~leadscore.ledger.writer.LedgerWriter` (off the request path), and the keyed routes
+``GET /leads/{lead_id}/history`` and ``DELETE /leads/{lead_id}`` (erasure), mounted under ``/leads``.
+
+``LEADSCORE_LEDGER`` (default true) switches the ledger on; ``LEADSCORE_LEDGER_URL`` picks the
+database (default: SQLite ``ledger.db`` under ``LEADSCORE_HOME``), ``LEADSCORE_LEDGER_BUFFER`` the
+rows buffered while it is down or slow (default 10,000; more are dropped and counted in ``/metrics``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from leadscore.serving import metrics, state
+from leadscore.serving.errors import error_body
+
+if TYPE_CHECKING:  # SQLAlchemy is imported by the workers only (the supervisor reads this module too)
+    from leadscore.ledger.store import ScoreEntry, Source
+    from leadscore.ledger.writer import LedgerWriter, Pending
+    from leadscore.model.records import RawLead, ScoredLead
+
+logger = logging.getLogger("leadscore.serving")
+HISTORY_ROUTE = "/leads/{lead_id}/history"
+FORGET_ROUTE = "/leads/{lead_id}"
+PREFIX = "/leads/"
+MAX_LEAD_ID = 200  # RawLead.lead_id's limit
+
+
+def route_of(path: str) -> str | None:
+    """The ledger route label of ``path`` (never the lead id itself), or None."""
+    if not path.startswith(PREFIX) or len(path) <= len(PREFIX):
+        return None
+    if path.endswith("/history"):
+        return HISTORY_ROUTE if len(path) > len(PREFIX) + len("/history") else None
+    return FORGET_ROUTE
+
+
+def start_writer() -> LedgerWriter:
+    """The worker's writer; the database is opened (and migrated) on its thread, never at start-up."""
+    from leadscore.ledger.store import Ledger
+    from leadscore.ledger.writer import LedgerWriter, buffer_capacity
+
+    return LedgerWriter(open_ledger=Ledger.open, capacity=buffer_capacity(), observer=metrics.observe_ledger)
+
+
+def _hashed(lead: RawLead, as_of: str) -> dict[str, Any]:
+    """What the features are computed from: the raw lead (the e-mail as its domain only) and the time."""
+    fields = lead.model_dump(mode="json", exclude={"as_of", "email"})
+    domain = (lead.email or "").rpartition("@")[2].strip().lower()
+    return {"lead": fields, "email_domain": domain, "as_of": as_of}
+
+
+def record(
+    writer: LedgerWriter | None, *, source: Source, pairs: Sequence[tuple[ScoredLead, RawLead]]
+) -> None:
+    """Hand the scored leads (open ones only) to the writer; entries are made on its thread."""
+    if writer is None:
+        return
+    from leadscore.ledger.store import ScoreEntry
+
+    now = datetime.now(UTC)
+    rows: list[Pending] = []
+    for scored, lead in pairs:
+        if scored.score is None or scored.lead_id != lead.lead_id:
+            continue
+
+        def make(scored: ScoredLead = scored, lead: RawLead = lead) -> ScoreEntry:
+            return ScoreEntry.from_scored_lead(
+                scored, source=source, features=_hashed(lead, scored.as_of), scored_at=now
+            )
+
+        rows.append((scored.lead_id, make))
+    writer.submit(rows)
+
+
+def _json(status: int, body: bytes) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _writer_or_error(request: Request) -> tuple[LedgerWriter | None, str, Response | None]:
+    lead_id = request.path_params["lead_id"]
+    writer = state.LEDGER
+    if writer is None:
+        return None, lead_id, _json(404, error_body(404, "the score ledger is off (LEADSCORE_LEDGER=false)"))
+    if not 1 <= len(lead_id) <= MAX_LEAD_ID:
+        return None, lead_id, _json(422, error_body(422, f"lead_id: must be 1 to {MAX_LEAD_ID} characters"))
+    return writer, lead_id, None
+
+
+def history(request: Request) -> Response:
+    """``GET /leads/{lead_id}/history``: the lead's scores in time order with change and trend."""
+    writer, lead_id, refused = _writer_or_error(request)
+    if refused is not None or writer is None:
+        return refused or _json(500, error_body(500, "unexpected error; the server logged it"))
+    try:
+        entries = writer.ledger().history(lead_id=lead_id)
+    except Exception as error:
+        logger.warning("ledger history unavailable (%s)", type(error).__name__)
+        return _json(503, error_body(503, "the score ledger database cannot be reached: retry later"))
+    body = {"lead_id": lead_id, "history": [entry.as_dict() for entry in entries]}
+    return _json(200, json.dumps(body).encode())
+
+
+def forget(request: Request) -> Response:
+    """``DELETE /leads/{lead_id}``: erase every ledger row of the lead (buffered ones too)."""
+    writer, lead_id, refused = _writer_or_error(request)
+    if refused is not None or writer is None:
+        return refused or _json(500, error_body(500, "unexpected error; the server logged it"))
+    try:
+        deleted = writer.forget(lead_id=lead_id)
+    except Exception as error:
+        logger.warning("ledger erasure failed (%s)", type(error).__name__)
+        return _json(503, error_body(503, "the score ledger database cannot be reached: retry later"))
+    logger.info("ledger: erased %d row(s) of one lead", deleted)  # nothing of the lead in the log
+    return _json(200, json.dumps({"lead_id": lead_id, "deleted": deleted}).encode())
+
+
+app = Starlette(
+    routes=[
+        Route("/{lead_id:path}/history", history, methods=["GET", "HEAD"]),
+        Route("/{lead_id:path}", forget, methods=["DELETE"]),
+    ]
+)
