@@ -806,13 +806,11 @@ def _load_lead_data(data_dir: Path) -> tuple[Any, Any, Any]:
 def _load_crm(data_dir: Path) -> tuple[Any, Any, Any, Any]:
     """Validated leads, activities and outcomes of an export folder, and the end of its data."""
     from leadscore.features.loading import load_crm_tables
+    from leadscore.features.spark import find_table  # pyspark itself is imported only to run Spark
     from leadscore.features.training_table import observed_until
 
     def first(stem: str) -> Path | None:
-        for suffix in (".parquet", ".csv"):
-            if (data_dir / f"{stem}{suffix}").exists():
-                return data_dir / f"{stem}{suffix}"
-        return None
+        return find_table(data_dir, stem)
 
     leads_path = first("leads")
     if leads_path is None:
