@@ -913,6 +913,74 @@ def explain(
         if html is not None:
             path = write_html_card(card, out_dir=html)
             console.print(f"HTML card: {path}")
+    _record_cards(cards, model_name=model_name, leads=chosen, activities=activities, as_of=when)
+
+
+def _record_cards(cards: list[Any], *, model_name: str, leads: Any, activities: Any, as_of: Any) -> None:
+    """Append the scored cards to the score ledger (source ``cli``); a ledger that cannot be reached
+    is said in one line and never fails the command. ``LEADSCORE_LEDGER=false`` turns it off."""
+    from leadscore.serving.settings import LEDGER_ENV
+
+    if os.environ.get(LEDGER_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return
+    from leadscore.ledger.store import Ledger, LedgerError, ScoreEntry, feature_hash
+
+    entries = []
+    for card in cards:
+        scored = card.scored
+        if scored.score is None or scored.probability is None:
+            continue  # converted, disqualified or not created yet: nothing was scored
+        mine = (
+            activities[activities["lead_id"].astype(str) == card.lead_id] if activities is not None else None
+        )
+        seen = mine[mine["timestamp"] <= as_of] if mine is not None and "timestamp" in mine else None
+        lead_row = leads[leads["lead_id"].astype(str) == card.lead_id].to_dict(orient="records")
+        entries.append(
+            ScoreEntry(
+                lead_id=card.lead_id,
+                as_of=_utc_naive(card.as_of),
+                scored_at=_utc_naive("now"),
+                model_name=model_name,
+                model_version=str(card.model_version),
+                probability=float(scored.probability),
+                probability_low=scored.probability_low,
+                probability_high=scored.probability_high,
+                score=float(scored.score),
+                tier=str(scored.tier) if scored.tier is not None else None,
+                grade=scored.grade,
+                reasons=[r.model_dump() for r in (*scored.reasons_positive, *scored.reasons_negative)],
+                # what was scored: the lead's export row, as of when, and the activities it had by then
+                feature_hash=feature_hash(
+                    {
+                        "lead": lead_row,
+                        "as_of": str(card.as_of),
+                        "activities": 0 if seen is None else len(seen),
+                        "last_activity": None if seen is None or seen.empty else str(seen["timestamp"].max()),
+                    }
+                ),
+                source="cli",
+            )
+        )
+    if not entries:
+        return
+    try:
+        ledger = Ledger.open()
+        try:
+            ledger.append(entries)
+        finally:
+            ledger.close()
+    except (LedgerError, OSError, RuntimeError, ValueError) as error:
+        console.print(f"score ledger not written ({error}); the cards above are unaffected")
+    except Exception as error:  # a database driver's own errors: never fail a card
+        console.print(f"score ledger not written ({type(error).__name__}); the cards above are unaffected")
+
+
+def _utc_naive(value: object) -> Any:
+    """A timestamp as naive UTC (``now`` for the current time)."""
+    import pandas as pd
+
+    stamp = pd.Timestamp.now(tz="UTC") if value == "now" else pd.Timestamp(str(value))
+    return (stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp).to_pydatetime()
 
 
 @app.command(rich_help_panel=SERVING)

@@ -84,6 +84,20 @@ def test_explain_with_the_mapping_prints_a_card_for_a_lead_of_the_export(mapped_
         f"Lead {mapped_model.open_lead} as of 2024-" in output and "Tier:" in output and "model v1" in output
     )
     assert "chance of an opportunity within 60 days" in output
+    # the score is in the ledger, as the service's are: history shows it, forget erases it
+    from leadscore.ledger.store import Ledger
+
+    ledger = Ledger.open()
+    try:
+        rows = ledger.history(lead_id=mapped_model.open_lead)
+        assert rows and rows[-1].as_dict()["model_name"] == "trial"
+        shown_code, shown = invoke("history", "--lead-id", mapped_model.open_lead)
+        assert shown_code == 0 and mapped_model.open_lead in shown, shown
+        erased_code, erased = invoke("forget", "--lead-id", mapped_model.open_lead)
+        assert erased_code == 0 and "deleted 1 ledger row(s)" in erased, erased
+        assert ledger.history(lead_id=mapped_model.open_lead) == []
+    finally:
+        ledger.close()
     assert "set aside as they break the data contract: 4 activities row(s), 1 leads row(s)" in " ".join(
         output.split()
     )
