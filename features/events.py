@@ -49,7 +49,13 @@ from leadscore.features.mapping import (
     render_sentence,
     synthetic_ids,
 )
-from leadscore.features.pipeline import ENGAGEMENT_SIGNALS, SALES_SIGNALS, ExtraSignal, compute_features
+from leadscore.features.pipeline import (
+    ENGAGEMENT_SIGNALS,
+    SALES_SIGNALS,
+    ExtraSignal,
+    compute_features,
+    snapshots_as_of,
+)
 from leadscore.features.vocabulary import InputLayout
 from leadscore.features.wording import count_phrase
 
@@ -609,9 +615,7 @@ class EventFeatureTransform:
         contract = contract.assign(
             lead_id=contract["lead_id"].astype(str), created_at=naive_utc(contract["created_at"])
         )
-        when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
-        snapshots = pd.DataFrame({"lead_id": contract["lead_id"].to_numpy()})
-        snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when
+        snapshots = snapshots_as_of(contract["lead_id"], as_of)
         return self.features_from_contract(leads=contract, activities=acts, snapshots=snapshots)
 
     def split_records(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series | None]:
@@ -773,12 +777,11 @@ class ContractTablesView:
         as_of: pd.Series | pd.Timestamp | None = None,
     ) -> pd.DataFrame:
         """Point-in-time feature rows for contract leads and activities as of ``as_of`` (default now)."""
-        when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
-        snapshots = pd.DataFrame({"lead_id": leads["lead_id"].astype(str).to_numpy()})
-        snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when
         mine = activities.assign(lead_id=activities["lead_id"].astype(str))
         return self.transform.features_from_contract(
-            leads=leads.assign(lead_id=leads["lead_id"].astype(str)), activities=mine, snapshots=snapshots
+            leads=leads.assign(lead_id=leads["lead_id"].astype(str)),
+            activities=mine,
+            snapshots=snapshots_as_of(leads["lead_id"], as_of),
         )
 
     def features_from_records(self, records: pd.DataFrame) -> pd.DataFrame:

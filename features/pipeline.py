@@ -174,6 +174,14 @@ def _progress(enabled: bool, total: int, description: str) -> Iterator[Callable[
         yield lambda: progress.advance(task)
 
 
+def snapshots_as_of(lead_ids: pd.Series | np.ndarray, as_of: pd.Series | pd.Timestamp | None) -> pd.DataFrame:
+    """One snapshot per lead: ``lead_id`` as text, ``as_of`` one time for all, one per lead, or now (UTC)."""
+    when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
+    snapshots = pd.DataFrame({"lead_id": pd.Series(lead_ids).astype(str).to_numpy()})
+    snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when
+    return snapshots
+
+
 def compute_features(
     *,
     leads: pd.DataFrame,

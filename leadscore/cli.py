@@ -923,7 +923,9 @@ def _record_cards(cards: list[Any], *, model_name: str, leads: Any, activities: 
 
     if os.environ.get(LEDGER_ENV, "").strip().lower() in ("0", "false", "no", "off"):
         return
-    from leadscore.ledger.store import Ledger, LedgerError, ScoreEntry, feature_hash
+    from datetime import UTC, datetime
+
+    from leadscore.ledger.store import Ledger, LedgerError, ScoreEntry, feature_hash, utc_naive
 
     entries = []
     for card in cards:
@@ -938,8 +940,8 @@ def _record_cards(cards: list[Any], *, model_name: str, leads: Any, activities: 
         entries.append(
             ScoreEntry(
                 lead_id=card.lead_id,
-                as_of=_utc_naive(card.as_of),
-                scored_at=_utc_naive("now"),
+                as_of=utc_naive(str(card.as_of), field_name="as_of"),
+                scored_at=datetime.now(UTC),
                 model_name=model_name,
                 model_version=str(card.model_version),
                 probability=float(scored.probability),
@@ -973,14 +975,6 @@ def _record_cards(cards: list[Any], *, model_name: str, leads: Any, activities: 
         console.print(f"score ledger not written ({error}); the cards above are unaffected")
     except Exception as error:  # a database driver's own errors: never fail a card
         console.print(f"score ledger not written ({type(error).__name__}); the cards above are unaffected")
-
-
-def _utc_naive(value: object) -> Any:
-    """A timestamp as naive UTC (``now`` for the current time)."""
-    import pandas as pd
-
-    stamp = pd.Timestamp.now(tz="UTC") if value == "now" else pd.Timestamp(str(value))
-    return (stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp).to_pydatetime()
 
 
 @app.command(rich_help_panel=SERVING)

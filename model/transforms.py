@@ -16,7 +16,7 @@ from typing import Protocol
 import pandas as pd
 
 from leadscore.features.catalogue import FEATURE_CATALOGUE, FeatureSpec
-from leadscore.features.pipeline import compute_features
+from leadscore.features.pipeline import compute_features, snapshots_as_of
 from leadscore.features.vocabulary import InputLayout
 from leadscore.model.raw_leads import prepare_leads, raw_leads_from_frame
 
@@ -77,10 +77,9 @@ class ContractFeatureTransform:
         as_of: pd.Series | pd.Timestamp | None = None,
     ) -> pd.DataFrame:
         """Point-in-time feature rows for each lead as of ``as_of`` (default: now, UTC)."""
-        when = pd.Timestamp.now(tz="UTC").tz_localize(None) if as_of is None else as_of
-        snapshots = pd.DataFrame({"lead_id": leads["lead_id"].astype(str).to_numpy()})
-        snapshots["as_of"] = when.to_numpy() if isinstance(when, pd.Series) else when
-        return compute_features(leads=leads, activities=activities, snapshots=snapshots)
+        return compute_features(
+            leads=leads, activities=activities, snapshots=snapshots_as_of(leads["lead_id"], as_of)
+        )
 
     def features_from_records(self, records: pd.DataFrame) -> pd.DataFrame:
         """Feature rows for :class:`~leadscore.model.records.RawLead` records, checked as the service
