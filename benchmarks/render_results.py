@@ -301,6 +301,24 @@ def _short_batch(d: Json) -> tuple[str, str]:
     )
 
 
+def _backtest(d: Json) -> str:
+    chosen = d["candidates"].get("chosen", {})
+    drift = ", drifting funnel" if d["drift"] else ""
+    auc, ece = chosen.get("mean_roc_auc", float("nan")), chosen.get("pooled_ece", float("nan"))
+    return (
+        f"Monthly backtest at its defaults ({d['leads']:,} simulated leads{drift}, {d['periods']} periods): "
+        f"**{d['seconds']:.0f} s**; the deployed choice: mean ROC AUC {auc:.3f}, pooled ECE {ece:.3f}"
+    )
+
+
+def _backtest_peer(d: Json) -> str:
+    moved = d["candidates"].get("chosen_prior", {})
+    return (
+        f"target <= {d['target_seconds']} s on 2 cores; moved to the EM base-rate estimate: pooled ECE "
+        f"{moved.get('pooled_ece', float('nan')):.3f}"
+    )
+
+
 ROWS = (
     Row("training.json", _training, _training_peer, headline=True, short=_short_training),
     Row("training_drift.json", _training, _training_peer),
@@ -316,6 +334,8 @@ ROWS = (
     Row("crm_shapes.json", _crm_shapes, _crm_shapes_peer),
     Row("uplift.json", _uplift, _uplift_peer),
     Row("funnel.json", _funnel, _funnel_peer),
+    Row("backtest.json", _backtest, _backtest_peer),
+    Row("backtest_drift.json", _backtest, _backtest_peer),
 )
 
 

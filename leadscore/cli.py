@@ -403,7 +403,7 @@ def backtest(
     ] = None,
     periods: Annotated[int, typer.Option(help="Retrain origins: the last K periods.")] = 6,
     frequency: Annotated[str, typer.Option(help="Period: M (month), W (week) or Q (quarter).")] = "M",
-    window: Annotated[str, typer.Option(help="expanding, sliding or both.")] = "both",
+    window: Annotated[str, typer.Option(help="expanding, sliding or both.")] = "expanding",
     window_periods: Annotated[int, typer.Option(help="Periods a sliding window keeps.")] = 6,
     max_age: Annotated[int, typer.Option(help="Periods after training each model is also scored on.")] = 2,
 ) -> None:
@@ -419,24 +419,55 @@ def backtest(
         _fail(f"--window {window!r}: use expanding, sliding or both")
     windows = tuple(Window) if window == "both" else (Window(window),)
     cfg = _config(TrainConfig, config or CONFIG_DIR / "train.yaml", set_)
-    job = BacktestJob(
-        cfg,
-        periods=periods,
-        frequency=frequency,
-        windows=windows,
-        window_periods=window_periods,
-        max_age=max_age,
-    )
-    try:
-        with console.status(f"backtesting {periods} periods x {len(windows)} window(s) x candidates"):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("backtest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+        started = False
+
+        def advance(description: str, total: int) -> None:
+            nonlocal started
+            bar.update(task, total=total, description=description, advance=1 if started else 0)
+            started = True
+
+        job = BacktestJob(
+            cfg,
+            periods=periods,
+            frequency=frequency,
+            windows=windows,
+            window_periods=window_periods,
+            max_age=max_age,
+            progress=advance,
+        )
+        try:
             result = job.run()
-    except (ValueError, FileNotFoundError) as error:
-        _fail(str(error))
-        return
+        except (ValueError, FileNotFoundError) as error:
+            bar.stop()
+            _fail(str(error))
+            return
     table = Table(
         title=f"backtest: mean over periods (MLflow run {str(result.run_id)[:8]})", box=box.SIMPLE_HEAD
     )
-    for header in ("window", "candidate", "periods", "ROC AUC", "worst", "lift@20", "ECE"):
+    headers = (
+        "window",
+        "candidate",
+        "periods",
+        "ROC AUC",
+        "worst",
+        "lift@20",
+        "ECE",
+        "pooled AUC",
+        "pooled ECE",
+    )
+    for header in headers:
         table.add_column(header, justify="left" if header in {"window", "candidate"} else "right")
     for r in result.summary.itertuples(index=False):
         table.add_row(
@@ -447,12 +478,16 @@ def backtest(
             f"{r.worst_roc_auc:.3f}",
             f"{r.mean_lift_top20:.2f}",
             f"{r.mean_ece:.3f}",
+            f"{getattr(r, 'pooled_roc_auc', float('nan')):.3f}",
+            f"{getattr(r, 'pooled_ece', float('nan')):.3f}",
         )
     console.print(table)
     rec = result.recommendation
     console.print(f"recommended: {rec['candidate']} ({rec['window']} window), {rec['cadence']}")
     console.print(f"  why: {escape(rec['why'])}")
     console.print(f"  cadence: {escape(rec['cadence_why'])}")
+    if "prior_adjustment" in rec:
+        console.print(f"  level: {escape(rec['prior_adjustment'])}")
     for skipped in result.skipped:
         console.print(f"[yellow]skipped:[/] {escape(skipped)}")
 

@@ -204,3 +204,47 @@ class IsotonicCalibrator(BaseEstimator):
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.asarray(np.log(p / (1 - p)), dtype=float)
+
+
+def em_prior(
+    probability: np.ndarray, *, trained_prior: float, max_iter: int = 200, tolerance: float = 1e-7
+) -> float:
+    """The base rate of unlabelled rows by EM prior-shift adjustment (Saerens, Latinne & Decaestecker 2002).
+
+    ``probability`` are calibrated probabilities at the level ``trained_prior`` (the base rate the
+    calibration reproduces). Each step re-weights every posterior by the odds of the current
+    estimate against ``trained_prior`` and takes their mean as the next estimate, until it moves by
+    less than ``tolerance``. It assumes label shift (what a converting lead looks like did not
+    change, only how many there are); ``prior_shift_check`` measures whether that held.
+    """
+    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-9, 1 - 1e-9)
+    base = min(max(float(trained_prior), 1e-6), 1 - 1e-6)
+    estimate = base
+    for _ in range(max_iter):
+        up, down = estimate / base, (1 - estimate) / (1 - base)
+        adjusted = up * p / (up * p + down * (1 - p))
+        new = float(adjusted.mean())
+        if abs(new - estimate) < tolerance:
+            return new
+        estimate = new
+    return estimate
+
+
+def prior_shift_logit(*, trained_prior: float, new_prior: float) -> float:
+    """The log-odds shift that moves posteriors from ``trained_prior`` to ``new_prior`` (Bayes' rule)."""
+    a = min(max(trained_prior, 1e-6), 1 - 1e-6)
+    b = min(max(new_prior, 1e-6), 1 - 1e-6)
+    return float(np.log(b / (1 - b)) - np.log(a / (1 - a)))
+
+
+def em_prior_interval(
+    probability: np.ndarray, *, trained_prior: float, seed: int = 0, n_boot: int = 100
+) -> tuple[float, float]:
+    """95% bootstrap interval of :func:`em_prior` over the unlabelled rows."""
+    p = np.asarray(probability, dtype=np.float64)
+    if len(p) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = [em_prior(p[rng.integers(0, len(p), len(p))], trained_prior=trained_prior) for _ in range(n_boot)]
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return float(low), float(high)

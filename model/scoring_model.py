@@ -37,6 +37,7 @@ from leadscore.model.explain import (
     rows_as_records,
     top_reasons,
 )
+from leadscore.model.linear import LinearScorer
 from leadscore.model.transforms import ActivityFeatureTransform, ContractFeatureTransform, FeatureTransform
 from leadscore.model.uncertainty import ScoreUncertainty
 
@@ -191,7 +192,7 @@ class LeadScoringModel:
     """A trained, calibrated, explainable lead-scoring model."""
 
     encoder: CategoryCodeEncoder
-    booster: lgb.Booster
+    booster: lgb.Booster | LinearScorer  # the learner the validation period picked (metadata["learner"])
     calibrator: IsotonicCalibrator | PlattCalibrator | IsotonicRegression  # the last: models saved earlier
     feature_names: tuple[str, ...]
     thresholds: TierThresholds

@@ -44,6 +44,7 @@ from leadscore.features.single_lead import (
 )
 from leadscore.features.vocabulary import InputLayout
 from leadscore.model.explain import Reason, records_from_columns
+from leadscore.model.linear import LinearScorer
 from leadscore.model.scoring_model import ACTIONABLE_TYPES, LeadScoringModel, NextBestAction
 from leadscore.serving.schemas import RawLead
 
@@ -246,8 +247,10 @@ class FastScorer:
             raise ValueError("the fast path applies only to models on the native event features")
         self.model = model
         self.names = tuple(model.feature_names)
+        self._one_row: OneRowContributions | None = None
         try:
-            self._one_row: OneRowContributions | None = OneRowContributions(model.booster, len(self.names))
+            if not isinstance(model.booster, LinearScorer):  # a linear model answers one row in Python
+                self._one_row = OneRowContributions(model.booster, len(self.names))
         except (OSError, AttributeError, RuntimeError) as error:  # another LightGBM build: its own predict
             logger.warning("single-row contributions through LightGBM's Python predict (%s)", error)
             self._one_row = None

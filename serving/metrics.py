@@ -50,6 +50,13 @@ def _get() -> dict[str, Any]:
                 "Registered model version being served (numeric versions only).",
                 multiprocess_mode="all",  # one series per worker: a mixed fleet shows
             )
+            _metrics["base_rate"] = prom.Gauge(
+                "leadscore_base_rate_estimate",
+                "The served model's base rate estimated without labels at training (EM prior shift on its "
+                "scores of the newest snapshots whose outcome was not known yet), with its 95% interval.",
+                labelnames=("bound",),
+                multiprocess_mode="all",
+            )
             _metrics["ledger"] = prom.Counter(
                 "leadscore_ledger_rows",
                 "Score-ledger rows, written or dropped.",
@@ -90,6 +97,16 @@ def observe_scores(scores: Iterable[float | None], tiers: Iterable[str | None]) 
 def set_model_version(version: str) -> None:
     if version.isdigit():
         _get()["version"].set(int(version))
+
+
+def set_base_rate(metadata: dict[str, object]) -> None:
+    """The served model's estimated base rate (estimate, low, high), when its training made one."""
+    estimate = metadata.get("base_rate_estimate")
+    if isinstance(estimate, dict):
+        for bound in ("estimate", "low", "high"):
+            value = estimate.get(bound)
+            if isinstance(value, int | float):
+                _get()["base_rate"].labels(bound=bound).set(float(value))
 
 
 def observe_ledger(what: str, rows: int) -> None:

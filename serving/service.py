@@ -149,6 +149,7 @@ class LeadScoringService:
             logger.error("no model loaded yet: %s; retrying in the background", error)
         if self.holder.ready:
             metrics.set_model_version(self.holder.current.version)
+            metrics.set_base_rate(self.holder.current.model.metadata)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._signal = state.ReloadSignal()
@@ -188,6 +189,7 @@ class LeadScoringService:
             return
         if outcome.reloaded or self.holder.ready:
             metrics.set_model_version(outcome.model_version)
+            metrics.set_base_rate(self.holder.current.model.metadata)
         if outcome.reloaded and self.batch_process is not None:
             try:
                 self.batch_process.follow(self.holder.current)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -22,14 +23,27 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from leadscore.model.calibration import em_prior, prior_shift_logit, shifted_probability
 from leadscore.training import evaluation
-from leadscore.training.config import TrainConfig
+from leadscore.training.config import ModelFamily, TrainConfig
 from leadscore.training.drift import drift_report
 from leadscore.training.split import TimeAxis, TimeSplit, labelled_rows, period_boundary
-from leadscore.training.train import TrainJob, use_experiment
+from leadscore.training.train import LearnerChoice, TrainJob, use_experiment
 
 log = logging.getLogger(__name__)
-CANDIDATES: tuple[str, ...] = ("lightgbm", "lightgbm_linear", "logistic", "rule_points")
+CANDIDATES: tuple[str, ...] = (
+    "chosen",  # what `leadscore train` deploys: the learner the validation period picks
+    "chosen_prior",  # the same, moved to the base rate EM estimates from unlabelled leads (no labels)
+    "lightgbm",
+    "linear",
+    "lightgbm_linear",  # linear-leaf trees: cannot be explained, so never deployed; compared only
+    "logistic",  # the plain logistic baseline (no out-of-time calibration)
+    "rule_points",
+)
+DEFAULT_CANDIDATES: tuple[str, ...] = ("chosen", "chosen_prior", "lightgbm", "linear", "rule_points")
+"""What a monthly backtest compares by default: every fit of it is one `train` would make."""
+MIN_PRIOR_ROWS = 50
+"""Fewest unlabelled rows the EM prior estimate is made from."""
 METRICS: tuple[str, ...] = (
     "roc_auc",
     "pr_auc",
@@ -81,11 +95,12 @@ class BacktestJob:
         *,
         periods: int = 6,
         frequency: str = "M",
-        windows: tuple[Window, ...] = (Window.EXPANDING, Window.SLIDING),
+        windows: tuple[Window, ...] = (Window.EXPANDING,),
         window_periods: int = 6,
         max_age: int = 2,
-        candidates: tuple[str, ...] = CANDIDATES,
+        candidates: tuple[str, ...] = DEFAULT_CANDIDATES,
         log_to_mlflow: bool = True,
+        progress: Callable[[str, int], None] | None = None,
     ) -> None:
         self.config = config
         self.periods = periods
@@ -95,6 +110,8 @@ class BacktestJob:
         self.max_age = max_age
         self.candidates = candidates
         self.log_to_mlflow = log_to_mlflow
+        self.progress = progress
+        """Called as ``progress(description, total)`` before each origin is fitted (a CLI progress bar)."""
 
     # --- checklist -------------------------------------------------------------------------------
     def run(self) -> BacktestResult:
@@ -115,8 +132,12 @@ class BacktestJob:
         origins = order[-self.periods :] if len(order) > self.periods else order[1:]
         rows: list[dict[str, Any]] = []
         skipped: list[str] = []
+        self._pooled: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+        total = len(self.windows) * len(origins)
         for window in self.windows:
             for origin in origins:
+                if self.progress is not None:
+                    self.progress(f"{window.value} window, {origin}", total)
                 index = order.index(origin)
                 start = period == origin
                 history = period < origin
@@ -126,6 +147,11 @@ class BacktestJob:
                     table, start_value=table.loc[start, column].min(), axis=axis, job=job
                 )
                 ages = [order[index + a] for a in range(self.max_age + 1) if index + a < len(order)]
+                # leads created before the origin whose outcome was still open then: what a team has
+                # unlabelled when it scores the next period (the EM prior's evidence, never its labels)
+                pending = (period < origin) & ~self._known_at(
+                    table, start_value=table.loc[start, column].min(), axis=axis, job=job
+                )
                 try:
                     rows += self._one_origin(
                         job=job,
@@ -133,6 +159,7 @@ class BacktestJob:
                         targets={a: table[period == p] for a, p in enumerate(ages)},
                         window=window,
                         origin=str(origin),
+                        pending=table[pending],
                     )
                 except ValueError as error:
                     skipped.append(f"{window.value} {origin}: {error}")
@@ -170,6 +197,7 @@ class BacktestJob:
         targets: dict[int, pd.DataFrame],
         window: Window,
         origin: str,
+        pending: pd.DataFrame | None = None,
     ) -> list[dict[str, Any]]:
         axis = job.time_axis
         column = axis.column
@@ -193,16 +221,46 @@ class BacktestJob:
             float("nan"),
         )
         scorers: dict[str, Any] = {}
-        for name in self.candidates:
-            if name == "lightgbm":
-                scorers[name] = job.fit_model(split)[0].predict_proba_features
-            elif name == "lightgbm_linear":
-                linear = self.config.model_copy(
-                    update={"booster": self.config.booster.model_copy(update={"linear_tree": True})}
+        wanted = set(self.candidates)
+        choice = job.choose_learner(split) if wanted & {"chosen", "chosen_prior"} else None
+        fitted: dict[str, Any] = {}
+        for family in (ModelFamily.LIGHTGBM, ModelFamily.LINEAR):
+            needed = family.value in wanted or (choice is not None and choice.family is family)
+            if needed:
+                fixed = LearnerChoice(family=family, reason="a backtest candidate")
+                fitted[family.value] = job.fit_model(split, learner=fixed)[0]
+        for name in ("lightgbm", "linear"):
+            if name in wanted:
+                scorers[name] = fitted[name].predict_proba_features
+        prior_note: dict[str, float] = {}
+        if choice is not None:
+            chosen = fitted[choice.family.value]
+            if "chosen" in wanted:
+                scorers["chosen"] = chosen.predict_proba_features
+            if "chosen_prior" in wanted:
+                trained_prior = float(np.mean(chosen.predict_proba_features(validation)))
+                unlabelled = pending if pending is not None and len(pending) >= MIN_PRIOR_ROWS else test
+                estimate = em_prior(chosen.predict_proba_features(unlabelled), trained_prior=trained_prior)
+                shift = prior_shift_logit(trained_prior=trained_prior, new_prior=estimate)
+                prior_note = {
+                    "prior_trained": trained_prior,
+                    "prior_estimate": estimate,
+                    "prior_rows": float(len(unlabelled)),
+                    "prior_from_pending": float(unlabelled is pending),
+                }
+                scorers["chosen_prior"] = lambda rows, m=chosen, d=shift: shifted_probability(
+                    m.predict_proba_features(rows), d
                 )
-                scorers[name] = TrainJob(linear).fit_model(split)[0].predict_proba_features
-        baselines = {b for b in ("logistic", "rule_points") if b in self.candidates}
-        fitted_baselines = job.fit_baseline_models(split) if baselines else {}
+        if "lightgbm_linear" in wanted:
+            linear_leaves = self.config.model_copy(
+                update={
+                    "booster": self.config.booster.model_copy(update={"linear_tree": True}),
+                    "learner": self.config.learner.model_copy(update={"family": ModelFamily.LIGHTGBM}),
+                }
+            )
+            scorers["lightgbm_linear"] = TrainJob(linear_leaves).fit_model(split)[0].predict_proba_features
+        baselines = [b for b in ("logistic", "rule_points") if b in wanted]
+        fitted_baselines = job.fit_baseline_models(split, names=tuple(baselines)) if baselines else {}
         for name in baselines:
             scorers[name] = fitted_baselines[name]
         rows = []
@@ -213,6 +271,8 @@ class BacktestJob:
             amounts = part["label_amount"].to_numpy(dtype=float) if "label_amount" in part.columns else None
             for name, scorer in scorers.items():
                 p = np.asarray(scorer(part), dtype=float)
+                if age == 0:
+                    self._pooled.setdefault((window.value, name), []).append((y, p))
                 metrics = evaluation.classification_metrics(y_true=y, y_prob=p, threshold=0.5)
                 if amounts is not None:
                     metrics |= evaluation.pipeline_capture(amounts=amounts, y_prob=p)
@@ -224,25 +284,47 @@ class BacktestJob:
                         "age": age,
                         "train_rows": len(history),
                         "test_rows": len(part),
+                        "learner": choice.family.value
+                        if choice is not None and name.startswith("chosen")
+                        else "",
                         **{m: metrics.get(m, float("nan")) for m in METRICS},
+                        **(prior_note if name == "chosen_prior" else {}),
                     }
                 )
         return rows
 
-    @staticmethod
-    def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    def summarise(self, results: pd.DataFrame) -> pd.DataFrame:
+        """Per window and candidate: the mean (and spread) of each period's metrics, and the metrics of
+        every period's rows pooled (``pooled_*``: a level that lags the funnel shows there, as months
+        ranked wrongly and a large pooled ECE, even where each month ranks well)."""
         fresh = results[results["age"] == 0]
         grouped = fresh.groupby(["window", "candidate"])
         summary = grouped[list(METRICS)].mean().add_prefix("mean_")
         summary["sd_roc_auc"] = grouped["roc_auc"].std()
         summary["worst_roc_auc"] = grouped["roc_auc"].min()
+        summary["worst_ece"] = grouped["ece"].max()
         summary["periods"] = grouped.size()
+        pooled = getattr(self, "_pooled", {})
+        for key in summary.index:
+            parts = pooled.get(key)
+            if not parts:
+                continue
+            y = np.concatenate([a for a, _ in parts])
+            p = np.concatenate([b for _, b in parts])
+            metrics = evaluation.classification_metrics(y_true=y, y_prob=p, threshold=0.5)
+            summary.loc[key, "pooled_roc_auc"] = metrics["roc_auc"]
+            summary.loc[key, "pooled_ece"] = metrics["ece"]
+            summary.loc[key, "pooled_mean_predicted"] = float(p.mean())
+            summary.loc[key, "pooled_rate"] = float(y.mean())
         return summary.reset_index().sort_values("mean_roc_auc", ascending=False)
 
     def recommend(self, results: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Any]:
         """Candidate and window with the best mean AUC (ties go to the simpler); cadence from staleness."""
         simplicity = {
-            name: i for i, name in enumerate(("rule_points", "logistic", "lightgbm", "lightgbm_linear"))
+            name: i
+            for i, name in enumerate(
+                ("chosen", "chosen_prior", "rule_points", "logistic", "linear", "lightgbm", "lightgbm_linear")
+            )
         }
         best = summary["mean_roc_auc"].max()
         tied = summary[summary["mean_roc_auc"] >= best - SAME_AUC].copy()
@@ -280,6 +362,7 @@ class BacktestJob:
         capped = cadence > max((int(a) for a in by_age.index), default=0)
         limit = f" (no loss seen up to the oldest age tested, {int(max(by_age.index))})" if capped else ""
         return {
+            **self.level_verdict(summary, window=str(pick["window"])),
             "candidate": str(pick["candidate"]),
             "window": str(pick["window"]),
             "mean_roc_auc": float(pick["mean_roc_auc"]),
@@ -291,6 +374,25 @@ class BacktestJob:
                 + ", ".join(f"{int(a)}: {v:.3f}" for a, v in by_age.items())
                 + f"; a model is kept while it loses at most {STALE_AUC} AUC against a fresh one"
                 + limit
+            ),
+        }
+
+    @staticmethod
+    def level_verdict(summary: pd.DataFrame, *, window: str) -> dict[str, Any]:
+        """Whether moving the chosen model to the EM-estimated base rate helped its calibration, in words."""
+        rows = summary[summary["window"] == window].set_index("candidate")
+        if not {"chosen", "chosen_prior"} <= set(rows.index) or "pooled_ece" not in rows.columns:
+            return {}
+        plain, moved = rows.loc["chosen"], rows.loc["chosen_prior"]
+        helps = bool(moved["pooled_ece"] < plain["pooled_ece"] and moved["mean_ece"] <= plain["mean_ece"])
+        return {
+            "prior_adjustment_helps": helps,
+            "prior_adjustment": (
+                f"the EM base-rate estimate {'lowers' if helps else 'does not lower'} calibration error: "
+                f"pooled ECE {moved['pooled_ece']:.3f} with it vs {plain['pooled_ece']:.3f} without, mean "
+                f"per-period ECE {moved['mean_ece']:.3f} vs {plain['mean_ece']:.3f}; mean predicted "
+                f"{moved['pooled_mean_predicted']:.3f} vs {plain['pooled_mean_predicted']:.3f} where "
+                f"{plain['pooled_rate']:.3f} converted"
             ),
         }
 
@@ -310,15 +412,27 @@ class BacktestJob:
             f"{recommendation['cadence']}.",
             f"- Why this candidate: {recommendation['why']}.",
             f"- Why this cadence: {recommendation['cadence_why']}.",
+            *(
+                [f"- Level: {recommendation['prior_adjustment']}."]
+                if "prior_adjustment" in recommendation
+                else []
+            ),
             "",
-            header,
-            "|---|---|---|---|---|---|---|---|---|",
+            "Mean over periods (each period on its own), and pooled (every period's rows together: a level "
+            "that lags the funnel ranks months wrongly and shows as a pooled ECE):",
+            "",
+            header + " pooled ROC AUC | pooled ECE |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in summary.itertuples(index=False):
+            pooled_auc, pooled_ece = (
+                getattr(r, "pooled_roc_auc", float("nan")),
+                getattr(r, "pooled_ece", float("nan")),
+            )
             lines.append(
                 f"| {r.window} | {r.candidate} | {r.periods} | {r.mean_roc_auc:.3f} | "
                 f"{r.worst_roc_auc:.3f} | {r.mean_pr_auc:.3f} | {r.mean_lift_top10:.2f} | "
-                f"{r.mean_lift_top20:.2f} | {r.mean_ece:.3f} |"
+                f"{r.mean_lift_top20:.2f} | {r.mean_ece:.3f} | {pooled_auc:.3f} | {pooled_ece:.3f} |"
             )
         fresh = results[results["age"] == 0]
         lines += [
@@ -333,6 +447,26 @@ class BacktestJob:
                 f"| {r.window} | {r.candidate} | {r.origin} | {r.test_rows} | {r.positive_rate:.3f} | "
                 f"{r.roc_auc:.3f} | {r.lift_top20:.2f} | {r.ece:.3f} |"
             )
+        prior = (
+            fresh[fresh["candidate"] == "chosen_prior"]
+            if "prior_estimate" in fresh.columns
+            else fresh.head(0)
+        )
+        if len(prior):
+            lines += [
+                "",
+                "Base rate estimated without labels (EM prior shift on the scores of leads still open at "
+                "each origin) vs what the period had:",
+                "",
+                "| window | period | learner | rows used | estimate | model level | actual |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for r in prior.itertuples(index=False):
+                source = "open leads" if r.prior_from_pending else "the period's own leads"
+                lines.append(
+                    f"| {r.window} | {r.origin} | {r.learner} | {r.prior_rows:,.0f} ({source}) | "
+                    f"{r.prior_estimate:.3f} | {r.prior_trained:.3f} | {r.positive_rate:.3f} |"
+                )
         lines += ["", "## Drift over the backtested periods", drift_markdown]
         if skipped:
             lines += ["", "Skipped: " + "; ".join(skipped)]
@@ -386,6 +520,11 @@ class BacktestJob:
                     "leadscore.recommended_window": recommendation["window"],
                     "leadscore.recommended_cadence": recommendation["cadence"],
                     "leadscore.drift_warnings": str(len(drift.warnings)),
+                    **(
+                        {"leadscore.prior_adjustment": str(recommendation["prior_adjustment"])[:4900]}
+                        if "prior_adjustment" in recommendation
+                        else {}
+                    ),
                 }
             )
             mlflow.log_params(
@@ -400,6 +539,10 @@ class BacktestJob:
                             {m: float(getattr(row, m)) for m in METRICS if np.isfinite(getattr(row, m))},
                             step=step,
                         )
+                    pooled = summary[(summary["window"] == window) & (summary["candidate"] == candidate)]
+                    for column in ("pooled_roc_auc", "pooled_ece"):
+                        if column in pooled.columns and len(pooled) and np.isfinite(pooled[column].iloc[0]):
+                            mlflow.log_metric(column, float(pooled[column].iloc[0]))
             results.to_csv(out / "backtest_results.csv", index=False)
             summary.to_csv(out / "backtest_summary.csv", index=False)
             (out / "backtest.md").write_text(report)

@@ -36,6 +36,7 @@ from leadscore.features.catalogue import (
     total_count_name,
     window_count_name,
 )
+from leadscore.model.linear import TrainingRangeClipper, signed_log1p
 from leadscore.training.evaluation import as_labels
 
 CATEGORICAL_SECTIONS: tuple[str, ...] = ("seniority", "email_domain_type", "channel")
@@ -224,51 +225,11 @@ class RuleBasedScorer(ClassifierMixin, BaseEstimator):
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
 
 
-def signed_log1p(X: Any) -> np.ndarray:
-    """``sign(x) * log1p(|x|)``: compresses counts and sizes, keeps negative trends and NaN."""
-    values = np.asarray(X, dtype=np.float64)
-    return np.sign(values) * np.log1p(np.abs(values))
-
-
 def categories_as_strings(X: Any) -> np.ndarray:
     """Categorical columns as an object array of strings, missing values as ``"__missing__"``."""
     frame = pd.DataFrame(X).astype(object)
     frame = frame.where(frame.notna(), "__missing__")
     return frame.map(str).to_numpy(dtype=object)
-
-
-class TrainingRangeClipper(BaseEstimator):
-    """Clips each column to its training quantiles ``[q, 1 - q]`` (NaN kept).
-
-    A value past the training range (a market index at a new high, a count no lead reached before)
-    then scores like the most extreme value seen, instead of extrapolating the linear log-odds into
-    certainty: the main reason plain logistic regression collapses under drift.
-    """
-
-    def __init__(self, quantile: float = 0.005) -> None:
-        self.quantile = quantile
-
-    def fit(self, X: Any, y: Any = None) -> TrainingRangeClipper:
-        values = np.asarray(X, dtype=np.float64)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                self.low_ = np.nanquantile(values, self.quantile, axis=0)
-                self.high_ = np.nanquantile(values, 1 - self.quantile, axis=0)
-        self.n_features_in_ = values.shape[1]
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        values = np.asarray(X, dtype=np.float64)
-        low = np.where(np.isnan(self.low_), -np.inf, self.low_)
-        high = np.where(np.isnan(self.high_), np.inf, self.high_)
-        return np.where(np.isnan(values), np.nan, np.clip(values, low, high))
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        return np.asarray(input_features if input_features is not None else [], dtype=object)
 
 
 def make_logistic_baseline(
@@ -315,7 +276,7 @@ def make_logistic_baseline(
         [("categorical", categorical_steps, list(categorical_features)), ("numeric", numeric_steps, numeric)],
         remainder="drop",
     )
-    model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed, solver="newton-cholesky")
     return Pipeline([("features", features), ("model", model)])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -55,6 +56,28 @@ class BoosterConfig(Strict):
         description="Weight positives up (scale_pos_weight); calibration restores probabilities either way.",
     )
     num_threads: int = Field(default=0, ge=0, description="0 = LightGBM's default (all cores).")
+
+
+class ModelFamily(StrEnum):
+    """Which learner scores leads: the one the validation period picks, or a fixed one."""
+
+    AUTO = "auto"  # LightGBM unless the linear model ranks the validation period better beyond chance
+    LIGHTGBM = "lightgbm"  # gradient-boosted trees: interactions, monotone signals
+    LINEAR = "linear"  # L2 logistic regression: steadier under drift; market context extrapolates
+
+
+class LearnerConfig(Strict):
+    """The learner behind the calibrated model, and how it is chosen."""
+
+    family: ModelFamily = Field(
+        default=ModelFamily.AUTO,
+        description=(
+            "auto: both are fitted on the training period and scored on the validation period; the linear "
+            "model is deployed when its ROC AUC is higher with a paired bootstrap 95% interval above 0, "
+            "else LightGBM. lightgbm / linear: always that one."
+        ),
+    )
+    linear_c: float = Field(default=0.1, gt=0, description="Inverse L2 strength of the linear model.")
 
 
 class LevelRule(Strict):
@@ -167,6 +190,7 @@ class TrainConfig(Strict):
     seed: int = 42
     split: SplitConfig = SplitConfig()
     booster: BoosterConfig = BoosterConfig()
+    learner: LearnerConfig = LearnerConfig()
     calibration: CalibrationMethod = CalibrationMethod.ISOTONIC
     refit: RefitConfig = RefitConfig()
     thresholds: ThresholdConfig = ThresholdConfig()

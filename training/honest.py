@@ -97,7 +97,7 @@ def evaluate_registered(
     test-period scores (``label`` and ``p_lightgbm``), or None when the run has none.
     Raises :class:`NoHeldOutRows` when neither source has enough rows.
     """
-    from leadscore.training.registry import rows_never_learnt_from
+    from leadscore.training.registry import held_out_column, rows_never_learnt_from
 
     until = str(model.metadata.get("trained_until", "") or "?")
     newer = table[rows_never_learnt_from(model, table)]
@@ -114,7 +114,8 @@ def evaluate_registered(
             threshold=model.thresholds.sql,
             n_boot=n_boot,
         )
-    if logged_scores is not None and {"label", "p_lightgbm"} <= set(logged_scores.columns):
+    column = held_out_column(model)
+    if logged_scores is not None and {"label", column} <= set(logged_scores.columns):
         scored = logged_scores[logged_scores["label"].notna()].reset_index(drop=True)
         y = scored["label"].astype(int).to_numpy()
         if len(scored) >= MIN_EVALUATION_ROWS and 0 < y.sum() < len(y):
@@ -127,7 +128,7 @@ def evaluate_registered(
                     "table are in-sample and are not shown"
                 ),
                 frame=scored,
-                probability=scored["p_lightgbm"].to_numpy(dtype=float),
+                probability=scored[column].to_numpy(dtype=float),
                 threshold=model.thresholds.sql,
                 n_boot=n_boot,
             )
@@ -159,6 +160,7 @@ def _evaluation(
 
 _MODEL_WORDS = {
     "lightgbm": "LightGBM",
+    "linear": "the linear model",
     "logistic": "the logistic baseline",
     "rule_points": "the rule-points baseline",
 }

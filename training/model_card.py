@@ -113,6 +113,40 @@ def _words(sentences: Sequence[str]) -> str:
     )
 
 
+def _base_rate_text(model: Any, metrics: dict[str, float]) -> str:
+    """The base rate estimated without labels (EM prior shift): its check on test and its reading now."""
+    lines = [
+        "**Base rate without labels** (EM prior shift on the scores; probabilities are not moved by it):"
+    ]
+    if "base_rate_test_em_estimate" in metrics:
+        lines.append(
+            f"- Check on the test period, labels hidden: estimated {metrics['base_rate_test_em_estimate']:.1%}, "
+            f"mean predicted {metrics['base_rate_test_mean_predicted']:.1%}, actual "
+            f"{metrics['base_rate_test_actual']:.1%}; ECE {metrics['ece']:.4f} as scored, "
+            f"{metrics['ece_at_em_estimate']:.4f} if moved to the estimate."
+        )
+    current = model.metadata.get("base_rate_estimate")
+    if isinstance(current, dict):
+        lines.append(
+            f"- Now: the {int(current['rows']):,} newest snapshots whose outcome is not known yet (to "
+            f"{current.get('newest_snapshot', '?')}) convert at an estimated {current['estimate']:.1%} (95% "
+            f"{current['low']:.1%} to {current['high']:.1%}); the model's level on its newest matured rows is "
+            f"{current['model_level']:.1%} (they converted at {current['newest_matured_rate']:.1%})."
+        )
+    else:
+        lines.append(
+            "- Now: not estimated: the table holds fewer than 50 snapshots whose outcome is still open (a "
+            "native build keeps them with `snapshots.keep_incomplete_horizon: true`)."
+        )
+    return "\n".join(lines)
+
+
+_LEARNER_NAMES = {
+    "lightgbm": "LightGBM (gradient-boosted trees)",
+    "linear": "L2-regularised logistic regression (market context enters linearly, unclipped)",
+}
+
+
 def render_model_card(
     *,
     model: LeadScoringModel,
@@ -142,7 +176,7 @@ def render_model_card(
     )
     fitting = (
         f"Boosting rounds chosen by early stopping on the validation period, then refit on train + validation "
-        f"(rounds scaled by rows) for the test metrics below. **The registered model is refit on all labelled "
+        f"(rounds scaled by rows; none for a linear model) for the test metrics below. **The registered model is refit on all labelled "
         f"rows, test period included** ({model.metadata.get('boosting_rounds', '?')} rounds, data until "
         f"{model.metadata.get('trained_until', '?')}): the test metrics come from the pre-test refit."
         if refit
@@ -189,12 +223,16 @@ Inputs never include PII (e-mail, names, phone are reduced to an e-mail domain t
   ({len(split.train)} / {len(split.validation)} / {len(split.test)} rows; realised test share
   {getattr(split, "test_share", float("nan")):.1%}; {purge_text}).
 - {fitting}
+- Learner: **{_LEARNER_NAMES.get(str(model.metadata.get("learner", "lightgbm")), "LightGBM")}**, chosen
+  as {model.metadata.get("learner_choice", "the default (chosen before learners were compared)")}.
 
 ## Test metrics vs baselines (newest period)
 {_all_ages_line(metrics)}{_table(comparison.loc[:, [c for c in columns if c in comparison.columns]])}
 {_words(comparison_words)}
 Calibration: {_CALIBRATION_NAMES.get(str(getattr(config.calibration, "value", config.calibration)), config.calibration)}
 {calibration_text}; expected calibration error on test {metrics["ece"]:.4f}.
+
+{_base_rate_text(model, metrics)}
 {_pipeline_line(metrics)}
 
 ## Drift: the newest period vs the data the model learnt from

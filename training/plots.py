@@ -7,6 +7,7 @@ the non-interactive Agg backend only when no backend has been chosen yet.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ def _ensure_backend() -> None:
         chosen = matplotlib.rcParams._get_backend_or_none()  # type: ignore[attr-defined]
     if chosen is None:
         matplotlib.use("Agg")
+    # period labels ("2025-03") read as dates: matplotlib says so at INFO once per plotted line
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
 
 
 def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.8)) -> tuple[Figure, Axes]:

@@ -34,6 +34,11 @@ class PromotionDecision:
     checks: tuple[GateCheck, ...] = ()
 
 
+def held_out_column(model: LeadScoringModel) -> str:
+    """The column of a model's run's logged held-out scores that holds its own (``p_<learner>``)."""
+    return f"p_{model.metadata.get('learner', 'lightgbm')}"  # models trained before the choice: LightGBM
+
+
 def comparability_problem(*, candidate: LeadScoringModel, champion: LeadScoringModel) -> str | None:
     """Why two models cannot be compared on the candidate's test rows, or None when they can."""
     if (candidate.horizon_days or None) != (champion.horizon_days or None):  # 0: older "not declared"
@@ -243,13 +248,14 @@ def promote(
     scored = logged_held_out_scores(client=client, run_id=str(candidate_run))
     candidate_model = load_scoring_model(model_name=model_name, version=version)
     notes: list[str] = []
-    if scored is None or "p_lightgbm" not in scored.columns or len(scored) != len(features):
+    column = held_out_column(candidate_model)
+    if scored is None or column not in scored.columns or len(scored) != len(features):
         scored = features.copy()
-        scored["p_lightgbm"] = candidate_model.predict_proba_features(scored)
+        scored[column] = candidate_model.predict_proba_features(scored)
         notes.append("run logged no held-out scores (trained before the gate): baselines not checked")
     y = scored["label"].astype(int).to_numpy()
     amounts = scored["label_amount"].to_numpy(dtype=float) if "label_amount" in scored.columns else None
-    p_candidate = scored["p_lightgbm"].to_numpy(dtype=float)
+    p_candidate = scored[column].to_numpy(dtype=float)
     candidate_auc = auc_or_nan(y, p_candidate)
     checks: list[GateCheck] = []
     for baseline in ("logistic", "rule_points"):
@@ -361,11 +367,12 @@ def _champion_scores(
         client=client, run_id=client.get_model_version(model_name, version).run_id
     )
     keys = _keys(scored)
-    if logged is not None and "p_lightgbm" in logged.columns and keys and set(keys) <= set(logged.columns):
+    column = held_out_column(champion)
+    if logged is not None and column in logged.columns and keys and set(keys) <= set(logged.columns):
         joined = scored.loc[:, keys].merge(
-            logged.loc[:, [*keys, "p_lightgbm"]].drop_duplicates(keys), on=keys, how="left"
+            logged.loc[:, [*keys, column]].drop_duplicates(keys), on=keys, how="left"
         )
-        p = joined["p_lightgbm"].to_numpy(dtype=float)
+        p = joined[column].to_numpy(dtype=float)
     newer = rows_never_learnt_from(champion, scored) & ~np.isfinite(p)
     if newer.any():
         p[newer] = champion.predict_proba_features(features.iloc[np.flatnonzero(newer)])

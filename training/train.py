@@ -40,12 +40,16 @@ from leadscore.model.calibration import (
     IsotonicCalibrator,
     PlattCalibrator,
     PriorShiftedCalibrator,
+    em_prior,
+    em_prior_interval,
     fit_calibrator,
     intercept_shift,
     prior_logit,
+    prior_shift_logit,
     shifted_probability,
 )
 from leadscore.model.encoding import CategoryCodeEncoder
+from leadscore.model.linear import LinearScorer
 from leadscore.model.pyfunc import LeadScoringPyfunc, event_input_signature, input_signature
 from leadscore.model.scoring_model import GradeCutoffs, LeadScoringModel, TierThresholds
 from leadscore.model.store import (
@@ -60,7 +64,7 @@ from leadscore.settings import PROJECT_ROOT, default_artifact_root
 from leadscore.training import evaluation, plots
 from leadscore.training.artifacts import log_parquet, scoring_code_dir, scoring_requirements
 from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
-from leadscore.training.config import TrainConfig
+from leadscore.training.config import ModelFamily, TrainConfig
 from leadscore.training.drift import DriftReport, drift_report
 from leadscore.training.honest import comparison_sentences
 from leadscore.training.model_card import render_model_card
@@ -69,6 +73,7 @@ from leadscore.training.thresholds import ThresholdChoice, recommend_thresholds,
 from leadscore.training.touches import learn_touch_cadence
 
 log = logging.getLogger(__name__)
+Scorer = lgb.Booster | LinearScorer
 MAX_LOGGED_TEST_ROWS = 200_000
 GRADE_SAMPLE_ROWS = 5_000  # rows whose SHAP values set the fit/engagement grade quartiles
 
@@ -187,6 +192,50 @@ MIN_ANCHOR_POSITIVES = 20
 """Conversions (and non-conversions) each calibration block needs before its level is trusted."""
 
 
+MIN_PRIOR_ROWS = 50
+"""Fewest unlabelled rows an EM base-rate estimate is made from."""
+_ESTIMATE_METRICS = {"": "estimate", "_low": "low", "_high": "high", "_mean_predicted": "mean_predicted"}
+MIN_CHOICE_OUTCOMES = 20
+"""Fewest validation conversions (and non-conversions) on which the learners are compared."""
+CHOICE_BOOTSTRAP = 200
+
+
+@dataclass(frozen=True)
+class LearnerChoice:
+    """The learner the validation period picked (or the configured one), with its evidence in words."""
+
+    family: ModelFamily
+    reason: str
+    validation_auc: dict[str, float] = dataclasses.field(default_factory=dict)
+    difference_interval: tuple[float, float] | None = None
+    """Paired bootstrap 95% interval of ROC AUC linear - LightGBM on the validation lead flow."""
+
+
+def paired_auc_interval(
+    *, y: np.ndarray, first: np.ndarray, second: np.ndarray, seed: int, n_boot: int = CHOICE_BOOTSTRAP
+) -> tuple[float, float]:
+    """95% paired bootstrap interval of ROC AUC(first) - ROC AUC(second) on the same rows."""
+    from scipy.stats import rankdata
+
+    def auc(labels: np.ndarray, scores: np.ndarray) -> float:  # Mann-Whitney: ties count one half
+        positives = labels == 1
+        n1 = int(positives.sum())
+        n0 = len(labels) - n1
+        return float((rankdata(scores)[positives].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        rows = rng.integers(0, len(y), len(y))
+        if y[rows].min() == y[rows].max():
+            continue
+        diffs.append(auc(y[rows], first[rows]) - auc(y[rows], second[rows]))
+    if not diffs:
+        return float("nan"), float("nan")
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class AnchorChoice:
     """The calibration's shift to the newest matured block's level, and why (see ``calibration_anchor``)."""
@@ -283,6 +332,8 @@ class TrainJob:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
+        self._learner: LearnerChoice | None = None
+        self._validation_fit: tuple[TimeSplit, CategoryCodeEncoder, lgb.Booster] | None = None
 
     @functools.cached_property
     def table_metadata(self) -> TableMetadata:
@@ -391,7 +442,8 @@ class TrainJob:
         drift = self.drift(reference=split.earlier[self.lead_flow_rows(split.earlier)], current=split.test)
 
         baseline_predictions = self.fit_baselines(split)
-        predictions = {"lightgbm": p_test, **baseline_predictions}
+        model_key = self.model_key
+        predictions = {model_key: p_test, **baseline_predictions}
         amounts = (
             split.test["label_amount"].to_numpy(dtype=float) if "label_amount" in split.test.columns else None
         )
@@ -414,18 +466,22 @@ class TrainJob:
                 y_prob=model.predict_proba_features(all_ages_test),
                 threshold=choice.sql_threshold,
             )["roc_auc"]
-        lightgbm_row = by_model.loc["lightgbm"].to_dict()
+        model_row = by_model.loc[model_key].to_dict()
         for column in ("pipeline_capture_top10", "pipeline_capture_top20"):
-            if column in lightgbm_row:
-                metrics[column] = float(lightgbm_row[column])
+            if column in model_row:
+                metrics[column] = float(model_row[column])
+        if self._learner is not None:
+            for name, value in self._learner.validation_auc.items():
+                metrics[f"validation_roc_auc_{name}"] = value
         metrics["best_iteration"] = float(str(model.metadata.get("boosting_rounds", 0)))
         metrics["test_share_realised"] = float(split.test_share)
         metrics |= drift.metrics()
         for name in baseline_predictions:
             for key, value in evaluation.improvement_over(
-                table=by_model, reference=name, candidate="lightgbm"
+                table=by_model, reference=name, candidate=model_key
             ).items():
                 metrics[f"vs_{name}_{key}"] = float(value)
+        metrics |= self.prior_check(evaluated=model, split=split, p_test=p_test, y_test=y_test)
         verdict = self.anchor_verdict(evaluated=model, test=split.test)
         if verdict is not None:
             metrics |= {
@@ -435,6 +491,10 @@ class TrainJob:
         deployed, deployed_choice = self.fit_deployment_model(
             split, evaluated=model, evaluated_choice=choice, anchor_verdict=verdict
         )
+        current = self.current_base_rate(deployed, table=table, split=split)
+        if current is not None:
+            deployed.metadata["base_rate_estimate"] = current
+            metrics |= {f"base_rate_estimate{k}": float(current[v]) for k, v in _ESTIMATE_METRICS.items()}
         run_id, version = self.log_run(
             RunRecord(
                 model=deployed,
@@ -476,10 +536,18 @@ class TrainJob:
         return report
 
     # --- steps ---------------------------------------------------------------------------------
-    def fit_model(self, split: TimeSplit) -> tuple[LeadScoringModel, ThresholdChoice]:
-        """The model evaluated on test: rounds chosen on validation, refit on all pre-test rows."""
+    def fit_model(
+        self, split: TimeSplit, *, learner: LearnerChoice | None = None
+    ) -> tuple[LeadScoringModel, ThresholdChoice]:
+        """The model evaluated on test: the learner (unless given) and its rounds chosen on validation,
+        refit on all pre-test rows."""
+        self._learner = learner if learner is not None else self.choose_learner(split)
         if not self.config.refit.enabled:
-            encoder, booster = self.fit_booster(split)
+            encoder, booster = (
+                self.fit_booster(split)
+                if self.family is ModelFamily.LIGHTGBM
+                else self.train_booster(split.train, rounds=1)
+            )
             self._rounds_per_row = booster.current_iteration() / max(1, len(split.train))
             calibrator = self.fit_calibrator(encoder, booster, split.validation)
             newest, newest_p = split.validation, None
@@ -501,7 +569,7 @@ class TrainJob:
         )
 
     def model_parts(
-        self, *, encoder: CategoryCodeEncoder, booster: lgb.Booster, calibrator: Any
+        self, *, encoder: CategoryCodeEncoder, booster: Scorer, calibrator: Any
     ) -> dict[str, Any]:
         """What every model of this table carries besides its thresholds, grades and metadata."""
         return {
@@ -631,7 +699,7 @@ class TrainJob:
         self,
         *,
         encoder: CategoryCodeEncoder,
-        booster: lgb.Booster,
+        booster: Scorer,
         calibrator: Any,
         newest: pd.DataFrame,
         newest_probability: np.ndarray | None,
@@ -673,6 +741,8 @@ class TrainJob:
                 "rounds_per_train_row_x1e6": round(1e6 * self._rounds_per_row) if self._rounds_per_row else 0,
                 "touch_cadence": self.touch_cadence[1],
                 "calibration_level": _anchor_reason(calibrator),
+                "learner": self.family.value,
+                "learner_choice": self._learner.reason if self._learner is not None else "configured",
             },
         )
         return model, choice
@@ -779,8 +849,95 @@ class TrainJob:
         age = (frame["as_of"].max() - frame["as_of"]) / pd.Timedelta(days=1)
         return np.asarray(0.5 ** (age.to_numpy(dtype=float) / half_life))
 
-    def train_booster(self, frame: pd.DataFrame, *, rounds: int) -> tuple[CategoryCodeEncoder, lgb.Booster]:
-        """Encoder + booster fitted on ``frame`` for exactly ``rounds`` rounds (no early stopping)."""
+    @property
+    def family(self) -> ModelFamily:
+        """The learner this job fits: the chosen one once :meth:`choose_learner` ran, else the configured
+        one (LightGBM while the choice is still to be made)."""
+        if self._learner is not None:
+            return self._learner.family
+        configured = self.config.learner.family
+        return ModelFamily.LIGHTGBM if configured is ModelFamily.AUTO else configured
+
+    @property
+    def model_key(self) -> str:
+        """The evaluated model's name in comparisons and logged scores: its learner (``lightgbm``,
+        ``linear``)."""
+        return self.family.value
+
+    def choose_learner(self, split: TimeSplit) -> LearnerChoice:
+        """LightGBM or the linear model, by which ranks the validation period's lead flow better.
+
+        Both are fitted on the training period (LightGBM early-stopped on validation, which favours it
+        slightly); the linear model is picked only when the paired bootstrap 95% interval of its ROC
+        AUC gain lies above 0. A configured family is taken as it is.
+        """
+        configured = self.config.learner.family
+        if configured is not ModelFamily.AUTO:
+            return LearnerChoice(family=configured, reason=f"configured (learner.family={configured.value})")
+        encoder, booster = self.fit_booster(split)
+        self._validation_fit = (split, encoder, booster)
+        rows = split.validation[self.lead_flow_rows(split.validation)]
+        y = rows["label"].astype(int).to_numpy()
+        positives = int(y.sum())
+        if min(positives, len(y) - positives) < MIN_CHOICE_OUTCOMES:
+            return LearnerChoice(
+                family=ModelFamily.LIGHTGBM,
+                reason=(
+                    f"LightGBM (the default): the validation period has {positives} conversion(s) in "
+                    f"{len(y):,} lead-flow rows, too few to compare learners ({MIN_CHOICE_OUTCOMES}+ of each "
+                    "outcome)"
+                ),
+            )
+        from sklearn.metrics import roc_auc_score
+
+        linear_encoder, linear = self.train_linear(split.train)
+        x = rows.loc[:, list(self.feature_names)]
+        boosted = np.asarray(booster.predict(encoder.transform(x), raw_score=True), dtype=float)
+        straight = linear.predict(linear_encoder.transform(x), raw_score=True)
+        aucs = {
+            "lightgbm": float(roc_auc_score(y, boosted)),
+            "linear": float(roc_auc_score(y, straight)),
+        }
+        low, high = paired_auc_interval(y=y, first=straight, second=boosted, seed=self.config.seed)
+        gain = aucs["linear"] - aucs["lightgbm"]
+        evidence = (
+            f"validation ROC AUC linear {aucs['linear']:.3f} vs LightGBM {aucs['lightgbm']:.3f} on "
+            f"{len(y):,} lead-flow rows (difference {gain:+.3f}, paired bootstrap 95% CI {low:+.3f} to "
+            f"{high:+.3f})"
+        )
+        if low > 0:
+            family, reason = ModelFamily.LINEAR, f"the linear model ranks leads better: {evidence}"
+        elif high < 0:
+            family, reason = ModelFamily.LIGHTGBM, f"LightGBM ranks leads better: {evidence}"
+        else:
+            family, reason = (
+                ModelFamily.LIGHTGBM,
+                f"LightGBM (the default; the linear model is not better beyond chance): {evidence}",
+            )
+        log.info("learner: %s", reason)
+        return LearnerChoice(
+            family=family, reason=reason, validation_auc=aucs, difference_interval=(low, high)
+        )
+
+    def train_linear(self, frame: pd.DataFrame) -> tuple[CategoryCodeEncoder, LinearScorer]:
+        """Encoder + linear model fitted on ``frame`` (market context enters linearly, unclipped)."""
+        encoder = CategoryCodeEncoder(columns=list(self.categorical_features), min_frequency=20)
+        x = encoder.fit_transform(frame.loc[:, list(self.feature_names)])
+        context = {f.name for f in self.feature_catalogue if f.family is Family.CONTEXT}
+        scorer = LinearScorer(
+            feature_names=self.feature_names,
+            categorical=self.categorical_features,
+            extrapolate=[n for n in self.feature_names if n in context],
+            C=self.config.learner.linear_c,
+        )
+        scorer.fit(x, frame["label"].astype(int).to_numpy(), sample_weight=self.recency_weights(frame))
+        return encoder, scorer
+
+    def train_booster(self, frame: pd.DataFrame, *, rounds: int) -> tuple[CategoryCodeEncoder, Scorer]:
+        """Encoder + scorer fitted on ``frame``: a booster for exactly ``rounds`` rounds (no early
+        stopping), or the linear model when that is the learner."""
+        if self.family is ModelFamily.LINEAR:
+            return self.train_linear(frame)
         encoder = CategoryCodeEncoder(columns=list(self.categorical_features), min_frequency=20)
         x = encoder.fit_transform(frame.loc[:, list(self.feature_names)])
         y = frame["label"].astype(int).to_numpy()
@@ -791,7 +948,11 @@ class TrainJob:
 
     def choose_rounds(self, split: TimeSplit) -> int:
         """Boosting rounds by early stopping on validation (remembered per training row for refits)."""
-        _, booster = self.fit_booster(split)
+        if self.family is ModelFamily.LINEAR:
+            self._rounds_per_row = 0.0
+            return 1
+        cached = self._validation_fit
+        _, booster = cached[1:] if cached is not None and cached[0] is split else self.fit_booster(split)
         rounds = int(booster.current_iteration())
         self._rounds_per_row = rounds / max(1, len(split.train))
         return rounds
@@ -803,7 +964,7 @@ class TrainJob:
         rounds: int,
         reference_rows: int,
         anchor_verdict: TestVerdict | None = None,
-    ) -> tuple[CategoryCodeEncoder, lgb.Booster, Any, pd.DataFrame, np.ndarray]:
+    ) -> tuple[CategoryCodeEncoder, Scorer, Any, pd.DataFrame, np.ndarray]:
         """Booster on all of ``frame`` and a calibrator on its time-blocked out-of-time scores.
 
         Rounds scale with the rows each fit sees (``rounds`` were right for ``reference_rows``).
@@ -944,6 +1105,57 @@ class TrainJob:
                 )
         return AnchorChoice(shift=shift, candidate=shift, reason=f"anchored on {newest}{checked}")
 
+    def prior_check(
+        self, *, evaluated: LeadScoringModel, split: TimeSplit, p_test: np.ndarray, y_test: np.ndarray
+    ) -> dict[str, float]:
+        """The EM base-rate estimate checked where the answer is known: the pre-test model's scores of
+        the test period, labels hidden, against the period's conversion rate (and what moving the
+        probabilities to the estimate does to their calibration)."""
+        reference = split.validation[self.lead_flow_rows(split.validation)]
+        if len(p_test) < MIN_PRIOR_ROWS or len(reference) < MIN_PRIOR_ROWS:
+            return {}
+        level = float(np.mean(evaluated.predict_proba_features(reference)))
+        estimate = em_prior(p_test, trained_prior=level)
+        moved = shifted_probability(p_test, prior_shift_logit(trained_prior=level, new_prior=estimate))
+        return {
+            "base_rate_test_actual": float(np.mean(y_test)),
+            "base_rate_test_mean_predicted": float(np.mean(p_test)),
+            "base_rate_test_em_estimate": estimate,
+            "ece_at_em_estimate": evaluation.expected_calibration_error(y_true=y_test, y_prob=moved),
+        }
+
+    def current_base_rate(
+        self, model: LeadScoringModel, *, table: pd.DataFrame, split: TimeSplit
+    ) -> dict[str, float | int | str] | None:
+        """The base rate of the newest snapshots whose outcome is not known yet, estimated from the
+        registered model's scores alone (EM prior shift), with a bootstrap 95% interval; None when
+        fewer than ``MIN_PRIOR_ROWS`` such rows exist."""
+        complete = table.get("horizon_complete", pd.Series(True, index=table.index)).astype(bool)
+        open_rows = table[~(table["label"].notna() & complete)]
+        open_rows = open_rows[self.lead_flow_rows(open_rows)]
+        deployable = split.deployable
+        if self.time_axis is not TimeAxis.NONE:
+            deployable = deployable.sort_values(self.time_axis.column, kind="stable")
+        reference = deployable[self.lead_flow_rows(deployable)].tail(
+            max(MIN_PRIOR_ROWS, len(deployable) // self.config.refit.calibration_blocks)
+        )
+        if len(open_rows) < MIN_PRIOR_ROWS or len(reference) < MIN_PRIOR_ROWS:
+            return None
+        level = float(np.mean(model.predict_proba_features(reference)))
+        p_open = model.predict_proba_features(open_rows)
+        estimate = em_prior(p_open, trained_prior=level)
+        low, high = em_prior_interval(p_open, trained_prior=level, seed=self.config.seed)
+        return {
+            "estimate": estimate,
+            "low": low,
+            "high": high,
+            "rows": len(open_rows),
+            "mean_predicted": float(np.mean(p_open)),
+            "model_level": level,
+            "newest_matured_rate": float(reference["label"].astype(float).mean()),
+            "newest_snapshot": _time_text(open_rows, self.time_axis),
+        }
+
     def anchor_verdict(self, *, evaluated: LeadScoringModel, test: pd.DataFrame) -> TestVerdict | None:
         """The pre-test model's test period scored at its pooled and at its anchored level (lead flow)."""
         candidate = getattr(evaluated.calibrator, "anchor_candidate_", None)
@@ -1004,7 +1216,7 @@ class TrainJob:
         return encoder, booster
 
     def fit_calibrator(
-        self, encoder: CategoryCodeEncoder, booster: lgb.Booster, validation: pd.DataFrame
+        self, encoder: CategoryCodeEncoder, booster: Scorer, validation: pd.DataFrame
     ) -> IsotonicCalibrator | PlattCalibrator:
         raw = booster.predict(encoder.transform(validation.loc[:, list(self.feature_names)]), raw_score=True)
         return fit_calibrator(
@@ -1036,8 +1248,11 @@ class TrainJob:
         """Baselines fitted on the same rows as the evaluated model, scored on the test period."""
         return {name: score(split.test) for name, score in self.fit_baseline_models(split).items()}
 
-    def fit_baseline_models(self, split: TimeSplit) -> dict[str, Callable[[pd.DataFrame], np.ndarray]]:
-        """``rule_points`` and ``logistic`` fitted on the evaluated model's rows (rows -> probability)."""
+    def fit_baseline_models(
+        self, split: TimeSplit, *, names: tuple[str, ...] = ("rule_points", "logistic")
+    ) -> dict[str, Callable[[pd.DataFrame], np.ndarray]]:
+        """``rule_points`` and ``logistic`` (or those of ``names``) fitted on the evaluated model's rows
+        (rows -> probability)."""
         fit_rows = split.earlier if self.config.refit.enabled else split.train
         y_train = fit_rows["label"].astype(int).to_numpy()
         x_train = fit_rows.loc[:, list(self.feature_names)]
@@ -1056,16 +1271,19 @@ class TrainJob:
             rule = EngagementPointsScorer(columns=engagement, fallback_columns=fallback).fit(x_train, y_train)
             if not engagement:
                 log.warning("points baseline: %s", rule.basis_)
+        fitted: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {}
+        names_in = list(self.feature_names)
+        if "rule_points" in names:
+            fitted["rule_points"] = lambda rows: np.asarray(rule.predict_proba(rows.loc[:, names_in])[:, 1])
+        if "logistic" not in names:
+            return fitted
         sample = fit_rows.sample(n=min(len(fit_rows), 200_000), random_state=self.config.seed)
         numeric = [n for n in self.feature_names if n not in set(self.categorical_features)]
         logistic = make_logistic_baseline(
             seed=self.config.seed, categorical_features=self.categorical_features, numeric_features=numeric
         ).fit(sample.loc[:, list(self.feature_names)], sample["label"].astype(int).to_numpy())
-        names = list(self.feature_names)
-        return {
-            "rule_points": lambda rows: np.asarray(rule.predict_proba(rows.loc[:, names])[:, 1]),
-            "logistic": lambda rows: np.asarray(logistic.predict_proba(rows.loc[:, names])[:, 1]),
-        }
+        fitted["logistic"] = lambda rows: np.asarray(logistic.predict_proba(rows.loc[:, names_in])[:, 1])
+        return fitted
 
     @staticmethod
     def weeks_covered(part: pd.DataFrame, *, n_ages: int) -> float:
@@ -1154,7 +1372,7 @@ class TrainJob:
         mlflow.log_artifact(str(out / "feature_catalogue.csv"), "data")
         comparison.to_csv(out / "model_comparison.csv", index=False)
         mlflow.log_artifact(str(out / "model_comparison.csv"), "evaluation")
-        table_of_thresholds = threshold_table(y_true=y_test, y_prob=predictions["lightgbm"], weeks=weeks)
+        table_of_thresholds = threshold_table(y_true=y_test, y_prob=predictions[self.model_key], weeks=weeks)
         table_of_thresholds.to_csv(out / "thresholds.csv", index=False)
         mlflow.log_artifact(str(out / "thresholds.csv"), "evaluation")
         self.log_plots(
@@ -1184,8 +1402,15 @@ class TrainJob:
             drift.base_rate.to_csv(out / "base_rate_by_period.csv", index=False)
             mlflow.log_artifact(str(out / "drift_features.csv"), "drift")
             mlflow.log_artifact(str(out / "base_rate_by_period.csv"), "drift")
+        mlflow.log_params(
+            {
+                "learner": self.family.value,
+                "learner_choice": str(model.metadata.get("learner_choice", ""))[:5000],
+            }
+        )
         mlflow.set_tags(
             {
+                "leadscore.learner": self.family.value,
                 "leadscore.time_axis": split.time_axis.value,
                 "leadscore.registered_model_fitted_on": str(model.metadata.get("fitted_on", "")),
                 "leadscore.calibration_level": str(model.metadata.get("calibration_level", ""))[:4900],
@@ -1211,6 +1436,7 @@ class TrainJob:
             comparison_words=comparison_sentences(
                 y=y_test,
                 predictions=predictions,
+                candidate=self.model_key,
                 amounts=split.test["label_amount"].to_numpy(dtype=float)
                 if "label_amount" in split.test.columns
                 else None,
@@ -1269,7 +1495,9 @@ class TrainJob:
             "calibration.png": plots.calibration_plot(y_true=y_test, probabilities=predictions),
             "gains.png": plots.gains_chart(y_true=y_test, scores=predictions),
             "lift.png": plots.lift_chart(y_true=y_test, scores=predictions),
-            "score_distribution.png": plots.score_distribution(y_true=y_test, y_prob=predictions["lightgbm"]),
+            "score_distribution.png": plots.score_distribution(
+                y_true=y_test, y_prob=predictions[self.model_key]
+            ),
             "thresholds.png": plots.threshold_tradeoff_plot(table=thresholds, choice=choice),
         }
         if "label_amount" in split.test.columns and np.nansum(split.test["label_amount"].to_numpy(float)) > 0:

@@ -145,3 +145,36 @@ def test_an_anchored_calibrator_moves_probability_and_range_by_one_log_odds_shif
     del saved_before.anchor_logit  # a calibrator pickled before anchors reads as the pooled level
     assert np.array_equal(saved_before.predict(leads), p0)
     assert saved_before.uncertainty_ is not None
+
+
+def _label_shifted(prior: float, *, n: int, seed: int) -> np.ndarray:
+    """Bayes posteriors at a 10% training prior, for leads drawn at ``prior`` (what a lead looks like
+    given its outcome stays the same: label shift)."""
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < prior
+    score = rng.normal(np.where(y, 1.2, 0.0), 1.0)  # one score per lead, class-conditional normals
+    likelihood_ratio = np.exp(1.2 * score - 0.72)
+    odds = likelihood_ratio * 0.1 / 0.9
+    return odds / (1 + odds)
+
+
+@pytest.mark.parametrize("prior", [0.03, 0.1, 0.3])
+def test_em_prior_recovers_a_shifted_base_rate_without_labels(prior: float) -> None:
+    from leadscore.model.calibration import em_prior, em_prior_interval
+
+    posterior = _label_shifted(prior, n=20_000, seed=4)
+    estimate = em_prior(posterior, trained_prior=0.1)
+    assert abs(estimate - prior) < 0.015
+    if prior != 0.1:  # the posteriors' own mean is biased towards the training prior; EM is not
+        assert abs(estimate - prior) < abs(float(posterior.mean()) - prior)
+    low, high = em_prior_interval(posterior, trained_prior=0.1, n_boot=40)
+    assert low <= estimate <= high and high - low < 0.03
+
+
+def test_the_prior_shift_moves_posteriors_by_bayes_rule() -> None:
+    from leadscore.model.calibration import prior_shift_logit, shifted_probability
+
+    shift = prior_shift_logit(trained_prior=0.1, new_prior=0.3)
+    assert shift == pytest.approx(np.log(0.3 / 0.7) - np.log(0.1 / 0.9))
+    moved = shifted_probability(np.array([0.1, 0.5]), shift)
+    assert moved[0] == pytest.approx(0.3)  # a lead at the old base rate sits at the new one

@@ -380,3 +380,35 @@ def test_one_row_contributions_are_lightgbm_s_own_bit_for_bit(loaded: engine.Loa
         expected = loaded.model.booster.predict(row[None, :], pred_contrib=True, num_threads=1)
         assert np.array_equal(scorer.contributions(row[None, :]), expected)
     assert scorer.contributions(rows[:3]).shape == (3, len(scorer.names) + 1)  # batches: predict
+
+
+def test_a_linear_learner_answers_alike_on_both_paths(
+    loaded: engine.LoadedModel, samples: list[dict[str, Any]]
+) -> None:
+    """When the evidence picks the linear learner, the fast path (one float row) and the batch path
+    (a frame) score and explain each lead identically, and the contributions stay exact."""
+    from leadscore.model.linear import LinearScorer
+
+    model = loaded.model
+    prepared = prepare_leads([RawLead.model_validate(raw) for raw in samples], as_of=None, now=NOW)
+    frame = model.features(leads=prepared.leads, activities=prepared.activities, as_of=prepared.as_of)
+    encoded = model.encode(frame)
+    label = (frame[FEATURE_NAMES[0]].rank(method="first") % 3 == 0).astype(int).to_numpy()  # any two classes
+    linear = LinearScorer(
+        feature_names=model.feature_names,
+        categorical=[n for n in model.feature_names if n in CATEGORICAL_FEATURES],
+    ).fit(encoded, label)
+    swapped = engine.prepared_model(
+        dataclasses.replace(model, booster=linear), name="leadscore", version="linear"
+    )
+    assert swapped.fast is not None
+    contributions = swapped.model.contributions(frame)
+    np.testing.assert_allclose(contributions.sum(axis=1), swapped.model.raw_scores(frame), atol=1e-9)
+    for raw in samples[:20]:
+        lead = RawLead.model_validate(raw)
+        one = _fast(lead, None)
+        assert one is not None
+        batch = engine.score_prepared(
+            swapped, prepare_leads([lead], as_of=None, now=NOW), explain=True, top_k=3
+        )[0]
+        assert engine.score_one_fast(swapped, one, explain=True, top_k=3) == batch

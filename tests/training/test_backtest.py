@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.build import FlatBuildJob
-from leadscore.training.backtest import CANDIDATES, BacktestJob, Window
+from leadscore.training.backtest import DEFAULT_CANDIDATES, BacktestJob, Window
 from leadscore.training.config import BoosterConfig, TrackingConfig, TrainConfig
 
 MAPPING = """\
@@ -57,9 +57,25 @@ def test_backtest_compares_every_candidate_per_period_and_recommends(isolated_st
         booster=BoosterConfig(max_rounds=100, early_stopping_rounds=20),
         tracking=TrackingConfig(experiment="backtest-test", register_model=False),
     )
-    result = BacktestJob(config, periods=3, window_periods=2, max_age=1).run()
+    seen: list[tuple[str, int]] = []
+    result = BacktestJob(
+        config,
+        periods=3,
+        window_periods=2,
+        max_age=1,
+        windows=tuple(Window),
+        progress=lambda description, total: seen.append((description, total)),
+    ).run()
+    assert len(seen) == 3 * len(Window) and {total for _, total in seen} == {6}  # one step per origin
     fresh = result.results[result.results["age"] == 0]
-    assert set(fresh["candidate"]) == set(CANDIDATES)
+    assert set(fresh["candidate"]) == set(DEFAULT_CANDIDATES)
+    # what train deploys is scored as such, and its learner is named
+    assert set(fresh.loc[fresh["candidate"] == "chosen", "learner"]) <= {"lightgbm", "linear"}
+    # the base rate estimated without labels, next to what each period had
+    prior = fresh[fresh["candidate"] == "chosen_prior"]
+    assert prior["prior_estimate"].between(0, 1).all() and (prior["prior_rows"] >= 50).all()
+    same = fresh.pivot_table(index=["window", "origin"], columns="candidate", values="roc_auc")
+    assert np.allclose(same["chosen"], same["chosen_prior"])  # a level shift never changes a period's ranking
     assert set(fresh["window"]) == {w.value for w in Window}
     assert fresh["origin"].nunique() == 3  # the last three months, each scored by models of the months before
     # a sliding window of two months trains on fewer rows than the expanding one
@@ -69,7 +85,7 @@ def test_backtest_compares_every_candidate_per_period_and_recommends(isolated_st
         assert fresh[column].notna().all(), column
     assert (fresh.groupby("origin")["positive_rate"].nunique() == 1).all()  # same rows for every candidate
     rec = result.recommendation
-    assert rec["candidate"] in CANDIDATES and rec["window"] in {"expanding", "sliding"}
+    assert rec["candidate"] in DEFAULT_CANDIDATES and rec["window"] in {"expanding", "sliding"}
     assert rec["retrain_every_periods"] >= 1 and "AUC by model age" in rec["cadence_why"]
     best = result.summary["mean_roc_auc"].max()
     picked = result.summary.set_index(["window", "candidate"]).loc[
@@ -77,11 +93,19 @@ def test_backtest_compares_every_candidate_per_period_and_recommends(isolated_st
     ]
     assert picked >= best - 0.005
     assert "Recommendation" in result.report and "Drift" in result.report
+    assert {"pooled_roc_auc", "pooled_ece"} <= set(result.summary.columns)
+    assert result.summary["pooled_ece"].notna().all()
+    assert (
+        "prior_adjustment" in rec
+        and "Level:" in result.report
+        and "estimated without labels" in result.report
+    )
     run = mlflow.get_run(result.run_id)
     assert run.data.tags["leadscore.recommended_candidate"] == rec["candidate"]
     children = mlflow.search_runs(
         experiment_ids=[run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
     )
-    assert len(children) == len(CANDIDATES) * len(Window)
+    assert len(children) == len(DEFAULT_CANDIDATES) * len(Window)
+    assert "pooled_ece" in children.columns.str.replace("metrics.", "").tolist()
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "backtest")}
     assert {"backtest/backtest.png", "backtest/backtest.md", "backtest/backtest_results.csv"} <= artifacts

@@ -88,3 +88,20 @@ def test_the_registered_model_says_which_level_it_reads_and_the_test_period_back
         assert shift != 0.0 and anchored <= pooled + 0.005  # the test period does not contradict it
     else:
         assert shift == 0.0
+
+
+def test_the_base_rate_of_open_snapshots_is_estimated_from_scores_alone(trained: Trained) -> None:
+    training = TrainJob(trained.config)
+    split = training.split(trained.table)
+    assert training.current_base_rate(trained.result.model, table=trained.table, split=split) is None
+    newest = trained.table.sort_values("as_of").tail(3_000)
+    hidden = newest.assign(label=np.nan, horizon_complete=False)  # outcomes not known yet
+    estimate = training.current_base_rate(
+        trained.result.model, table=pd.concat([trained.table, hidden], ignore_index=True), split=split
+    )
+    assert estimate is not None
+    flow = training.lead_flow_rows(newest)
+    actual = float(newest["label"].astype(float)[flow].mean())
+    assert estimate["rows"] == int(flow.sum())
+    assert estimate["low"] <= estimate["estimate"] <= estimate["high"]
+    assert abs(float(estimate["estimate"]) - actual) < 0.03

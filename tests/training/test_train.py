@@ -166,6 +166,15 @@ def test_run_is_tracked_with_lineage_plots_and_card(trained: Trained) -> None:
     top20 = trained.result.metrics["pipeline_capture_top20"]
     assert top20 > 0.4 and run.data.metrics["lightgbm_pipeline_capture_top20"] == pytest.approx(top20)
     assert f"the top 20% hold {top20:.0%}." in card
+    # the learner the validation period picked, with its evidence, on the card and in MLflow
+    assert run.data.params["learner"] == trained.result.model.metadata["learner"]
+    assert "validation ROC AUC linear" in str(trained.result.model.metadata["learner_choice"])
+    assert "Learner: **" in card
+    # the base rate without labels: checked on the test period, estimated for the open snapshots now
+    metrics = trained.result.metrics
+    assert abs(metrics["base_rate_test_em_estimate"] - metrics["base_rate_test_actual"]) < 0.05
+    assert "base_rate_estimate" not in trained.result.model.metadata  # the default build drops open snapshots
+    assert "Base rate without labels" in card and "keep_incomplete_horizon" in card
 
 
 def test_logged_pyfunc_scores_raw_leads(trained: Trained) -> None:
