@@ -40,7 +40,7 @@ from leadscore.features.simulator import (
 from leadscore.features.training_table import SnapshotPolicy
 from leadscore.training.config import BoosterConfig, SplitConfig, TrackingConfig, TrainConfig
 from leadscore.training.split import time_ordered_split
-from leadscore.training.train import TrainJob
+from leadscore.training.train import TrainJob, lead_flow_mask
 
 
 def _margin(comparison: object) -> float | None:
@@ -49,7 +49,7 @@ def _margin(comparison: object) -> float | None:
 
     frame = comparison if isinstance(comparison, pd.DataFrame) else pd.DataFrame()
     names = [str(m) for m in frame.index]
-    model = next((m for m in names if "lightgbm" in m.lower() or "model" in m.lower()), None)
+    model = next((m for m in names if m in {"lightgbm", "linear"}), None)
     logistic = next((m for m in names if "logistic" in m.lower()), None)
     if model is None or logistic is None:
         return None
@@ -92,10 +92,13 @@ def main() -> None:
         result = TrainJob(config).run()
     import pandas as pd
 
-    table = pd.read_parquet(table_path, columns=["lead_id", "as_of", "label"])
+    table = pd.read_parquet(table_path, columns=["lead_id", "as_of", "label", "snapshot_age_days"])
     split = time_ordered_split(table, config=SplitConfig(), horizon_days=90)
-    snapshots = split.test[["lead_id", "as_of"]]
-    y_test = split.test["label"].astype(int)
+    # the lead flow at the configured ages, as TrainJob's test metrics read it (older-age snapshots of
+    # silent old leads are easy to rank and would flatter the oracle)
+    test = split.test[lead_flow_mask(split.test, ages_days=list(SnapshotPolicy().ages_days))]
+    snapshots = test[["lead_id", "as_of"]]
+    y_test = test["label"].astype(int)
     started = time.perf_counter()
     oracle = point_in_time_oracle_probability(crm=crm, snapshots=snapshots, horizon_days=90)
     oracle_seconds = time.perf_counter() - started
@@ -112,6 +115,7 @@ def main() -> None:
         "train_rows": len(split.train),
         "validation_rows": len(split.validation),
         "test_rows": len(split.test),
+        "test_rows_lead_flow": len(test),
         "prepare_seconds": round(prepare_seconds, 1),
         "train_job_seconds": round(run.seconds, 1),
         "train_job_peak_rss_mb": round(run.peak_rss_mb),
@@ -131,6 +135,19 @@ def main() -> None:
         "baselines_roc_auc": {m: round(float(comparison.loc[m, "roc_auc"]), 4) for m in comparison.index},
         "lightgbm_minus_logistic": _margin(comparison),
         "baselines_ece": {m: round(float(comparison.loc[m, "ece"]), 4) for m in comparison.index},
+        "learner": result.model.metadata.get("learner", "lightgbm"),
+        "learner_choice": result.model.metadata.get("learner_choice", ""),
+        "calibration_level": result.model.metadata.get("calibration_level", ""),
+        "base_rate_without_labels": {
+            key: round(float(result.metrics[key]), 4)
+            for key in (
+                "base_rate_test_actual",
+                "base_rate_test_mean_predicted",
+                "base_rate_test_em_estimate",
+                "ece_at_em_estimate",
+            )
+            if key in result.metrics
+        },
     }
     write_results(results, payload)
     print(payload)

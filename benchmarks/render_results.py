@@ -301,6 +301,20 @@ def _short_batch(d: Json) -> tuple[str, str]:
     )
 
 
+def _drift_level(d: Json) -> str:
+    prior = d.get("base_rate_without_labels", {})
+    return (
+        f"Drifting funnel, {d['leads']:,} simulated leads ({d['learner']}): newest 20% ECE "
+        f"**{d['test_ece']:.4f}** as scored, {prior.get('ece_at_em_estimate', float('nan')):.4f} at the EM "
+        f"base-rate estimate; ROC AUC {d['test_roc_auc']:.4f}"
+    )
+
+
+def _drift_level_peer(d: Json) -> str:
+    oracle, gap = d["oracle_roc_auc"], d["oracle_gap"]
+    return f"target ECE <= 0.02; oracle ROC AUC {oracle:.4f} (gap {gap:.4f}, target 0.01)"
+
+
 def _backtest(d: Json) -> str:
     chosen = d["candidates"].get("chosen", {})
     drift = ", drifting funnel" if d["drift"] else ""
@@ -334,6 +348,7 @@ ROWS = (
     Row("crm_shapes.json", _crm_shapes, _crm_shapes_peer),
     Row("uplift.json", _uplift, _uplift_peer),
     Row("funnel.json", _funnel, _funnel_peer),
+    Row("drift_level.json", _drift_level, _drift_level_peer),
     Row("backtest.json", _backtest, _backtest_peer),
     Row("backtest_drift.json", _backtest, _backtest_peer),
 )

@@ -378,6 +378,9 @@ def train(
             *(f"{values[c]:.3f}" if isinstance(values[c], float) else str(values[c]) for c in columns)
         )
     console.print(table)
+    from rich.markup import escape
+
+    console.print(f"learner: {escape(str(result.model.metadata.get('learner_choice', 'LightGBM')))}")
 
 
 @app.command(rich_help_panel=MODEL)
@@ -1136,6 +1139,10 @@ register_why_changed(app, panel=REPORTS)
 from leadscore.cli_ledger import forget, history  # noqa: E402  (cheap: SQLAlchemy imported when run)
 
 app.command("history", rich_help_panel=REPORTS)(history)
+
+from leadscore.cli_monitor import monitor  # noqa: E402  (cheap: the model and pandas load when run)
+
+app.command("monitor", rich_help_panel=MODEL)(monitor)
 app.command("forget", rich_help_panel=TEAM)(forget)
 
 

@@ -283,6 +283,31 @@ class Ledger:
             previous = entry.score
         return history[-limit:] if limit else history
 
+    def scores_frame(self, *, model_name: str | None = None, since: datetime | None = None) -> Any:
+        """Every score (of ``model_name``, as of ``since`` or later) as a pandas frame: lead_id, as_of,
+        scored_at, model_name, model_version, probability, score, tier, source."""
+        import pandas as pd
+
+        columns = [
+            scores.c.lead_id,
+            scores.c.as_of,
+            scores.c.scored_at,
+            scores.c.model_name,
+            scores.c.model_version,
+            scores.c.probability,
+            scores.c.score,
+            scores.c.tier,
+            scores.c.source,
+        ]
+        query = sa.select(*columns)
+        if model_name is not None:
+            query = query.where(scores.c.model_name == model_name)
+        if since is not None:
+            query = query.where(scores.c.as_of >= since)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(scores.c.as_of, scores.c.id)).mappings().all()
+        return pd.DataFrame(rows, columns=[c.name for c in columns])
+
     def forget(self, *, lead_id: str) -> int:
         """Delete every row of the lead; returns how many were deleted."""
         if not isinstance(lead_id, str) or not lead_id:
