@@ -205,6 +205,27 @@ def _uplift_peer(d: Json) -> str:
     return f"what-if re-scoring {what_if:.2f}; highest scores first {score:.2f}"
 
 
+def _advice(d: Json) -> str:
+    policies = d["policies"]
+    ours, before = policies["advice"], policies["previous_rule"]
+    harmed = "none advised" if ours["share_harmed"] is None else f"{_pct(ours['share_harmed'])} harmed"
+    return (
+        f"Follow-up advice, {d['leads']:,} simulated leads: **{ours['leads']}** uncontacted open leads told "
+        f'"reach out now" ({harmed}); before, {before["leads"]} were told "reach out today", '
+        f"{_pct(before['share_harmed'])} of them harmed by the call"
+    )
+
+
+def _advice_peer(d: Json) -> str:
+    ceiling = d["policies"]["oracle_of_observables"].get("same_leads_as_score_first", {})
+    share = ceiling.get("share_harmed")
+    return "target <= 5% harmed; " + (
+        f"ceiling (the true expected effect given the features) {_pct(share)} harmed"
+        if share is not None
+        else MISSING
+    )
+
+
 def _funnel(d: Json) -> str:
     touches, won = d["touches"], d["closed_won"]
     return (
@@ -218,6 +239,25 @@ def _funnel_peer(d: Json) -> str:
     past = d["touches"]["past_range"]
     overall = _pct(d["touches"]["base_rate"])
     return f"past the range {_pct(past['rate'])} became opportunities vs {overall} overall"
+
+
+def _review(d: Json) -> str:
+    review = d["review"]
+    return (
+        f"Monthly review of {review['leads']:,} simulated leads: **{review['review_seconds']:.1f} s**, peak "
+        f"{review['peak_rss_gb']:.1f} GB; Kaplan-Meier share by day 90 within "
+        f"{review['kaplan_meier_by_90d_max_gap_points']:.2f} points of the truth in every channel"
+    )
+
+
+def _review_peer(d: Json) -> str:
+    review = d["review"]
+    channels, campaigns = review["channels"], review["campaigns"]
+    return (
+        f"target <= {review['target']['seconds']:.0f} s, <= {review['target']['gb']:.0f} GB; "
+        f"true rate inside the interval: {channels['inside_interval']}/{channels['groups_with_500_matured']} "
+        f"channels, {campaigns['inside_interval']}/{campaigns['groups_with_500_matured']} campaigns"
+    )
 
 
 def _open_leads(d: Json) -> str:
@@ -347,7 +387,9 @@ ROWS = (
     Row("explain.json", _explain, _explain_peer),
     Row("crm_shapes.json", _crm_shapes, _crm_shapes_peer),
     Row("uplift.json", _uplift, _uplift_peer),
+    Row("advice.json", _advice, _advice_peer),
     Row("funnel.json", _funnel, _funnel_peer),
+    Row("funnel.json", _review, _review_peer),
     Row("drift_level.json", _drift_level, _drift_level_peer),
     Row("backtest.json", _backtest, _backtest_peer),
     Row("backtest_drift.json", _backtest, _backtest_peer),

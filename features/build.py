@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from leadscore.features.contact_units import write_contact_units
 from leadscore.features.contract import mask_personal_data
 from leadscore.features.loading import (
     FOOTER_LINE,
@@ -26,10 +28,12 @@ from leadscore.features.pipeline import compute_features
 from leadscore.features.training_table import (
     SnapshotPolicy,
     build_training_table,
+    first_campaigns,
     lead_ledger,
     observed_until,
     sales_touches_at_outcome,
     write_lead_ledger,
+    write_open_leads,
 )
 
 if TYPE_CHECKING:
@@ -341,6 +345,48 @@ class BuildFeaturesResult:
     rejects_file: Path | None = None
 
 
+def write_sidecars(
+    output: Path,
+    *,
+    tables: CrmTables,
+    policy: SnapshotPolicy,
+    until: pd.Timestamp,
+    features_at: Callable[[pd.DataFrame], pd.DataFrame],
+) -> None:
+    """Beside the table: the lead ledger (with sales touches and first-touch campaigns), the open leads'
+    features at the export's end, and the hand-raise units the follow-up effect is learned from.
+
+    ``features_at`` is the build's own point-in-time feature code, so every side table reads the
+    features the table does.
+    """
+    touches = sales_touches_at_outcome(
+        leads=tables.leads, outcomes=tables.outcomes, policy=policy, until=until, features_at=features_at
+    )
+    write_lead_ledger(
+        output,
+        lead_ledger(
+            leads=tables.leads,
+            outcomes=tables.outcomes,
+            policy=policy,
+            until=until,
+            sales_touches=touches,
+            campaigns=first_campaigns(leads=tables.leads, activities=tables.activities),
+        ),
+    )
+    write_open_leads(
+        output, leads=tables.leads, outcomes=tables.outcomes, until=until, features_at=features_at
+    )
+    write_contact_units(
+        output,
+        leads=tables.leads,
+        activities=tables.activities,
+        outcomes=tables.outcomes,
+        horizon_days=policy.horizon_days,
+        until=until,
+        features_at=features_at,
+    )
+
+
 class BuildFeaturesJob:
     """Load and validate the export, build snapshots, features and labels, write Parquet + sidecar."""
 
@@ -412,23 +458,13 @@ class BuildFeaturesJob:
         )
         self.output.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(self.output, index=False)
-        touches = sales_touches_at_outcome(
-            leads=tables.leads,
-            outcomes=tables.outcomes,
+        write_sidecars(
+            self.output,
+            tables=tables,
             policy=self.policy,
             until=until,
             features_at=lambda snapshots: compute_features(
                 leads=tables.leads, activities=tables.activities, snapshots=snapshots
-            ),
-        )
-        write_lead_ledger(
-            self.output,
-            lead_ledger(
-                leads=tables.leads,
-                outcomes=tables.outcomes,
-                policy=self.policy,
-                until=until,
-                sales_touches=touches,
             ),
         )
         example_ids = table.sort_values("as_of")["lead_id"].drop_duplicates().tail(RAW_EXAMPLE_LEADS).tolist()
@@ -982,19 +1018,13 @@ class EventBuildJob:
         flagged, to_confirm = audited_features(audit, features=feature_columns, allow=mapping.audit_allow)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(self.output, index=False)
-        touches = sales_touches_at_outcome(
-            leads=clean.leads,
-            outcomes=clean.outcomes,
+        write_sidecars(
+            self.output,
+            tables=clean,
             policy=policy,
             until=until,
             features_at=lambda snapshots: transform.features_from_contract(
                 leads=clean.leads, activities=clean.activities, snapshots=snapshots
-            ),
-        )
-        write_lead_ledger(
-            self.output,
-            lead_ledger(
-                leads=clean.leads, outcomes=clean.outcomes, policy=policy, until=until, sales_touches=touches
             ),
         )
         audit.to_csv(self.output.with_suffix(".audit.csv"), index=False)

@@ -78,6 +78,7 @@ __all__ = [
     "oracle_probability",
     "point_in_time_oracle_probability",
     "simulate_crm",
+    "true_contact_effect",
     "true_form_follow_up_effect",
     "write_crm",
 ]
@@ -665,6 +666,18 @@ def oracle_probability(
     return np.clip(p * (f_end - f_now) / (1.0 - p * f_now), 0.0, 1.0)
 
 
+def _truth_at(*, crm: SimulatedCRM, snapshots: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The truth rows of each snapshot's lead and the share of its conversion delay passed by ``as_of``."""
+    ids = snapshots["lead_id"].to_numpy()
+    t_pos = pd.Index(crm.truth["lead_id"]).get_indexer(ids)
+    l_pos = pd.Index(crm.leads["lead_id"]).get_indexer(ids)
+    if (t_pos < 0).any() or (l_pos < 0).any():
+        raise KeyError("snapshots reference lead_ids missing from truth or leads")
+    created = crm.leads["created_at"].to_numpy("datetime64[ns]")[l_pos]
+    s = (pd.to_datetime(snapshots["as_of"]).to_numpy("datetime64[ns]") - created).astype(np.int64) / DAY_NS
+    return crm.truth.iloc[t_pos], CONVERSION_DELAY.cdf(np.maximum(s, 0.0))
+
+
 def true_form_follow_up_effect(*, crm: SimulatedCRM, snapshots: pd.DataFrame) -> np.ndarray:
     """True effect of following up a lead's form fill now, per snapshot (``lead_id``, ``as_of``).
 
@@ -673,15 +686,7 @@ def true_form_follow_up_effect(*, crm: SimulatedCRM, snapshots: pd.DataFrame) ->
     follow-up later (with the sales rule's 92 % if it ever requests a demo). This is the individual
     effect an uplift model of "follow up this form fill" should rank by.
     """
-    ids = snapshots["lead_id"].to_numpy()
-    t_pos = pd.Index(crm.truth["lead_id"]).get_indexer(ids)
-    l_pos = pd.Index(crm.leads["lead_id"]).get_indexer(ids)
-    if (t_pos < 0).any() or (l_pos < 0).any():
-        raise KeyError("snapshots reference lead_ids missing from truth or leads")
-    truth = crm.truth.iloc[t_pos]
-    created = crm.leads["created_at"].to_numpy("datetime64[ns]")[l_pos]
-    s = (pd.to_datetime(snapshots["as_of"]).to_numpy("datetime64[ns]") - created).astype(np.int64) / DAY_NS
-    f_now = CONVERSION_DELAY.cdf(np.maximum(s, 0.0))
+    truth, f_now = _truth_at(crm=crm, snapshots=snapshots)
 
     def converts(p: np.ndarray) -> np.ndarray:
         return p * (1 - f_now) / (1 - p * f_now)
@@ -694,6 +699,29 @@ def true_form_follow_up_effect(*, crm: SimulatedCRM, snapshots: pd.DataFrame) ->
         demo_later, _DEMO_FOLLOW_UP * converts(p_demo) + (1 - _DEMO_FOLLOW_UP) * converts(p0), converts(p0)
     )
     return np.asarray(converts(p_form) - without)
+
+
+def true_contact_effect(*, crm: SimulatedCRM, snapshots: pd.DataFrame) -> np.ndarray:
+    """True effect of a sales follow-up now, per snapshot of a lead nobody has contacted yet.
+
+    A lead that has requested a demo by ``as_of`` gets the demo follow-up's effect
+    (``P(converts | demo follow-up) - P(converts | none)``); any other gets the early follow-up's,
+    :func:`true_form_follow_up_effect` (against waiting, with the demo follow-up it may still get).
+    """
+    truth, f_now = _truth_at(crm=crm, snapshots=snapshots)
+    ids = snapshots["lead_id"].to_numpy()
+    as_of = pd.to_datetime(snapshots["as_of"]).to_numpy("datetime64[ns]")
+    p0, p_demo = (truth[c].to_numpy(dtype=float) for c in ("p_untouched", "p_demo_follow_up"))
+    demos = crm.activities[crm.activities["activity_type"] == "demo_request"]
+    first_demo = demos.groupby("lead_id")["timestamp"].min()
+    demo_at = pd.Series(ids).map(first_demo).to_numpy("datetime64[ns]")
+    requested = ~np.isnat(demo_at) & (demo_at <= as_of)
+
+    def converts(p: np.ndarray) -> np.ndarray:
+        return p * (1 - f_now) / (1 - p * f_now)
+
+    early = true_form_follow_up_effect(crm=crm, snapshots=snapshots)
+    return np.where(requested, converts(p_demo) - converts(p0), early)
 
 
 _CREATION_CHANNELS = np.array(

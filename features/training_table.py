@@ -203,6 +203,76 @@ def sales_touches_at_outcome(
     return rows["sales_touches_total"].to_numpy(dtype=float)
 
 
+#: a campaign touch within this many days of the lead's creation counts as the campaign that brought it in
+FIRST_TOUCH_DAYS = 1
+
+
+def first_campaigns(*, leads: pd.DataFrame, activities: pd.DataFrame) -> pd.Series | None:
+    """Each lead's first-touch campaign, by ``lead_id``: the campaign of its earliest activity that names
+    one, when it came within :data:`FIRST_TOUCH_DAYS` of the lead's creation.
+
+    None when the activities carry no campaign. A campaign met later is not the one that brought the lead
+    in, and counting it would tie the campaign to the outcome: a lead that converted early has had fewer
+    chances to meet one (activities stop at conversion in many CRMs).
+    """
+    if "campaign" not in activities.columns:
+        return None
+    named = activities[
+        activities["campaign"].notna() & (activities["campaign"].astype(str).str.strip() != "")
+    ]
+    created = pd.Series(pd.to_datetime(leads["created_at"]).to_numpy(), index=leads["lead_id"].astype(str))
+    lag = pd.to_datetime(named["timestamp"]).to_numpy() - named["lead_id"].astype(str).map(created).to_numpy()
+    named = named[lag <= np.timedelta64(FIRST_TOUCH_DAYS, "D")]
+    if named.empty:
+        return None
+    first = named.sort_values("timestamp", kind="stable").drop_duplicates("lead_id")
+    return pd.Series(first["campaign"].astype(str).to_numpy(), index=first["lead_id"].astype(str).to_numpy())
+
+
+def open_lead_snapshots(*, leads: pd.DataFrame, outcomes: pd.DataFrame, until: pd.Timestamp) -> pd.DataFrame:
+    """One snapshot (``lead_id``, ``as_of`` = ``until``) per lead still open at the export's end.
+
+    Open: created by then, not converted by then and not disqualified (an optional ``disqualified_at``).
+    """
+    created = pd.to_datetime(leads["created_at"]).to_numpy().astype("datetime64[us]")
+    end = np.datetime64(until, "us")
+    converted_at = _converted_at(leads=leads, outcomes=outcomes)
+    open_ = (created <= end) & ~(converted_at <= end)
+    if "disqualified_at" in leads.columns:
+        gone = pd.to_datetime(leads["disqualified_at"], errors="coerce").to_numpy().astype("datetime64[us]")
+        open_ &= ~(gone <= end)
+    ids = leads["lead_id"].to_numpy()[open_]
+    return pd.DataFrame({"lead_id": ids, "as_of": np.full(len(ids), end)})
+
+
+def open_leads_path(table_path: Path) -> Path:
+    """Where the features of the leads still open at the export's end live: ``<table>.open.parquet``."""
+    return table_path.with_name(table_path.stem + ".open.parquet")
+
+
+def write_open_leads(
+    table_path: Path,
+    *,
+    leads: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    until: pd.Timestamp,
+    features_at: Callable[[pd.DataFrame], pd.DataFrame],
+) -> Path | None:
+    """The open leads' features as of the export's end, beside the table (the review's expected pipeline)."""
+    path = open_leads_path(table_path)
+    snapshots = open_lead_snapshots(leads=leads, outcomes=outcomes, until=until)
+    if snapshots.empty:
+        path.unlink(missing_ok=True)
+        return None
+    try:
+        features_at(snapshots).to_parquet(path, index=False)
+    except (ValueError, TypeError, ArrowException) as error:
+        log.warning("open leads not written (%s): the monthly review will have no expected pipeline", error)
+        path.unlink(missing_ok=True)
+        return None
+    return path
+
+
 def lead_ledger(
     *,
     leads: pd.DataFrame,
@@ -210,6 +280,7 @@ def lead_ledger(
     policy: SnapshotPolicy,
     until: pd.Timestamp,
     sales_touches: np.ndarray | None = None,
+    campaigns: pd.Series | None = None,
 ) -> pd.DataFrame:
     """One row per lead, every lead (the training table leaves out leads converted before a snapshot).
 
@@ -218,8 +289,8 @@ def lead_ledger(
     no conversion was seen) and ``horizon_complete``; with ``sales_touches``
     (:func:`sales_touches_at_outcome`) a ``sales_touches`` column; when the outcomes record closed-won
     deals, ``won_at`` and ``won_amount`` of the lead's first opportunity (a won date after ``until`` is a
-    planned close date, not a win). ``leadscore channels`` and
-    ``leadscore touches`` read it.
+    planned close date, not a win); with ``campaigns`` (:func:`first_campaigns`) a ``campaign`` column
+    (when the leads have none of their own). ``leadscore channels``, ``touches`` and ``review`` read it.
     """
     from leadscore.features.contract import PII_COLUMNS
 
@@ -242,6 +313,8 @@ def lead_ledger(
     ledger["horizon_complete"] = complete
     if sales_touches is not None:
         ledger["sales_touches"] = np.asarray(sales_touches, dtype=float)
+    if campaigns is not None and "campaign" not in ledger.columns:
+        ledger["campaign"] = ledger["lead_id"].map(campaigns).astype("string")
     if "won_at" in outcomes.columns and outcomes["won_at"].notna().any():  # the export records closed-won
         by_lead = outcomes.set_index(outcomes["lead_id"].astype(str))
         ids = ledger["lead_id"].to_numpy()

@@ -381,6 +381,9 @@ def train(
     from rich.markup import escape
 
     console.print(f"learner: {escape(str(result.model.metadata.get('learner_choice', 'LightGBM')))}")
+    contact = result.model.metadata.get("contact_effect")
+    if contact:
+        console.print(f"does contacting now help: {escape(str(contact))}")
 
 
 @app.command(rich_help_panel=MODEL)
@@ -1143,6 +1146,10 @@ app.command("history", rich_help_panel=REPORTS)(history)
 from leadscore.cli_monitor import monitor  # noqa: E402  (cheap: the model and pandas load when run)
 
 app.command("monitor", rich_help_panel=MODEL)(monitor)
+
+from leadscore.cli_review import review  # noqa: E402  (cheap: pandas and MLflow load when run)
+
+app.command("review", rich_help_panel=REPORTS)(review)
 app.command("forget", rich_help_panel=TEAM)(forget)
 
 

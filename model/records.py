@@ -254,9 +254,12 @@ class LeadScore(BaseModel):
     )
     follow_up: str | None = Field(
         default=None,
-        description="Contact advice from the tier and the sales touches so far, against the range of touches "
-        "the export's past opportunities had (learned at training; the 5-10 rule of thumb when too few): "
-        "e.g. 'Sales-ready and not contacted yet: reach out today'; null when there is nothing to add.",
+        description="Contact advice consistent with the tier: for a lead sales has touched, against the "
+        "range of touches the export's past opportunities had (learned at training; the 5-10 rule of thumb "
+        "when too few); for an uncontacted lead with a recent hand-raise, what the learned effect of a "
+        "follow-up says ('reach out now' only where it is positive with confidence, 'Hold off contacting' "
+        "where negative, else 'no evidence that contacting now helps', with its interval); null without "
+        "sales activity data.",
     )
     age_note: str | None = Field(
         default=None,

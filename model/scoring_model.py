@@ -25,7 +25,14 @@ from leadscore.features.catalogue import (
     window_count_name,
 )
 from leadscore.features.vocabulary import InputLayout, LeadStatus, Tier
-from leadscore.model.cadence import TouchCadence, follow_up
+from leadscore.model.cadence import (
+    ContactAdvice,
+    ContactEffect,
+    ContactVerdict,
+    TouchCadence,
+    advice_for,
+    follow_up,
+)
 from leadscore.model.calibration import IsotonicCalibrator, PlattCalibrator
 from leadscore.model.encoding import CategoryCodeEncoder
 from leadscore.model.explain import (
@@ -86,8 +93,10 @@ class NextBestAction:
         }
 
 
-#: Rep-controllable signals (catalogue ``rep_action``): the only next-best-action candidates.
-REP_SIGNALS = tuple(s for s in SIGNALS if s.rep_controllable)
+#: What a rep does (catalogue ``rep_action`` of a sales touch: call, e-mail, meeting): the only
+#: next-best-action candidates. Content downloads and webinar registrations are the lead's own acts,
+#: so their what-if is not a rep's action.
+REP_SIGNALS = tuple(s for s in SIGNALS if s.rep_controllable and s.family is Family.SALES)
 ACTION_LABELS: dict[str, str] = {s.activity_type.value: str(s.rep_action) for s in REP_SIGNALS}
 ACTIONABLE_TYPES: tuple[str, ...] = tuple(ACTION_LABELS)
 #: The varied activity in words ("the model scores leads like this higher with one more ...").
@@ -95,8 +104,6 @@ ASSOCIATION_PHRASES: dict[str, str] = {
     "sales_call": "one more sales call",
     "sales_email": "one more personal sales e-mail",
     "sales_meeting": "one more sales meeting",
-    "content_download": "one more content download",
-    "webinar_registered": "one more webinar registration",
 }
 #: An action the lead had in this many days is "just done": not suggested again.
 JUST_DONE_DAYS = 7
@@ -210,6 +217,8 @@ class LeadScoringModel:
     #: and grades are read against the average lead a rep meets, not the average training row (older-age
     #: snapshots of silent old leads would make "the lead is young" every young lead's reason)
     reason_baseline: np.ndarray | None = None
+    #: the learned effect of following up a hand-raise (None: not learned), for the follow-up advice
+    contact_effect: ContactEffect | None = None
 
     def __post_init__(self) -> None:
         self._prepare()
@@ -223,6 +232,7 @@ class LeadScoringModel:
         self.__dict__.setdefault("touch_cadence", None)
         self.__dict__.setdefault("trained_lead_age_days", None)
         self.__dict__.setdefault("reason_baseline", None)
+        self.__dict__.setdefault("contact_effect", None)
         self._prepare()
 
     def __getstate__(self) -> dict[str, object]:
@@ -384,7 +394,12 @@ class LeadScoringModel:
                 features["lead_id"].astype(str).tolist() if "lead_id" in features else [None] * len(features)
             ),
             top_k=top_k,
+            contact=self.contact_advice(features),
         )
+
+    def contact_advice(self, features: pd.DataFrame) -> Sequence[ContactAdvice | None]:
+        """Per lead, the estimated effect of contacting it now where one applies (None elsewhere)."""
+        return advice_for(self.contact_effect, features)
 
     def results_from_raw(
         self,
@@ -396,6 +411,7 @@ class LeadScoringModel:
         contributions_of: Callable[[np.ndarray], np.ndarray],
         lead_ids: Sequence[str | None],
         top_k: int,
+        contact: Sequence[ContactAdvice | None] | None = None,
     ) -> list[dict[str, object]]:
         """Open leads' results from raw scores: probability, interval, tier, grade, points, reasons.
 
@@ -403,9 +419,11 @@ class LeadScoringModel:
         service's single-lead fast path so they cannot drift apart. ``contributions`` (with
         ``records``, the feature rows reasons read) when explained; ``column(name)`` a feature as
         floats (None when the model has none); ``contributions_of(rows)`` the contributions of some
-        rows (the grades behind "not a fit" when not explained).
+        rows (the grades behind "not a fit" when not explained); ``contact`` the estimated effect of
+        contacting each lead now (:meth:`contact_advice`; None: no estimate), read by the follow-up line.
         """
         n = len(raw)
+        contact = contact if contact is not None else [None] * n
         probability = self.calibrate(raw)
         scores = 100.0 * probability
         if self.uncertainty is not None:
@@ -499,7 +517,10 @@ class LeadScoringModel:
                     reasons_negative=[],
                 )
             result["follow_up"] = follow_up(
-                tier=Tier(str(result["tier"])), sales_touches=float(touches[i]), cadence=self.touch_cadence
+                tier=Tier(str(result["tier"])),
+                sales_touches=float(touches[i]),
+                cadence=self.touch_cadence,
+                contact=contact[i],
             )
             results.append(result)
         return results
@@ -674,6 +695,7 @@ class LeadScoringModel:
             after=after,
             column=_frame_column(current),
             open_leads=np.array([state.status is LeadStatus.OPEN for state in states], dtype=bool),
+            contact=self.contact_advice(current),
         )
 
     def actions_from_probabilities(
@@ -683,22 +705,32 @@ class LeadScoringModel:
         after: np.ndarray,
         column: Callable[[str], np.ndarray | None],
         open_leads: np.ndarray,
+        contact: Sequence[ContactAdvice | None] | None = None,
     ) -> list[list[NextBestAction]]:
         """The suggested actions of each lead from its probability now (``base``, shape n) and with
         one more of each ``ACTIONABLE_TYPES`` activity (``after``, shape actions x n).
 
         Leaves out leads that are not open, actions done in the last ``JUST_DONE_DAYS`` days
         (``column(name)`` reads the lead's current features) and uplifts below ``MATERIAL_UPLIFT``;
-        shared by :meth:`next_best_actions` and the service's single-lead fast path.
+        shared by :meth:`next_best_actions` and the service's single-lead fast path. A sales action
+        is suggested only where the follow-up line agrees (``contact``, :meth:`contact_advice`): never
+        where contacting now is estimated to hurt, and below the SQL threshold only where it is
+        estimated to help.
         """
         n = len(base)
+        contact = contact if contact is not None else [None] * n
         recent = {}
         for action, signal in zip(ACTIONABLE_TYPES, REP_SIGNALS, strict=True):
             done = column(window_count_name(signal.name, JUST_DONE_DAYS))
             recent[action] = done > 0 if done is not None else np.zeros(n, dtype=bool)
         results: list[list[NextBestAction]] = []
         for i in range(n):
-            if not open_leads[i]:
+            advice = contact[i]
+            verdict = advice.verdict if advice is not None else None
+            advised = verdict is ContactVerdict.HELPS or (
+                verdict is not ContactVerdict.HURTS and base[i] >= self.thresholds.sql
+            )
+            if not open_leads[i] or not advised:
                 results.append([])
                 continue
             actions = [

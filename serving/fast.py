@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from leadscore.features.catalogue import FEATURE_NAMES
 from leadscore.features.single_lead import (
@@ -43,6 +44,7 @@ from leadscore.features.single_lead import (
     spread_events,
 )
 from leadscore.features.vocabulary import InputLayout
+from leadscore.model.cadence import ContactAdvice
 from leadscore.model.explain import Reason, records_from_columns
 from leadscore.model.linear import LinearScorer
 from leadscore.model.scoring_model import ACTIONABLE_TYPES, LeadScoringModel, NextBestAction
@@ -324,8 +326,16 @@ class FastScorer:
             contributions_of=lambda rows: self.contributions(encoded[rows]),
             lead_ids=[lead_id],
             top_k=top_k,
+            contact=self.contact_advice_rows([row]),
         )[0]
         return result, contributions
+
+    def contact_advice_rows(self, rows: Sequence[Mapping[str, object]]) -> Sequence[ContactAdvice | None]:
+        """The model's own :meth:`~LeadScoringModel.contact_advice` on feature rows (no frame when it has
+        no effect to read)."""
+        if self.model.contact_effect is None:
+            return [None] * len(rows)
+        return self.model.contact_advice(pd.DataFrame.from_records(list(rows), columns=list(self.names)))
 
     def score_many(self, leads: Sequence[OneLead], *, explain: bool, top_k: int) -> list[dict[str, object]]:
         """Scored leads (the dicts ``score_features`` returns), all in one feature pass and one model call.
@@ -367,6 +377,11 @@ class FastScorer:
             ),
             lead_ids=[one.lead_id for one in leads],
             top_k=top_k,
+            contact=(
+                self.model.contact_advice(pd.DataFrame(used))
+                if self.model.contact_effect is not None
+                else None
+            ),
         )
 
     def all_reasons(self, row: Mapping[str, object], contributions: np.ndarray) -> list[Reason]:
@@ -399,6 +414,7 @@ class FastScorer:
             after=probability[1:].reshape(len(ACTIONABLE_TYPES), 1),
             column=_row_column(base_row),
             open_leads=np.ones(1, dtype=bool),
+            contact=self.contact_advice_rows([base_row]),
         )[0]
 
 

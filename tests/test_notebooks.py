@@ -35,6 +35,7 @@ def test_there_are_notebooks() -> None:
         "01-explore-leads.ipynb",
         "02-train-evaluate.ipynb",
         "03-explain-leads.ipynb",
+        "04-monthly-review.ipynb",
     ]
 
 

@@ -75,6 +75,22 @@ def _cadence_text(model: LeadScoringModel) -> str:
     return f"Reps' follow-up advice uses the common 5-10 touches rule of thumb ({why})."
 
 
+def _contact_text(model: LeadScoringModel) -> str:
+    """Whether following up a hand-raise helps, as the advice reads it."""
+    summary = model.metadata.get("contact_effect", "")
+    if model.contact_effect is None:
+        return (
+            f"Whether contacting a lead now helps is not estimated ({summary or 'not learned'}): no card advises "
+            "contact as an effect; uncontacted leads are told there is no estimate."
+        )
+    return (
+        f"Whether contacting an uncontacted lead now helps (a cross-fitted DR-learner, bands of its estimate "
+        f"with Bonferroni 95% intervals; it assumes reps' choices depend only on what the features show): "
+        f"{summary}. Cards advise contact only in a band whose interval is above 0, advise holding off in one "
+        "below 0, and say there is no evidence otherwise."
+    )
+
+
 def _age_coverage_text(policy: dict[str, object], model: LeadScoringModel) -> str:
     """Which lead ages the model learnt from, and what a card says past them."""
     older = int(str(policy.get("older_ages_per_lead") or 0))
@@ -243,6 +259,8 @@ Calibration: {_CALIBRATION_NAMES.get(str(getattr(config.calibration, "value", co
 
 ## Follow-up cadence
 {_cadence_text(model)}
+
+{_contact_text(model)}
 
 ## Top factors (mean |SHAP|, log-odds, grouped)
 """

@@ -28,8 +28,10 @@ from leadscore.features.catalogue import (
     Family,
     FeatureKind,
     catalogue_frame,
+    days_since_name,
     monotone_constraints,
 )
+from leadscore.features.contact_units import FOLLOW_UP_DAYS, HAND_RAISE_TYPES, contact_units_path
 from leadscore.features.contract import PII_COLUMNS
 from leadscore.features.events import EventFeatureTransform, EventMapping
 from leadscore.features.mapping import ColumnRole, ExportMapping, FlatFeatureTransform
@@ -65,6 +67,7 @@ from leadscore.training import evaluation, plots
 from leadscore.training.artifacts import log_parquet, scoring_code_dir, scoring_requirements
 from leadscore.training.baselines import EngagementPointsScorer, RuleBasedScorer, make_logistic_baseline
 from leadscore.training.config import ModelFamily, TrainConfig
+from leadscore.training.contact import ContactLearning, learn_contact_effect
 from leadscore.training.drift import DriftReport, drift_report
 from leadscore.training.honest import comparison_sentences
 from leadscore.training.model_card import render_model_card
@@ -583,7 +586,43 @@ class TrainJob:
             "uncertainty": getattr(calibrator, "uncertainty_", None),
             "touch_cadence": self.touch_cadence[0],
             "trained_lead_age_days": self.trained_lead_age_days,
+            "contact_effect": self.contact_learning.effect,
         }
+
+    @functools.cached_property
+    def contact_learning(self) -> ContactLearning:
+        """Whether following up a hand-raise helps, from the export's hand-raises
+        (``<table>.contact.parquet``).
+
+        Learned from every hand-raise whose horizon ended, test period included: it feeds the follow-up
+        advice only, never the score. None when the export has no sales activity or hand-raises.
+        """
+        if "sales_touches_total" not in self.feature_names:
+            return ContactLearning(None, "the export has no sales activity: no follow-up effect to learn")
+        path = contact_units_path(self.config.training_table)
+        if not path.exists():
+            return ContactLearning(
+                None, "no hand-raise units beside the table (rebuild it, or the export has no hand-raises)"
+            )
+        units = pd.read_parquet(path)
+        missing = [name for name in self.feature_names if name not in units.columns]
+        if missing:
+            return ContactLearning(
+                None, f"the hand-raise units lack features {missing[:3]}: rebuild the table"
+            )
+        hand_raise = tuple(
+            days_since_name(t.value)
+            for t in HAND_RAISE_TYPES
+            if days_since_name(t.value) in self.feature_names
+        )
+        return learn_contact_effect(
+            units,
+            feature_names=tuple(self.feature_names),
+            categorical_features=tuple(self.categorical_features),
+            hand_raise_columns=hand_raise,
+            follow_up_days=FOLLOW_UP_DAYS,
+            seed=self.config.seed,
+        )
 
     @functools.cached_property
     def touch_cadence(self) -> tuple[TouchCadence | None, str]:
@@ -740,6 +779,7 @@ class TrainJob:
                 "boosting_rounds": rounds,
                 "rounds_per_train_row_x1e6": round(1e6 * self._rounds_per_row) if self._rounds_per_row else 0,
                 "touch_cadence": self.touch_cadence[1],
+                "contact_effect": self.contact_learning.summary,
                 "calibration_level": _anchor_reason(calibrator),
                 "learner": self.family.value,
                 "learner_choice": self._learner.reason if self._learner is not None else "configured",

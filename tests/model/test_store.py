@@ -38,6 +38,7 @@ class _OldStyle:
         self.state = model.__getstate__()
         del self.state["transform"]
         self.state.pop("touch_cadence", None)  # learned touch ranges came later
+        self.state.pop("contact_effect", None)  # and the learned effect of a follow-up after them
         self.state |= {"flat": None, "events": None}
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -69,5 +70,6 @@ def test_a_model_pickled_by_an_earlier_version_loads(trained: Trained, tmp_path:
     assert isinstance(loaded.transform, ContractFeatureTransform)
     assert loaded.layout is InputLayout.LEADSCORE
     assert loaded.touch_cadence is None  # the follow-up advice falls back to the rule of thumb
+    assert loaded.contact_effect is None  # and says there is no estimate of a follow-up's effect
     rows = trained.table.tail(50)
     assert (loaded.predict_proba_features(rows) == model.predict_proba_features(rows)).all()

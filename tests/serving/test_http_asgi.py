@@ -305,13 +305,25 @@ def test_unknown_category_is_accepted_and_scored(client: TestClient, lead: dict)
     assert math.isfinite(response.json()["results"][0]["probability"])
 
 
-def test_explain_endpoint(client: TestClient, lead: dict) -> None:
+def test_explain_endpoint(client: TestClient, lead: dict, trained_model: TrainedModel) -> None:
     response = post(client, {"lead": lead}, path="/explain")
     assert response.status_code == 200
     payload = response.json()
     assert payload["score"]["lead_id"] == lead["lead_id"]
     assert len(payload["contributions"]) > 10
-    assert payload["next_best_actions"][0]["label"]
+    rep_actions = {"Call the lead", "Send a personal e-mail", "Book a meeting"}
+    ready = 0
+    for i in range(60):  # a sales-ready lead gets a rep's sales actions; the others only where contact helps
+        payload = post(client, {"lead": trained_model.lead(i)}, path="/explain").json()
+        labels = {a["label"] for a in payload["next_best_actions"]}
+        assert labels <= rep_actions
+        if payload["score"]["tier"] == "sales_ready":
+            ready += bool(labels)
+        elif "reach out now" not in str(payload["score"]["follow_up"]) and "short call" not in str(
+            payload["score"]["follow_up"]
+        ):
+            assert not labels, payload["score"]["follow_up"]
+    assert ready >= 1
 
 
 def test_reload_endpoint_answers_at_once(client: TestClient) -> None:

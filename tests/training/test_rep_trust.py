@@ -161,7 +161,8 @@ def test_catalogue_marks_what_a_rep_controls() -> None:
         "webinar_registered",
     }
     assert not SIGNAL_BY_NAME["demo_request"].rep_controllable  # the lead must ask
-    assert set(ACTIONABLE_TYPES) == controllable
+    # a download or a registration is the lead's own act: only a rep's sales touches are actions
+    assert set(ACTIONABLE_TYPES) == {"sales_call", "sales_email", "sales_meeting"}
 
 
 def test_actions_are_never_what_was_just_done_nor_causal_claims(

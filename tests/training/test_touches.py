@@ -220,12 +220,17 @@ def test_a_ledger_without_touches_or_outcomes_is_a_readable_error() -> None:
 @pytest.mark.parametrize(
     ("tier", "touches", "expected"),
     [
-        (Tier.SALES_READY, 0, "reach out today (opportunities that sales contacted usually had 3-7 touches"),
+        (
+            Tier.SALES_READY,
+            0,
+            "Sales-ready and not contacted yet; no estimate of whether contacting now helps",
+        ),
         (Tier.SALES_READY, 1, "1 touch so far, fewer than usual: keep following up"),
         (Tier.SALES_READY, 3, "3 touches, within the usual 3-7: keep following up and vary the channel"),
         (Tier.SALES_READY, 7, "within the usual 3-7"),
         (Tier.SALES_READY, 8, "past the usual 3-7: ask for a decision"),
-        (Tier.NURTURE, 9, None),  # handing back never comes sooner than the rule of thumb's 10
+        # handing back never comes sooner than the rule of thumb's 10
+        (Tier.NURTURE, 9, "9 touches and not sales-ready: keep nurturing"),
         (Tier.NURTURE, 10, "hand back to marketing nurture"),
     ],
 )
@@ -236,7 +241,7 @@ def test_the_advice_reads_the_learned_range(tier: Tier, touches: int, expected: 
 
 def test_a_wide_learned_range_hands_back_only_past_its_own_end() -> None:
     wide = TouchCadence(4, 14, opportunities=400)
-    assert follow_up(tier=Tier.NURTURE, sales_touches=13.0, cadence=wide) is None
+    assert "hand back" not in str(follow_up(tier=Tier.NURTURE, sales_touches=13.0, cadence=wide))
     assert "hand back" in str(follow_up(tier=Tier.NURTURE, sales_touches=14.0, cadence=wide))
 
 
@@ -276,13 +281,18 @@ def test_the_trained_model_carries_the_range_its_ledger_gives(trained: Trained) 
     assert "sales touches: at least 80%" in str(model.metadata["touch_cadence"])
     rows = trained.table.sort_values("as_of").tail(3000).reset_index(drop=True)
     scored = model.score_features(rows, explain=False)
+    contact = model.contact_advice(rows)
     ready = [
-        (s, t) for s, t in zip(scored, rows["sales_touches_total"], strict=True) if s["tier"] == "sales_ready"
+        (s, t, c)
+        for s, t, c in zip(scored, rows["sales_touches_total"], contact, strict=True)
+        if s["tier"] == "sales_ready"
     ]
     assert ready
-    for s, t in ready:
-        assert s["follow_up"] == follow_up(tier=Tier.SALES_READY, sales_touches=float(t), cadence=learned)
-    assert any(learned.span in str(s["follow_up"]) for s, _ in ready)
+    for s, t, c in ready:
+        assert s["follow_up"] == follow_up(
+            tier=Tier.SALES_READY, sales_touches=float(t), cadence=learned, contact=c
+        )
+    assert any(learned.span in str(s["follow_up"]) for s, _, _ in ready)
 
 
 def test_a_model_saved_before_the_cadence_existed_loads_with_the_rule_of_thumb(trained: Trained) -> None:
@@ -293,7 +303,8 @@ def test_a_model_saved_before_the_cadence_existed_loads_with_the_rule_of_thumb(t
     assert old.touch_cadence is None
     rows = trained.table.sort_values("as_of").tail(3000).reset_index(drop=True)
     advice = [s["follow_up"] for s in old.score_features(rows, explain=False) if s["follow_up"]]
-    assert advice and all("5-10" in a for a in advice if "hand back" not in a)
+    cadence_lines = [a for a in advice if "so far" in a or "the usual" in a]
+    assert cadence_lines and all("5-10" in a for a in cadence_lines)
     assert any("a common rule of thumb: 5-10 touches" in a for a in advice)
     assert RULE_OF_THUMB.span == "5-10" and not RULE_OF_THUMB.learned
 
