@@ -1139,9 +1139,10 @@ from leadscore.cli_change import register as register_why_changed  # noqa: E402 
 
 register_why_changed(app, panel=REPORTS)
 
-from leadscore.cli_ledger import forget, history  # noqa: E402  (cheap: SQLAlchemy imported when run)
+from leadscore.cli_ledger import feedback, forget, history  # noqa: E402  (cheap: SQLAlchemy imported when run)
 
 app.command("history", rich_help_panel=REPORTS)(history)
+app.command("feedback", rich_help_panel=REPORTS)(feedback)
 
 from leadscore.cli_monitor import monitor  # noqa: E402  (cheap: the model and pandas load when run)
 

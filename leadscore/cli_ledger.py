@@ -1,12 +1,13 @@
-"""Score-ledger commands: a lead's score history, and erasure of a lead.
+"""Score-ledger commands: a lead's score history, erasure of a lead, reps' feedback against outcomes.
 
-Plain typer-style functions, registered in :mod:`leadscore.cli` as ``leadscore history`` and
-``leadscore forget``. The ledger is ``$LEADSCORE_LEDGER_URL``, else SQLite ``ledger.db`` under
-``LEADSCORE_HOME`` (the service's default); ``--ledger-url`` overrides both.
+Plain typer-style functions, registered in :mod:`leadscore.cli` as ``leadscore history``,
+``leadscore forget`` and ``leadscore feedback``. The ledger is ``$LEADSCORE_LEDGER_URL``, else SQLite
+``ledger.db`` under ``LEADSCORE_HOME`` (the service's default); ``--ledger-url`` overrides both.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -92,6 +93,52 @@ def forget(lead_id: LeadIdOption, ledger_url: UrlOption = None) -> None:
     finally:
         ledger.close()
     console.print(f"deleted {deleted} ledger row(s) of lead {lead_id!r}")
+
+
+def feedback(
+    table: Annotated[
+        Path, typer.Option(help="The newest export's training table (Parquet); its lead ledger is beside it.")
+    ] = Path(".leadscore/data/training_table.parquet"),
+    ledger_url: UrlOption = None,
+    model_name: Annotated[str | None, typer.Option(help="Only feedback on this model's scores.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for feedback.md and feedback.csv.")] = Path(
+        ".leadscore/reports/feedback"
+    ),
+) -> None:
+    """When reps were right and when the model was: their verdicts against outcomes that have matured."""
+    import pandas as pd
+
+    from leadscore.features.build import read_table_metadata_if_any
+    from leadscore.features.training_table import lead_ledger_path
+    from leadscore.settings import in_state_dir
+    from leadscore.training.feedback import feedback_report
+
+    table, out = in_state_dir(table), in_state_dir(out)
+    path = lead_ledger_path(table)
+    if not path.exists():
+        console.print(
+            f"[bold red]error:[/] no lead ledger beside {table}: rebuild it with `leadscore build-features`"
+        )
+        raise typer.Exit(2)
+    meta = read_table_metadata_if_any(table) or {}
+    horizon = int((meta.get("snapshot_policy") or {}).get("horizon_days") or 90)
+    leads = pd.read_parquet(path, columns=["lead_id", "converted_at", "created_at"])
+    until = pd.Timestamp(meta["observed_until"]) if meta.get("observed_until") else pd.Timestamp.now()
+    ledger = _open(ledger_url)
+    try:
+        verdicts = ledger.feedback_frame(model_name=model_name)
+    finally:
+        ledger.close()
+    try:
+        report = feedback_report(verdicts, ledger=leads, until=until, horizon_days=horizon)
+    except ValueError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "feedback.md").write_text(report.markdown(), encoding="utf-8")
+    report.table.to_csv(out / "feedback.csv", index=False)
+    console.print(report.markdown())
+    console.print(f"report: {out / 'feedback.md'}")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,39 @@ scores = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),
     sa.Index("ix_ledger_scores_lead_time", "lead_id", "as_of", "scored_at"),
 )
+feedback = sa.Table(
+    "ledger_feedback",
+    metadata,
+    sa.Column("id", _id_type, primary_key=True, autoincrement=True),
+    sa.Column("lead_id", sa.String(MAX_LEAD_ID), nullable=False),
+    sa.Column("given_at", sa.DateTime(), nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(40), nullable=False),
+    sa.Column("note", sa.String(500), nullable=True),
+    sa.Column("score_as_of", sa.DateTime(), nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("probability", sa.Float(), nullable=False),
+    sa.Column("score", sa.Float(), nullable=False),
+    sa.Column("tier", sa.String(40), nullable=True),
+    sa.Index("ix_ledger_feedback_lead", "lead_id", "given_at"),
+)
+Verdict = Literal["agree", "disagree"]
+VERDICTS: tuple[str, ...] = ("agree", "disagree")
+#: why a rep agrees or disagrees, as a CRM picklist sends it
+REASONS: tuple[str, ...] = (
+    "engaged_now",  # the lead is talking to us: ready
+    "good_fit",
+    "not_decision_maker",
+    "no_budget",
+    "bad_timing",
+    "wrong_contact",  # bad data: wrong person or bounced
+    "existing_customer",
+    "competitor",
+    "student_or_job_seeker",
+    "other",
+)
+MAX_NOTE = 500
 
 
 class LedgerError(ValueError):
@@ -157,6 +190,38 @@ class ScoreEntry:
 
     def row(self) -> dict[str, Any]:
         return {column.name: getattr(self, column.name) for column in scores.columns if column.name != "id"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedbackEntry:
+    """A rep's verdict on one stored score: agree or disagree, why (:data:`REASONS`), an optional note."""
+
+    lead_id: str
+    given_at: datetime
+    verdict: Verdict
+    reason: str
+    score_as_of: datetime
+    model_name: str
+    model_version: str
+    probability: float
+    score: float
+    tier: str | None = None
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lead_id, str) or not 1 <= len(self.lead_id) <= MAX_LEAD_ID:
+            raise LedgerError(f"lead_id: must be text of 1 to {MAX_LEAD_ID} characters")
+        if self.verdict not in VERDICTS:
+            raise LedgerError(f"verdict: {self.verdict!r} is not one of {', '.join(VERDICTS)}")
+        if self.reason not in REASONS:
+            raise LedgerError(f"reason: {self.reason!r} is not one of {', '.join(REASONS)}")
+        if self.note is not None and (not isinstance(self.note, str) or len(self.note) > MAX_NOTE):
+            raise LedgerError(f"note: must be text of at most {MAX_NOTE} characters")
+        object.__setattr__(self, "given_at", utc_naive(self.given_at, field_name="given_at"))
+        object.__setattr__(self, "score_as_of", utc_naive(self.score_as_of, field_name="score_as_of"))
+
+    def row(self) -> dict[str, Any]:
+        return {column.name: getattr(self, column.name) for column in feedback.columns if column.name != "id"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,12 +374,66 @@ class Ledger:
         return pd.DataFrame(rows, columns=[c.name for c in columns])
 
     def forget(self, *, lead_id: str) -> int:
-        """Delete every row of the lead; returns how many were deleted."""
+        """Delete every row of the lead, scores and feedback; returns how many were deleted."""
         if not isinstance(lead_id, str) or not lead_id:
             raise LedgerError("lead_id: must be non-empty text")
         with self.engine.begin() as connection:
             deleted = connection.execute(scores.delete().where(scores.c.lead_id == lead_id)).rowcount
+            deleted += connection.execute(feedback.delete().where(feedback.c.lead_id == lead_id)).rowcount
         return int(deleted or 0)
+
+    def add_feedback(
+        self,
+        *,
+        lead_id: str,
+        verdict: str,
+        reason: str,
+        note: str | None = None,
+        score_as_of: datetime | str | None = None,
+        given_at: datetime | None = None,
+    ) -> FeedbackEntry:
+        """Store a rep's verdict on the lead's newest score (or its score as of ``score_as_of``).
+
+        Raises :class:`LedgerError` naming the field when the lead has no such score or a value is bad.
+        """
+        if not isinstance(lead_id, str) or not 1 <= len(lead_id) <= MAX_LEAD_ID:
+            raise LedgerError(f"lead_id: must be text of 1 to {MAX_LEAD_ID} characters")
+        query = sa.select(scores).where(scores.c.lead_id == lead_id)
+        if score_as_of is not None:
+            query = query.where(scores.c.as_of == utc_naive(score_as_of, field_name="score_as_of"))
+        query = query.order_by(scores.c.as_of.desc(), scores.c.scored_at.desc(), scores.c.id.desc()).limit(1)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        if row is None:
+            what = "score" if score_as_of is None else f"score as of {score_as_of}"
+            raise LedgerError(f"lead_id: the ledger holds no {what} of this lead to give feedback on")
+        entry = FeedbackEntry(
+            lead_id=lead_id,
+            given_at=given_at or datetime.now(UTC),
+            verdict=verdict,  # type: ignore[arg-type]  # checked by FeedbackEntry
+            reason=reason,
+            note=note or None,
+            score_as_of=row["as_of"],
+            model_name=row["model_name"],
+            model_version=row["model_version"],
+            probability=row["probability"],
+            score=row["score"],
+            tier=row["tier"],
+        )
+        with self.engine.begin() as connection:
+            connection.execute(feedback.insert(), [entry.row()])
+        return entry
+
+    def feedback_frame(self, *, model_name: str | None = None) -> Any:
+        """Every feedback row (of ``model_name``) as a pandas frame, oldest first."""
+        import pandas as pd
+
+        query = sa.select(feedback)
+        if model_name is not None:
+            query = query.where(feedback.c.model_name == model_name)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(feedback.c.given_at, feedback.c.id)).mappings().all()
+        return pd.DataFrame(rows, columns=[c.name for c in feedback.columns])
 
     def count(self) -> int:
         """Rows in the ledger."""

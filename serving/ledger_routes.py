@@ -1,6 +1,7 @@
 """The service's side of the score ledger: record each ``/score`` and ``/explain`` result through the
 worker's :class:`~leadscore.ledger.writer.LedgerWriter` (off the request path), and the keyed routes
-``GET /leads/{lead_id}/history`` and ``DELETE /leads/{lead_id}`` (erasure), mounted under ``/leads``.
+``GET /leads/{lead_id}/history`` and ``DELETE /leads/{lead_id}`` (erasure), mounted under ``/leads``,
+and ``POST /feedback`` (a rep agrees or disagrees with a lead's newest score, with a reason code).
 
 ``LEADSCORE_LEDGER`` (default true) switches the ledger on; ``LEADSCORE_LEDGER_URL`` picks the
 database (default: SQLite ``ledger.db`` under ``LEADSCORE_HOME``), ``LEADSCORE_LEDGER_BUFFER`` the
@@ -32,11 +33,14 @@ logger = logging.getLogger("leadscore.serving")
 HISTORY_ROUTE = "/leads/{lead_id}/history"
 FORGET_ROUTE = "/leads/{lead_id}"
 PREFIX = "/leads/"
+FEEDBACK_ROUTE = "/feedback"
 MAX_LEAD_ID = 200  # RawLead.lead_id's limit
 
 
 def route_of(path: str) -> str | None:
     """The ledger route label of ``path`` (never the lead id itself), or None."""
+    if path in (FEEDBACK_ROUTE, FEEDBACK_ROUTE + "/"):
+        return FEEDBACK_ROUTE
     if not path.startswith(PREFIX) or len(path) <= len(PREFIX):
         return None
     if path.endswith("/history"):
@@ -124,9 +128,66 @@ def forget(request: Request) -> Response:
     return _json(200, json.dumps({"lead_id": lead_id, "deleted": deleted}).encode())
 
 
+_FEEDBACK_FIELDS = {"lead_id", "verdict", "reason", "note", "score_as_of"}
+
+
+async def give_feedback(request: Request) -> Response:
+    """``POST /feedback``: ``{"lead_id", "verdict": agree|disagree, "reason", "note"?, "score_as_of"?}``,
+    stored with the score it refers to (the lead's newest, or the one as of ``score_as_of``)."""
+    from leadscore.ledger.store import REASONS, VERDICTS, LedgerError
+    from leadscore.model.records import Problem
+
+    writer = state.LEDGER
+    if writer is None:
+        return _json(404, error_body(404, "the score ledger is off (LEADSCORE_LEDGER=false)"))
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return _json(400, error_body(400, "the body is not JSON"))
+    if not isinstance(body, dict):
+        return _json(422, error_body(422, "the body must be a JSON object"))
+    problems = [Problem(field=k, problem="unknown field") for k in sorted(set(body) - _FEEDBACK_FIELDS)]
+    for name, allowed in (("verdict", VERDICTS), ("reason", REASONS)):
+        if body.get(name) not in allowed:
+            problems.append(
+                Problem(field=name, problem=f"{body.get(name)!r} is not one of {', '.join(allowed)}")
+            )
+    for name in ("lead_id", "note", "score_as_of"):
+        value = body.get(name)
+        if (name == "lead_id" or value is not None) and not isinstance(value, str):
+            problems.append(Problem(field=name, problem="must be text"))
+    if problems:
+        return _json(422, error_body(422, "the feedback has problems", problems))
+    try:
+        entry = writer.ledger().add_feedback(
+            lead_id=body["lead_id"],
+            verdict=body["verdict"],
+            reason=body["reason"],
+            note=body.get("note"),
+            score_as_of=body.get("score_as_of"),
+        )
+    except LedgerError as error:
+        field, _, problem = str(error).partition(": ")
+        return _json(422, error_body(422, str(error), [Problem(field=field, problem=problem or str(error))]))
+    except Exception as error:
+        logger.warning("ledger feedback not stored (%s)", type(error).__name__)
+        return _json(503, error_body(503, "the score ledger database cannot be reached: retry later"))
+    metrics.observe_feedback(verdict=entry.verdict)
+    answer = {
+        "lead_id": entry.lead_id,
+        "verdict": entry.verdict,
+        "reason": entry.reason,
+        "score_as_of": entry.score_as_of.isoformat() + "Z",
+        "model_version": entry.model_version,
+        "score": entry.score,
+    }
+    return _json(201, json.dumps(answer).encode())
+
+
 app = Starlette(
     routes=[
         Route("/{lead_id:path}/history", history, methods=["GET", "HEAD"]),
         Route("/{lead_id:path}", forget, methods=["DELETE"]),
     ]
 )
+feedback_app = Starlette(routes=[Route("/", give_feedback, methods=["POST"])])

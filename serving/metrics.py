@@ -62,6 +62,11 @@ def _get() -> dict[str, Any]:
                 "Score-ledger rows, written or dropped.",
                 labelnames=("outcome",),
             )
+            _metrics["feedback"] = prom.Counter(
+                "leadscore_feedback",
+                "Rep feedback on scores, by verdict (agree / disagree).",
+                labelnames=("verdict",),
+            )
             _metrics["ledger_buffered"] = prom.Gauge(
                 "leadscore_ledger_buffered",
                 "Score-ledger rows buffered, waiting for the database.",
@@ -107,6 +112,11 @@ def set_base_rate(metadata: dict[str, object]) -> None:
             value = estimate.get(bound)
             if isinstance(value, int | float):
                 _get()["base_rate"].labels(bound=bound).set(float(value))
+
+
+def observe_feedback(*, verdict: str) -> None:
+    """One rep verdict stored."""
+    _get()["feedback"].labels(verdict=verdict).inc()
 
 
 def observe_ledger(what: str, rows: int) -> None:

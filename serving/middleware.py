@@ -48,10 +48,11 @@ SYSTEM_PATHS: frozenset[str] = frozenset(
     {"/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/", "/schema.json"}
 )
 STATIC_PREFIX = "/static_content/"
-#: The score ledger's routes (GET history, DELETE erasure), labelled without the lead id.
+#: The score ledger's routes (GET history, DELETE erasure, POST feedback), labelled without the lead id.
 LEDGER_METHODS: dict[str, tuple[str, ...]] = {
     ledger_routes.HISTORY_ROUTE: ("GET", "HEAD"),
     ledger_routes.FORGET_ROUTE: ("DELETE",),
+    ledger_routes.FEEDBACK_ROUTE: ("POST",),
 }
 UNKNOWN_ROUTE = "other"  # the one metrics label of every path the service does not serve
 JSON_TYPES: frozenset[str] = frozenset({"application/json"})

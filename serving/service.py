@@ -350,6 +350,7 @@ class LeadScoringService:
 
 
 LeadScoringService.mount_asgi_app(ledger_routes.app, path="/leads")  # type: ignore[attr-defined]
+LeadScoringService.mount_asgi_app(ledger_routes.feedback_app, path="/feedback")  # type: ignore[attr-defined]
 LeadScoringService.add_asgi_middleware(  # type: ignore[attr-defined]  # a bentoml Service
     GuardMiddleware, open_routes=OPEN_ROUTES, open_prefixes=OPEN_PREFIXES
 )

@@ -55,14 +55,16 @@ def test_migrations_create_the_schema_from_nothing(tmp_path: Path) -> None:
     Ledger.open(f"sqlite:///{path}").close()
     engine = sa.create_engine(f"sqlite:///{path}")
     inspector = sa.inspect(engine)
-    assert {"ledger_scores", VERSION_TABLE} <= set(inspector.get_table_names())
+    assert {"ledger_scores", "ledger_feedback", VERSION_TABLE} <= set(inspector.get_table_names())
     assert "alembic_version" not in inspector.get_table_names()  # MLflow's own stays free
     columns = {c["name"] for c in inspector.get_columns("ledger_scores")}
     assert {"lead_id", "as_of", "scored_at", "model_name", "model_version", "probability"} <= columns
     assert {"probability_low", "probability_high", "score", "tier", "grade", "reasons"} <= columns
     assert {"feature_hash", "source"} <= columns
+    feedback = {c["name"] for c in inspector.get_columns("ledger_feedback")}
+    assert {"lead_id", "verdict", "reason", "note", "score_as_of", "model_version", "score"} <= feedback
     with engine.connect() as connection:
-        assert connection.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar_one() == "0001"
+        assert connection.execute(sa.text(f"select version_num from {VERSION_TABLE}")).scalar_one() == "0002"
     engine.dispose()
     again = Ledger.open(f"sqlite:///{path}")  # upgrading an up-to-date ledger changes nothing
     assert again.count() == 0

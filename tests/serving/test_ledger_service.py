@@ -96,3 +96,43 @@ def test_a_full_buffer_drops_and_counts_but_scoring_goes_on(
     assert sample("leadscore_ledger_rows_total", {"outcome": "dropped"}) == dropped_before + 1
     monkeypatch.undo()
     assert client.get(f"/leads/{lead['lead_id']}/history", headers=AUTH).json()["history"] == []
+
+
+def test_feedback_is_stored_with_the_score_it_refers_to_and_erased_with_the_lead(
+    client: Any, writer: Any, trained_model: TrainedModel
+) -> None:
+    lead = fresh_lead(trained_model, 3)
+    scored = client.post("/score", json={"leads": [lead]}, headers=AUTH).json()["results"][0]
+    assert writer.flush(timeout=10)
+    body = {"lead_id": lead["lead_id"], "verdict": "disagree", "reason": "not_decision_maker"}
+    body["note"] = "intern"
+    assert client.post("/feedback", json=body).status_code == 401  # keyed
+    given = client.post("/feedback", json=body, headers=AUTH)
+    assert given.status_code == 201, given.text
+    answer = given.json()
+    assert answer["verdict"] == "disagree" and answer["score"] == scored["score"]
+    assert answer["model_version"] == scored["model_version"]
+    assert sample("leadscore_feedback_total", {"verdict": "disagree"}) >= 1
+    stored = writer.ledger().feedback_frame()
+    mine = stored[stored["lead_id"] == lead["lead_id"]]
+    assert len(mine) == 1 and mine["reason"].iloc[0] == "not_decision_maker"
+    assert mine["note"].iloc[0] == "intern"
+    erased = client.delete(f"/leads/{lead['lead_id']}", headers=AUTH).json()
+    assert erased["deleted"] == 2  # the score and the feedback
+    assert writer.ledger().feedback_frame().query("lead_id == @lead['lead_id']").empty
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"lead_id": "x", "verdict": "maybe", "reason": "other"}, "verdict"),
+        ({"lead_id": "x", "verdict": "agree", "reason": "vibes"}, "reason"),
+        ({"verdict": "agree", "reason": "other"}, "lead_id"),
+        ({"lead_id": "x", "verdict": "agree", "reason": "other", "mood": 3}, "mood"),
+        ({"lead_id": "never-scored-lead", "verdict": "agree", "reason": "other"}, "lead_id"),
+    ],
+)
+def test_bad_feedback_names_the_field(client: Any, body: dict[str, Any], field: str) -> None:
+    response = client.post("/feedback", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert field in {p["field"] for p in response.json()["problems"]}
