@@ -260,6 +260,27 @@ def _review_peer(d: Json) -> str:
     )
 
 
+def _lifecycle(d: Json) -> str:
+    added = d["added_vs_no_ledger"]
+    return (
+        "Single-lead /score with reasons, in process: the ledger adds "
+        f"**{added['ledger']['p99_ms']:+.2f} ms** p99, with a shadow challenger "
+        f"**{added['ledger_and_shadow']['p99_ms']:+.2f} ms** (p50 {added['ledger']['p50_ms']:+.2f} / "
+        f"{added['ledger_and_shadow']['p50_ms']:+.2f} ms)"
+    )
+
+
+def _lifecycle_peer(d: Json) -> str:
+    held = d["ledger"]
+    low, high = d["added_vs_no_ledger"]["ledger_and_shadow"].get("p99_ms_interval", [float("nan")] * 2)
+    return (
+        f"target <= {d['target_ms_p99']:g} ms p99 each ({'met' if d['met'] else 'missed'}; shadow p99 "
+        f"difference 95% CI {low:+.2f} to {high:+.2f} ms); the ledger held "
+        f"{held['scores']:,} of {held['expected_scores']:,} scores, {held['shadow_scores']:,} of "
+        f"{held['expected_shadow_scores']:,} shadow scores"
+    )
+
+
 def _open_leads(d: Json) -> str:
     every, young = d["by_age_band"]["all"], d["by_age_band"].get("0-30", {})
     ready = d["by_tier"].get("sales_ready", {})
@@ -390,6 +411,7 @@ ROWS = (
     Row("advice.json", _advice, _advice_peer),
     Row("funnel.json", _funnel, _funnel_peer),
     Row("funnel.json", _review, _review_peer),
+    Row("lifecycle.json", _lifecycle, _lifecycle_peer),
     Row("drift_level.json", _drift_level, _drift_level_peer),
     Row("backtest.json", _backtest, _backtest_peer),
     Row("backtest_drift.json", _backtest, _backtest_peer),

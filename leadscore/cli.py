@@ -387,6 +387,55 @@ def train(
 
 
 @app.command(rich_help_panel=MODEL)
+def retrain(
+    config: Annotated[Path | None, typer.Option(help="YAML job config (the train job's).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override, e.g. training_table=.leadscore/data/new.parquet"),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Allowed drop vs the champion (AUC, capture; added to the ECE slack).")
+    ] = 0.0,
+    force: Annotated[
+        bool, typer.Option(help="Name it challenger even if a gate check fails (shadow scores decide later).")
+    ] = False,
+) -> None:
+    """Retrain on the newest table, run the promotion gate and register a passing model as 'challenger'.
+
+    The service scores the challenger in shadow beside the champion (logged in the score ledger, never
+    returned); `leadscore shadow` compares them once outcomes mature, `leadscore promote` moves champion.
+    Exit 1 when the gate fails (no challenger named): a scheduler's signal.
+    """
+    from leadscore.training import registry
+    from leadscore.training.config import TrainConfig
+    from leadscore.training.train import TrainJob
+
+    cfg = _config(TrainConfig, config or CONFIG_DIR / "train.yaml", set_)
+    with console.status("retraining: LightGBM, calibration, baselines, MLflow"):
+        result = TrainJob(cfg).run()
+    if result.model_version is None:
+        _fail("the retrained model was not registered: nothing to name challenger")
+    decision = registry.nominate_challenger(
+        model_name=cfg.tracking.model_name,
+        version=str(result.model_version),
+        tolerance=tolerance,
+        force=force,
+    )
+    for check in decision.checks:
+        console.print(
+            ("  " if check.passed else "  [bold red]") + check.line() + ("" if check.passed else "[/]")
+        )
+    if decision.promoted:
+        console.print(
+            f"version {result.model_version} is the challenger ({decision.reason}): the service scores it in "
+            "shadow from its next reload"
+        )
+        return
+    console.print(f"version {result.model_version} registered, not a challenger: {decision.reason}")
+    raise typer.Exit(code=1)
+
+
+@app.command(rich_help_panel=MODEL)
 def tune(
     config: Annotated[Path | None, typer.Option(help="YAML train config to start from.")] = None,
     trials: Annotated[int, typer.Option(help="Optuna trials.")] = 30,
@@ -1139,10 +1188,16 @@ from leadscore.cli_change import register as register_why_changed  # noqa: E402 
 
 register_why_changed(app, panel=REPORTS)
 
-from leadscore.cli_ledger import feedback, forget, history  # noqa: E402  (cheap: SQLAlchemy imported when run)
+from leadscore.cli_ledger import (  # noqa: E402  (cheap: SQLAlchemy imported when run)
+    feedback,
+    forget,
+    history,
+    shadow,
+)
 
 app.command("history", rich_help_panel=REPORTS)(history)
 app.command("feedback", rich_help_panel=REPORTS)(feedback)
+app.command("shadow", rich_help_panel=MODEL)(shadow)
 
 from leadscore.cli_monitor import monitor  # noqa: E402  (cheap: the model and pandas load when run)
 

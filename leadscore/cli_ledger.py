@@ -141,6 +141,63 @@ def feedback(
     console.print(f"report: {out / 'feedback.md'}")
 
 
+def shadow(
+    table: Annotated[
+        Path, typer.Option(help="The newest export's training table (Parquet); its lead ledger is beside it.")
+    ] = Path(".leadscore/data/training_table.parquet"),
+    ledger_url: UrlOption = None,
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "leadscore",
+    tolerance: Annotated[float, typer.Option(help="Allowed drop vs the champion (as in promote).")] = 0.0,
+) -> None:
+    """Challenger vs champion on live traffic: their paired ledger scores against matured outcomes.
+
+    Exit 0 when every check passes (promote with `leadscore promote --version N`), 1 when one fails or
+    too few outcomes have matured.
+    """
+    import pandas as pd
+
+    from leadscore.features.build import read_table_metadata_if_any
+    from leadscore.features.training_table import lead_ledger_path
+    from leadscore.settings import in_state_dir
+    from leadscore.training.shadow import shadow_comparison
+
+    table = in_state_dir(table)
+    path = lead_ledger_path(table)
+    if not path.exists():
+        console.print(
+            f"[bold red]error:[/] no lead ledger beside {table}: rebuild it with `leadscore build-features`"
+        )
+        raise typer.Exit(2)
+    meta = read_table_metadata_if_any(table) or {}
+    horizon = int((meta.get("snapshot_policy") or {}).get("horizon_days") or 90)
+    until = pd.Timestamp(meta["observed_until"]) if meta.get("observed_until") else pd.Timestamp.now()
+    ledger = _open(ledger_url)
+    try:
+        scores = ledger.scores_frame(model_name=model_name, include_shadow=True)
+    finally:
+        ledger.close()
+    try:
+        result = shadow_comparison(
+            scores,
+            ledger=pd.read_parquet(path, columns=["lead_id", "converted_at"]),
+            until=until,
+            horizon_days=horizon,
+            tolerance=tolerance,
+        )
+    except ValueError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    console.print(result.note)
+    for check in result.checks:
+        console.print(
+            ("  " if check.passed else "  [bold red]") + check.line() + ("" if check.passed else "[/]")
+        )
+    if result.supports_promotion:
+        console.print(f"the live evidence supports promoting v{result.challenger_version}")
+        return
+    raise typer.Exit(code=1)
+
+
 if __name__ == "__main__":
     cli = typer.Typer(add_completion=False)
     cli.command("history")(history)

@@ -29,8 +29,10 @@ LEDGER_URL_ENV = "LEADSCORE_LEDGER_URL"
 LEDGER_FILE = "ledger.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "ledger_alembic_version"
-Source = Literal["score", "explain", "batch", "cli"]
-SOURCES: tuple[str, ...] = ("score", "explain", "batch", "cli")
+Source = Literal["score", "explain", "batch", "cli", "shadow"]
+SOURCES: tuple[str, ...] = ("score", "explain", "batch", "cli", "shadow")
+#: a challenger's score of a lead the champion scored, never returned to the caller
+SHADOW: Source = "shadow"
 Trend = Literal["improving", "steady", "declining"]
 #: A change of at least this many score points (0-100 scale) up is "improving", down "declining";
 #: anything smaller is "steady" (score noise between two close as-of times stays steady).
@@ -319,16 +321,18 @@ class Ledger:
             connection.execute(scores.insert(), [entry.row() for entry in entries])
         return len(entries)
 
-    def history(self, *, lead_id: str, limit: int | None = None) -> list[HistoryEntry]:
+    def history(
+        self, *, lead_id: str, limit: int | None = None, include_shadow: bool = False
+    ) -> list[HistoryEntry]:
         """The lead's scores in time order (as-of, then scored-at), each with the previous score, the
-        change in points and its :func:`trend_of`; ``limit`` keeps the newest ones."""
+        change in points and its :func:`trend_of`; ``limit`` keeps the newest ones. A challenger's
+        shadow scores (never shown to a rep) only with ``include_shadow``."""
         if limit is not None and limit < 1:
             raise LedgerError(f"limit: {limit} must be at least 1")
-        query = (
-            sa.select(scores)
-            .where(scores.c.lead_id == lead_id)
-            .order_by(scores.c.as_of, scores.c.scored_at, scores.c.id)
-        )
+        query = sa.select(scores).where(scores.c.lead_id == lead_id)
+        if not include_shadow:
+            query = query.where(scores.c.source != SHADOW)
+        query = query.order_by(scores.c.as_of, scores.c.scored_at, scores.c.id)
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
         history: list[HistoryEntry] = []
@@ -348,9 +352,12 @@ class Ledger:
             previous = entry.score
         return history[-limit:] if limit else history
 
-    def scores_frame(self, *, model_name: str | None = None, since: datetime | None = None) -> Any:
+    def scores_frame(
+        self, *, model_name: str | None = None, since: datetime | None = None, include_shadow: bool = False
+    ) -> Any:
         """Every score (of ``model_name``, as of ``since`` or later) as a pandas frame: lead_id, as_of,
-        scored_at, model_name, model_version, probability, score, tier, source."""
+        scored_at, model_name, model_version, probability, score, tier, source. Shadow scores (a
+        challenger's, never returned) only with ``include_shadow``."""
         import pandas as pd
 
         columns = [
@@ -369,6 +376,8 @@ class Ledger:
             query = query.where(scores.c.model_name == model_name)
         if since is not None:
             query = query.where(scores.c.as_of >= since)
+        if not include_shadow:
+            query = query.where(scores.c.source != SHADOW)
         with self.engine.connect() as connection:
             rows = connection.execute(query.order_by(scores.c.as_of, scores.c.id)).mappings().all()
         return pd.DataFrame(rows, columns=[c.name for c in columns])

@@ -27,6 +27,8 @@ CHAMPION = "champion"
 """The registry alias of the model the service scores with."""
 PREVIOUS = "previous"
 """The alias kept on the champion a promotion replaced (``leadscore rollback`` restores it)."""
+CHALLENGER = "challenger"
+"""The alias of a retrained model that passed the gate: the service scores it in shadow, never returns it."""
 
 #: Modules the model's parts were pickled from before they moved to this room: models logged by
 #: earlier versions still load.

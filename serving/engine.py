@@ -49,6 +49,7 @@ from leadscore.serving.store import (
     StoreUnavailable,
     _Bounded,
     check_store_exists,
+    lookup_challenger,
     lookup_model,
     store_fingerprint,
 )
@@ -91,6 +92,8 @@ class ModelHolder:
         self.problem: str | None = None
         self.uri = mlflow_tracking_uri()
         self._fingerprint = store_fingerprint(self.uri)
+        #: the 'challenger' alias's model, scored in shadow (never returned); None without one
+        self.shadow: LoadedModel | None = None
 
     @property
     def current(self) -> LoadedModel:
@@ -179,7 +182,41 @@ class ModelHolder:
         return loaded
 
     def reload(self) -> ReloadResponse:
-        """Load the resolved version if it is not the one serving (or the store was replaced); swap."""
+        """Load the resolved version if it is not the one serving (or the store was replaced); swap.
+        Then follow the ``challenger`` alias for shadow scoring."""
+        outcome = self._reload_champion()
+        if self.settings.shadow and self.settings.ledger:
+            self.refresh_shadow()
+        return outcome
+
+    def refresh_shadow(self) -> None:
+        """Load the ``challenger`` alias's model for shadow scoring, drop it when the alias is gone or
+        names the champion; a failure keeps the shadow as it was (shadow scores are never served)."""
+        name = self.settings.model_name
+        try:
+            resolved = self._bounded(lambda: lookup_challenger(name=name), f"model '{name}' challenger")
+        except Exception as error:
+            logger.warning("challenger lookup failed (%s); shadow scoring unchanged", type(error).__name__)
+            return
+        champion = self._current
+        if resolved is None or (champion is not None and resolved.version == champion.version):
+            if self.shadow is not None:
+                logger.info("no challenger: shadow scoring off")
+            self.shadow = None
+            return
+        shadow = self.shadow
+        if shadow is not None and (shadow.version, shadow.identity) == (resolved.version, resolved.identity):
+            return
+        try:
+            self.shadow = self.load(resolved)
+        except Exception as error:
+            logger.warning(
+                "challenger v%s not loaded (%s); shadow scoring unchanged", resolved.version, error
+            )
+            return
+        logger.info("scoring challenger version %s in shadow", resolved.version)
+
+    def _reload_champion(self) -> ReloadResponse:
         with self._reload_lock:
             previous = self._current
             resolved = self.resolve()

@@ -64,9 +64,19 @@ def _hashed(lead: RawLead, as_of: str) -> dict[str, Any]:
 
 
 def record(
-    writer: LedgerWriter | None, *, source: Source, pairs: Sequence[tuple[ScoredLead, RawLead]]
+    writer: LedgerWriter | None,
+    *,
+    source: Source,
+    pairs: Sequence[tuple[ScoredLead, RawLead]],
+    shadow: Any = None,
+    settings: Any = None,
 ) -> None:
-    """Hand the scored leads (open ones only) to the writer; entries are made on its thread."""
+    """Hand the scored leads (open ones only) to the writer; entries are made on its thread.
+
+    With ``shadow`` (the holder's challenger, a ``LoadedModel``) each lead is also scored by it as of
+    the champion's as-of, on the writer's thread (off the request path), and appended as source
+    ``shadow``: never returned. A lead the challenger cannot score is counted as dropped.
+    """
     if writer is None:
         return
     from leadscore.ledger.store import ScoreEntry
@@ -83,7 +93,30 @@ def record(
             )
 
         rows.append((scored.lead_id, make))
+        if shadow is not None and settings is not None:
+
+            def make_shadow(scored: ScoredLead = scored, lead: RawLead = lead) -> ScoreEntry:
+                return _shadow_entry(shadow, settings, lead=lead, as_of=scored.as_of, scored_at=now)
+
+            rows.append((scored.lead_id, make_shadow))
     writer.submit(rows)
+
+
+def _shadow_entry(
+    shadow: Any, settings: Any, *, lead: RawLead, as_of: str, scored_at: datetime
+) -> ScoreEntry:
+    """The challenger's score of ``lead`` as of the champion's ``as_of`` (the writer thread calls it)."""
+    from leadscore.ledger.store import SHADOW, ScoreEntry
+    from leadscore.serving.engine import score_request
+    from leadscore.serving.schemas import ScoreRequest
+
+    request = ScoreRequest.model_validate(
+        {"leads": [lead.model_dump(mode="json")], "as_of": as_of, "explain": False}
+    )
+    scored = score_request(shadow, request, settings).results[0]
+    return ScoreEntry.from_scored_lead(
+        scored, source=SHADOW, features=_hashed(lead, as_of), scored_at=scored_at
+    )
 
 
 def _json(status: int, body: bytes) -> Response:

@@ -238,7 +238,9 @@ class LeadScoringService:
         if isinstance(answer, ScoreResponse):
             metrics.observe_scores((r.score for r in answer.results), (r.tier for r in answer.results))
             pairs = list(zip(answer.results, request.leads, strict=False))  # results in request order
-            ledger_routes.record(self.ledger, source="score", pairs=pairs)
+            ledger_routes.record(
+                self.ledger, source="score", pairs=pairs, shadow=self.holder.shadow, settings=self.settings
+            )
         return answer  # type: ignore[return-value]  # BentoML sends a Response as is
 
     @bentoml.api(route="/score-records", input_spec=parsed_off_the_event_loop(RecordsRequest))

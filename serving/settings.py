@@ -38,6 +38,7 @@ REQUEST_TIMEOUT_ENV = "LEADSCORE_REQUEST_TIMEOUT_SECONDS"
 BATCH_NICENESS_ENV = "LEADSCORE_BATCH_NICENESS"
 BATCH_PROCESS_ENV = "LEADSCORE_BATCH_PROCESS"
 LEDGER_ENV = "LEADSCORE_LEDGER"
+SHADOW_ENV = "LEADSCORE_SHADOW"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -133,6 +134,7 @@ class ServingSettings:
     batch_niceness: int = DEFAULT_BATCH_NICENESS
     batch_process: bool = True  # large requests answered in a child process (batch_process.py)
     ledger: bool = True  # every /score and /explain result appended to the score ledger (ledger_routes.py)
+    shadow: bool = True  # the 'challenger' alias scored in shadow, off the request path, into the ledger
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -158,6 +160,7 @@ class ServingSettings:
             batch_niceness=_niceness(),
             batch_process=_switch(BATCH_PROCESS_ENV, default=True),
             ledger=_switch(LEDGER_ENV, default=True),
+            shadow=_switch(SHADOW_ENV, default=True),
         )
 
     def require_auth_configured(self) -> None:

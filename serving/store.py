@@ -94,6 +94,20 @@ class _Bounded:
         return box["value"]  # type: ignore[no-any-return]
 
 
+def lookup_challenger(*, name: str) -> Resolved | None:
+    """The ``challenger`` alias's version and identity, or None when the model has none."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = mlflow.MlflowClient().get_model_version_by_alias(name, "challenger")
+    except MlflowException as error:
+        if getattr(error, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    return Resolved(str(found.version), f"{found.run_id}:{found.creation_timestamp}")
+
+
 def lookup_model(*, name: str, pinned: str | None) -> Resolved:
     """The version to serve (the pinned one, or the champion alias's) and its registration identity."""
     import mlflow

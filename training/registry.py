@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from leadscore.model.scoring_model import LeadScoringModel
 from leadscore.model.store import (
+    CHALLENGER,
     CHAMPION,
     PREVIOUS,
     TEST_FEATURES_ARTIFACT,
@@ -225,6 +226,7 @@ def promote(
     force: bool = False,
     tolerance: float = 0.0,
     n_boot: int = 200,
+    move_aliases: bool = True,
 ) -> PromotionDecision:
     """Move the champion alias to ``version`` (default: latest) only if the evidence supports it.
 
@@ -234,6 +236,7 @@ def promote(
     rows (bootstrap 95% intervals of the paired differences). The champion is scored by its own
     logged held-out scores where it has them, else by the registered champion on rows newer than
     its data. ``force`` promotes anyway. The old champion keeps the ``previous`` alias for rollback.
+    ``move_aliases=False`` judges only (``leadscore retrain`` names a passing candidate ``challenger``).
     """
     client = mlflow.MlflowClient()
     if version is None:
@@ -323,9 +326,10 @@ def promote(
             f"{why} (use --force to promote anyway)" + "".join(f"; {n}" for n in notes),
             tuple(checks),
         )
-    if current is not None:
-        client.set_registered_model_alias(model_name, PREVIOUS, current)
-    client.set_registered_model_alias(model_name, CHAMPION, version)
+    if move_aliases:
+        if current is not None:
+            client.set_registered_model_alias(model_name, PREVIOUS, current)
+        client.set_registered_model_alias(model_name, CHAMPION, version)
     if failed or mismatch:
         problems = [f"not comparable with champion v{current}: {mismatch}"] if mismatch else []
         problems += [f"{len(failed)} gate check(s) failed"] if failed else []
@@ -395,3 +399,16 @@ def rollback(*, model_name: str) -> str:
 
 def auc_or_nan(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def nominate_challenger(
+    *, model_name: str, version: str, tolerance: float = 0.0, force: bool = False
+) -> PromotionDecision:
+    """Run the promotion gate on ``version`` without moving the champion; when it passes (or with
+    ``force``), point the ``challenger`` alias at it (the service then scores it in shadow)."""
+    decision = promote(
+        model_name=model_name, version=version, tolerance=tolerance, force=force, move_aliases=False
+    )
+    if decision.promoted:
+        mlflow.MlflowClient().set_registered_model_alias(model_name, CHALLENGER, version)
+    return decision

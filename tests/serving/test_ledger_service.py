@@ -136,3 +136,45 @@ def test_bad_feedback_names_the_field(client: Any, body: dict[str, Any], field: 
     response = client.post("/feedback", json=body, headers=AUTH)
     assert response.status_code == 422, response.text
     assert field in {p["field"] for p in response.json()["problems"]}
+
+
+def test_a_challenger_is_scored_in_shadow_never_returned(
+    client: Any, writer: Any, trained_model: TrainedModel
+) -> None:
+    import mlflow
+
+    from leadscore.serving import state
+
+    mlflow_client = mlflow.MlflowClient()
+    champion = mlflow_client.get_model_version_by_alias("leadscore", "champion")
+    # the same run registered again: a second version to play the challenger
+    challenger = mlflow.register_model(f"models:/leadscore/{champion.version}", "leadscore").version
+    holder = state.HOLDER
+    try:
+        mlflow_client.set_registered_model_alias("leadscore", "challenger", challenger)
+        holder.refresh_shadow()
+        assert holder.shadow is not None and holder.shadow.version == str(challenger)
+        lead = fresh_lead(trained_model, 4)
+        response = client.post("/score", json={"leads": [lead]}, headers=AUTH)
+        assert response.status_code == 200
+        returned = response.json()["results"][0]
+        assert returned["model_version"] == str(champion.version)  # the champion answers
+        assert writer.flush(timeout=20)
+        rows = writer.ledger().scores_frame(include_shadow=True)
+        mine = rows[rows["lead_id"] == lead["lead_id"]].set_index("source")
+        assert set(mine.index) == {"score", "shadow"}
+        assert mine.loc["shadow", "model_version"] == str(challenger)
+        assert mine.loc["shadow", "as_of"] == mine.loc["score", "as_of"]  # the same moment, scored twice
+        same_model = pytest.approx(mine.loc["score", "probability"], abs=1e-9)  # the same model here
+        assert mine.loc["shadow", "probability"] == same_model
+        served = writer.ledger().scores_frame()
+        assert set(served.loc[served["lead_id"] == lead["lead_id"], "source"]) == {
+            "score"
+        }  # shadow kept apart
+        history = client.get(f"/leads/{lead['lead_id']}/history", headers=AUTH).json()["history"]
+        assert {row["source"] for row in history} == {"score"}  # a rep's history: the champion's scores
+    finally:
+        mlflow_client.delete_registered_model_alias("leadscore", "challenger")
+        holder.refresh_shadow()
+        mlflow_client.delete_model_version("leadscore", challenger)
+    assert holder.shadow is None
