@@ -8,7 +8,7 @@ Plain typer-style functions, registered in :mod:`leadscore.cli` as ``leadscore h
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -95,6 +95,25 @@ def forget(lead_id: LeadIdOption, ledger_url: UrlOption = None) -> None:
     console.print(f"deleted {deleted} ledger row(s) of lead {lead_id!r}")
 
 
+def _outcomes(table: Path) -> tuple[Any, Any, int]:
+    """The lead ledger beside ``table`` (lead_id, converted_at), the export's last date and its horizon."""
+    import pandas as pd
+
+    from leadscore.features.build import read_table_metadata_if_any
+    from leadscore.features.training_table import lead_ledger_path
+
+    path = lead_ledger_path(table)
+    if not path.exists():
+        console.print(
+            f"[bold red]error:[/] no lead ledger beside {table}: rebuild it with `leadscore build-features`"
+        )
+        raise typer.Exit(2)
+    meta = read_table_metadata_if_any(table) or {}
+    horizon = int((meta.get("snapshot_policy") or {}).get("horizon_days") or 90)
+    until = pd.Timestamp(meta["observed_until"]) if meta.get("observed_until") else pd.Timestamp.now()
+    return pd.read_parquet(path, columns=["lead_id", "converted_at"]), until, horizon
+
+
 def feedback(
     table: Annotated[
         Path, typer.Option(help="The newest export's training table (Parquet); its lead ledger is beside it.")
@@ -106,24 +125,12 @@ def feedback(
     ),
 ) -> None:
     """When reps were right and when the model was: their verdicts against outcomes that have matured."""
-    import pandas as pd
 
-    from leadscore.features.build import read_table_metadata_if_any
-    from leadscore.features.training_table import lead_ledger_path
     from leadscore.settings import in_state_dir
     from leadscore.training.feedback import feedback_report
 
-    table, out = in_state_dir(table), in_state_dir(out)
-    path = lead_ledger_path(table)
-    if not path.exists():
-        console.print(
-            f"[bold red]error:[/] no lead ledger beside {table}: rebuild it with `leadscore build-features`"
-        )
-        raise typer.Exit(2)
-    meta = read_table_metadata_if_any(table) or {}
-    horizon = int((meta.get("snapshot_policy") or {}).get("horizon_days") or 90)
-    leads = pd.read_parquet(path, columns=["lead_id", "converted_at", "created_at"])
-    until = pd.Timestamp(meta["observed_until"]) if meta.get("observed_until") else pd.Timestamp.now()
+    out = in_state_dir(out)
+    leads, until, horizon = _outcomes(in_state_dir(table))
     ledger = _open(ledger_url)
     try:
         verdicts = ledger.feedback_frame(model_name=model_name)
@@ -154,23 +161,11 @@ def shadow(
     Exit 0 when every check passes (promote with `leadscore promote --version N`), 1 when one fails or
     too few outcomes have matured.
     """
-    import pandas as pd
 
-    from leadscore.features.build import read_table_metadata_if_any
-    from leadscore.features.training_table import lead_ledger_path
     from leadscore.settings import in_state_dir
     from leadscore.training.shadow import shadow_comparison
 
-    table = in_state_dir(table)
-    path = lead_ledger_path(table)
-    if not path.exists():
-        console.print(
-            f"[bold red]error:[/] no lead ledger beside {table}: rebuild it with `leadscore build-features`"
-        )
-        raise typer.Exit(2)
-    meta = read_table_metadata_if_any(table) or {}
-    horizon = int((meta.get("snapshot_policy") or {}).get("horizon_days") or 90)
-    until = pd.Timestamp(meta["observed_until"]) if meta.get("observed_until") else pd.Timestamp.now()
+    leads, until, horizon = _outcomes(in_state_dir(table))
     ledger = _open(ledger_url)
     try:
         scores = ledger.scores_frame(model_name=model_name, include_shadow=True)
@@ -179,7 +174,7 @@ def shadow(
     try:
         result = shadow_comparison(
             scores,
-            ledger=pd.read_parquet(path, columns=["lead_id", "converted_at"]),
+            ledger=leads,
             until=until,
             horizon_days=horizon,
             tolerance=tolerance,
