@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 MIN_COHORT_ROWS = 50
 """Fewest rows a cohort needs for its estimates (smaller cohorts are listed, flagged, not estimated)."""
 MIN_REALISED_OUTCOMES = 10
+#: below this expected ROC AUC the scores separate too little for EM to find a base rate: it drifts to a
+#: bound (any prior explains scores that do not separate), so none is reported
+MIN_EM_ROC_AUC = 0.6
 """Fewest conversions and non-conversions a matured cohort needs for a realised AUC."""
 AUC_DROP_ALERT = 0.05
 """An estimated or realised ROC AUC this far below the model's own test AUC raises an alert."""
@@ -144,8 +147,11 @@ def cohort_table(
         row["recalibrated_on"] = mapping.rows if mapping is not None else 0
         row["calibration_slope"] = mapping.slope if mapping is not None else float("nan")
         if not row["too_few"]:
-            row["estimated_base_rate"] = em_prior(p, trained_prior=trained_prior)
             row["estimated_roc_auc"] = expected_roc_auc(q)
+            estimate = em_prior(p, trained_prior=trained_prior)
+            # a weakly separating model lets EM run to a bound: say so rather than print 0% or 100%
+            settled = row["estimated_roc_auc"] >= MIN_EM_ROC_AUC and 0.1 * p.mean() < estimate < 1 - 1e-3
+            row["estimated_base_rate"] = estimate if settled else float("nan")
             row["estimated_precision_sql"] = expected_precision(q[p >= threshold], threshold=0.0)
         row["sql_share"] = float(np.mean(p >= threshold))
         y = labels.loc[part.index].to_numpy(dtype=float)[known]
@@ -335,7 +341,9 @@ class MonitorJob:
             f"{self.reference_auc:.3f}. "
             "Estimates read the calibrated probabilities alone (expected conversions p, non-conversions "
             "1 - p), recalibrated on the matured rows of earlier cohorts where there are enough "
-            "(`recalibrated_on`); realised values appear once a cohort's labels have matured.",
+            "(`recalibrated_on`); realised values appear once a cohort's labels have matured. The EM "
+            "base rate is left empty where the scores separate too little (estimated ROC AUC below "
+            f"{MIN_EM_ROC_AUC}) or EM ran to a bound: then any base rate explains the scores.",
             "",
             f"**{'ALERTS' if alerts else 'No alerts'}**" + (":" if alerts else "."),
             *(f"- {a}" for a in alerts),

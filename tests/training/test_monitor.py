@@ -154,3 +154,16 @@ def test_the_monitor_report_renders_in_headless_chromium(
     ink = sum(1 for r, g, b in pixels if r + g + b < 600)
     assert ink > 0.01 * len(pixels), "the screenshot is (nearly) blank"
     assert _near(pixels, (0x1F, 0x77, 0xB4)) > 50, "no estimated-AUC line (matplotlib's first colour) drawn"
+
+
+def test_scores_that_do_not_separate_get_no_label_free_base_rate() -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "as_of": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 90, 3_000), unit="D"),
+            "probability": rng.uniform(0.07, 0.09, 3_000),  # every lead alike: nothing to separate
+        }
+    )
+    cohorts = cohort_table(frame, threshold=0.3, trained_prior=0.12)
+    assert (cohorts["estimated_roc_auc"] < 0.6).all()
+    assert cohorts["estimated_base_rate"].isna().all()  # not the 0% EM would drift to
