@@ -83,9 +83,13 @@ def record(
 
     now = datetime.now(UTC)
     rows: list[Pending] = []
-    for scored, lead in pairs:
-        if scored.score is None or scored.lead_id != lead.lead_id:
-            continue
+    kept = [
+        (scored, lead)
+        for scored, lead in pairs
+        if scored.score is not None and scored.lead_id == lead.lead_id
+    ]
+    batch = _ShadowBatch(shadow, settings, kept, scored_at=now) if shadow is not None and settings else None
+    for index, (scored, lead) in enumerate(kept):
 
         def make(scored: ScoredLead = scored, lead: RawLead = lead) -> ScoreEntry:
             return ScoreEntry.from_scored_lead(
@@ -93,30 +97,46 @@ def record(
             )
 
         rows.append((scored.lead_id, make))
-        if shadow is not None and settings is not None:
-
-            def make_shadow(scored: ScoredLead = scored, lead: RawLead = lead) -> ScoreEntry:
-                return _shadow_entry(shadow, settings, lead=lead, as_of=scored.as_of, scored_at=now)
-
-            rows.append((scored.lead_id, make_shadow))
+        if batch is not None:
+            rows.append((scored.lead_id, lambda index=index: batch.entry(index)))  # type: ignore[misc]
     writer.submit(rows)
 
 
-def _shadow_entry(
-    shadow: Any, settings: Any, *, lead: RawLead, as_of: str, scored_at: datetime
-) -> ScoreEntry:
-    """The challenger's score of ``lead`` as of the champion's ``as_of`` (the writer thread calls it)."""
-    from leadscore.ledger.store import SHADOW, ScoreEntry
-    from leadscore.serving.engine import score_request
-    from leadscore.serving.schemas import ScoreRequest
+class _ShadowBatch:
+    """The challenger's scores of one request's leads, each as of the champion's as-of: computed in one
+    model call when the writer thread makes the first of them (lead by lead if that call fails, so one
+    lead the challenger cannot score is the only one dropped)."""
 
-    request = ScoreRequest.model_validate(
-        {"leads": [lead.model_dump(mode="json")], "as_of": as_of, "explain": False}
-    )
-    scored = score_request(shadow, request, settings).results[0]
-    return ScoreEntry.from_scored_lead(
-        scored, source=SHADOW, features=_hashed(lead, as_of), scored_at=scored_at
-    )
+    def __init__(
+        self, shadow: Any, settings: Any, pairs: Sequence[tuple[ScoredLead, RawLead]], *, scored_at: datetime
+    ) -> None:
+        self.shadow, self.settings, self.scored_at = shadow, settings, scored_at
+        self.leads = [(lead, scored.as_of) for scored, lead in pairs]
+        self._results: list[Any] | None = None
+
+    def _score(self, leads: Sequence[tuple[RawLead, str]]) -> list[Any]:
+        from leadscore.serving.engine import score_request
+        from leadscore.serving.schemas import ScoreRequest
+
+        body = [dict(lead.model_dump(mode="json"), as_of=as_of) for lead, as_of in leads]
+        request = ScoreRequest.model_validate({"leads": body, "explain": False})
+        return list(score_request(self.shadow, request, self.settings).results)
+
+    def entry(self, index: int) -> ScoreEntry:
+        from leadscore.ledger.store import SHADOW, ScoreEntry
+
+        if self._results is None:
+            try:
+                self._results = self._score(self.leads)
+            except Exception:
+                self._results = [None] * len(self.leads)
+        scored = self._results[index]
+        lead, as_of = self.leads[index]
+        if scored is None:  # the batch call failed: this lead alone (raises if it cannot be scored)
+            scored = self._score([(lead, as_of)])[0]
+        return ScoreEntry.from_scored_lead(
+            scored, source=SHADOW, features=_hashed(lead, as_of), scored_at=self.scored_at
+        )
 
 
 def _json(status: int, body: bytes) -> Response:

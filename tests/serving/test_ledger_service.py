@@ -173,6 +173,13 @@ def test_a_challenger_is_scored_in_shadow_never_returned(
         }  # shadow kept apart
         history = client.get(f"/leads/{lead['lead_id']}/history", headers=AUTH).json()["history"]
         assert {row["source"] for row in history} == {"score"}  # a rep's history: the champion's scores
+        batch = [fresh_lead(trained_model, i) for i in (5, 6, 7)]  # one request: one challenger call
+        assert client.post("/score", json={"leads": batch}, headers=AUTH).status_code == 200
+        assert writer.flush(timeout=20)
+        rows = writer.ledger().scores_frame(include_shadow=True)
+        for one in batch:
+            sources = rows.loc[rows["lead_id"] == one["lead_id"], "source"].tolist()
+            assert sorted(sources) == ["score", "shadow"], one["lead_id"]
     finally:
         mlflow_client.delete_registered_model_alias("leadscore", "challenger")
         holder.refresh_shadow()
