@@ -15,7 +15,7 @@ negative with confidence, and "no evidence" otherwise; every tier gets a line co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -170,6 +170,17 @@ class ContactEffect:
                 recent |= days <= self.follow_up_days  # NaN (never) compares False
         return recent & (np.nan_to_num(touches, nan=0.0) == 0)
 
+    def row_applies(self, row: Mapping[str, object]) -> bool:
+        """:meth:`applies` for one feature row (the single-lead fast path: no frame for leads it skips)."""
+        touches = row.get("sales_touches_total")
+        if touches is not None and touches == touches and float(touches) != 0:  # type: ignore[arg-type]
+            return False
+        for name in self.hand_raise_columns:
+            days = row.get(name)
+            if days is not None and days == days and float(days) <= self.follow_up_days:  # type: ignore[arg-type]
+                return True
+        return False
+
     def estimated_effect(self, features: pd.DataFrame) -> np.ndarray:
         """The final stage's estimated effect per lead (only its band is shown: it is noisy alone)."""
         encoded = self.encoder.transform(features.loc[:, list(self.feature_names)])
@@ -260,16 +271,17 @@ def _first_contact(tier: Tier, contact: ContactAdvice | None) -> str:
     """The line for a lead nobody has contacted yet, consistent with its tier and the evidence."""
     if contact is not None and contact.verdict is ContactVerdict.HURTS:
         return (
-            f"Hold off contacting: early contact put leads like this off ({contact.evidence()}); "
+            "Hold off contacting: early contact is estimated to put leads like this off "
+            f"({contact.evidence()}); "
             "keep nurturing until it asks for more."
         )
     if contact is not None and contact.verdict is ContactVerdict.HELPS:
         if tier is Tier.SALES_READY:
-            helped = f"following up helped ({contact.evidence()})"
+            helped = f"following up is estimated to help ({contact.evidence()})"
             return f"Sales-ready and not contacted yet: reach out now; {helped}."
         return (
-            "Not sales-ready, but following up a fresh hand-raise helped leads like this: a short call is "
-            f"worth it ({contact.evidence()})."
+            "Not sales-ready, but following up a fresh hand-raise is estimated to help leads like this: "
+            f"a short call is worth it ({contact.evidence()})."
         )
     why = f"no evidence that contacting now helps ({contact.evidence()})" if contact else _NO_ESTIMATE
     if tier is Tier.SALES_READY:

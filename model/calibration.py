@@ -230,6 +230,40 @@ def em_prior(
     return estimate
 
 
+def expected_roc_auc(probability: np.ndarray) -> float:
+    """The ROC AUC expected if ``probability`` is calibrated (each lead counts ``p`` positive and ``1 - p``
+    negative; tied probabilities share their pairs half and half)."""
+    p = np.asarray(probability, dtype=np.float64)
+    if len(p) < 2:
+        return float("nan")
+    values, inverse = np.unique(p, return_inverse=True)
+    positives = np.bincount(inverse, weights=p, minlength=len(values))
+    negatives = np.bincount(inverse, weights=1.0 - p, minlength=len(values))
+    own = np.bincount(inverse, weights=p * (1.0 - p), minlength=len(values))  # a lead with itself: no pair
+    below = np.cumsum(negatives) - negatives  # negatives at strictly lower probabilities
+    pairs = float(positives.sum() * negatives.sum() - own.sum())
+    if pairs <= 0:
+        return float("nan")
+    ties = 0.5 * (positives * negatives - own)
+    return float((np.sum(positives * below) + np.sum(ties)) / pairs)
+
+
+#: below this expected ROC AUC the scores separate too little for EM to find a base rate: it drifts to a
+#: bound (any prior explains scores that do not separate)
+MIN_EM_ROC_AUC = 0.6
+
+
+def em_prior_settled(probability: np.ndarray, *, trained_prior: float) -> float:
+    """:func:`em_prior` where it can be trusted, else NaN: the scores must separate (expected ROC AUC of
+    at least :data:`MIN_EM_ROC_AUC`) and EM must not have run to a bound (below a tenth of the mean
+    probability, or to 1). What users read (monitor, the model card, ``/metrics``) goes through here."""
+    p = np.asarray(probability, dtype=np.float64)
+    if len(p) == 0 or not expected_roc_auc(p) >= MIN_EM_ROC_AUC:
+        return float("nan")
+    estimate = em_prior(p, trained_prior=trained_prior)
+    return estimate if 0.1 * float(p.mean()) < estimate < 1 - 1e-3 else float("nan")
+
+
 def prior_shift_logit(*, trained_prior: float, new_prior: float) -> float:
     """The log-odds shift that moves posteriors from ``trained_prior`` to ``new_prior`` (Bayes' rule)."""
     a = min(max(trained_prior, 1e-6), 1 - 1e-6)

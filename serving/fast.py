@@ -333,7 +333,8 @@ class FastScorer:
     def contact_advice_rows(self, rows: Sequence[Mapping[str, object]]) -> Sequence[ContactAdvice | None]:
         """The model's own :meth:`~LeadScoringModel.contact_advice` on feature rows (no frame when it has
         no effect to read)."""
-        if self.model.contact_effect is None:
+        effect = self.model.contact_effect
+        if effect is None or not any(effect.row_applies(row) for row in rows):
             return [None] * len(rows)
         return self.model.contact_advice(pd.DataFrame.from_records(list(rows), columns=list(self.names)))
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.model.calibration import em_prior
+from leadscore.model.calibration import MIN_EM_ROC_AUC, em_prior_settled, expected_roc_auc
 from leadscore.model.scoring_model import LeadScoringModel
 from leadscore.training import evaluation
 from leadscore.training.drift import PSI_MAJOR, DriftReport, drift_report, population_stability
@@ -37,33 +37,12 @@ log = logging.getLogger(__name__)
 MIN_COHORT_ROWS = 50
 """Fewest rows a cohort needs for its estimates (smaller cohorts are listed, flagged, not estimated)."""
 MIN_REALISED_OUTCOMES = 10
-#: below this expected ROC AUC the scores separate too little for EM to find a base rate: it drifts to a
-#: bound (any prior explains scores that do not separate), so none is reported
-MIN_EM_ROC_AUC = 0.6
 """Fewest conversions and non-conversions a matured cohort needs for a realised AUC."""
 AUC_DROP_ALERT = 0.05
 """An estimated or realised ROC AUC this far below the model's own test AUC raises an alert."""
 SCORE_PSI_ALERT = PSI_MAJOR
 CALIBRATION_Z_ALERT = 3.0
 """A matured cohort whose conversions sit this many binomial standard errors from the predicted ones."""
-
-
-def expected_roc_auc(probability: np.ndarray) -> float:
-    """The ROC AUC expected if ``probability`` is calibrated (each lead counts ``p`` positive and ``1 - p``
-    negative; tied probabilities share their pairs half and half)."""
-    p = np.asarray(probability, dtype=np.float64)
-    if len(p) < 2:
-        return float("nan")
-    values, inverse = np.unique(p, return_inverse=True)
-    positives = np.bincount(inverse, weights=p, minlength=len(values))
-    negatives = np.bincount(inverse, weights=1.0 - p, minlength=len(values))
-    own = np.bincount(inverse, weights=p * (1.0 - p), minlength=len(values))  # a lead with itself: no pair
-    below = np.cumsum(negatives) - negatives  # negatives at strictly lower probabilities
-    pairs = float(positives.sum() * negatives.sum() - own.sum())
-    if pairs <= 0:
-        return float("nan")
-    ties = 0.5 * (positives * negatives - own)
-    return float((np.sum(positives * below) + np.sum(ties)) / pairs)
 
 
 def expected_precision(probability: np.ndarray, *, threshold: float) -> float:
@@ -148,10 +127,7 @@ def cohort_table(
         row["calibration_slope"] = mapping.slope if mapping is not None else float("nan")
         if not row["too_few"]:
             row["estimated_roc_auc"] = expected_roc_auc(q)
-            estimate = em_prior(p, trained_prior=trained_prior)
-            # a weakly separating model lets EM run to a bound: say so rather than print 0% or 100%
-            settled = row["estimated_roc_auc"] >= MIN_EM_ROC_AUC and 0.1 * p.mean() < estimate < 1 - 1e-3
-            row["estimated_base_rate"] = estimate if settled else float("nan")
+            row["estimated_base_rate"] = em_prior_settled(p, trained_prior=trained_prior)
             row["estimated_precision_sql"] = expected_precision(q[p >= threshold], threshold=0.0)
         row["sql_share"] = float(np.mean(p >= threshold))
         y = labels.loc[part.index].to_numpy(dtype=float)[known]

@@ -44,6 +44,7 @@ from leadscore.model.calibration import (
     PriorShiftedCalibrator,
     em_prior,
     em_prior_interval,
+    em_prior_settled,
     fit_calibrator,
     intercept_shift,
     prior_logit,
@@ -1183,7 +1184,9 @@ class TrainJob:
             return None
         level = float(np.mean(model.predict_proba_features(reference)))
         p_open = model.predict_proba_features(open_rows)
-        estimate = em_prior(p_open, trained_prior=level)
+        estimate = em_prior_settled(p_open, trained_prior=level)
+        if not np.isfinite(estimate):  # the scores separate too little: no label-free base rate
+            return None
         low, high = em_prior_interval(p_open, trained_prior=level, seed=self.config.seed)
         return {
             "estimate": estimate,

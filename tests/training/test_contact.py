@@ -120,6 +120,9 @@ def test_a_strong_effect_is_found_in_both_directions(strong) -> None:  # type: i
     assert touched is None  # already contacted: the cadence speaks, not the first-contact effect
     stale = rows.assign(days_since_form_fill=30.0)
     assert effect.advice(stale) == [None, None, None]  # not the decision the units measured
+    for frame in (rows, stale):  # the fast path's one-row check agrees with the frame's
+        records = frame.astype(object).to_dict(orient="records")
+        assert [effect.row_applies(r) for r in records] == effect.applies(frame).tolist()
 
 
 def test_no_effect_is_reported_as_no_evidence_in_nearly_every_export() -> None:

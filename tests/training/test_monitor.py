@@ -167,3 +167,8 @@ def test_scores_that_do_not_separate_get_no_label_free_base_rate() -> None:
     cohorts = cohort_table(frame, threshold=0.3, trained_prior=0.12)
     assert (cohorts["estimated_roc_auc"] < 0.6).all()
     assert cohorts["estimated_base_rate"].isna().all()  # not the 0% EM would drift to
+    from leadscore.model.calibration import em_prior, em_prior_settled
+
+    p = frame["probability"].to_numpy()
+    assert em_prior(p, trained_prior=0.12) < 0.01  # what EM alone says: it ran to the bound
+    assert np.isnan(em_prior_settled(p, trained_prior=0.12))
